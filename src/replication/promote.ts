@@ -74,6 +74,19 @@ export async function fenceOldPrimary(store: Store): Promise<FenceAnswer> {
 }
 
 /**
+ * The fenced old primary's last seq when it holds records past this store's newest and the ones
+ * this store holds are its own, so waiting for (or fetching) the rest is worth it; else undefined.
+ * Not when the records differ: put back to an older image, the old primary refuses this replica as
+ * diverged, and waiting would only wait out the limit. The one condition of both ways to follow:
+ * ReplicaHandle.promote waits on its live session, promoteStore catches up by a session of its own.
+ */
+export async function worthFollowing(store: Store, answer: FenceAnswer): Promise<number | undefined> {
+  const { lastSeq, history } = answer;
+  if (lastSeq === undefined || lastSeq <= store.changes.lastSeq) return undefined;
+  return await sameRecords(store.replication().journal, store.changes.firstSeq, store.changes.lastSeq, history) ? lastSeq : undefined;
+}
+
+/**
  * Promotes a replica store (its replication must be stopped: ReplicaHandle.promote does that).
  * `fenced`: the old primary's answer to fenceOldPrimary, when it was asked already.
  */
@@ -89,10 +102,9 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   const epoch = role.epoch + 1;
   // fenced first: once it answers, nothing more commits there, and its last seq is final
   const oldPrimary = fenced ?? (role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false });
-  // (not an old primary whose records are not this store's: put back to an older image, it refuses the replica as diverged)
-  if (role.primary && role.keyFile && oldPrimary.lastSeq !== undefined && oldPrimary.lastSeq > store.changes.lastSeq
-    && await sameRecords(control.journal, store.changes.firstSeq, store.changes.lastSeq, oldPrimary.history)) {
-    await catchUp(store, role.primary, role.keyFile, oldPrimary.lastSeq, log);
+  if (role.primary && role.keyFile) {
+    const followTo = await worthFollowing(store, oldPrimary);
+    if (followTo !== undefined) await catchUp(store, role.primary, role.keyFile, followTo, log);
   }
   const heldSeq = store.changes.lastSeq;
   const keep = oldPrimary.lastSeq !== undefined && await holdsHistory(control.journal, store.changes.firstSeq, heldSeq, oldPrimary.lastSeq, oldPrimary.history);

@@ -20,8 +20,7 @@ import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/r
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
-import { fenceOldPrimary, promoteStore, type PromoteResult } from './promote.js';
-import { sameRecords } from './history.js';
+import { fenceOldPrimary, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
@@ -106,12 +105,8 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
       // before the fence are on their way here, and held, they prove no reader there saw a uid this
       // store lacks (a planned switchover under mail keeps every uidValidity; docs/REPLICATION.md)
       const fenced = await fenceOldPrimary(store);
-      // (not when the records it holds differ from the old primary's: put back to an older image, it
-      // refuses this replica as diverged, and waiting would only wait out the limit)
-      if (fenced.lastSeq !== undefined && fenced.lastSeq > store.changes.lastSeq
-        && await sameRecords(store.replication().journal, store.changes.firstSeq, store.changes.lastSeq, fenced.history)) {
-        await replica.received(fenced.lastSeq, limits.promoteCatchUpMs);
-      }
+      const followTo = await worthFollowing(store, fenced);
+      if (followTo !== undefined) await replica.received(followTo, limits.promoteCatchUpMs);
       await replica.stop();
       await replica.closePending();
       await listener?.close();

@@ -411,5 +411,6 @@ function cliJson(args: string[]): Promise<{ snapshot: string; parent?: string; f
   const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });
-  return new Promise((done, fail) => child.on('exit', (code) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`exit ${code}`)))));
+  // 'close', not 'exit': the exit can be heard before the last of stdout, and half a JSON fails to parse
+  return new Promise((done, fail) => child.on('close', (code) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`exit ${code}`)))));
 }

@@ -58,10 +58,16 @@ describe('killed', () => {
       let out = '', err = '';
       child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
       child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-      return { child, out: () => out, err: () => err, exited: new Promise((resolve) => child.on('exit', resolve)) };
+      // 'close', not 'exit': a child's exit can be heard before the last of its output (at load 17,
+      // a writer's UNAVAILABLE line was not read yet, and the test failed on '')
+      let gone = false;
+      child.on('close', () => { gone = true; });
+      return { child, out: () => out, err: () => err, gone: () => gone, exited: new Promise((resolve) => child.on('close', resolve)) };
     });
-    // Killed once every writer has had appends acknowledged (node starts slowly on a busy machine).
-    for (let waited = 0; writers.some((w) => w.out().split('\n').length < 20) && waited < 20_000; waited += 50) await sleep(50);
+    // Killed once every writer has had appends acknowledged: node starts slowly on a busy machine,
+    // and 20 s (before) ran out at load 20 with a writer still starting; now as long as the test's
+    // timeout allows. A writer that ended first fails below with what it said.
+    for (let waited = 0; writers.some((w) => w.out().split('\n').length < 20 && !w.gone()) && waited < 100_000; waited += 50) await sleep(50);
     daemon.child.kill('SIGKILL');
     await daemon.exited;
     await Promise.all(writers.map((w) => w.exited));

@@ -11,12 +11,12 @@ import { startLmtp } from '../../src/daemon/lmtp.js';
 import { Logger } from '../../src/daemon/log.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { logEvents } from '../helpers/log-events.js';
 import { converse } from './lmtp-client.js';
 import { daemonLimits } from '../../src/limits.js';
 import { requireBuilt, tempDir } from '../cli/helpers.js';
 
-const events = (path: string): string[] =>
-  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event) : [];
+const events = (path: string): string[] => logEvents(path).map((line) => String(line.event));
 
 /** Waits until the file holds `count` lines (the stream writes in the background), at most 2 s. */
 async function lines(path: string, count: number): Promise<string[]> {

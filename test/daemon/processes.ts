@@ -42,14 +42,16 @@ export async function serve(store: string, args: string[] = [], options: { openF
   const child = spawn(command[0], command.slice(1), { env: { ...process.env, MAILSTORE_DIR: store, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the exit can be heard before the last of stderr, which tests read after it
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const at = args.indexOf('--socket');
   const socket = at >= 0 ? args[at + 1] : join(store, 'run', 'mailstore.sock');
   // Until the socket accepts a connection, not until the file exists: a killed daemon's socket file
   // is still there while its successor starts (a connect then is refused, and a SIGTERM can reach the
   // new daemon before it handles signals).
   for (let waited = 0; !(existsSync(socket) && await accepts(socket)); waited += 50) {
-    if (waited > 20_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
+    // (60 s: node and the store's open take many times their idle time at load 20)
+    if (waited > 60_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
     await sleep(50);
   }
   return { child, stderr: () => stderr, exited };

@@ -9,8 +9,7 @@ import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
-import { keyFile, logicalState, msg, quiet, samePacks, until, closeReplication } from './helpers.js';
+import { keyFile, logicalState, msg, quiet, pairBehindProxy, samePacks, until } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
 
@@ -79,14 +78,8 @@ describe('replication under faults', () => {
   }, 60_000);
 
   it('a proxy that cuts, stalls and corrupts the stream: the replica reconnects and ends identical', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const r = join(tmpDir('replica'), 'r');
-    const replica = await startReplica(r, { primary: proxy.address, keyFile: key, log: quiet });
+    const pair = await pairBehindProxy();
+    const { primaryStore, proxy, replica } = pair;
     try {
       for (let i = 1; i <= 300; i++) {
         await primaryStore.append('INBOX', msg(i, 3000));
@@ -98,8 +91,8 @@ describe('replication under faults', () => {
       expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
       expect(proxy.connections()).toBeGreaterThan(3);
     } finally {
-      await closeReplication(replica, primary, primaryStore, proxy);
+      await pair.end();
     }
-    samePacks(p, r);
+    samePacks(primaryStore.root, pair.replicaDir);
   }, 60_000);
 });

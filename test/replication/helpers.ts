@@ -9,6 +9,7 @@ import { startPrimary, type PrimaryHandle, type PrimaryOptions } from '../../src
 import { startReplica, type ReplicaHandle, type ReplicaOptions } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 
 export const msg = (i: number, pad = 0) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(pad)}\r\n`);
 
@@ -75,25 +76,39 @@ export interface Pair {
   close(): Promise<void>;
 }
 
-/**
- * A primary listening on 127.0.0.1 (its store made by `open`, default a new Store; INBOX created,
- * then `fill` before it listens) and a replica of it in a new directory; both quiet unless the
- * options give a log.
- */
-export async function startPair(options: {
+/** How a pair is made: the primary's store (`open`, default a new Store; INBOX created, then `fill`), its options and the replica's. */
+export interface PairOptions {
   open?: (dir: string) => Promise<Store>;
   fill?: (store: Store) => Promise<void>;
   primary?: Omit<PrimaryOptions, 'listen' | 'keyFile'>;
   replica?: Omit<ReplicaOptions, 'primary' | 'keyFile'>;
-} = {}): Promise<Pair> {
+}
+
+/** A primary listening on 127.0.0.1 over a store made as `options` say; quiet unless they give a log. */
+async function listeningPrimary(options: PairOptions): Promise<{ key: string; primaryStore: Store; primary: PrimaryHandle; port: number }> {
   const key = keyFile();
   const primaryStore = await (options.open ?? ((dir) => Store.open(dir, { create: true })))(tmpDir('primary'));
   await primaryStore.createMailbox('INBOX');
   await options.fill?.(primaryStore);
   const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet, ...options.primary });
-  const address = `127.0.0.1:${(await primary.status()).port}`;
+  return { key, primaryStore, primary, port: (await primary.status()).port };
+}
+
+/** A replica in a new directory of the primary at `address`; quiet unless the options give a log. */
+function replicaOptionsFor(address: string, key: string, options: PairOptions): ReplicaOptions {
+  return { primary: address, keyFile: key, log: quiet, ...options.replica };
+}
+
+/**
+ * A primary listening on 127.0.0.1 (its store made by `open`, default a new Store; INBOX created,
+ * then `fill` before it listens) and a replica of it in a new directory; both quiet unless the
+ * options give a log.
+ */
+export async function startPair(options: PairOptions = {}): Promise<Pair> {
+  const { key, primaryStore, primary, port } = await listeningPrimary(options);
+  const address = `127.0.0.1:${port}`;
   const replicaDir = join(tmpDir('replica'), 'r');
-  const replicaOptions: ReplicaOptions = { primary: address, keyFile: key, log: quiet, ...options.replica };
+  const replicaOptions = replicaOptionsFor(address, key, options);
   const pair: Pair = {
     key, primaryStore, primary, address, replicaDir, replicaOptions,
     replica: await startReplica(replicaDir, replicaOptions),
@@ -107,4 +122,41 @@ export async function startPair(options: {
     },
   };
   return pair;
+}
+
+/** A primary, a TCP fault proxy in front of it and a replica that reaches it only through the proxy (pairBehindProxy). */
+export interface PairBehindProxy {
+  key: string;
+  primaryStore: Store;
+  primary: PrimaryHandle;
+  proxy: TcpFaultProxy;
+  replicaDir: string;
+  replica: ReplicaHandle;
+  /** The primary's death (its listener closed, then its store), once: end() does not close them again. */
+  closePrimary(): Promise<void>;
+  /** Closes the replica, the primary and its store (unless closePrimary did), then the proxy. */
+  end(): Promise<void>;
+}
+
+/**
+ * The set-up of the tests that cut, stall or black-hole the link between a primary and its
+ * replica: a primary made as startPair makes it, a TcpFaultProxy in front of its port, and a
+ * replica in a new directory that knows the primary by the proxy's address only.
+ */
+export async function pairBehindProxy(options: PairOptions & { beforeReplica?: (proxy: TcpFaultProxy) => void } = {}): Promise<PairBehindProxy> {
+  const { key, primaryStore, primary, port } = await listeningPrimary(options);
+  const proxy = await TcpFaultProxy.start(port);
+  options.beforeReplica?.(proxy); // faults the replica's first connection meets
+  const replicaDir = join(tmpDir('replica'), 'r');
+  const replica = await startReplica(replicaDir, replicaOptionsFor(proxy.address, key, options));
+  let primaryClosed: Promise<void> | undefined;
+  const closePrimary = () => (primaryClosed ??= primary.close().then(() => primaryStore.close()));
+  return {
+    key, primaryStore, primary, proxy, replicaDir, replica, closePrimary,
+    end: async () => {
+      await replica.close();
+      await closePrimary();
+      await proxy.close();
+    },
+  };
 }

@@ -3,11 +3,9 @@
 // round and while synchronous changes wait for it. Each asserts a bounded wait, a clear error, and
 // that once the link is back the replica catches up to exactly the primary's state.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { limits } from '../../src/limits.js';
 import { startPrimary, type PrimaryHandle } from '../../src/replication/primary.js';
-import { startReplica } from '../../src/replication/replica.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { Connection, connect } from '../../src/replication/transport.js';
@@ -15,7 +13,7 @@ import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
-import { codeOf, keyFile, logicalState, msg, quiet, until, closeReplication } from './helpers.js';
+import { codeOf, keyFile, logicalState, msg, pairBehindProxy, until } from './helpers.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const mutable = limits as Mutable<typeof limits>;
@@ -39,15 +37,9 @@ describe('replication through a black-holed link', () => {
   });
 
   async function setUp(syncReplicas: number, syncFallback: 'refuse' | 'async' = 'refuse') {
-    const key = keyFile();
-    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-    await primaryStore.createMailbox('INBOX');
     const logs: string[] = [];
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line), syncReplicas, syncFallback, syncWaitMs: 400 });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
-    const close = () => closeReplication(replica, primary, primaryStore, proxy);
-    return { primaryStore, primary, proxy, replica, logs, close };
+    const pair = await pairBehindProxy({ primary: { log: (line) => logs.push(line), syncReplicas, syncFallback, syncWaitMs: 400 } });
+    return { ...pair, logs, close: pair.end };
   }
 
   it('a synchronous replica black-holed: changes fail UNAVAILABLE within the wait, the replica is dropped within three pings, then changes are refused before anything is written; back, it catches up', async () => {

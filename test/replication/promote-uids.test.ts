@@ -11,12 +11,11 @@ import { limits } from '../../src/limits.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { promoteStore } from '../../src/replication/promote.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { readRole, writeRole } from '../../src/store/role.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
-import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
+import { codeOf, keyFile, logicalState, msg, pairBehindProxy, quiet, until } from './helpers.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const mutable = limits as Mutable<typeof limits>;
@@ -63,12 +62,8 @@ describe('promote: no uid of the old primary is given again', () => {
     ['a synchronous replica with --sync-fallback async', 1, 'async'],
     ['an asynchronous replica', 0, 'refuse'],
   ] as const)('%s', async (_, syncReplicas, syncFallback) => {
-    const key = keyFile();
-    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet, syncReplicas, syncFallback });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    const pair = await pairBehindProxy({ primary: { syncReplicas, syncFallback } });
+    const { primaryStore, primary, proxy, replica } = pair;
     try {
       await until(async () => (await primary.status()).replicas.some((r) => r.connected), 10_000, 'the replica connected');
       for (let i = 1; i <= 3; i++) await primaryStore.append('INBOX', msg(i));
@@ -79,9 +74,8 @@ describe('promote: no uid of the old primary is given again', () => {
       const cache = await clientCache(primaryStore); // an IMAP client reads the primary meanwhile
       expect(cache.messages.get(4)).toEqual(msg(4));
       // the primary dies before the replica acknowledged it; the replica is promoted and takes the next delivery
-      await primary.close();
+      await pair.closePrimary();
       await inFlight;
-      await primaryStore.close();
       const promoted = await replica.promote();
       expect(promoted).toMatchObject({ oldPrimaryFenced: false, uidValidity: 'new', mailboxesRenewed: 1, heldSeq: 4 });
       const other = await replica.store.append('INBOX', Buffer.from('From: b@example.org\r\nSubject: other\r\n\r\nsomeone else\r\n'));
@@ -90,23 +84,15 @@ describe('promote: no uid of the old primary is given again', () => {
       // what was acknowledged is there, at its uid
       for (let i = 1; i <= 3; i++) expect(await replica.store.fetch('INBOX', i)).toEqual(msg(i));
     } finally {
-      await replica.close();
-      await primary.close().catch(() => undefined);
-      await primaryStore.close().catch(() => undefined);
-      await proxy.close();
+      await pair.end();
     }
   }, 30_000);
 
   it('the old primary reached at promotion says what it committed: ahead of the replica and not caught up with, every mailbox gets a new uidValidity; the old primary comes back as a replica only as a new one', async () => {
     const catchUpMs = limits.promoteCatchUpMs;
     mutable.promoteCatchUpMs = 0;
-    const key = keyFile();
-    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-    await primaryStore.createMailbox('INBOX');
-    await primaryStore.createMailbox('Sent');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    const pair = await pairBehindProxy({ fill: async (store) => void await store.createMailbox('Sent') });
+    const { key, primaryStore, proxy, replica } = pair;
     let second: Awaited<ReturnType<typeof startReplica>> | undefined;
     let third: Awaited<ReturnType<typeof startReplica>> | undefined;
     let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
@@ -134,8 +120,7 @@ describe('promote: no uid of the old primary is given again', () => {
       expect(await logicalState(second.store)).toEqual(await logicalState(replica.store));
       expect((await checkReplica(second.store, { primary: address, keyFile: key })).identical).toBe(true);
       // the old primary comes back as a replica of the new one: never with the uid it gave msg(2)
-      await primary.close();
-      await primaryStore.close();
+      await pair.closePrimary();
       expect(await codeOf(startReplica(primaryStore.root, { primary: address, keyFile: key, log: quiet }))).toBe('REFUSED'); // fenced, not a replica
       const role = (await readRole(nodeFileSystem, primaryStore.root))!;
       await writeRole(nodeFileSystem, primaryStore.root, { ...role, role: 'replica', primary: address, keyFile: key }); // an admin's hand
@@ -147,20 +132,13 @@ describe('promote: no uid of the old primary is given again', () => {
       await third?.close();
       await second?.close();
       await promotedPrimary?.close();
-      await replica.close();
-      await primary.close().catch(() => undefined);
-      await primaryStore.close().catch(() => undefined);
-      await proxy.close();
+      await pair.end();
     }
   }, 30_000);
 
   it('a switchover under load: the replica behind the old primary follows it, fenced, to its last seq and keeps every uidValidity', async () => {
-    const key = keyFile();
-    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    const pair = await pairBehindProxy();
+    const { primaryStore, proxy, replica } = pair;
     try {
       await primaryStore.append('INBOX', msg(1));
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
@@ -176,10 +154,7 @@ describe('promote: no uid of the old primary is given again', () => {
       await expectCacheHolds(replica.store, cache);
       for (let i = 1; i <= 4; i++) expect(await replica.store.fetch('INBOX', i)).toEqual(msg(i));
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
-      await proxy.close();
+      await pair.end();
     }
   }, 30_000);
 
@@ -187,12 +162,8 @@ describe('promote: no uid of the old primary is given again', () => {
     ['an asynchronous replica', 0],
     ['a synchronous replica', 1],
   ] as const)('a planned switchover while mail arrives (%s): what the old primary committed before its fence reaches the replica, and every uidValidity is kept', async (_, syncReplicas) => {
-    const key = keyFile();
-    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet, syncReplicas, syncFallback: 'refuse' });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    const pair = await pairBehindProxy({ primary: { syncReplicas, syncFallback: 'refuse' } });
+    const { primaryStore, primary, proxy, replica } = pair;
     try {
       await until(async () => (await primary.status()).replicas.some((r) => r.connected), 10_000, 'the replica connected');
       for (let i = 1; i <= 3; i++) await primaryStore.append('INBOX', msg(i));
@@ -211,10 +182,7 @@ describe('promote: no uid of the old primary is given again', () => {
       expect({ uid: next.uid, uidValidity: next.uidValidity }).toEqual({ uid: 5, uidValidity: cache.uidValidity });
       await expectCacheHolds(replica.store, cache);
     } finally {
-      await replica.close();
-      await primary.close().catch(() => undefined);
-      await primaryStore.close().catch(() => undefined);
-      await proxy.close();
+      await pair.end();
     }
   }, 30_000);
 

@@ -16,9 +16,8 @@ import { startReplica } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { readRole } from '../../src/store/role.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { PACKED } from '../helpers/packed.js';
-import { keyFile, logicalState, msg, quiet, samePacks, until, closeReplication } from './helpers.js';
+import { keyFile, logicalState, msg, quiet, pairBehindProxy, samePacks, until } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
 const small = { packBytesMax: 256 * 1024, journalSegmentBytesMax: 16 * 1024, autoSnapshot: false };
@@ -71,17 +70,16 @@ describe('replica resync from a snapshot', () => {
   }, 60_000);
 
   it('a resync whose stream is reset in the snapshot, then in the packs, then black-holed: the replica starts it again each time and ends identical', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, ...small });
-    await fillAndRetire(primaryStore, 300, 2000);
     const logs: string[] = [];
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line) });
-    const proxy = await TcpFaultProxy.start((await primary.status()).port);
-    const r = join(tmpDir('replica'), 'r');
-    // the new replica's first connection takes the identity; each reset hits a resync stream
-    proxy.resetAfter('downstream', 40_000);
-    const replica = await startReplica(r, { primary: proxy.address, keyFile: key, log: quiet, storeOptions: small });
+    const pair = await pairBehindProxy({
+      open: (dir) => Store.open(dir, { create: true, ...small }),
+      fill: (store) => fillAndRetire(store, 300, 2000),
+      primary: { log: (line) => logs.push(line) },
+      // the new replica's first connection takes the identity; each reset hits a resync stream
+      beforeReplica: (proxy) => proxy.resetAfter('downstream', 40_000),
+      replica: { storeOptions: small },
+    });
+    const { key, primaryStore, proxy, replica } = pair;
     try {
       await until(() => proxy.connections() >= 3, 10_000, 'a connection after the first reset');
       proxy.resetAfter('downstream', 400_000);
@@ -96,9 +94,9 @@ describe('replica resync from a snapshot', () => {
       expect((await checkReplica(replica.store, { primary: proxy.address, keyFile: key })).identical).toBe(true);
       expect(logs.filter((line) => /resyncing it from snapshot/.test(line)).length).toBeGreaterThanOrEqual(3); // begun again after each fault
     } finally {
-      await closeReplication(replica, primary, primaryStore, proxy);
+      await pair.end();
     }
-    samePacks(p, r);
+    samePacks(primaryStore.root, pair.replicaDir);
   }, 60_000);
 
   it("a resync whose snapshot takes the primary longer than the replica's silence limit completes: the primary pings meanwhile (it was started again and again)", async () => {

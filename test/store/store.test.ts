@@ -632,7 +632,7 @@ describe('single writer', () => {
     const outputs = await Promise.all(children.map((child) => new Promise<string>((resolve) => {
       let out = '';
       child.stdout.on('data', (d) => { out += d; });
-      child.on('exit', () => resolve(out.trim()));
+      child.on('close', () => resolve(out.trim())); // 'close': all its output read, which 'exit' may precede
     })));
     expect(outputs.filter((o) => o === 'open').length, outputs.join(',')).toBe(1);
     expect(outputs.filter((o) => o === 'LOCKED').length, outputs.join(',')).toBe(3);
