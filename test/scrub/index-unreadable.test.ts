@@ -61,6 +61,9 @@ describe('an index LevelDB cannot read during scrub', () => {
   it('the raw iterator fails CORRUPT (not a plain Error); scrub reports index-unreadable as damage; repair rebuilds the index; every message exact', async () => {
     const { store, bodies } = await storeWith('unreadable', 40);
     try {
+      // a raw iterator reads LevelDB alone (scrub's runs inside runExclusive, which settles): the
+      // 40 appends' index batch may still wait for its hand-over (limits.indexBehindMs)
+      await store.maintenance().index.settle();
       const restore = failIterators(store, 5);
       const iterator = store.maintenance().index.rawIterator({ gte: Buffer.alloc(0), lt: Buffer.from([0xff]) });
       await expect(iterator.nextv(100)).resolves.toHaveLength(5);
