@@ -54,6 +54,14 @@ export async function serve(store: string, args: string[] = [], options: { openF
     if (waited > 60_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
     await sleep(50);
   }
+  // LMTP and metrics listen only after the socket answers (server.ts's onStarted): a test that went
+  // straight to a metrics scrape was refused (ECONNREFUSED) at load
+  for (const port of tcpListeners(args)) {
+    for (let waited = 0; !(await accepts({ port, host: '127.0.0.1' })); waited += 50) {
+      if (waited > 60_000 || child.exitCode !== null) throw new Error(`serve did not listen on ${port}: ${stderr}`);
+      await sleep(50);
+    }
+  }
   return { child, stderr: () => stderr, exited };
 }
 
@@ -71,9 +79,19 @@ export function message(i: number): Buffer {
   return Buffer.from(`From: a@example.org\r\nMessage-ID: <${i}@example.org>\r\nSubject: ${i}\r\n\r\n${'body '.repeat(20 + (i % 50))}${i}\r\n`);
 }
 
-function accepts(socket: string): Promise<boolean> {
+/** The loopback ports of `--lmtp` and `--metrics` given as 127.0.0.1:PORT. */
+function tcpListeners(args: string[]): number[] {
+  return args.flatMap((arg, i) => {
+    const port = (args[i - 1] === '--lmtp' || args[i - 1] === '--metrics') ? /^127\.0\.0\.1:(\d+)$/.exec(arg)?.[1] : undefined;
+    return port === undefined ? [] : [Number(port)];
+  });
+}
+
+function accepts(to: string | { port: number; host: string }): Promise<boolean> {
   return new Promise((resolve) => {
-    const probe = createConnection(socket, () => { probe.destroy(); resolve(true); });
+    const probe = typeof to === 'string'
+      ? createConnection(to, () => { probe.destroy(); resolve(true); })
+      : createConnection(to, () => { probe.destroy(); resolve(true); });
     probe.on('error', () => resolve(false));
   });
 }
