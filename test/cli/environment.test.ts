@@ -7,6 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { untilAccepts } from '../daemon/processes.js';
 import { bin, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
 import * as here from './in-process.js';
 
@@ -70,7 +71,7 @@ describe('stderr closed (its reader went away)', () => {
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     try {
       const socket = join(store, 'run', 'mailstore.sock');
-      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      await untilAccepts(socket, daemon);
       // it has logged 'listening' by now, and its services after: the append goes through it
       const appended = await here.ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: via the daemon\n\nx\n' });
       expect(appended.trim()).toBe('1');
@@ -204,7 +205,7 @@ describe('a relative path given to a command that a daemon runs', () => {
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     try {
       const socket = join(store, 'run', 'mailstore.sock');
-      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      await untilAccepts(socket, daemon);
       const closedPort = await new Promise<number>((done) => {
         const server = createServer().listen(0, '127.0.0.1', () => { const { port } = server.address() as AddressInfo; server.close(() => done(port)); });
       });
@@ -316,7 +317,7 @@ describe('umask 077 (a hardened admin shell) when serve starts', () => {
     const daemon = spawn('sh', ['-c', 'umask 077 && exec "$@"', 'sh', process.execPath, bin, '--store', store, 'serve'], { stdio: 'ignore' });
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     try {
-      for (let waited = 0; waited < 20_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      await untilAccepts(socket, daemon);
       expect((lstatSync(join(store, 'run')).mode & 0o777).toString(8)).toBe('755');
       expect((lstatSync(socket).mode & 0o777).toString(8)).toBe('660');
       const member = spawnSync(process.execPath, ['-e', `require('net').createConnection(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); })`, socket], { uid: 65534, gid: lstatSync(store).gid, encoding: 'utf8' });
@@ -346,7 +347,7 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
     const daemon = spawn(process.execPath, [bin, '--store', deep, 'serve', '--socket', socket, '--log', join(tempDir(), 'log')], { stdio: 'ignore' });
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     try {
-      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      await untilAccepts(socket, daemon);
       expect((await here.ok(['--no-wait', 'append', 'M', '-'], { store: deep, input: 'Subject: x\n\ny\n', env: { MAILSTORE_SOCKET: socket } })).trim()).toBe('1');
     } finally {
       daemon.kill('SIGTERM');
@@ -466,8 +467,8 @@ describe('SIGUSR1 (the log-reopen signal of nginx and Dovecot, in a logrotate re
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     const logged = (event: string) => existsSync(log) && readFileSync(log, 'utf8').includes(`"event":"${event}"`);
     try {
-      const waitFor = async (event: string) => {
-        for (let waited = 0; waited < 10_000 && !logged(event) && daemon.exitCode === null; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      const waitFor = async (event: string) => { // (60 s: a hang guard; node starts many times slower at load 20)
+        for (let waited = 0; waited < 60_000 && !logged(event) && daemon.exitCode === null; waited += 20) await new Promise((r) => setTimeout(r, 20));
       };
       await waitFor('listening');
       daemon.kill('SIGUSR1');

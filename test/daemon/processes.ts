@@ -46,22 +46,10 @@ export async function serve(store: string, args: string[] = [], options: { openF
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const at = args.indexOf('--socket');
   const socket = at >= 0 ? args[at + 1] : join(store, 'run', 'mailstore.sock');
-  // Until the socket accepts a connection, not until the file exists: a killed daemon's socket file
-  // is still there while its successor starts (a connect then is refused, and a SIGTERM can reach the
-  // new daemon before it handles signals).
-  for (let waited = 0; !(existsSync(socket) && await accepts(socket)); waited += 50) {
-    // (60 s: node and the store's open take many times their idle time at load 20)
-    if (waited > 60_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
-    await sleep(50);
-  }
+  await untilAccepts(socket, child, () => `serve did not start: ${stderr}`);
   // LMTP and metrics listen only after the socket answers (server.ts's onStarted): a test that went
   // straight to a metrics scrape was refused (ECONNREFUSED) at load
-  for (const port of tcpListeners(args)) {
-    for (let waited = 0; !(await accepts({ port, host: '127.0.0.1' })); waited += 50) {
-      if (waited > 60_000 || child.exitCode !== null) throw new Error(`serve did not listen on ${port}: ${stderr}`);
-      await sleep(50);
-    }
-  }
+  for (const port of tcpListeners(args)) await untilAccepts({ port, host: '127.0.0.1' }, child, () => `serve did not listen on ${port}: ${stderr}`);
   return { child, stderr: () => stderr, exited };
 }
 
@@ -85,6 +73,20 @@ function tcpListeners(args: string[]): number[] {
     const port = (args[i - 1] === '--lmtp' || args[i - 1] === '--metrics') ? /^127\.0\.0\.1:(\d+)$/.exec(arg)?.[1] : undefined;
     return port === undefined ? [] : [Number(port)];
   });
+}
+
+/**
+ * Until `to` (a unix socket's path, or a loopback port) accepts a connection that `child` serves;
+ * fails with `failure()` once `child` has ended, or after 60 s (a hang guard: node and the store's
+ * open take many times their idle time at load 20). Not until the socket's file exists: a killed
+ * daemon's file is still there while its successor starts, and a new daemon's is made a moment
+ * before it listens (a connect then is refused, and a SIGTERM can reach it before it handles signals).
+ */
+export async function untilAccepts(to: string | { port: number; host: string }, child: ChildProcess, failure: () => string = () => 'never accepted'): Promise<void> {
+  for (let waited = 0; !((typeof to !== 'string' || existsSync(to)) && await accepts(to)); waited += 50) {
+    if (waited > 60_000 || child.exitCode !== null || child.signalCode !== null) throw new Error(failure());
+    await sleep(50);
+  }
 }
 
 function accepts(to: string | { port: number; host: string }): Promise<boolean> {

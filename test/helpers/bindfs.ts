@@ -62,10 +62,4 @@ export async function hangableDir(): Promise<{ dir: string; mount: HangableMount
   return { dir, mount: await mountHangable(source, dir) };
 }
 
-/** Waits (at most `ms`, then fails naming `what`) until `test` holds. */
-export async function until(test: () => boolean, what: string, ms = 30_000): Promise<void> {
-  for (let waited = 0; !test(); waited += 50) {
-    if (waited > ms) throw new Error(`never: ${what}`);
-    await sleep(50);
-  }
-}
+export { until } from './until.js';

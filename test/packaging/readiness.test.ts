@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { finish, newStore, repoRoot, requireBuilt, start, tempDir } from '../cli/helpers.js';
 import { freePort } from '../daemon/processes.js';
+import { until } from '../helpers/until.js';
 import { which } from '../daemon/tools.js';
 
 const python = which('python3');
@@ -52,16 +52,16 @@ describe.skipIf(!python || !systemdNotify)('serve under Type=notify', () => {
     const port = await freePort();
     let daemon: ChildProcess | undefined;
     try {
-      for (let i = 0; i < 100 && !existsSync(notifySocket); i++) await sleep(50);
+      await until(() => existsSync(notifySocket), 'the fake NOTIFY_SOCKET bound (a datagram socket: bound is ready)', 60_000);
       daemon = start(['--store', store, '--wait', '60', 'serve', '--lmtp', `127.0.0.1:${port}`], { env: { NOTIFY_SOCKET: notifySocket } });
       const ended = finish(daemon);
       const messages = () => (existsSync(received) ? readFileSync(received, 'utf8') : '');
-      for (let i = 0; i < 200 && !messages().includes('EXTEND_TIMEOUT_USEC='); i++) await sleep(50);
+      await until(() => messages().includes('EXTEND_TIMEOUT_USEC=') || daemon!.exitCode !== null, 'EXTEND_TIMEOUT_USEC while serve waits for the lock', 60_000);
       expect(messages()).toMatch(/^STATUS=opening the store at .*\nEXTEND_TIMEOUT_USEC=\d+$/m);
       expect(messages()).not.toContain('READY=1');
       await holder.close();
       released = true;
-      for (let i = 0; i < 400 && !messages().includes('READY=1'); i++) await sleep(20);
+      await until(() => messages().includes('READY=1') || daemon!.exitCode !== null, 'READY=1', 60_000);
       expect(messages()).toMatch(/^READY=1\nSTATUS=serving /m);
       // at once, as Postfix started after it would: both take a connection
       expect(await accepts(() => createConnection(join(store, 'run/mailstore.sock')))).toBe(true);

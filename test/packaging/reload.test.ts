@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { finish, newStore, repoRoot, requireBuilt, start, tempDir } from '../cli/helpers.js';
+import { until } from '../helpers/until.js';
 
 describe('reload while the daemon starts', () => {
   requireBuilt();
@@ -20,7 +21,7 @@ describe('reload while the daemon starts', () => {
     try {
       const daemon = start(['--store', store, '--wait', '60', 'serve', '--log', log]);
       const ended = finish(daemon);
-      for (let i = 0; i < 300 && !existsSync(log); i++) await sleep(50); // the daemon's logger is there: serve has begun
+      await until(() => existsSync(log) || daemon.exitCode !== null, 'the daemon\'s log', 60_000); // its logger is there: serve has begun
       expect(existsSync(log)).toBe(true);
       daemon.kill('SIGHUP');
       await sleep(500);
@@ -31,7 +32,7 @@ describe('reload while the daemon starts', () => {
       // serving: its log says so once the socket's mode is set (the file alone appears a moment
       // before that, and a SIGTERM in that moment failed the start: exit 4, left alone)
       const listening = () => existsSync(log) && readFileSync(log, 'utf8').includes('"event":"listening"');
-      for (let i = 0; i < 300 && !listening(); i++) await sleep(50);
+      await until(() => listening() || daemon.exitCode !== null, 'the daemon listening', 60_000);
       expect(listening(), 'serve did not start serving').toBe(true);
       expect(existsSync(join(store, 'run/mailstore.sock'))).toBe(true);
       daemon.kill('SIGTERM');
