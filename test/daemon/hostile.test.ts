@@ -148,17 +148,27 @@ describe('calls whose bodies are still coming', () => {
   });
 });
 
+/**
+ * The most lines LogEvery writes within `spanMs`: a window of refusedLogMs opens at
+ * an event (a line at once, one at its end), the next at an event after it closes. Not a fixed
+ * number: at load 25 a hundred connections in a row took longer than the 4 to 6 s a fixed count allowed.
+ */
+const linesAtMost = (spanMs: number) => 2 * (Math.floor(spanMs / daemonLimits.refusedLogMs) + 1);
+
 describe('a client connecting in a loop', () => {
   it('past the connection bound is refused, and the log says so a line a second with how many, not a line each', async () => {
     running = await startDaemon();
     (running.server as unknown as { server: { maxConnections: number } }).server.maxConnections = 1;
     const kept = await rawConnect(running.socket);
     await sleep(100);
+    const started = Date.now();
     for (let i = 0; i < 200; i++) (await rawConnect(running.socket)).destroy();
     // the last second's count, and the log's flush: as soon as they are written, however loaded the machine
     const lines = () => logEvents<{ event: string; refused: number }>(running!.log).filter((line) => line.event === 'connection-refused');
     await until(() => lines().reduce((sum, line) => sum + line.refused, 0) >= 200, 'every refusal counted in the log');
-    expect(lines().length).toBeLessThanOrEqual(4);
+    const spanMs = Date.now() - started; // from before the first event to after the last line
+    expect(lines().length).toBeLessThanOrEqual(linesAtMost(spanMs));
+    expect(lines().length).toBeLessThan(200);
     expect(lines().reduce((sum, line) => sum + line.refused, 0)).toBe(200);
     kept.destroy();
     await stillServes(running);
@@ -168,6 +178,7 @@ describe('a client connecting in a loop', () => {
 describe('a client sending garbage in a loop', () => {
   it('is dropped each time, and the log says so a line a second with how many connections, not a line each', async () => {
     running = await startDaemon();
+    const started = Date.now();
     for (let i = 0; i < 100; i++) {
       const hostile = await rawConnect(running.socket);
       hostile.write(Buffer.from([0xff, 0xff, 0xff, 0xff])); // a length over frameBytesMax
@@ -175,7 +186,9 @@ describe('a client sending garbage in a loop', () => {
     }
     const lines = () => logEvents<{ event: string; connections: number; code: string }>(running!.log).filter((line) => line.event === 'malformed-frame');
     await until(() => lines().reduce((sum, line) => sum + line.connections, 0) >= 100, 'every dropped connection counted in the log');
-    expect(lines().length).toBeLessThanOrEqual(6);
+    const spanMs = Date.now() - started; // from before the first event to after the last line
+    expect(lines().length).toBeLessThanOrEqual(linesAtMost(spanMs));
+    expect(lines().length).toBeLessThan(100);
     expect(lines().reduce((sum, line) => sum + line.connections, 0)).toBe(100);
     expect(lines().every((line) => line.code === 'INVALID')).toBe(true);
     await stillServes(running);
@@ -188,7 +201,7 @@ describe('idle, silent and slow clients', () => {
     const before = process.memoryUsage().rss;
     const idle = [];
     for (let i = 0; i < 10; i++) idle.push(...await Promise.all(Array.from({ length: 100 }, () => rawConnect(running!.socket))));
-    for (let waited = 0; running.server.connectionCount < 1000 && waited < 5000; waited += 50) await sleep(50); // accepted after the handshake
+    await until(() => running!.server.connectionCount >= 1000, '1,000 connections accepted (after the handshake)', 60_000);
     expect(running.server.connectionCount).toBe(1000);
     const started = Date.now();
     await stillServes(running);
