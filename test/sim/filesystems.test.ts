@@ -17,6 +17,7 @@ import { MailstoreError } from '../../src/errors.js';
 import { defaultReserveInodes } from '../../src/store/free-space.js';
 import { limits } from '../../src/limits.js';
 import { bin } from '../cli/helpers.js';
+import { untilAccepts } from '../daemon/processes.js';
 // what is tried is the file system, not the process: the command lines run in this process
 // (in-process.ts, a sample checked against the spawned command)
 import { ok, run } from '../cli/in-process.js';
@@ -92,7 +93,7 @@ describe('read-only media (root only)', () => {
     } finally {
       cleanUp(work, mounted);
     }
-  }, 60_000);
+  });
 });
 
 /** A loop-mounted image of `sizeMiB` made by `mkfs` (its arguments before the image); undefined with a warning when the kernel refuses. */
@@ -184,7 +185,7 @@ describe('out of inodes with bytes free (root only)', () => {
     } finally {
       cleanUp(work, mounted);
     }
-  }, 60_000);
+  });
 });
 
 describe('overlayfs (root only)', () => {
@@ -247,7 +248,7 @@ describe('overlayfs (root only)', () => {
     } finally {
       cleanUp(work, mounted);
     }
-  }, 60_000);
+  });
 });
 
 describe('btrfs (root only)', () => {
@@ -266,7 +267,7 @@ describe('btrfs (root only)', () => {
       const sent = [message(1, 300), message(2, 60_000)];
       for (const bytes of sent) await ok(['append', 'INBOX', '-'], { store, input: bytes });
       daemon = spawn(process.execPath, [bin, '--store', store, 'serve', '--log', join(work, 'serve.log')], { stdio: 'ignore' });
-      for (let waited = 0; waited < 15_000 && !existsSync(join(store, 'run', 'mailstore.sock')); waited += 50) await sleep(50);
+      await untilAccepts(join(store, 'run', 'mailstore.sock'), daemon);
       const third = message(3, 200);
       expect((await ok(['append', 'INBOX', '-'], { store, input: third })).trim(), 'through the daemon').toBe('3');
       sent.push(third);
@@ -291,5 +292,5 @@ describe('btrfs (root only)', () => {
       if (daemon && daemon.exitCode === null) await new Promise((done) => daemon!.on('close', done));
       cleanUp(work, mounted);
     }
-  }, 60_000);
+  });
 });
