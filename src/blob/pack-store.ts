@@ -1028,7 +1028,9 @@ export class PackStore {
     } catch (error) {
       throw fromSystemError(error, 'reading pack', path);
     }
-    if (n < length) throw this.corrupt(location, path, `pack ends ${length - n} bytes early`);
+    // short of the record's end, not of this read's: a header read at a pack cut megabytes before
+    // it said 'ends 48 bytes early', and a truncated pack looked nearly whole to the admin
+    if (n < length) throw this.corrupt(location, path, `pack ends ${location.offset + RECORD_HEADER_BYTES + location.length - (position + n)} bytes early`);
     return buf;
   }
 

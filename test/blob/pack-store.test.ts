@@ -216,6 +216,20 @@ describe('PackStore: reads verify', () => {
     await packs.close();
   });
 
+  it('a pack cut before a record says how far short of the record\'s end it ends (scrub\'s blob-missing why, a read\'s CORRUPT), not the header\'s 48 bytes', async () => {
+    const { packs, bodies, locations, path } = await stored();
+    const last = locations[locations.length - 1];
+    const recordEnd = last.offset + RECORD_HEADER_BYTES + last.length;
+    // cut well before the record: a truncated pack lost every byte from the cut on
+    truncateSync(path, locations[1].offset);
+    const short = recordEnd - locations[1].offset;
+    expect(short).toBeGreaterThan(RECORD_HEADER_BYTES);
+    expect(await packs.checkLocation(last, hashBytes(bodies[bodies.length - 1]))).toMatch(new RegExp(`ends ${short} bytes early`));
+    const error = await expectCode(packs.read(last, hashBytes(bodies[bodies.length - 1])), 'CORRUPT');
+    expect(error.message).toMatch(new RegExp(`ends ${short} bytes early`));
+    await packs.close();
+  });
+
   it('a missing pack is CORRUPT after a mount check on its path; a failing read is IO', async () => {
     const { fs, packs, bodies, locations, mountChecks, dir } = await stored();
     mountChecks.length = 0;
