@@ -54,6 +54,13 @@ export interface BlobBackend {
   reserveNumbersTo(pack: number): void;
   /** Removes a retired pack once no reader holds it (waits up to waitMs; false when one still does). */
   removePack(pack: number, waitMs: number): Promise<boolean>;
+  /**
+   * Why a local pack file is not this store's own (its header names another store or pack number),
+   * undefined when it is ours, in the object store, or its header does not read (PackStore.foreignPack).
+   */
+  foreignPack(pack: number): Promise<string | undefined>;
+  /** Moves a pack file no entry refers to into the `quarantine` directory; returns its new path. */
+  setAsidePack(pack: number, quarantine: string): Promise<string>;
   /** Makes removals durable. */
   syncDir(): Promise<void>;
   /** The pack lives in the object store (tier.ts): its removal also deletes its object. */

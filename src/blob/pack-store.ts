@@ -7,6 +7,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError, isOutOfDescriptors } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
+import { ensureDir, unusedPath } from '../fs/durable.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
 import type { HashPool, ScannedChunk } from '../hash/pool.js';
 import { limits } from '../limits.js';
@@ -299,8 +300,10 @@ export class PackStore {
       store.current = packs[packs.length - 1];
       const stat = await fs.stat(store.path(store.current));
       store.tail = stat.size;
-      // A pack whose header was lost (crash right after create) is not appended to.
-      if (stat.size < PACK_HEADER_BYTES) store.mustRotate = true;
+      // A pack whose header was lost (crash right after create) is not appended to, nor a file
+      // another store wrote (copied in by hand): its records are someone's mail, never ours to
+      // rewrite. A header that cannot be read now (EMFILE, EIO) costs a new pack, never the open.
+      if (stat.size < PACK_HEADER_BYTES || (await store.foreignPack(store.current).catch(() => 'unread')) !== undefined) store.mustRotate = true;
     }
     return store;
   }
@@ -992,6 +995,58 @@ export class PackStore {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing retired pack', path);
     }
     return true;
+  }
+
+  /**
+   * Why the local file of `pack` is not this store's own pack, from its header: it names another
+   * store, or another pack number (a file copied into packs/ by hand: another store's pack, or one
+   * of ours under a second name). Undefined for our own pack, a pack in the object store, and a
+   * header that does not read at all (a crash right after the file was made leaves it short or
+   * zeroed, with nothing committed in it: dead bytes). A foreign file is never rewritten or deleted.
+   */
+  async foreignPack(pack: number): Promise<string | undefined> {
+    const path = this.path(pack);
+    let head: Buffer;
+    try {
+      const handle = await this.fs.open(path, 'read');
+      try {
+        head = Buffer.alloc(PACK_HEADER_BYTES);
+        head = head.subarray(0, await handle.read(head, 0, PACK_HEADER_BYTES, 0));
+      } finally {
+        await handle.close().catch(() => undefined);
+      }
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // in the object store, or gone
+      throw fromSystemError(error, 'reading the header of pack', path);
+    }
+    const header = decodePackHeader(head);
+    if (!header) return undefined;
+    if (!header.storeId.equals(this.storeId)) return `its header names another store (${header.storeId.toString('hex')})`;
+    if (header.packNumber !== pack) return `its header names pack ${header.packNumber}, not ${pack} (a copy under another name)`;
+    return undefined;
+  }
+
+  /**
+   * Moves the local file of a pack no blob entry refers to into `quarantine` (foreignPack: another
+   * store's, kept for the admin, never deleted); returns where it went.
+   */
+  async setAsidePack(pack: number, quarantine: string): Promise<string> {
+    assert(pack !== this.appendPack, `pack ${pack} is being appended to and cannot be set aside`);
+    await this.readHandles.get(pack)?.close().catch(() => undefined);
+    this.readHandles.delete(pack);
+    const path = this.path(pack);
+    // quarantine/ removed by hand (RECOVERY.md: "remove by hand"): made again, not a failed compaction
+    await ensureDir(this.fs, quarantine).catch((error: unknown) => { throw fromSystemError(error, 'making', quarantine); });
+    const target = await unusedPath(this.fs, join(quarantine, `${packFileName(pack)}-foreign-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+    this.packSetVersion++;
+    try {
+      await this.fs.rename(path, target);
+      await this.fs.syncDir(quarantine);
+      await this.fs.syncDir(this.dir);
+    } catch (error) {
+      throw fromSystemError(error, 'setting aside pack', path);
+    }
+    return target;
   }
 
   /** fsync of packs/ (after removals). */

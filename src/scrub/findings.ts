@@ -70,7 +70,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'blob-missing': return { where: blobWhere(f.pack, f.offset), what: `blob ${f.hash.slice(0, 16)}… is not where the index says (${f.why});${refs(f.refs)}` };
     case 'pack-damage': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length} bytes are not a valid record` };
     case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
-    case 'unreferenced-pack-header': return { where: `pack ${f.pack}`, what: 'pack header does not read (damaged, or another store\'s), and no message refers to anything in the pack (as a crash leaves a new pack nothing had committed into): dead bytes' };
+    case 'unreferenced-pack-header': return { where: `pack ${f.pack}`, what: 'pack header does not read (damaged, or another store\'s), and no message refers to anything in the pack (as a crash leaves a new pack nothing had committed into): dead bytes; compaction moves a file with another store\'s header to quarantine/, never deletes it' };
     case 'empty-pack': return { where: `pack ${f.pack}`, what: `${f.bytes} bytes, shorter than a pack header: a crash cut its creation short; it holds nothing (new mail goes to the next pack)` };
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
     case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing (when the index holds what they did, 'mailstore reconstruct' writes a new journal from it)` };

@@ -50,6 +50,12 @@ export interface CompactionPlan {
   blobsExpired: number;
   /** Packs that qualified but whose live records would not fit in the room given (left for a later round). */
   noRoom?: number[];
+  /**
+   * Pack files that would have been rewritten but whose header names another store or pack number
+   * (copied into packs/ by hand): never rewritten or deleted. `referenced`: blob entries point into
+   * it (an older mailstore appended to it), so it stays where it is; otherwise it is set aside.
+   */
+  foreign?: { pack: number; why: string; referenced: boolean }[];
   /** Every B entry as the planning scan saw it, when that is still all of the candidates' (compact.ts planRound). */
   seen?: SeenEntries;
 }
@@ -291,7 +297,11 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
     const dead = Math.max(0, bytes - PACK_HEADER_BYTES - tally.keptBytes);
     const eligible = includeAppendPack || pack !== backend.appendPack;
     const qualifies = eligible && dead > 0 && dead >= deadRatio * bytes;
-    if (qualifies && tally.keptBytes > 0 && plan.bytesToCopy + tally.keptBytes + PACK_HEADER_BYTES > roomBytes) {
+    const why = (qualifies || bytes < smallPackBytes) && !backend.isRemote(pack) ? await backend.foreignPack(pack) : undefined;
+    if (why !== undefined) {
+      (plan.foreign ??= []).push({ pack, why, referenced: scan.byPack.has(pack) });
+      plan.bytesAfterEstimate += bytes;
+    } else if (qualifies && tally.keptBytes > 0 && plan.bytesToCopy + tally.keptBytes + PACK_HEADER_BYTES > roomBytes) {
       (plan.noRoom ??= []).push(pack);
       plan.bytesAfterEstimate += bytes;
     } else if (qualifies) {

@@ -70,6 +70,12 @@ export interface CompactResult {
    * take the file system below the free-space reserve's floor (FreeSpace.roomAboveFloor); absent when none.
    */
   deferredForSpace?: { packs: number[]; roomBytes: number };
+  /**
+   * Pack files in packs/ whose header names another store or another pack number (copied in by
+   * hand: someone's mail, not this store's dead bytes): never rewritten or deleted. One no blob
+   * entry refers to is moved into quarantine/ (`setAsideTo`; not on a dry run); absent when none.
+   */
+  foreignPacks?: { pack: number; why: string; setAsideTo?: string }[];
   ms: number;
   /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
   inlineMoved?: number;
@@ -113,6 +119,8 @@ export interface CompactHost {
    * dead leaves the disk with the packs (docs/FORMAT.md, "Compaction").
    */
   startJournalSegment?(): void;
+  /** Where a pack file that is not this store's goes (quarantine/); absent: it is left in packs/. */
+  readonly quarantineDir?: string;
   /** The seq of the last batch committed (applied to the index); without it, the copy always scans B again. */
   committedSeq?(): number;
   /** The store's hash workers: the copy verifies its read batches there while it reads the next. */
@@ -143,9 +151,11 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
   // past now + grace too (compact-plan.ts Grace)
   const plan = await planRound(host, options, graceAt(Date.now(), options.graceMs ?? 0), result);
   result.bytesBefore = plan.bytesBefore;
+  if (plan.foreign) await setAsideForeign(host, plan.foreign, result, Boolean(options.dryRun));
   if (options.dryRun || plan.candidates.length === 0) {
     result.packsRewritten = plan.candidates;
-    result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : plan.bytesBefore;
+    const setAside = result.foreignPacks?.some((f) => f.setAsideTo !== undefined);
+    result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : setAside ? await packsBytes(host.packs) : plan.bytesBefore;
     if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
     result.ms = Math.round(monotonicMs() - started);
     return result;
@@ -155,6 +165,22 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
   result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
   result.ms = Math.round(monotonicMs() - started);
   return result;
+}
+
+/**
+ * Pack files the plan found not to be this store's (CompactionPlan.foreign): one blob entries point
+ * into stays (an older mailstore appended to it) and is reported as skipped; the others go to
+ * quarantine/, as the admin's to look at, never deleted.
+ */
+async function setAsideForeign(host: CompactHost, foreign: NonNullable<CompactionPlan['foreign']>, result: CompactResult, dryRun: boolean): Promise<void> {
+  for (const { pack, why, referenced } of foreign) {
+    if (referenced) {
+      result.skipped.push({ pack, why: `${why}; blob entries point into it, so it is left where it is` });
+      continue;
+    }
+    const setAsideTo = dryRun || !host.quarantineDir ? undefined : await host.packs.setAsidePack(pack, host.quarantineDir);
+    (result.foreignPacks ??= []).push({ pack, why, ...(setAsideTo ? { setAsideTo } : {}) });
+  }
 }
 
 /**

@@ -560,6 +560,7 @@ export class Store implements MailStore {
       runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
       committedSeq: () => this.committed,
+      quarantineDir: join(this.root, LAYOUT.quarantine),
       hashPool: this.hashPool,
       readInlineBodies: journalInlineRuns(this.journal),
       space: { room: () => this.space.roomAboveFloor(), take: (bytes) => this.space.took(bytes) },

@@ -2,12 +2,12 @@
 // (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
 // nothing, and a store whose index does not add up is refused.
 import { describe, expect, it, vi } from 'vitest';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { hashBytes } from '../../src/hash/blake3.js';
-import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
 import { meta } from '../../src/store/apply.js';
@@ -440,6 +440,65 @@ describe('compaction', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it("another store's pack file copied into packs/ (and one of ours under a second name) is never appended to, rewritten or deleted: compaction moves it to quarantine/, byte for byte", async () => {
+    const other = tmpDir('compact-other');
+    const foreignStore = await Store.open(other, { create: true });
+    await foreignStore.createMailbox('INBOX');
+    for (let i = 1; i <= 3; i++) await foreignStore.append('INBOX', body(100 + i, 3000, 9));
+    await foreignStore.close();
+    const foreignBytes = readFileSync(join(other, 'packs', '00000001.pack'));
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    await store.close();
+    // an admin's mix-up: another store's pack restored into this one, and a copy of ours under a new number
+    copyFileSync(join(other, 'packs', '00000001.pack'), join(dir, 'packs', '00000009.pack'));
+    copyFileSync(join(dir, 'packs', '00000001.pack'), join(dir, 'packs', '00000008.pack'));
+    const ownCopy = readFileSync(join(dir, 'packs', '00000008.pack'));
+    rmSync(join(dir, 'quarantine'), { recursive: true }); // emptied by hand the wrong way: made again
+    const reopened = await Store.open(dir);
+    const added = body(99, 2500);
+    const uid = (await reopened.append('M', added)).uid;
+    bodies.set(uid, added);
+    expect(readFileSync(join(dir, 'packs', '00000009.pack')).equals(foreignBytes), 'nothing appended to the foreign pack').toBe(true);
+    const dry = await reopened.compact({ dryRun: true });
+    expect(dry.packsRewritten).not.toContain(9);
+    expect(dry.foreignPacks?.map((f) => f.pack)).toEqual([8, 9]);
+    const result = await reopened.compact();
+    expect(result.packsRewritten).toEqual([1]);
+    expect(result.packsRemoved).not.toContain(9);
+    expect(result.foreignPacks?.map((f) => [f.pack, f.why.includes(f.pack === 9 ? 'another store' : 'names pack 1')])).toEqual([[8, true], [9, true]]);
+    expect(packNames(dir)).not.toContain('00000009.pack');
+    const set = result.foreignPacks!.map((f) => f.setAsideTo!);
+    expect(set.every((path) => path.startsWith(join(dir, 'quarantine')))).toBe(true);
+    expect(readFileSync(set[1]).equals(foreignBytes), "the other store's pack kept byte for byte").toBe(true);
+    expect(readFileSync(set[0]).equals(ownCopy)).toBe(true);
+    await expectExact(reopened, bodies, gone);
+    await expectScrubClean(reopened);
+    await reopened.close();
+  });
+
+  it("a pack whose header names another store but which messages of this one point into (an older mailstore appended to it) is skipped, never rewritten or deleted", async () => {
+    const other = tmpDir('compact-other');
+    const foreignStore = await Store.open(other, { create: true });
+    await foreignStore.createMailbox('INBOX');
+    await foreignStore.append('INBOX', body(100, 3000, 9));
+    await foreignStore.close();
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    await store.close();
+    const path = join(dir, 'packs', '00000001.pack');
+    const pack = readFileSync(path);
+    readFileSync(join(other, 'packs', '00000001.pack')).copy(pack, 0, 0, PACK_HEADER_BYTES); // the other store's header, the same pack number
+    writeFileSync(path, pack);
+    const reopened = await Store.open(dir);
+    const result = await reopened.compact();
+    expect(result.packsRewritten).toEqual([]);
+    expect(result.skipped.map((s) => [s.pack, s.why.includes('another store')])).toEqual([[1, true]]);
+    expect(readFileSync(path).equals(pack), 'the file is as it was').toBe(true);
+    await expectExact(reopened, bodies, gone);
+    await reopened.close();
   });
 
   it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {

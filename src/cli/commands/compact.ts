@@ -17,8 +17,8 @@ export function register(program: Command): void {
     .option('--dry-run', 'report what would be rewritten and reclaimed; change nothing (opens the store read-only)')
     .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', (text: string) => parseDuration(text, '--grace'))
     .option('--tombstone-retention <duration>', 'drop the change-log entries of uids expunged longer ago than this (e.g. 7d; default 30d), raising each mailbox\'s vanished floor: a QRESYNC client that last synced before is told the uid ranges that hold no message instead (docs/FORMAT.md, "The vanished floor")', (text: string) => parseDuration(text, '--tombstone-retention'))
-    .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
-    .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub); REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
+    .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, foreignPacks?, ms} as JSON')
+    .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub) or because it is another store\'s file that messages of this one were appended to; REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
       const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
       let copied = 0;
@@ -53,6 +53,7 @@ async function printSummary(r: CompactResult): Promise<void> {
   if (r.tombstonesExpired) await printLine(`dropped ${r.tombstonesExpired} tombstone${r.tombstonesExpired === 1 ? '' : 's'} of expunged uids past their retention (vanished floors raised)`);
   if (r.packsPending.length) await printLine(`retired packs still held by a reader or still in use, deleted later: ${r.packsPending.join(', ')}`);
   for (const s of r.skipped) await printLine(`skipped pack ${s.pack}: ${s.why}`);
+  for (const f of r.foreignPacks ?? []) await printLine(`pack file ${f.pack} is not this store's (${f.why}): ${f.setAsideTo ? `moved to ${f.setAsideTo}` : r.dryRun ? 'would be moved to quarantine/' : 'left in packs/'}, never deleted; look at it, then remove it by hand (RECOVERY.md)`);
   const deferred = r.deferredForSpace;
   if (deferred) await printLine(`left for later, the disk is nearly full: pack${deferred.packs.length === 1 ? '' : 's'} ${deferred.packs.join(', ')} (their live records do not fit in the ${formatBytes(deferred.roomBytes)} free above the free-space reserve's floor; compact again once this run's space is back, or free space)`);
 }
