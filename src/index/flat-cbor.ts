@@ -109,6 +109,17 @@ const scratch = Buffer.allocUnsafeSlow(1024);
 let end = 0;
 
 /**
+ * A journal op's one byte string too long for the scratch buffer (an inline body, up to the
+ * store's inline limit), its head written in scratch before `bodyAt`: encodeOpsPayload copies it
+ * once, straight into the record. Through cbor-x a delivery's body was copied twice (cbor-x's
+ * buffer, then the record) and its op encoded by the general encoder.
+ */
+let body: Uint8Array | undefined;
+let bodyAt = 0;
+/** Whether writeValue may leave a long byte string to encodeOpsPayload (a journal op's top-level value; never an index value). */
+let bodyAllowed = false;
+
+/**
  * `value` as cbor-x encodes it (codec.ts's encoder: mapsAsObjects, variableMapSize, no Uint8Array
  * tag), byte for byte, in a new Buffer after `reserve` bytes left for the caller; or undefined for
  * any value outside the shapes decodeFlatMap reads (then cbor-x). An import encodes two such values
@@ -118,6 +129,7 @@ let end = 0;
  */
 export function encodeFlatMap(value: unknown, reserve: number): Buffer | undefined {
   end = 0;
+  bodyAllowed = false;
   if (!writeFlatMap(value, false)) return undefined;
   const out = Buffer.allocUnsafe(reserve + end);
   scratch.copy(out, reserve, 0, end);
@@ -127,8 +139,9 @@ export function encodeFlatMap(value: unknown, reserve: number): Buffer | undefin
 /**
  * A journal record's payload, `{ ops }` or (`last`) `{ ops, end: true }`, as codec.ts's cbor-x
  * encoder writes it, byte for byte: each op that is a flat map (ASCII keys, the values
- * encodeFlatMap writes: a message.add) written here, any other by `other` (cbor-x; it keeps no
- * records or shared strings, so an op encodes alone to what it is inside a record). cbor-x's
+ * encodeFlatMap writes: a message.add, with an inline body among them) written here, any other by
+ * `other` (cbor-x; it keeps no records or shared strings, so an op encodes alone to what it is
+ * inside a record). cbor-x's
  * general encoder was ~33,000 instructions an op of an import's record of 500, warm (issue 16).
  */
 export function encodeOpsPayload(ops: readonly unknown[], last: boolean, other: (op: unknown) => Uint8Array): Buffer {
@@ -142,16 +155,24 @@ export function encodeOpsPayload(ops: readonly unknown[], last: boolean, other: 
   at += end;
   for (const op of ops) {
     end = 0;
+    bodyAllowed = true;
     const flat = writeFlatMap(op, true);
+    bodyAllowed = false;
+    const long = takeBody(); // also of an op left to cbor-x part way: not held past the call
     const bytes = flat ? undefined : other(op);
-    const length = bytes === undefined ? end : bytes.length;
+    const length = bytes === undefined ? end + (long?.length ?? 0) : bytes.length;
     if (at + length + END_BYTES > out.length) {
       const grown = Buffer.allocUnsafe(Math.max(2 * out.length, at + length + END_BYTES));
       out.copy(grown, 0, 0, at);
       out = grown;
     }
-    if (bytes === undefined) scratch.copy(out, at, 0, end);
-    else out.set(bytes, at);
+    if (bytes !== undefined) out.set(bytes, at);
+    else if (long === undefined) scratch.copy(out, at, 0, end);
+    else {
+      scratch.copy(out, at, 0, bodyAt);
+      out.set(long, at + bodyAt);
+      scratch.copy(out, at + bodyAt + long.length, bodyAt, end);
+    }
     at += length;
   }
   if (last) {
@@ -161,6 +182,13 @@ export function encodeOpsPayload(ops: readonly unknown[], last: boolean, other: 
   }
   // a guess far off (inline bodies, long flags) is not kept as slack for as long as the record lives
   return at * 4 < out.length * 3 ? Buffer.from(out.subarray(0, at)) : out.subarray(0, at);
+}
+
+/** The long byte string writeFlatMap left to encodeOpsPayload, if any; not held past the call. */
+function takeBody(): Uint8Array | undefined {
+  const taken = body;
+  body = undefined;
+  return taken;
 }
 
 /** Bytes a message.add op encodes to, about: the first guess of a record's size. */
@@ -213,7 +241,14 @@ function writeValue(item: unknown, nest: boolean): boolean {
     case 'object': {
       if (item === null) return false;
       if (item instanceof Uint8Array) {
-        if (item.byteLength >= 0x10000 || !fits(item.byteLength)) return false;
+        if (!fits(item.byteLength)) {
+          // cbor-x's head for it is CBOR's shortest (up to 32 bits), as writeHead's
+          if (!bodyAllowed || !nest || body !== undefined || item.byteLength > 0xffffffff || !fits(0)) return false;
+          writeHead(2, item.byteLength);
+          body = item;
+          bodyAt = end;
+          return true;
+        }
         writeHead(2, item.byteLength);
         scratch.set(item, end);
         end += item.byteLength;

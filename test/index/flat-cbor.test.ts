@@ -160,11 +160,26 @@ describe('encodeJournalPayload', () => {
     }
   });
 
+  it('writes a delivery\'s record with its inline body byte for byte as cbor-x, at every head size of the body', () => {
+    for (const size of [0, 23, 24, 255, 256, 1000, 1015, 1016, 1024, 32 * 1024, 65_535, 65_536, 1024 * 1024]) {
+      const bytes = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 31 + size) & 0xff;
+      for (const extra of [{}, { envelopeFrom: 'MAILER-DAEMON', dateZone: -300, recent: true }, { flags: ['\\Seen', 'x'.repeat(600)] }]) {
+        // the body first, last and between other values; then a second long byte string in the op (cbor-x's)
+        for (const op of [add(9, { body: bytes, ...extra }), { body: bytes, ...add(9, extra) }, { op: 'message.add', body: bytes, uid: 9, ...extra }, add(9, { body: bytes, more: Buffer.from(bytes), ...extra })]) {
+          for (const ops of [[op], [add(1), op, add(2, { body: Buffer.alloc(2000, 5) })]]) {
+            for (const last of [true, false]) expect(encodeJournalPayload(ops, last).equals(encodeCbor(last ? { ops, end: true } : { ops }))).toBe(true);
+          }
+        }
+      }
+    }
+  });
+
   it('never disagrees with cbor-x on records of op-like values', () => {
     const name = fc.oneof(fc.constantFrom('op', 'uid', 'hash', 'flags', 'offset', 'envelopeFrom'), fc.string({ maxLength: 30 }));
     const scalar = fc.oneof(
       fc.nat(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.maxSafeInteger(),
-      fc.uint8Array({ maxLength: 1100 }).map((b) => Buffer.from(b)), fc.string({ maxLength: 300 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.nat(), { maxKeys: 3 }),
+      fc.uint8Array({ maxLength: 1100 }).map((b) => Buffer.from(b)), fc.nat({ max: 70_000 }).map((n) => Buffer.alloc(n, n & 0xff)), fc.string({ maxLength: 300 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.nat(), { maxKeys: 3 }),
     );
     const op = fc.dictionary(name, fc.oneof(scalar, fc.array(scalar, { maxLength: 26 })), { maxKeys: 25 });
     fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), fc.boolean(), (ops, last) => {
