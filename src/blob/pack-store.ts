@@ -800,7 +800,7 @@ export class PackStore {
       const at = location.offset - start;
       const length = RECORD_HEADER_BYTES + location.length;
       // checked in place (recordHeaderFault): no copy or throw on the path of a good record
-      if (at + length > n) { item.error = this.corrupt(location, path, `pack ends ${at + length - n} bytes early`); continue; }
+      if (at + length > n) { item.error = await this.endsEarly(handle, location, path, start + n); continue; }
       const fault = recordHeaderFault(bytes, base + at, location.length);
       if (fault !== undefined) { item.error = this.corrupt(location, path, fault); continue; }
       intact.push(item);
@@ -1028,8 +1028,19 @@ export class PackStore {
     } catch (error) {
       throw fromSystemError(error, 'reading pack', path);
     }
-    if (n < length) throw this.corrupt(location, path, `pack ends ${length - n} bytes early`);
+    if (n < length) throw await this.endsEarly(handle, location, path, position + n);
     return buf;
+  }
+
+  /**
+   * CORRUPT for a record the pack ends inside or before (a read stopped short at `readTo`), saying
+   * how many bytes the pack lacks to the record's end. From the pack's size, not from the read: a
+   * read that starts past the end returns nothing, and a record's header read at a pack cut
+   * megabytes before it said 'ends 48 bytes early', a truncated pack looking nearly whole.
+   */
+  private async endsEarly(handle: FileHandle, location: BlobLocation, path: string, readTo: number): Promise<MailstoreError> {
+    const size = await handle.size().catch(() => readTo);
+    return this.corrupt(location, path, `pack ends ${location.offset + RECORD_HEADER_BYTES + location.length - Math.min(size, readTo)} bytes early`);
   }
 
   private corrupt(location: BlobLocation, path: string, why: string): MailstoreError {

@@ -216,6 +216,30 @@ describe('PackStore: reads verify', () => {
     await packs.close();
   });
 
+  it('a pack cut before a record says how far short of the record\'s end it ends (scrub\'s blob-missing why, a read\'s CORRUPT), not the header\'s 48 bytes', async () => {
+    const { dir, packs } = await openPacks();
+    const bodies = [body(1, 300), body(2, 300), body(3, 5000)];
+    const locations = await commit(packs, bodies);
+    const last = locations[2];
+    // cut before the second record: the third lies wholly past the end, its header too
+    truncateSync(join(dir, '00000001.pack'), locations[1].offset);
+    const short = last.offset + RECORD_HEADER_BYTES + last.length - locations[1].offset;
+    const saysShort = new RegExp(`ends ${short} bytes early`);
+    expect(await packs.checkLocation(last, hashBytes(bodies[2]))).toMatch(saysShort);
+    expect((await expectCode(packs.read(last, hashBytes(bodies[2])), 'CORRUPT')).message).toMatch(saysShort);
+    // a run read (readMessages, fetchBlobsAt) whose pread starts past the end, and one that starts before it
+    const item = (i: number) => ({ location: locations[i], hash: hashBytes(bodies[i]), body: undefined as Buffer | undefined, error: undefined as unknown });
+    const alone = [item(2)];
+    await packs.readRun(1, alone);
+    expect((alone[0].error as MailstoreError).message).toMatch(saysShort);
+    const spanning = [item(0), item(1), item(2)];
+    await packs.readRun(1, spanning);
+    expect(spanning[0].body!.equals(bodies[0])).toBe(true);
+    expect((spanning[1].error as MailstoreError).message).toMatch(new RegExp(`ends ${RECORD_HEADER_BYTES + 300} bytes early`));
+    expect((spanning[2].error as MailstoreError).message).toMatch(saysShort);
+    await packs.close();
+  });
+
   it('a missing pack is CORRUPT after a mount check on its path; a failing read is IO', async () => {
     const { fs, packs, bodies, locations, mountChecks, dir } = await stored();
     mountChecks.length = 0;
