@@ -522,6 +522,35 @@ describe('compaction', () => {
     await store.close();
   });
 
+  it('a live record on a bad sector (EIO reading it) leaves only its pack alone: the other packs are compacted, nothing lost; once the sector reads again a retry takes that pack too', async () => {
+    const dir = tmpDir('compact');
+    const ffs = new FaultFileSystem({ seed: 3 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs, packBytesMax: 24 * 1024 });
+    const packs = packNames(dir);
+    expect(packs.length, 'several packs').toBeGreaterThan(3);
+    const bad = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies.get(10)!))))!;
+    const sector = bad.o + RECORD_HEADER_BYTES + 100;
+    const badName = `${String(bad.p).padStart(8, '0')}.pack`;
+    // every read of that pack covering the sector fails, as a disk's unreadable sector does
+    ffs.injectAt((info) => info.kind === 'read' && info.path.endsWith(`/${badName}`) && info.position! <= sector && sector < info.position! + info.length!, 'EIO', { times: 1e9 });
+    await store.maintenance().packs.forgetReadHandles();
+    const result = await store.compact();
+    expect(result.skipped.map((s) => s.pack)).toEqual([bad.p]);
+    expect(result.skipped[0]!.why).toMatch(/EIO/);
+    expect(result.packsRewritten.length, 'the other candidates were rewritten').toBeGreaterThan(0);
+    expect(result.packsRewritten).not.toContain(bad.p);
+    expect(packNames(dir)).toContain(badName);
+    await expectCode(store.fetch('M', 10), 'IO');
+    for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
+    ffs.clear(); // the disk remapped the sector
+    const retried = await store.compact();
+    expect(retried.packsRewritten).toContain(bad.p);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 24 * 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
   it('after a compaction that removed packs, the tidy\'s two snapshots retire the journal before its last record and the index files shrink; reopen, a rebuild and a rebuild past a damaged newest snapshot stay exact', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
