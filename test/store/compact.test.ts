@@ -466,6 +466,7 @@ describe('compaction', () => {
     expect(dry.packsRewritten).not.toContain(9);
     expect(dry.foreignPacks?.map((f) => f.pack)).toEqual([8, 9]);
     const result = await reopened.compact();
+    expect(result.bytesAfter, 'the dry run estimated without the files set aside').toBe(dry.bytesAfter);
     expect(result.packsRewritten).toEqual([1]);
     expect(result.packsRemoved).not.toContain(9);
     expect(result.foreignPacks?.map((f) => [f.pack, f.why.includes(f.pack === 9 ? 'another store' : 'names pack 1')])).toEqual([[8, true], [9, true]]);
