@@ -7,6 +7,7 @@ import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import type { MailstoreError } from '../../src/errors.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
@@ -478,6 +479,35 @@ describe('compaction', () => {
     await expectExact(reopened, bodies, gone);
     await expectScrubClean(reopened);
     await reopened.close();
+  });
+
+  it("another store's pack file copied into packs/ of a running store under the number its next pack would take: appends go on in a pack above it, the file is never written", async () => {
+    const other = tmpDir('compact-other');
+    const foreignStore = await Store.open(other, { create: true });
+    await foreignStore.createMailbox('INBOX');
+    await foreignStore.append('INBOX', body(100, 3000, 9));
+    await foreignStore.close();
+    const foreignBytes = readFileSync(join(other, 'packs', '00000001.pack'));
+    const dir = tmpDir('compact');
+    const store = await Store.open(dir, { create: true, packBytesMax: 16 * 1024 });
+    await store.createMailbox('M');
+    await store.append('M', body(1, 3000));
+    copyFileSync(join(other, 'packs', '00000001.pack'), join(dir, 'packs', '00000002.pack'));
+    const bodies = new Map<number, Buffer>();
+    const failures: string[] = [];
+    for (let i = 2; i <= 12; i++) {
+      const bytes = body(i, 3000);
+      try {
+        bodies.set((await store.append('M', bytes)).uid, bytes);
+      } catch (error) {
+        failures.push((error as MailstoreError).code);
+      }
+    }
+    expect(failures.length, `appends refused: ${failures.join(', ')}`).toBeLessThanOrEqual(1);
+    expect(bodies.size).toBeGreaterThanOrEqual(10);
+    expect(readFileSync(join(dir, 'packs', '00000002.pack')).equals(foreignBytes), 'the foreign file untouched').toBe(true);
+    for (const [uid, bytes] of bodies) expect((await store.fetch('M', uid)).equals(bytes), `M ${uid}`).toBe(true);
+    await store.close();
   });
 
   it("a pack whose header names another store but which messages of this one point into (an older mailstore appended to it) is skipped, never rewritten or deleted", async () => {
