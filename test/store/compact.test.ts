@@ -444,12 +444,7 @@ describe('compaction', () => {
   });
 
   it("another store's pack file copied into packs/ (and one of ours under a second name) is never appended to, rewritten or deleted: compaction moves it to quarantine/, byte for byte", async () => {
-    const other = tmpDir('compact-other');
-    const foreignStore = await Store.open(other, { create: true });
-    await foreignStore.createMailbox('INBOX');
-    for (let i = 1; i <= 3; i++) await foreignStore.append('INBOX', body(100 + i, 3000, 9));
-    await foreignStore.close();
-    const foreignBytes = readFileSync(join(other, 'packs', '00000001.pack'));
+    const { other, foreignBytes } = await otherStorePack(3);
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     await store.close();
@@ -482,12 +477,7 @@ describe('compaction', () => {
   });
 
   it("another store's pack file copied into packs/ of a running store under the number its next pack would take: appends go on in a pack above it, the file is never written", async () => {
-    const other = tmpDir('compact-other');
-    const foreignStore = await Store.open(other, { create: true });
-    await foreignStore.createMailbox('INBOX');
-    await foreignStore.append('INBOX', body(100, 3000, 9));
-    await foreignStore.close();
-    const foreignBytes = readFileSync(join(other, 'packs', '00000001.pack'));
+    const { other, foreignBytes } = await otherStorePack(1);
     const dir = tmpDir('compact');
     const store = await Store.open(dir, { create: true, packBytesMax: 16 * 1024 });
     await store.createMailbox('M');
@@ -511,11 +501,7 @@ describe('compaction', () => {
   });
 
   it("a pack whose header names another store but which messages of this one point into (an older mailstore appended to it) is skipped, never rewritten or deleted", async () => {
-    const other = tmpDir('compact-other');
-    const foreignStore = await Store.open(other, { create: true });
-    await foreignStore.createMailbox('INBOX');
-    await foreignStore.append('INBOX', body(100, 3000, 9));
-    await foreignStore.close();
+    const { other } = await otherStorePack(1);
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     await store.close();
@@ -642,4 +628,14 @@ async function churnedWithClockAhead(dir: string, aheadMs: number): Promise<Awai
   } finally {
     clock.mockRestore();
   }
+}
+
+/** Another store with `messages` messages in its pack 1, closed; that pack's bytes. */
+async function otherStorePack(messages: number): Promise<{ other: string; foreignBytes: Buffer }> {
+  const other = tmpDir('compact-other');
+  const store = await Store.open(other, { create: true });
+  await store.createMailbox('INBOX');
+  for (let i = 1; i <= messages; i++) await store.append('INBOX', body(100 + i, 3000, 9));
+  await store.close();
+  return { other, foreignBytes: readFileSync(join(other, 'packs', '00000001.pack')) };
 }
