@@ -536,11 +536,14 @@ export class PackStore {
   private async writePack(pack: number, blobs: PendingBlob[]): Promise<void> {
     const { parts, start, length } = recordParts(pack, blobs);
     const path = this.path(pack);
+    let creating = false;
     try {
       if (pack !== this.current || !this.writeHandle) {
         if (pack !== this.current) {
           await this.options.checkMounted(path);
+          creating = true;
           await this.switchTo(pack, true);
+          creating = false;
         } else {
           this.writeHandle = await this.fs.open(path, 'readWrite');
         }
@@ -551,6 +554,13 @@ export class PackStore {
     } catch (error) {
       this.pending = undefined;
       await this.undo(start);
+      if (creating && (error as NodeJS.ErrnoException).code === 'EEXIST') {
+        // a file took this pack's number behind the store's back (another store's pack copied in):
+        // never written; the next reservation takes a number above it, or every delivery from
+        // here on failed EXISTS until a restart
+        this.allocated = Math.max(this.allocated, pack);
+        this.reservedPack = 0;
+      }
       throw fromSystemError(error, 'writing message bodies to pack', path);
     }
   }

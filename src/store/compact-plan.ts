@@ -299,8 +299,9 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
     const qualifies = eligible && dead > 0 && dead >= deadRatio * bytes;
     const why = (qualifies || bytes < smallPackBytes) && !backend.isRemote(pack) ? await backend.foreignPack(pack) : undefined;
     if (why !== undefined) {
-      (plan.foreign ??= []).push({ pack, why, referenced: scan.byPack.has(pack) });
-      plan.bytesAfterEstimate += bytes;
+      const referenced = scan.byPack.has(pack);
+      (plan.foreign ??= []).push({ pack, why, referenced });
+      if (referenced) plan.bytesAfterEstimate += bytes; // else it goes to quarantine/
     } else if (qualifies && tally.keptBytes > 0 && plan.bytesToCopy + tally.keptBytes + PACK_HEADER_BYTES > roomBytes) {
       (plan.noRoom ??= []).push(pack);
       plan.bytesAfterEstimate += bytes;

@@ -63,7 +63,7 @@ export interface CompactResult {
   /** Disk bytes of packs/ before and after (after: an estimate on a dry run). */
   bytesBefore: number;
   bytesAfter: number;
-  /** Candidate packs left alone this round, and why (a record failed its hash). */
+  /** Candidate packs left alone this round, and why (a record failed its hash, or its pack would not give it: IO, ACCESS). */
   skipped: { pack: number; why: string }[];
   /**
    * Packs that qualified but were left for a later round because copying their live records would
@@ -325,7 +325,7 @@ class Outputs {
  * is, so 4 000 live records of a 600 MB pack cost a few thousand reads and no per-record buffer.
  * The reads go in batches of about compactWriteBytes (one buffer, one hashing job on the store's
  * worker when it has one): batch i+1 is read while batch i is hashed and batch i-1 written.
- * A candidate with a record that fails its hash is left out of this round (its copies stay
+ * A candidate with a record that fails its hash, or that its pack will not give (IO, ACCESS), is left out of this round (its copies stay
  * unreferenced in the new pack). Any other failure (ENOSPC, EIO) is thrown: the old packs were
  * not touched and keep serving.
  */
@@ -415,8 +415,11 @@ async function appendBatch(outputs: Outputs, reading: InFlight, copied: Copied[]
     if (skipped.has(run[0].blob.pack)) continue;
     for (const item of run) {
       if (item.error !== undefined) {
+        // a record that does not verify, or that its old pack will not give (an unreadable sector:
+        // EIO; a file whose mode changed: ACCESS), leaves that pack for a later round; the round
+        // goes on with the others (one bad sector failed every compaction of the store)
         const error = item.error;
-        if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+        if (!skipsPack(error)) throw error;
         result.skipped.push({ pack: item.blob.pack, why: error.message });
         skipped.add(item.blob.pack);
         break;
@@ -431,6 +434,18 @@ async function appendBatch(outputs: Outputs, reading: InFlight, copied: Copied[]
   const appended = reading.recycle && buffer ? [buffer] : [];
   await outputs.writeBehind();
   buffers.written(appended);
+}
+
+/**
+ * Whether an error reading a record from its old pack leaves that pack out of the round
+ * (appendBatch): the record does not verify, the device failed the read (EIO), or the file's mode
+ * refuses it. Anything else (no descriptor left, memory) is not about the pack: the round fails.
+ */
+function skipsPack(error: unknown): error is MailstoreError {
+  if (!(error instanceof MailstoreError)) return false;
+  if (error.code === 'CORRUPT') return true;
+  const sys = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return sys === 'EIO' || sys === 'EACCES' || sys === 'EPERM';
 }
 
 /** Consecutive runs of one pack, about limits.compactWriteBytes of them at a time (a run longer than that alone). */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import type { MailstoreError } from '../../src/errors.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
@@ -443,12 +444,7 @@ describe('compaction', () => {
   });
 
   it("another store's pack file copied into packs/ (and one of ours under a second name) is never appended to, rewritten or deleted: compaction moves it to quarantine/, byte for byte", async () => {
-    const other = tmpDir('compact-other');
-    const foreignStore = await Store.open(other, { create: true });
-    await foreignStore.createMailbox('INBOX');
-    for (let i = 1; i <= 3; i++) await foreignStore.append('INBOX', body(100 + i, 3000, 9));
-    await foreignStore.close();
-    const foreignBytes = readFileSync(join(other, 'packs', '00000001.pack'));
+    const { other, foreignBytes } = await otherStorePack(3);
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     await store.close();
@@ -466,6 +462,7 @@ describe('compaction', () => {
     expect(dry.packsRewritten).not.toContain(9);
     expect(dry.foreignPacks?.map((f) => f.pack)).toEqual([8, 9]);
     const result = await reopened.compact();
+    expect(result.bytesAfter, 'the dry run estimated without the files set aside').toBe(dry.bytesAfter);
     expect(result.packsRewritten).toEqual([1]);
     expect(result.packsRemoved).not.toContain(9);
     expect(result.foreignPacks?.map((f) => [f.pack, f.why.includes(f.pack === 9 ? 'another store' : 'names pack 1')])).toEqual([[8, true], [9, true]]);
@@ -479,12 +476,32 @@ describe('compaction', () => {
     await reopened.close();
   });
 
+  it("another store's pack file copied into packs/ of a running store under the number its next pack would take: appends go on in a pack above it, the file is never written", async () => {
+    const { other, foreignBytes } = await otherStorePack(1);
+    const dir = tmpDir('compact');
+    const store = await Store.open(dir, { create: true, packBytesMax: 16 * 1024 });
+    await store.createMailbox('M');
+    await store.append('M', body(1, 3000));
+    copyFileSync(join(other, 'packs', '00000001.pack'), join(dir, 'packs', '00000002.pack'));
+    const bodies = new Map<number, Buffer>();
+    const failures: string[] = [];
+    for (let i = 2; i <= 12; i++) {
+      const bytes = body(i, 3000);
+      try {
+        bodies.set((await store.append('M', bytes)).uid, bytes);
+      } catch (error) {
+        failures.push((error as MailstoreError).code);
+      }
+    }
+    expect(failures.length, `appends refused: ${failures.join(', ')}`).toBeLessThanOrEqual(1);
+    expect(bodies.size).toBeGreaterThanOrEqual(10);
+    expect(readFileSync(join(dir, 'packs', '00000002.pack')).equals(foreignBytes), 'the foreign file untouched').toBe(true);
+    for (const [uid, bytes] of bodies) expect((await store.fetch('M', uid)).equals(bytes), `M ${uid}`).toBe(true);
+    await store.close();
+  });
+
   it("a pack whose header names another store but which messages of this one point into (an older mailstore appended to it) is skipped, never rewritten or deleted", async () => {
-    const other = tmpDir('compact-other');
-    const foreignStore = await Store.open(other, { create: true });
-    await foreignStore.createMailbox('INBOX');
-    await foreignStore.append('INBOX', body(100, 3000, 9));
-    await foreignStore.close();
+    const { other } = await otherStorePack(1);
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     await store.close();
@@ -519,6 +536,35 @@ describe('compaction', () => {
     expect(packNames(dir)).toContain(name);
     await expectCode(store.fetch('M', 10), 'CORRUPT');
     for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
+    await store.close();
+  });
+
+  it('a live record on a bad sector (EIO reading it) leaves only its pack alone: the other packs are compacted, nothing lost; once the sector reads again a retry takes that pack too', async () => {
+    const dir = tmpDir('compact');
+    const ffs = new FaultFileSystem({ seed: 3 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs, packBytesMax: 24 * 1024 });
+    const packs = packNames(dir);
+    expect(packs.length, 'several packs').toBeGreaterThan(3);
+    const bad = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies.get(10)!))))!;
+    const sector = bad.o + RECORD_HEADER_BYTES + 100;
+    const badName = `${String(bad.p).padStart(8, '0')}.pack`;
+    // every read of that pack covering the sector fails, as a disk's unreadable sector does
+    ffs.injectAt((info) => info.kind === 'read' && info.path.endsWith(`/${badName}`) && info.position! <= sector && sector < info.position! + info.length!, 'EIO', { times: 1e9 });
+    await store.maintenance().packs.forgetReadHandles();
+    const result = await store.compact();
+    expect(result.skipped.map((s) => s.pack)).toEqual([bad.p]);
+    expect(result.skipped[0]!.why).toMatch(/EIO/);
+    expect(result.packsRewritten.length, 'the other candidates were rewritten').toBeGreaterThan(0);
+    expect(result.packsRewritten).not.toContain(bad.p);
+    expect(packNames(dir)).toContain(badName);
+    await expectCode(store.fetch('M', 10), 'IO');
+    for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
+    ffs.clear(); // the disk remapped the sector
+    const retried = await store.compact();
+    expect(retried.packsRewritten).toContain(bad.p);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 24 * 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
     await store.close();
   });
 
@@ -582,4 +628,14 @@ async function churnedWithClockAhead(dir: string, aheadMs: number): Promise<Awai
   } finally {
     clock.mockRestore();
   }
+}
+
+/** Another store with `messages` messages in its pack 1, closed; that pack's bytes. */
+async function otherStorePack(messages: number): Promise<{ other: string; foreignBytes: Buffer }> {
+  const other = tmpDir('compact-other');
+  const store = await Store.open(other, { create: true });
+  await store.createMailbox('INBOX');
+  for (let i = 1; i <= messages; i++) await store.append('INBOX', body(100 + i, 3000, 9));
+  await store.close();
+  return { other, foreignBytes: readFileSync(join(other, 'packs', '00000001.pack')) };
 }

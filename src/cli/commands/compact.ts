@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', (text: string) => parseDuration(text, '--grace'))
     .option('--tombstone-retention <duration>', 'drop the change-log entries of uids expunged longer ago than this (e.g. 7d; default 30d), raising each mailbox\'s vanished floor: a QRESYNC client that last synced before is told the uid ranges that hold no message instead (docs/FORMAT.md, "The vanished floor")', (text: string) => parseDuration(text, '--tombstone-retention'))
     .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, foreignPacks?, ms} as JSON')
-    .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub) or because it is another store\'s file that messages of this one were appended to; REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
+    .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash or could not be read (run mailstore scrub) or because it is another store\'s file that messages of this one were appended to; REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
       const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
       let copied = 0;
