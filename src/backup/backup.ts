@@ -17,7 +17,7 @@ import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-p
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
-import { encodeTip, searchHash, tipOfModel, writeTip, type Tip } from './tip.js';
+import { encodeTip, searchHash, tipOfModel, tipOfState, writeTip, type Tip } from './tip.js';
 import { readHealLists, writeHealList, type HealEntry, type HealLists } from './heal-list.js';
 import { applySinceToTip } from './tip-since.js';
 import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile, type StagedFile } from './repository.js';
@@ -239,7 +239,7 @@ async function readState(source: BackupSource, repo: Repository, copier: BlobCop
   if (fresh) copier.add(state.blobs);
   phase('state read');
   const journalDigest = await digestAt(source, state.seq);
-  const tip = tipOfModel(modelOf({ seq: state.seq, ops: state.ops }), { snapshot: '', storeId: source.storeId, journalDigest, depth: 0, chain: [], counts: state.counts });
+  const tip = tipOfState(state.ops, state.seq, { snapshot: '', storeId: source.storeId, journalDigest, depth: 0, chain: [], counts: state.counts });
   return { ...state, journalDigest, tip, ...(fullReadReason ? { fullReadReason } : {}) };
 }
 

@@ -8,8 +8,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
-import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
-import { refuseCredentialsInUrl } from '../objstore/s3.js';
+import { bucketUrlOfRepo } from '../objstore/bucket-url.js';
 
 export interface RepoOptions {
   repo?: string;
@@ -60,11 +59,13 @@ export async function withRepository<T>(command: Command, create: boolean, work:
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
 async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
   const url = bucketUrlOfRepo(options.repo!);
-  if (url !== undefined) refuseCredentialsInUrl(url, '--repo');
   if (url === undefined) {
     if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
     return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };
   }
+  // loaded only for an s3: repository (bucket-url.ts)
+  const [{ BucketFileSystem, credentialsFrom }, { refuseCredentialsInUrl }] = await Promise.all([import('../objstore/bucket-fs.js'), import('../objstore/s3.js')]);
+  refuseCredentialsInUrl(url, '--repo');
   const path = options.repoCredentials === undefined ? undefined : absolutePath(options.repoCredentials);
   const text = path === undefined ? undefined : (await readSecretText(path, 'the repository credentials'));
   return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };

@@ -12,7 +12,10 @@ import { runBackup, type BackupSummary } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
-import { listTips, readTip, sortHashes, type Tip } from '../../src/backup/tip.js';
+import { listTips, readTip, sortHashes, tipOfModel, tipOfState, type Tip } from '../../src/backup/tip.js';
+import { modelOf } from '../../src/backup/incremental.js';
+import type { MailboxInfo, Op } from '../../src/store/records.js';
+import type { StateChange, StateMessage } from '../../src/store/state-since.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -182,5 +185,30 @@ describe('sortHashes', () => {
       const expected = [...withRepeats].sort(Buffer.compare).map((h) => h.toString('hex'));
       expect(sortHashes(withRepeats).map((h) => h.toString('hex'))).toEqual(expected);
     }), { numRuns: 500 });
+  });
+});
+
+describe('tipOfState', () => {
+  it('gives the tip tipOfModel gives of the modelled state: repeated uids and mailbox records, unknown mailboxes, shared and tying hashes', () => {
+    const id = (n: number) => Buffer.from([0, n]);
+    const hash = fc.tuple(fc.constantFrom(0, 1, 255), fc.constantFrom(0, 7), fc.constantFrom(0, 3), fc.uint8Array({ minLength: 25, maxLength: 25 }))
+      .map(([a, b, c, rest]) => Buffer.concat([Buffer.from([a, 0, 0, 0, b, a, c]), Buffer.from(rest)]));
+    const hashes = fc.array(hash, { minLength: 1, maxLength: 8 });
+    const message = (pool: Buffer[]) => fc.tuple(fc.integer({ min: 1, max: 30 }), fc.nat(pool.length - 1), fc.nat(5000), fc.boolean(), fc.integer({ min: 1, max: 90 }))
+      .map(([uid, h, size, seen, modseq]) => [uid, pool[h]!, size, 0, seen ? ['\\Seen', 'k'] : ['k'], modseq] as StateMessage);
+    const op = (pool: Buffer[]) => fc.oneof(
+      fc.integer({ min: 1, max: 4 }).map((n): Op => ({ op: 'state.mailbox', info: { id: id(n), name: `m${n}`, uidValidity: 1, uidNext: 31, highestModseq: 90, messages: 0, bytes: 0, unseen: 0 } as unknown as MailboxInfo })),
+      fc.tuple(fc.integer({ min: 1, max: 5 }), fc.array(message(pool), { maxLength: 12 })).map(([n, messages]): Op => ({ op: 'state.messages', id: id(n), messages })),
+      fc.tuple(fc.integer({ min: 1, max: 5 }), fc.array(fc.tuple(fc.integer({ min: 1, max: 90 }), fc.integer({ min: 1, max: 30 })), { maxLength: 10 }))
+        .map(([n, entries]): Op => ({ op: 'state.changes', id: id(n), entries: entries.map(([modseq, uid]) => [modseq, uid, { flags: [] }] as StateChange) })),
+    );
+    const state = hashes.chain((pool) => fc.array(op(pool), { maxLength: 25 }));
+    fc.assert(fc.property(state, (ops) => {
+      const header = { snapshot: '', storeId: 's', depth: 0, chain: [], counts: { mailboxes: 0, messages: 0, bytes: 0, blobs: 0 } };
+      const expected = tipOfModel(modelOf({ seq: 9, ops }), header);
+      const tip = tipOfState(ops, 9, header);
+      expect(tip.hashes.toString('hex')).toBe(expected.hashes.toString('hex'));
+      expect(columns(tip)).toEqual(columns(expected));
+    }), { numRuns: 200 });
   });
 });
