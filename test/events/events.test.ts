@@ -440,9 +440,13 @@ describe('events --follow through a daemon that restarts', () => {
       // once the follower is the daemon's client (200 ms before: at load it had not connected yet,
       // and found the store held here from its start, from cursor 0)
       await until(() => server.connectionCount > 0, 'the follower connected', 60_000);
+      // The stop keeps the store open (held here, as by a daemon that hangs), closed once the follow
+      // ended. Closed by the stop and opened again after it (before), the follower, retrying in this
+      // process meanwhile, took it itself at load 29 and the open here failed LOCKED.
+      const close = served.close.bind(served);
+      served.close = () => Promise.resolve();
       await server.stop();
-      const openAgain = await Store.open(store);
-      const result = await following.finally(() => openAgain.close());
+      const result = await following.finally(close);
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/trying again in 100 ms[^]*trying again in 400 ms[^]*mailstore: (UNAVAILABLE|LOCKED): /);
     } finally {
