@@ -30,7 +30,7 @@ async function fullDaemon(): Promise<Running> {
 }
 
 describe('a daemon with every connection taken', () => {
-  it('a command waits for a free connection, not for the lock, and goes through the daemon', { timeout: 30_000 }, async () => {
+  it('a command waits for a free connection, not for the lock, and goes through the daemon', async () => {
     const { dir } = await fullDaemon();
     const began = Date.now();
     const child = start(['--wait', '20', 'mailbox', 'list', '--json'], { store: dir });
@@ -42,7 +42,7 @@ describe('a daemon with every connection taken', () => {
     expect(Date.now() - began).toBeLessThan(10_000);
   });
 
-  it('past --wait it is LOCKED (exit 2)', { timeout: 30_000 }, async () => {
+  it('past --wait it is LOCKED (exit 2)', async () => {
     const { dir } = await fullDaemon();
     const began = Date.now();
     const result = await run(['--wait', '2', 'mailbox', 'list'], { store: dir });

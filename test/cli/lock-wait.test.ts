@@ -6,17 +6,13 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
-import { bin, json, ok, repoRoot, requireBuilt, run } from './helpers.js';
-import { tempDir } from './helpers.js';
+import { bin, json, repoRoot, requireBuilt, run } from './helpers.js';
+import { newStore } from './in-process.js';
 
 beforeAll(requireBuilt);
 
-async function freshStore(): Promise<string> {
-  const store = join(tempDir(), 'store');
-  await ok(['init'], { store });
-  await ok(['mailbox', 'create', 'INBOX'], { store });
-  return store;
-}
+/** Made in this process: the commands under test are spawned, the store they share need not be. */
+const freshStore = (): Promise<string> => newStore(['INBOX']);
 
 /** A child that runs `script` (an ES module, argv[1] = store) and says "ready" once it holds what it holds. */
 async function holder(script: string, store: string): Promise<ChildProcess> {

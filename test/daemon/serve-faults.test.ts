@@ -129,7 +129,7 @@ describe('serve on a disk that fills up (root only)', () => {
     await expectAcknowledged(store, acknowledged);
     expect((await json<{ messages: number }>(['mailbox', 'status', INBOX], { store })).messages).toBe(acknowledged.size);
     expect((await run(['scrub'], { store })).code).toBe(0);
-  }, 60_000);
+  });
 
   it.skipIf(skipped(noRoot))('the reserve off (0): the index write fails (the journal had preallocated room, LevelDB none): the LMTP-only daemon stops non-zero, and every 250 is there once it runs again with room', async () => {
     const mnt = tempDir('mailstore-serve-full-');
@@ -163,5 +163,5 @@ describe('serve on a disk that fills up (root only)', () => {
     expect(status.messages).toBeGreaterThanOrEqual(acknowledged.size);
     await expectAcknowledged(store, acknowledged);
     expect((await run(['scrub'], { store })).code).toBe(0);
-  }, 60_000);
+  });
 });

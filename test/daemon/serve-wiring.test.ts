@@ -64,7 +64,7 @@ describe('serve runs LMTP and metrics', () => {
     } finally {
       await stop(daemon);
     }
-  }, 40_000);
+  });
 });
 
 describe('serve runs replication', () => {
@@ -121,5 +121,5 @@ describe('serve runs replication', () => {
       if (primary.child.exitCode === null) primary.child.kill('SIGKILL');
       replica?.child.kill('SIGKILL');
     }
-  }, 40_000);
+  });
 });

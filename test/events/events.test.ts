@@ -8,6 +8,7 @@ import { EventContext, readEvents, lagRecords, type MailEvent } from '../../src/
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { until } from '../helpers/until.js';
 import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { defaultSocketPath } from '../../src/client/socket-path.js';
@@ -383,7 +384,7 @@ describe('events --follow through a daemon that restarts', () => {
     await created.close();
     const serve = async () => {
       // as `serve` waits for the lock (--wait): the follower may hold the store for a look meanwhile
-      const served = await Store.open(store, { lockWaitMs: 10_000 });
+      const served = await Store.open(store, { lockWaitMs: 60_000 }); // (10 s ran out at load 29)
       const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
       await server.start();
       return { served, server, stop: async () => { await server.stop(); await served.close(); } };
@@ -430,14 +431,22 @@ describe('events --follow through a daemon that restarts', () => {
     const served = await Store.init(store);
     const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
     await server.start();
-    limits.followReconnectMs = 1000;
+    // 3 s: room for the tries of 100, 200 and 400 ms it must say; at load 25 a try took ~0.35 s
+    // itself, and 1 s (before) ran out after the 200 ms one
+    limits.followReconnectMs = 3000;
     try {
       // stopped, its store still held by a process that does not answer (a daemon that hangs at a restart)
       const following = run(['events', '--follow', '--no-wait'], { store });
-      await new Promise((r) => setTimeout(r, 200));
+      // once the follower is the daemon's client (200 ms before: at load it had not connected yet,
+      // and found the store held here from its start, from cursor 0)
+      await until(() => server.connectionCount > 0, 'the follower connected', 60_000);
+      // The stop keeps the store open (held here, as by a daemon that hangs), closed once the follow
+      // ended. Closed by the stop and opened again after it (before), the follower, retrying in this
+      // process meanwhile, took it itself at load 29 and the open here failed LOCKED.
+      const close = served.close.bind(served);
+      served.close = () => Promise.resolve();
       await server.stop();
-      const openAgain = await Store.open(store);
-      const result = await following.finally(() => openAgain.close());
+      const result = await following.finally(close);
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/trying again in 100 ms[^]*trying again in 400 ms[^]*mailstore: (UNAVAILABLE|LOCKED): /);
     } finally {
