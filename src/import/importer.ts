@@ -141,13 +141,33 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
   // flat: the target is the root folder's mailbox (made even when the source has no mail at its root);
   // user: the target is the user's tree, which holds mailboxes but is none itself (as in Dovecot).
   if (layout === 'flat') await ensureMailbox(store, mailbox, owner, summary, options.onWarning);
-  for (const target of targets) {
-    const result = await importFolder(store, target, { ...options, mailbox, owner }, onSkip, summary);
-    summary.mailboxes.push(result);
-    if (summary.interrupted) break;
+  try {
+    for (const target of targets) {
+      const result = await importFolder(store, target, { ...options, mailbox, owner }, onSkip, summary);
+      summary.mailboxes.push(result);
+      if (summary.interrupted) break;
+    }
+  } catch (error) {
+    throw sayWhatWentIn(error, summary);
   }
   summary.seconds = (monotonicMs() - started) / 1000;
   return summary;
+}
+
+/**
+ * An import that stops on an error (a full disk, an I/O error) has its earlier batches durable, but
+ * the error alone says only what failed, and a disk-full one "nothing was written" (of its batch):
+ * read as "the import did nothing", it sent admins to --restart, which adds everything again. The
+ * error says how many went in and that the same import goes on from there; same code, same path.
+ */
+function sayWhatWentIn(error: unknown, summary: ImportSummary): unknown {
+  if (!isMailstoreError(error) || summary.imported === 0) return error;
+  const told = new MailstoreError(error.code,
+    `${error.message}; ${summary.imported} message${summary.imported === 1 ? '' : 's'} this run imported ${summary.imported === 1 ? 'is' : 'are'} in the store, durable: ` +
+    'run the same import again to go on from there (it adds nothing twice; --restart would import them again)',
+    { path: error.path, cause: error, ...(error.mayHaveCommitted !== undefined ? { mayHaveCommitted: error.mayHaveCommitted } : {}), ...(error.moved ? { moved: error.moved } : {}) });
+  if (error.belowReserve) told.belowReserve = true;
+  return told;
 }
 
 /**

@@ -72,17 +72,30 @@ function getManyInKeyOrder(level: Level<Buffer, Buffer>, keyList: Buffer[], opti
 }
 
 /**
- * A pending set straight into a LevelDB chained batch: no BatchOp array or key Buffer kept per key
- * (a replay window is tens of thousands of keys; classic-level copies what put is given).
+ * A pending set straight into a LevelDB chained batch, written (sync:false): no BatchOp array or
+ * key Buffer kept per key (a replay window is tens of thousands of keys; classic-level copies what
+ * put is given). Filled through classic-level's own batch methods (RawBatch) when it has them, as
+ * BulkLoad is: abstract-level's public put builds an operation object per key and looks its
+ * encodings up, ~3 keys a message an import or a replay writes, for buffers it passes on as they are.
  */
-function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnType<Level<Buffer, Buffer>['batch']> {
+async function writePending(level: Level<Buffer, Buffer>, pending: Pending): Promise<void> {
   const batch = level.batch();
+  const raw = rawBatch(batch);
+  if (!raw) {
+    for (const [name, value] of pending) {
+      const key = Buffer.from(name, 'latin1');
+      if (value === DELETED) batch.del(key);
+      else batch.put(key, encodeValue(key, value));
+    }
+    return batch.write({ sync: false });
+  }
   for (const [name, value] of pending) {
     const key = Buffer.from(name, 'latin1');
-    if (value === DELETED) batch.del(key);
-    else batch.put(key, encodeValue(key, value));
+    if (value === DELETED) raw._del(key);
+    else raw._put(key, encodeValue(key, value));
   }
-  return batch;
+  // the public write() of a batch filled through _put counts no entries and would only close it
+  return pending.size === 0 ? raw.close() : writeRaw(raw);
 }
 
 /** The reads of IndexDb.snapshot(): the index as it was when the snapshot was taken. */
@@ -519,7 +532,7 @@ export class IndexDb {
       await started;
       await before;
       behind.handed = true; // built now, in this turn: nothing merges into it any more
-      await pendingBatch(this.db, behind.pending).write({ sync: false });
+      await writePending(this.db, behind.pending);
     })();
     behind.landed = behind.written.then(() => {
       const at = this.behind.indexOf(behind);
@@ -683,6 +696,7 @@ function second(h: number): number {
  */
 interface RawBatch {
   _put(key: Uint8Array, value: Uint8Array): void;
+  _del(key: Uint8Array): void;
   _write(options: { sync: boolean }): Promise<void>;
   close(): Promise<void>;
 }
@@ -694,7 +708,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 function rawBatch(batch: ReturnType<Level<Buffer, Buffer>['batch']>): RawBatch | undefined {
   const raw = batch as unknown as Partial<RawBatch>;
   // another abstract-level implementation (or version) without them: the public API, as before
-  return typeof raw._put === 'function' && typeof raw._write === 'function' ? raw as RawBatch : undefined;
+  return typeof raw._put === 'function' && typeof raw._del === 'function' && typeof raw._write === 'function' ? raw as RawBatch : undefined;
 }
 
 /**

@@ -24,6 +24,17 @@ async function storedBodies(store: Store): Promise<string[]> {
 }
 
 /**
+ * The error an import stopped with tells how many messages of the run are in and that the same
+ * import goes on from there: the disk-full error alone says "nothing was written" (of the failing
+ * batch), which read as "the import did nothing" invites --restart, which adds them all again.
+ */
+function expectSaysWhatWentIn(error: MailstoreError, kept: number): void {
+  expect(error.message).toContain(`${kept} messages this run imported are in the store`);
+  expect(error.message).toContain('run the same import again');
+  expect(error.cause).toBeInstanceOf(MailstoreError); // the error as the store raised it
+}
+
+/**
  * Imports `bodies` in batches of 10 while the `failingWrite`-th journal write hits a full disk:
  * the import stops with NO_SPACE having kept whole batches only, each message exact; the same
  * import run again adds the rest, each message once. Returns how many the first run kept.
@@ -41,6 +52,7 @@ async function noSpaceThenResume(bodies: string[], failingWrite: number): Promis
   const kept = (await store.status('INBOX')).messages;
   expect(kept % 10).toBe(0); // whole batches only
   expect(kept).toBeLessThan(bodies.length);
+  expectSaysWhatWentIn(error as MailstoreError, kept);
   expect(await storedBodies(store)).toEqual(bodies.slice(0, kept));
   await store.close();
   fs.clear();
@@ -93,6 +105,7 @@ describe('import under a failing disk', () => {
       const kept = (await store.status('INBOX')).messages;
       expect(kept).toBeGreaterThanOrEqual(10);
       expect(kept).toBeLessThan(bodies.length);
+      expectSaysWhatWentIn(error as MailstoreError, kept);
       expect(await storedBodies(store)).toEqual(bodies.slice(0, kept));
       await store.close();
       fs.clear();

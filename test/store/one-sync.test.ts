@@ -132,12 +132,13 @@ describe('one-sync delivery', () => {
 
   it('a merged index batch whose LevelDB write fails fails every caller that merged into it and every later write', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
-    type Chained = { write(options?: unknown): Promise<void>; close(): Promise<void> };
+    // classic-level's _write: what the public write() and the raw path (writePending) both reach
+    type Chained = { _write(options?: unknown): Promise<void> };
     const level = (db as unknown as { db: { batch(): Chained } }).db;
     const realBatch = level.batch.bind(level);
     level.batch = () => {
       const batch = realBatch();
-      batch.write = async () => { await batch.close(); throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' }); };
+      batch._write = async () => { throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' }); };
       return batch;
     };
     const a = await db.writeBehind(new Map([['a', 1]]), { deferred: true });
@@ -151,7 +152,7 @@ describe('one-sync delivery', () => {
 
   it('a batch queued behind one being written is written after it, never before (the newest value wins in LevelDB)', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
-    type Chained = { write(options?: unknown): Promise<void> };
+    type Chained = { _write(options?: unknown): Promise<void> };
     const level = (db as unknown as { db: { batch(): Chained } }).db;
     const realBatch = level.batch.bind(level);
     let release!: () => void;
@@ -161,8 +162,8 @@ describe('one-sync delivery', () => {
     level.batch = () => {
       const batch = realBatch();
       const which = n++;
-      const write = batch.write.bind(batch);
-      batch.write = async (options) => { if (which === 0) await held; order.push(which); return write(options); };
+      const write = batch._write.bind(batch);
+      batch._write = async (options) => { if (which === 0) await held; order.push(which); return write(options); };
       return batch;
     };
     await db.writeBehind(new Map([['x', { v: 1 }]]), { deferred: true });

@@ -100,16 +100,16 @@ describe('index writes behind the commit', () => {
     await store.createMailbox('INBOX');
     const { db } = internalsOf(store);
     await db.settle(); // createMailbox's own index batch lands first (it is built after its callers were answered)
-    // the index write behind the commit is a LevelDB chained batch (IndexDb.writeBehind): its first write fails
-    type Chained = { write(options?: unknown): Promise<void>; close(): Promise<void> };
+    // the index write behind the commit is a LevelDB chained batch (IndexDb.writeBehind): its first
+    // write fails (in classic-level's _write, which the public write() and the raw path both reach)
+    type Chained = { _write(options?: unknown): Promise<void> };
     const level = (db as unknown as { db: { batch(): Chained } }).db;
     const realBatch = level.batch.bind(level);
     let failed = 0;
     level.batch = () => {
       const batch = realBatch();
       if (failed++ === 0) {
-        batch.write = async () => {
-          await batch.close();
+        batch._write = async () => {
           throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' });
         };
       }

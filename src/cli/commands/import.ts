@@ -85,7 +85,9 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
 The same import run again retries every skipped entry (once fixed, it goes in; nothing is added
 twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).
 Out of file descriptors (EMFILE, ENFILE: ulimit -n) is no entry's fault: the import stops there
-(IO, exit 2) with what went in durable, and the same import run again goes on.`)
+(IO, exit 2) with what went in durable, and the same import run again goes on. An import that
+stops on any error (a full disk: NO_SPACE, an I/O error) says in it how many messages this run put
+in, durable; the same import run again goes on from there (--restart would import them again).`)
     .action(runImport);
 }
 
