@@ -56,13 +56,18 @@ async function storeWithInbox(): Promise<{ store: string; message: string }> {
  * that stream, which a command that writes nothing there no longer makes (std-streams.ts).
  */
 function appendBuiltins(store: string, message: string, stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
+  return builtinsOf(['--store', store, 'append', 'INBOX', message], stdout);
+}
+
+/** node's own modules the CLI as installed loads to run `args` (as appendBuiltins); the command must succeed. */
+function builtinsOf(args: string[], stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
   const list = join(tempDir(), 'builtins.txt');
   const preload = join(tempDir(), 'builtins.cjs');
   writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(' ')));`);
   // no stall watch: it starts its worker once a command has run a second, which an append on a
   // loaded machine can (stall-watch-later.ts)
   const env = { ...process.env, MAILSTORE_STALL_REPORT_SECONDS: '0' };
-  const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), '--store', store, 'append', 'INBOX', message], { stdio: ['ignore', stdout, 'pipe'], encoding: 'utf8', env });
+  const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), ...args], { stdio: ['ignore', stdout, 'pipe'], encoding: 'utf8', env });
   expect(ran.status, ran.stderr).toBe(0);
   const builtins = readFileSync(list, 'utf8').split(' ');
   expect(builtins).toContain('fs'); // the list is real
@@ -114,5 +119,18 @@ describe('an append loads only what an append runs', () => {
     expect(code).toBe(4); // NOT_FOUND: the message file
     expect(files).toContain('cli/commands/append.js');
     expect(files.filter((file) => file === 'store/store.js' || file === 'store/open.js' || file.startsWith('index/'))).toEqual([]);
+  });
+});
+
+describe('other short commands load only what they run', () => {
+  it("mailbox status loads no daemon procedures, scrub or replication, nor node's crypto, net or tls", async () => {
+    const { store } = await storeWithInbox();
+    const { files, code, stderr } = loadedBy(['mailbox', 'status', 'INBOX'], store);
+    expect(code, stderr).toBe(0);
+    expect(files).toContain('store/store.js'); // the list is real
+    expect(files.filter((file) => /^(scrub|replication|daemon)\//.test(file))).toEqual([]);
+    // the daemon's procedures required node:crypto and node:tls at load (~25 of node's modules)
+    const { builtins } = builtinsOf(['--store', store, 'mailbox', 'status', 'INBOX'], 'ignore');
+    expect(builtins.filter((name) => /^(crypto|net|tls|_tls_common)$/.test(name))).toEqual([]);
   });
 });
