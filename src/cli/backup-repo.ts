@@ -8,8 +8,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
-import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
-import { refuseCredentialsInUrl } from '../objstore/s3.js';
+import { bucketUrlOfRepo } from '../objstore/repo-url.js';
 
 export interface RepoOptions {
   repo?: string;
@@ -60,11 +59,15 @@ export async function withRepository<T>(command: Command, create: boolean, work:
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
 async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
   const url = bucketUrlOfRepo(options.repo!);
-  if (url !== undefined) refuseCredentialsInUrl(url, '--repo');
   if (url === undefined) {
     if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
     return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };
   }
+  // the S3 client only for a bucket: it loads node's http, https and tls, ~35 of node's modules that a
+  // backup to a directory loaded for nothing (issue 16)
+  const { refuseCredentialsInUrl } = await import('../objstore/s3.js');
+  const { BucketFileSystem, credentialsFrom } = await import('../objstore/bucket-fs.js');
+  refuseCredentialsInUrl(url, '--repo');
   const path = options.repoCredentials === undefined ? undefined : absolutePath(options.repoCredentials);
   const text = path === undefined ? undefined : (await readSecretText(path, 'the repository credentials'));
   return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };

@@ -27,16 +27,6 @@ function unsupported(what: string, path: string): Error {
 const fileStat = (size: number, mtimeMs = 0): FileStat => ({ size, dev: 0, ino: 0, mode: 0o644, mtimeMs, isDirectory: false, isFile: true });
 const dirStat = (): FileStat => ({ size: 0, dev: 0, ino: 0, mode: 0o755, mtimeMs: 0, isDirectory: true, isFile: false });
 
-/**
- * `s3:http://host:port/bucket/prefix` (restic's form) or `s3://host[:port]/bucket/prefix` (https)
- * -> the bucket URL s3.ts takes; undefined for anything else (a directory).
- */
-export function bucketUrlOfRepo(repo: string): string | undefined {
-  if (/^s3:https?:\/\//.test(repo)) return repo.slice(3);
-  if (repo.startsWith('s3://')) return `https://${repo.slice(5)}`;
-  return undefined;
-}
-
 /** Credentials as `init --object-store` takes them: a file of ACCESS_KEY:SECRET_KEY, else the environment. */
 export function credentialsFrom(text: string | undefined, path: string | undefined): Credentials {
   if (text !== undefined) return parseCredentials(text, path ?? 'credentials');

@@ -133,4 +133,15 @@ describe('other short commands load only what they run', () => {
     const { builtins } = builtinsOf(['--store', store, 'mailbox', 'status', 'INBOX'], 'ignore');
     expect(builtins.filter((name) => /^(crypto|net|tls|_tls_common)$/.test(name))).toEqual([]);
   });
+
+  it("backup to a directory loads no S3 client (node's http, https, tls)", async () => {
+    const { store, message } = await storeWithInbox();
+    await ok(['append', 'INBOX', message], { store });
+    const repo = join(tempDir('mailstore-start-'), 'repo');
+    // stdout and stderr as cron gives them: nothing, and a pipe
+    const { builtins, stderr } = builtinsOf(['--store', store, 'backup', '--repo', repo], 'ignore');
+    expect(stderr).toBe('');
+    expect(builtins).toContain('zlib'); // the backup ran: its compression
+    expect(builtins.filter((name) => /^(http|https|tls|_tls_common|_http_client)$/.test(name))).toEqual([]);
+  });
 });

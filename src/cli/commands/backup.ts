@@ -17,7 +17,7 @@ import { REPO_HELP, withRepository } from '../backup-repo.js';
 import { absolutePath, printJson, printLine, wantsJson, warn, withReadStore } from '../context.js';
 import { enclosingStore } from '../../store/identity.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
-import { bucketUrlOfRepo } from '../../objstore/bucket-fs.js';
+import { bucketUrlOfRepo } from '../../objstore/repo-url.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
