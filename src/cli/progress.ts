@@ -2,6 +2,7 @@
 // redrawn in place. Only on a TTY: logs and pipes stay clean.
 import { limits } from '../limits.js';
 import { monotonicMs } from '../monotonic.js';
+import { isTerminal } from '../fs/terminal.js';
 
 export interface ProgressTotals {
   messages?: number;
@@ -19,8 +20,14 @@ export interface Progress {
 
 const silent: Progress = { advance() {}, position() {}, finish() {} };
 
-export function createProgress(label: string, totals: ProgressTotals = {}, stream: NodeJS.WriteStream = process.stderr): Progress {
+/** A meter on `stream`, by default stderr (made only when it is a terminal: fs/terminal.ts). */
+export function createProgress(label: string, totals: ProgressTotals = {}, stream?: NodeJS.WriteStream): Progress {
+  if (stream === undefined) {
+    if (!isTerminal(2)) return silent;
+    stream = process.stderr;
+  }
   if (!stream.isTTY) return silent;
+  const out = stream;
   // monotonic: on the wall clock a step back of an hour froze the meter for that hour
   const started = monotonicMs();
   let messages = 0;
@@ -39,7 +46,7 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
     const percent = done !== undefined ? ` ${Math.min(100, Math.floor(done * 100))}%` : '';
     const count = totals.messages ? `${messages}/${totals.messages}` : `${messages}`;
     const line = `${label}: ${count} messages, ${formatBytes(bytes)}, ${Math.round(messages / seconds)} msg/s ${formatBytes(bytes / seconds)}/s${percent}${eta}`;
-    stream.write(`\r\x1b[K${line.slice(0, (stream.columns || 100) - 1)}`);
+    out.write(`\r\x1b[K${line.slice(0, (out.columns || 100) - 1)}`);
     drawn = true;
   };
 
@@ -54,7 +61,7 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
       draw(false);
     },
     finish() {
-      if (drawn) stream.write('\r\x1b[K');
+      if (drawn) out.write('\r\x1b[K');
     },
   };
 }

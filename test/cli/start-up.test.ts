@@ -30,8 +30,10 @@ register('data:text/javascript,' + encodeURIComponent("import { writeSync } from
 function loadedBy(args: string[], store: string): { files: string[]; code: number | null; stderr: string } {
   const program = join(repoRoot, 'dist/src/cli/program.js');
   const script = `const { main } = await import(${JSON.stringify(program)}); process.exitCode = await main([process.argv[0], 'mailstore', ...${JSON.stringify(args)}]);`;
+  // no stall watch: its module (13 kB) loads once a command has run a second, which an append on a
+  // loaded machine under this hook can, and the budget below then failed by load alone
   const ran = spawnSync(process.execPath, ['--import', HOOK, '--input-type=module', '-e', script], {
-    cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, encoding: 'utf8',
+    cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store, MAILSTORE_STALL_REPORT_SECONDS: '0' }, encoding: 'utf8',
   });
   const files = ran.stderr.split('\n').filter((line) => line.startsWith('LOADED ')).map((line) => line.slice(7))
     .filter((url) => url.includes('/dist/src/')).map((url) => url.split('/dist/src/')[1]);
@@ -54,13 +56,18 @@ async function storeWithInbox(): Promise<{ store: string; message: string }> {
  * that stream, which a command that writes nothing there no longer makes (std-streams.ts).
  */
 function appendBuiltins(store: string, message: string, stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
+  return builtinsOf(['--store', store, 'append', 'INBOX', message], stdout);
+}
+
+/** node's own modules the CLI as installed loads to run `args` (as appendBuiltins); the command must succeed. */
+function builtinsOf(args: string[], stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
   const list = join(tempDir(), 'builtins.txt');
   const preload = join(tempDir(), 'builtins.cjs');
   writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(' ')));`);
   // no stall watch: it starts its worker once a command has run a second, which an append on a
   // loaded machine can (stall-watch-later.ts)
   const env = { ...process.env, MAILSTORE_STALL_REPORT_SECONDS: '0' };
-  const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), '--store', store, 'append', 'INBOX', message], { stdio: ['ignore', stdout, 'pipe'], encoding: 'utf8', env });
+  const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), ...args], { stdio: ['ignore', stdout, 'pipe'], encoding: 'utf8', env });
   expect(ran.status, ran.stderr).toBe(0);
   const builtins = readFileSync(list, 'utf8').split(' ');
   expect(builtins).toContain('fs'); // the list is real
@@ -112,5 +119,31 @@ describe('an append loads only what an append runs', () => {
     expect(code).toBe(4); // NOT_FOUND: the message file
     expect(files).toContain('cli/commands/append.js');
     expect(files.filter((file) => file === 'store/store.js' || file === 'store/open.js' || file.startsWith('index/'))).toEqual([]);
+  });
+});
+
+describe('other short commands load only what they run', () => {
+  it("mailbox status loads no daemon procedures, scrub or replication, nor node's crypto, net or tls", async () => {
+    const { store } = await storeWithInbox();
+    const { files, code, stderr } = loadedBy(['mailbox', 'status', 'INBOX'], store);
+    expect(code, stderr).toBe(0);
+    expect(files).toContain('store/store.js'); // the list is real
+    expect(files.filter((file) => /^(scrub|replication|daemon)\//.test(file))).toEqual([]);
+    // the daemon's procedures required node:crypto and node:tls at load (~25 of node's modules)
+    const { builtins } = builtinsOf(['--store', store, 'mailbox', 'status', 'INBOX'], 'ignore');
+    expect(builtins.filter((name) => /^(crypto|net|tls|_tls_common)$/.test(name))).toEqual([]);
+  });
+
+  it("backup to a directory loads no S3 client (node's http, https, tls) and makes no stderr stream (net)", async () => {
+    const { store, message } = await storeWithInbox();
+    await ok(['append', 'INBOX', message], { store });
+    const repo = join(tempDir('mailstore-start-'), 'repo');
+    // stdout and stderr as cron gives them: nothing, and a pipe; the run copies one message, so it
+    // makes its progress meter, which draws only on a terminal
+    const { builtins, stderr } = builtinsOf(['--store', store, 'backup', '--repo', repo], 'ignore');
+    expect(stderr).toBe('');
+    expect(builtins).toContain('zlib'); // the backup ran: its compression
+    expect(builtins.filter((name) => /^(http|https|tls|_tls_common|_http_client)$/.test(name))).toEqual([]);
+    expect(builtins.filter((name) => /^(net|tty|internal\/stream_base_commons)$/.test(name))).toEqual([]);
   });
 });

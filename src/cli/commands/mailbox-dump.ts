@@ -2,7 +2,6 @@
 // one JSON object per line (src/store/mailbox-list.ts documents the format). Registered by mailbox.ts.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { procedures } from '../../daemon/procedures.js';
 import { DUMP_HEADER, formatDumpLine, parseDumpLine, type DumpedMailbox } from '../../store/mailbox-list.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore, writeStdout } from '../context.js';
 
@@ -15,6 +14,9 @@ export function registerDump(mailbox: Command): void {
     .description('print the mailbox list (name, id, uidValidity, uidNext, highest modseq, owner, ACL, created) as text, one JSON object per line; changes nothing')
     .action(async (_options: unknown, command: Command) => {
       await withReadStore(command, async (store) => {
+        // loaded here, not at the top: `mailbox` registers these commands, and every mailbox command
+        // (status, list) loaded the daemon's procedures with it (scrub, replication, node:tls; issue 16)
+        const { procedures } = await import('../../daemon/procedures.js');
         await writeStdout(Buffer.from(DUMP_HEADER + '\n'));
         for await (const entry of procedures(store).dumpMailboxes()) await writeStdout(Buffer.from(formatDumpLine(entry) + '\n'));
       });
@@ -26,6 +28,7 @@ export function registerDump(mailbox: Command): void {
     .option('--json', 'print {created}')
     .action(async (_options: unknown, command: Command) => {
       const entries = parseDump(await readAllStdin());
+      const { procedures } = await import('../../daemon/procedures.js'); // on use, as in dump
       const result = await withStore(command, (store) => procedures(store).undumpMailboxes(entries));
       if (wantsJson(command)) return printJson(result);
       await printLine(`created ${result.created} mailbox${result.created === 1 ? '' : 'es'}`);

@@ -2,7 +2,6 @@
 // Every change is durable (journaled and fsynced) when the command returns.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { procedures } from '../../daemon/procedures.js';
 import type { MailStore } from '../../store/api.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { lmtpCaseWarnings, reportWithWarnings } from '../lmtp-case.js';
@@ -80,7 +79,11 @@ export interface DeleteOptions {
  */
 export async function deleteChecked(store: MailStore, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
   const ifEmpty = { ifEmpty: !options.force };
-  return options.recursive ? procedures(store).deleteMailboxTree(name, ifEmpty) : { mailboxes: 1, ...(await store.deleteMailbox(name, ifEmpty)) };
+  if (!options.recursive) return { mailboxes: 1, ...(await store.deleteMailbox(name, ifEmpty)) };
+  // loaded for a tree only: the daemon's procedures bring scrub, replication and node:tls, which every
+  // mailbox command (status, list, create) loaded at start when this import was static (issue 16)
+  const { procedures } = await import('../../daemon/procedures.js');
+  return procedures(store).deleteMailboxTree(name, ifEmpty);
 }
 
 async function runList(pattern: string | undefined, options: { user?: string }, command: Command): Promise<void> {
