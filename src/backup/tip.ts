@@ -205,43 +205,19 @@ export function searchHash(table: Uint8Array, hash: Uint8Array): { at: number; f
 
 /** A tip of a whole state (a model: the full read, or a parent decoded because it had no tip). */
 export function tipOfModel(model: StateModel, header: Omit<Tip, 'hashes' | 'boxes' | 'seq'>): Tip {
-  const distinct = new Map<string, Buffer>();
-  for (const box of model.boxes.values()) {
-    for (const m of box.messages.values()) {
-      const hash = Buffer.from(m[1].buffer, m[1].byteOffset, m[1].byteLength);
-      const key = hash.toString('latin1');
-      if (!distinct.has(key)) distinct.set(key, hash);
-    }
-  }
-  const sorted = sortHashes([...distinct.values()]);
-  const hashes = Buffer.concat(sorted, sorted.length * HASH_BYTES);
-  const refOf = new Map<string, number>(sorted.map((h, i) => [h.toString('latin1'), i]));
-  const boxes = new Map<string, TipBox>();
+  const boxes: TipSource[] = [];
   for (const [key, box] of model.boxes) {
-    const messages = [...box.messages.values()].sort((a, b) => a[0] - b[0]);
-    const n = messages.length;
-    const out: TipBox = { info: box.info, uids: new Uint32Array(n), sizes: new Uint32Array(n), seen: new Uint8Array(n), refs: new Uint32Array(n), changeUids: new Uint32Array(0), changeModseqs: new Float64Array(0) };
-    messages.forEach((m, i) => {
-      out.uids[i] = m[0];
-      out.sizes[i] = m[2];
-      out.seen[i] = m[4].includes(SEEN) ? 1 : 0;
-      out.refs[i] = refOf.get(Buffer.from(m[1].buffer, m[1].byteOffset, m[1].byteLength).toString('latin1'))!;
-    });
-    const entries: [number, number][] = [];
-    for (const [uid, list] of box.changes) for (const [modseq] of list) entries.push([uid, modseq]);
-    entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    out.changeUids = Uint32Array.from(entries, (e) => e[0]);
-    out.changeModseqs = Float64Array.from(entries, (e) => e[1]);
-    boxes.set(key, out);
+    const changes: [uid: number, modseq: number][] = [];
+    for (const [uid, list] of box.changes) for (const [modseq] of list) changes.push([uid, modseq]);
+    boxes.push({ key, info: box.info, messages: [...box.messages.values()].sort((a, b) => a[0] - b[0]), changes });
   }
-  return { ...header, seq: model.seq, hashes, boxes };
+  return tipOf(model.seq, header, boxes);
 }
 
 /**
  * tipOfModel(modelOf({ seq, ops }), header), the tip a full read's state gives, without the model:
- * no Map per mailbox of its messages and change-log entries, and no string key per message to
- * find its distinct hashes (every message's hash sorted once, equal neighbours sharing a ref). A
- * full backup of the 20k store spent ~7 % of its main thread's CPU in the model's way.
+ * no Map per mailbox of its messages and change-log entries. A full backup of the 20k store spent
+ * ~7 % of its main thread's CPU in the model's way.
  */
 export function tipOfState(ops: Iterable<Op>, seq: number, header: Omit<Tip, 'hashes' | 'boxes' | 'seq'>): Tip {
   // as modelOf: a mailbox record (again) starts its box afresh; messages and entries of no mailbox seen are left out
@@ -256,13 +232,19 @@ export function tipOfState(ops: Iterable<Op>, seq: number, header: Omit<Tip, 'ha
       if (box) for (const [modseq, uid] of op.entries) box.changes.push([uid, modseq]);
     }
   }
-  const lists = [...read.values()].map((box) => lastOfEachUid(box.messages));
-  const all = lists.flat();
-  const { hashes, refs } = distinctHashes(all);
+  return tipOf(seq, header, [...read].map(([key, box]) => ({ key, info: box.info, messages: lastOfEachUid(box.messages), changes: box.changes })));
+}
+
+/** One mailbox as a tip is built from: its messages by uid ascending (one per uid), its change-log entries in any order. */
+interface TipSource { key: string; info: MailboxInfo; messages: StateMessage[]; changes: [uid: number, modseq: number][] }
+
+/** The tip of these mailboxes: every message's hash sorted once (no string key per message), equal neighbours sharing a ref. */
+function tipOf(seq: number, header: Omit<Tip, 'hashes' | 'boxes' | 'seq'>, sources: TipSource[]): Tip {
+  const { hashes, refs } = distinctHashes(sources.flatMap((box) => box.messages));
   const boxes = new Map<string, TipBox>();
   let at = 0;
-  [...read].forEach(([key, box], b) => {
-    const messages = lists[b]!;
+  for (const box of sources) {
+    const messages = box.messages;
     const n = messages.length;
     const out: TipBox = { info: box.info, uids: new Uint32Array(n), sizes: new Uint32Array(n), seen: new Uint8Array(n), refs: refs.subarray(at, at + n), changeUids: new Uint32Array(0), changeModseqs: new Float64Array(0) };
     for (let i = 0; i < n; i++) {
@@ -275,8 +257,8 @@ export function tipOfState(ops: Iterable<Op>, seq: number, header: Omit<Tip, 'ha
     box.changes.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
     out.changeUids = Uint32Array.from(box.changes, (e) => e[0]);
     out.changeModseqs = Float64Array.from(box.changes, (e) => e[1]);
-    boxes.set(key, out);
-  });
+    boxes.set(box.key, out);
+  }
   return { ...header, seq, hashes, boxes };
 }
 
