@@ -130,13 +130,19 @@ function hookOutputStreams(): void {
   // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
   // write (writeStdout), or main.ts reports it (help, --version): thrown from here it was an
   // uncaught exception, a stack trace and exit 1.
-  whenCreated('stdout', (stream) => stream.on('error', noteStdoutFailure));
+  whenCreated('stdout', listenForStdoutFailure);
   // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
   // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
   // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
   // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
-  whenCreated('stderr', (stream) => stream.on('error', () => {}));
+  whenCreated('stderr', ignoreStderrFailure);
 }
+// Named once, so a second main() in the same process (tests run commands in-process; a tool may
+// too) finds its hooks already there: a new arrow per call put one more 'error' listener on the
+// process's stderr each time, and node's leak warning at the 11th landed in a command's stderr.
+const listenForStdoutFailure = (stream: NodeJS.WriteStream) => { stream.on('error', noteStdoutFailure); };
+const ignoreStderrFailure = (stream: NodeJS.WriteStream) => { stream.on('error', ignoreError); };
+const ignoreError = () => {};
 
 const keepInspectorShut = () => {};
 const ignoreSighup = () => {};

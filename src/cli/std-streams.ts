@@ -12,10 +12,13 @@ const wrapped = new Set<StreamName>();
 
 /**
  * Runs `hook` on process[name] once, when the stream is first asked for (by anyone: a command's write,
- * node's own warnings), before the caller gets it; at once if it has been asked for already.
+ * node's own warnings), before the caller gets it; at once if it has been asked for already. A hook
+ * given again is not run again.
  */
 export function whenCreated(name: StreamName, hook: (stream: NodeJS.WriteStream) => void): void {
   wrapGetter(name);
+  // the same hook asked for again (main() run twice in one process) is already on the stream
+  if (hooks[name].includes(hook)) return;
   hooks[name].push(hook);
   const stream = created.get(name);
   if (stream) hook(stream);

@@ -2,8 +2,9 @@
 // them whenever commander may list or suggest them: help, --version, an unknown or missing command.
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { buildProgram, namedCommand } from '../../src/cli/program.js';
-import { requireBuilt, tempDir } from './helpers.js';
+import { repoRoot, requireBuilt, tempDir } from './helpers.js';
 
 const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'clock', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct', 'rebuild-from-bucket',
   'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'config', 'serve', 'replica', 'promote', 'xfer', 'bench'];
@@ -48,11 +49,37 @@ describe('main, run more than once in a process (in-process.ts: a test file runs
     const { run } = await import('./in-process.js');
     const store = join(tempDir(), 'none');
     const before = process.listenerCount('SIGUSR1');
-    for (let i = 0; i < 12; i++) {
-      const result = await run(['--store', store, 'mailbox', 'list']);
-      expect(result.code).toBe(4);
-      expect(result.stderr).toMatch(/^mailstore: NOT_FOUND: [^\n]*\n$/);
+    await run(['--version']);
+    const streams = () => ({ stdout: process.stdout.listenerCount('error'), stderr: process.stderr.listenerCount('error') });
+    const streamsBefore = streams();
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 12; i++) {
+        const result = await run(['--store', store, 'mailbox', 'list']);
+        expect(result.code).toBe(4);
+        expect(result.stderr).toMatch(/^mailstore: NOT_FOUND: [^\n]*\n$/);
+        expect((await run(['--version'])).code).toBe(0);
+      }
+    } finally {
+      process.off('warning', onWarning);
     }
     expect(process.listenerCount('SIGUSR1')).toBeLessThanOrEqual(before + 1);
+    // the streams' own 'error' listeners (std-streams.ts hooks): one each, not one more per run
+    expect(streams()).toEqual(streamsBefore);
+    expect(warnings.filter((warning) => warning.includes('MaxListeners'))).toEqual([]);
+  });
+
+  it('runs a stream hook given again once (main() hooks the same handlers each run)', async () => {
+    requireBuilt();
+    const { whenCreated } = await import(pathToFileURL(join(repoRoot, 'dist/src/cli/std-streams.js')).href) as typeof import('../../src/cli/std-streams.js');
+    let calls = 0;
+    const hook = () => { calls++; };
+    process.stderr.write('');
+    whenCreated('stderr', hook);
+    whenCreated('stderr', hook);
+    void process.stderr;
+    expect(calls).toBe(1);
   });
 });
