@@ -7,7 +7,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError, isOutOfDescriptors } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { ensureDir, unusedPath } from '../fs/durable.js';
+import { ensureDir, fileTimeStamp, unusedPath } from '../fs/durable.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
 import type { HashPool, ScannedChunk } from '../hash/pool.js';
 import { limits } from '../limits.js';
@@ -1047,7 +1047,7 @@ export class PackStore {
     const path = this.path(pack);
     // quarantine/ removed by hand (RECOVERY.md: "remove by hand"): made again, not a failed compaction
     await ensureDir(this.fs, quarantine).catch((error: unknown) => { throw fromSystemError(error, 'making', quarantine); });
-    const target = await unusedPath(this.fs, join(quarantine, `${packFileName(pack)}-foreign-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+    const target = await unusedPath(this.fs, join(quarantine, `${packFileName(pack)}-foreign-${fileTimeStamp()}`));
     this.packSetVersion++;
     try {
       await this.fs.rename(path, target);

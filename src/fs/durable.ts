@@ -160,6 +160,14 @@ export class DurableStream {
  * an admin (quarantine/, a damaged file set aside), which must never replace what an earlier
  * failure kept there (names made of the clock repeat once it steps back).
  */
+/**
+ * The time as a file name's part (an ISO time with its ':' and '.' made '-'): the names things set
+ * aside take (quarantine/LABEL-2026-12-06T15-20-45-123Z), sortable and safe on every file system.
+ */
+export function fileTimeStamp(at: Date = new Date()): string {
+  return at.toISOString().replace(/[:.]/g, '-');
+}
+
 export async function unusedPath(fs: FileSystem, path: string): Promise<string> {
   for (let n = 1; ; n++) {
     const candidate = n === 1 ? path : `${path}.${n}`;

@@ -8,7 +8,7 @@ import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { ensureDir, fileTimeStamp, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
 import { LAYOUT, recreateLostIdentity, takeLock, verifyIdentity, type LockWait } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
@@ -242,7 +242,7 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   found.sort((a, b) => a.date - b.date || a.order - b.order);
   let mailbox = 'lost+found';
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
-  if (existing.length > 0) mailbox = `lost+found/${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  if (existing.length > 0) mailbox = `lost+found/${fileTimeStamp()}`;
   await store.createMailbox(mailbox);
   for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.maintenance().adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
   return { mailbox, messages: found.length };

@@ -9,7 +9,7 @@ import { INDEX_FORMAT, decodeCbor, decodeValue, encodeCbor, enableNativeCborStri
 import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { unusedPath, writeFileDurable } from '../fs/durable.js';
+import { fileTimeStamp, unusedPath, writeFileDurable } from '../fs/durable.js';
 import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, withoutHint, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
@@ -606,7 +606,7 @@ export function describeLoss(before: IndexCounts, after: IndexCounts): string {
 /** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */
 export async function moveAside(fs: FileSystem, root: string, path: string, label: string): Promise<string | undefined> {
   if (!(await fs.statIfExists(path))) return undefined;
-  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`));
+  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `${label}-${fileTimeStamp()}-${process.pid}`));
   await fs.rename(path, target).catch((e) => { throw fromSystemError(e, 'moving aside', path); });
   await fs.syncDir(root);
   return target;

@@ -20,7 +20,7 @@ import type { ChangeFeed } from './changes.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT, refuseOthersMayWrite } from './identity.js';
-import { unusedPath } from '../fs/durable.js';
+import { fileTimeStamp, unusedPath } from '../fs/durable.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
 } from './snapshot-file.js';
@@ -470,7 +470,7 @@ async function quarantinedSnapshotCount(fs: FileSystem, root: string): Promise<n
 /** Moves a damaged snapshot to quarantine/ (never deleted); returns where it went. */
 export async function quarantineSnapshot(fs: FileSystem, root: string, name: string): Promise<string> {
   const from = join(snapshotsDir(root), name);
-  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `snapshot-${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `snapshot-${name}-${fileTimeStamp()}`));
   await fs.rename(from, target).catch((e) => { throw fromSystemError(e, 'moving a damaged snapshot to quarantine', from); });
   await fs.syncDir(join(root, LAYOUT.quarantine));
   await fs.syncDir(snapshotsDir(root));

@@ -5,7 +5,7 @@
 import { readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureDir, writeFileDurable } from '../../src/fs/durable.js';
+import { ensureDir, fileTimeStamp, writeFileDurable } from '../../src/fs/durable.js';
 import type { FileHandle, OpenMode } from '../../src/fs/filesystem.js';
 import { NodeFileSystem, nodeFileSystem } from '../../src/fs/node-fs.js';
 import { FaultFileSystem, type OpKind } from '../sim/faultfs.js';
@@ -138,3 +138,13 @@ describe('ensureDir', () => {
   });
 });
 
+
+describe('fileTimeStamp', () => {
+  it('is the ISO time with no character a file name on any file system refuses, and sorts as the time', () => {
+    const earlier = fileTimeStamp(new Date('2026-12-06T09:05:07.004Z'));
+    const later = fileTimeStamp(new Date('2026-12-06T10:00:00.000Z'));
+    expect(earlier).toBe('2026-12-06T09-05-07-004Z');
+    expect(earlier < later).toBe(true);
+    expect(fileTimeStamp()).toMatch(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/);
+  });
+});
