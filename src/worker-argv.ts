@@ -53,14 +53,30 @@ export function workerExecArgv(execArgv: readonly string[] = process.execArgv): 
 }
 
 /** A worker running CommonJS `source`, started with the flags above (a list node refuses: none). */
-export function startCommonJsWorker(source: string, options: Omit<WorkerOptions, 'eval' | 'execArgv'>, execArgv: readonly string[] = process.execArgv): Worker {
+export function startCommonJsWorker(source: string, options: Omit<WorkerOptions, 'eval' | 'execArgv' | 'stdout' | 'stderr'>, execArgv: readonly string[] = process.execArgv): Worker {
   const { Worker } = workerThreads.load();
   const argv = workerExecArgv(execArgv);
-  if (argv === undefined) return new Worker(source, { ...options, eval: true });
+  const own = { ...options, eval: true, stdout: true, stderr: true } as const;
+  if (argv === undefined) return forwardOutput(new Worker(source, own));
   try {
-    return new Worker(source, { ...options, eval: true, execArgv: argv });
+    return forwardOutput(new Worker(source, { ...own, execArgv: argv }));
   } catch (error) {
     if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
-    return new Worker(source, { ...options, eval: true, execArgv: [] });
+    return forwardOutput(new Worker(source, { ...own, execArgv: [] }));
   }
+}
+
+/**
+ * What a worker writes (a warning, a crash's stack) goes on to the process's own stdout and stderr,
+ * as node's default pipe would take it, but without that pipe's 'error' listener on process.stdout
+ * and process.stderr for every live worker: a process with ten workers at once (a daemon's hash
+ * pool, compressors and stall watch; a test runner's many stores) had node's
+ * MaxListenersExceededWarning written into its stderr, inside a command's own error output
+ * (session 41's CI). Nothing is written until a worker writes, so no stream is made before.
+ */
+function forwardOutput(worker: Worker): Worker {
+  // a test's stand-in worker (test/helpers/failing-worker.ts) may have no streams
+  worker.stdout?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
+  worker.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+  return worker;
 }

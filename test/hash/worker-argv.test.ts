@@ -66,3 +66,34 @@ console.log(JSON.stringify(out));
     expect(out.compressed).toBeLessThan(20000);
   });
 });
+
+describe('the workers\' output', () => {
+  // node pipes a worker's stdout and stderr into the process's with an 'error' listener on
+  // process.stdout and process.stderr per live worker: at the 11th, MaxListenersExceededWarning was
+  // written into the process's stderr (inside a command's error output: session 41's CI)
+  it('reaches the process\'s stdout and stderr, with no listener per worker and no leak warning', async () => {
+    const source = `(async () => {
+const { startCommonJsWorker } = await import(${JSON.stringify(join(repoRoot, 'dist/src/worker-argv.js'))});
+process.stderr.write('');
+process.stdout.write('');
+const before = [process.stdout.listenerCount('error'), process.stderr.listenerCount('error')];
+const workers = [];
+for (let i = 0; i < 12; i++) {
+  const worker = startCommonJsWorker("const { parentPort, workerData } = require('node:worker_threads'); process.stdout.write('out ' + workerData + '\\\\n'); process.stderr.write('err ' + workerData + '\\\\n'); parentPort.once('message', () => process.exit(0));", { workerData: i });
+  workers.push(worker);
+}
+await new Promise((resolve) => setTimeout(resolve, 50));
+const during = [process.stdout.listenerCount('error'), process.stderr.listenerCount('error')];
+await Promise.all(workers.map((worker) => new Promise((resolve) => { worker.once('exit', resolve); worker.postMessage('go'); })));
+process.stdout.write('RESULT ' + JSON.stringify({ before, during }) + '\\n');
+})();`;
+    const { stdout, stderr } = await run(process.execPath, ['-e', source]);
+    const result = JSON.parse(/RESULT (.*)/.exec(stdout)![1]!) as { before: number[]; during: number[] };
+    expect(result.during).toEqual(result.before);
+    expect(stderr).not.toMatch(/MaxListeners/);
+    for (let i = 0; i < 12; i++) {
+      expect(stdout).toContain(`out ${i}\n`);
+      expect(stderr).toContain(`err ${i}\n`);
+    }
+  });
+});
