@@ -88,9 +88,11 @@ export function countingFileSystem(base: FileSystem = nodeFileSystem): { fs: Fil
   const counts: SyncCounts = { fileSyncs: 0, dirSyncs: 0 };
   const wrapHandle = (handle: FileHandle): FileHandle => new Proxy(handle, {
     get(target, property, receiver) {
-      if (property === 'sync') return async () => { counts.fileSyncs++; return target.sync(); };
+      if (property === 'sync') return () => { counts.fileSyncs++; return target.sync(); };
       // a write and its fdatasync in one call (the journal's commit of an inline delivery)
-      if (property === 'writevDurable') return async (parts: Buffer[], position: number) => { counts.fileSyncs++; return target.writevDurable(parts, position); };
+      // (its `written` too: a synchronous replica's round goes out there, and the journal's retry
+      // of a write that found no room for its filler asks whether the bytes were written)
+      if (property === 'writevDurable') return (parts: Buffer[], position: number, written?: () => void) => { counts.fileSyncs++; return target.writevDurable(parts, position, written); };
       const value = Reflect.get(target, property, receiver);
       return typeof value === 'function' ? value.bind(target) : value;
     },
