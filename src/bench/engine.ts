@@ -368,7 +368,7 @@ export async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work:
     }
     const dir = await fresh('store-deliver');
     await bench.child(corpus.name, 'deliver', ['--store', dir, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1'], { peer: 'mailstore', measurement: 'deliver' });
-    await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(s.deliver)], { peer: 'floor-sync', measurement: 'deliver' });
+    await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(s.deliver), '--inline', String(oneSyncInlineBytes())], { peer: 'floor-sync', measurement: 'deliver' });
     await removeTree(dir);
   }
   if (wanted('deliver-cli') && corpus.list) {

@@ -5,7 +5,7 @@
 // `sync-shapes`, and the goal rows: inline ≥ 90 % of floor-sync-one-zeroed and ≥ 1.8× two-file.
 import { limits } from '../limits.js';
 import type { BenchResult } from './common.js';
-import { rateGoal, type Goal } from './report.js';
+import { num, rateGoal, type Goal, type TaggedResult } from './report.js';
 
 /** The threshold the inline row runs with: the store's default when it is on, else the one measured best (BENCHMARKS.md). */
 export function oneSyncInlineBytes(): number {
@@ -20,4 +20,28 @@ export function oneSyncGoals(results: Parameters<typeof rateGoal>[0], msgRate: (
     rateGoal(results, 'one-sync delivery: library delivery with inline bodies ≥ 90 % of floor-sync-one-zeroed messages/s', ['mailstore-inline', 'deliver'], ['floor-sync-one-zeroed', 'deliver'], 0.9, msgRate),
     rateGoal(results, 'one-sync delivery: inline bodies ≥ 1.8× the two-file commit (same writer, inline off) messages/s', ['mailstore-inline', 'deliver'], ['mailstore-two-file', 'deliver'], 1.8, msgRate),
   ];
+}
+
+interface TailGroup { messages: number; seconds: number; p50_ms: number }
+interface Tail { inline_bytes_max: number; over_inline: TailGroup; journal_extension: TailGroup; rest: TailGroup }
+
+/**
+ * Where the inline row's and the floor's mean go beyond their p50 (the `tail` of the deliver and
+ * sync-shapes steps, common.ts latencyTail): the seconds spent in the bodies over the inline
+ * threshold, in commits that also extended the journal, and in the rest. Undefined for results
+ * from before the steps reported it.
+ */
+export function oneSyncTailText(results: TaggedResult[]): string | undefined {
+  const lines = ['mailstore-inline', 'floor-sync-one-zeroed'].flatMap((peer) => {
+    const r = results.find((x) => x.peer === peer && x.measurement === 'deliver' && !x.error);
+    const tail = r?.tail as Tail | undefined;
+    if (!r || !tail) return [];
+    const { over_inline: over, journal_extension: extension, rest } = tail;
+    const kib = Math.round(tail.inline_bytes_max / 1024);
+    return [`${peer} mean ${num(r.mean_ms as number, 3)} / p50 ${num(r.p50_ms, 3)} ms, ${r.over_1ms} over 1 ms: ` +
+      `${num(over.seconds, 3)} s in the ${over.messages} bodies over ${kib} KiB, ` +
+      (extension.messages ? `${num(extension.seconds, 3)} s in ${extension.messages} commits that extended the journal, ` : '') +
+      `${num(rest.seconds, 3)} s in the other ${rest.messages} (p50 ${num(rest.p50_ms, 3)} ms)`];
+  });
+  return lines.length ? `\nDiagnostic, where the one-sync time goes (this round): ${lines.join('; ')}.\n` : undefined;
 }

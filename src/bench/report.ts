@@ -1,7 +1,7 @@
 // Renders a benchmark run as the results section of BENCHMARKS.md: the machine, the corpora, one
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
-import { ONE_SYNC_PEERS, oneSyncGoals } from './report-onesync.js';
+import { ONE_SYNC_PEERS, oneSyncGoals, oneSyncTailText } from './report-onesync.js';
 import { backupSection } from './report-backup.js';
 import { churnSection, scaleRssGoal } from './report-churn.js';
 import type { BenchResult } from './common.js';
@@ -330,6 +330,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   goals.push(rateGoal(allMain, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   for (const goal of oneSyncGoals(allMain, msgRate)) { goals.push(goal); out.push(goalLine(goal)); }
+  const oneSyncTail = oneSyncTailText(main);
+  if (oneSyncTail) out.push(oneSyncTail);
   cliStartGoal(out, goals, allMain);
   const cyrus = find(main, 'cyrus', 'deliver');
   const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);

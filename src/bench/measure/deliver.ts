@@ -9,7 +9,8 @@
 import { spawn } from 'node:child_process';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { coldFields, countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement, timedAndWarmup } from '../common.js';
+import { limits } from '../../limits.js';
+import { coldFields, countingFileSystem, emit, firstListed, latencyTail, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement, timedAndWarmup, type SyncCounts } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const writers = Number(values.get('writers') ?? 1);
@@ -17,6 +18,9 @@ const cli = values.get('cli');
 // --inline BYTES: StoreOptions.inlineBodyBytesMax (0: every body to a pack, the two-file commit);
 // --peer NAME names the row (the one-sync comparison runs the same writer with both settings)
 const inline = values.has('inline') ? Number(values.get('inline')) : undefined;
+/** More than a message's own bytes that its journal record may take (frame header, CBOR of the op): beyond it, filler was written. */
+const RECORD_OVERHEAD_BYTES_MAX = 4096;
+
 const peer = values.get('peer') ?? (cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${writers}w`);
 
 await runMeasurement(peer, 'deliver', async () => {
@@ -31,9 +35,9 @@ await runMeasurement(peer, 'deliver', async () => {
   const store = await Store.open(root, { create: true, fs, ...(inline === undefined ? {} : { inlineBodyBytesMax: inline }) });
   const boxes = Array.from({ length: writers }, (_, w) => (writers === 1 ? 'INBOX' : `user/w${w}/INBOX`));
   for (const box of boxes) await store.createMailbox(box);
-  const cold = await appendAll(store, boxes, warmMessages);
+  const cold = await appendAll(store, boxes, warmMessages, counts);
   const syncsBefore = counts.fileSyncs;
-  const { latencies, seconds } = await appendAll(store, boxes, messages);
+  const { latencies, seconds, extended } = await appendAll(store, boxes, messages, counts);
   const fsyncs = counts.fileSyncs - syncsBefore;
   const journalFlush = store.journalFlush();
   await store.close();
@@ -41,6 +45,7 @@ await runMeasurement(peer, 'deliver', async () => {
     peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
     fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(), journal_flush: journalFlush, ...coldFields(cold.latencies, cold.seconds),
+    ...latencyTail(latencies, messages.map((m) => m.length), inline ?? limits.inlineBodyBytesDefault, extended),
     note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
       `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
       (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`) +
@@ -48,19 +53,26 @@ await runMeasurement(peer, 'deliver', async () => {
   });
 });
 
-/** The writers, one per box, each awaiting one append at a time, taking the next message when done. */
-async function appendAll(store: Store, boxes: string[], messages: Buffer[]): Promise<{ latencies: number[]; seconds: number }> {
-  const latencies: number[] = [];
+/**
+ * The writers, one per box, each awaiting one append at a time, taking the next message when done.
+ * latencies[i] is message i's; extended[i] says that its commit also wrote the journal's next filler
+ * (more bytes to the journal than its record: told apart only with one writer).
+ */
+async function appendAll(store: Store, boxes: string[], messages: Buffer[], counts: SyncCounts): Promise<{ latencies: number[]; seconds: number; extended: boolean[] }> {
+  const latencies: number[] = new Array(messages.length);
+  const extended: boolean[] = new Array(messages.length).fill(false);
   let next = 0;
   const started = performance.now();
   await Promise.all(boxes.map(async (box) => {
     for (let i = next++; i < messages.length; i = next++) {
       const t = performance.now();
+      const journalBytes = counts.journalBytes;
       await store.append(box, messages[i]!);
-      latencies.push(performance.now() - t);
+      latencies[i] = performance.now() - t;
+      extended[i] = boxes.length === 1 && counts.journalBytes - journalBytes > messages[i]!.length + RECORD_OVERHEAD_BYTES_MAX;
     }
   }));
-  return { latencies, seconds: (performance.now() - started) / 1000 };
+  return { latencies, seconds: (performance.now() - started) / 1000, extended };
 }
 
 async function deliverThroughCli(root: string, cliPath: string, files: string[]): Promise<void> {

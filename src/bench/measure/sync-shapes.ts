@@ -9,14 +9,20 @@
 //                   to commit (preallocated journal segments)
 //   sync-two-zeroed sync-two into two zero-filled files (preallocated packs and segments)
 //
-//   node dist/src/bench/measure/sync-shapes.js --dir DIR --list LIST.TXT --messages N
+// Each line also splits its latencies (common.ts latencyTail) at --inline BYTES (the inline row's
+// threshold; default the store's), so the bodies mailstore commits to a pack are compared with the
+// floor's time for the same messages.
+//
+//   node dist/src/bench/measure/sync-shapes.js --dir DIR --list LIST.TXT --messages N [--inline BYTES]
 import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { makeDirectories } from '../files.js';
 import { join } from 'node:path';
 import type { FileHandle } from '../../fs/filesystem.js';
-import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
+import { limits } from '../../limits.js';
+import { emit, firstListed, latencyTail, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
+const inlineBytesMax = Number(values.get('inline') ?? limits.inlineBodyBytesDefault);
 await runMeasurement('floor-sync', 'deliver', async () => {
   const dir = required(values, 'dir');
   const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
@@ -58,6 +64,7 @@ await runMeasurement('floor-sync', 'deliver', async () => {
     emit({
       peer: `floor-${shape}`, measurement: 'deliver', messages: bodies.length, bytes: total, seconds: round(seconds, 4),
       p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+      ...latencyTail(latencies, bodies.map((b) => b.length), inlineBytesMax),
       note: {
         'sync-two': 'each message: body appended to file A, a 200-byte record to file B, both fdatasynced at once (the shape of a mailstore commit); no store logic',
         'sync-one': 'each message: 200-byte record + body appended to one file, one fdatasync (the shape of a body-in-the-journal design); no store logic',
