@@ -430,13 +430,20 @@ function idOf(repo: Repository, blob: NeededBlob): Buffer {
  * back once its records are made; `unverified` the indexes of bodies read without their BLAKE3
  * checked; `digests` the workers' BLAKE3 of each body (when they hashed it).
  */
-interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; gone: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[] }
+interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; gone: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[]; out?: SharedArrayBuffer }
 
 /**
  * A read buffer of the copier's: a batch's blobs (compressBatchBytes, and the last blob over it)
  * read into it, taken back when the batch's records are made. Bigger runs get a buffer of their own.
  */
 const READ_BUFFER_BYTES = 2 * backupLimits.compressBatchBytes;
+
+/**
+ * A batch's output buffer (compress-pool.ts `out`): the digests and zstd's bound of a read buffer's
+ * worth of blobs (compressBound: the bytes, 1/256 of them and a little per blob). A batch whose
+ * bound is bigger gets a buffer of its own from the worker.
+ */
+const OUT_BUFFER_BYTES = READ_BUFFER_BYTES + READ_BUFFER_BYTES / 128 + 1024 * backupLimits.compressBatchBlobs;
 
 /**
  * Reads, compresses, seals and writes the blobs it is given (`add`, any number of times; each blob
@@ -453,6 +460,8 @@ class BlobCopier {
   private readonly window: Promise<Batch>[] = [];
   /** Read buffers free for the next batch (a new one each time made fresh pages: measured 84k page faults a full run against 52k). */
   private readonly free: ArrayBuffer[] = [];
+  /** Output buffers free for the next batch (OUT_BUFFER_BYTES), taken back once its records are written. */
+  private readonly freeOut: SharedArrayBuffer[] = [];
   private readonly writer: DataFileWriter;
   private draining: Promise<void> | undefined;
   private inIndex: Promise<Set<string>> = Promise.resolve(new Set());
@@ -626,8 +635,9 @@ class BlobCopier {
     // workers that hash what they compress check the bodies read unverified (drain compares);
     // else they are read verified, in this thread
     const hashedThere = pool instanceof CompressPool && pool.hashes;
+    const out = pool instanceof CompressPool ? this.freeOut.pop() ?? new SharedArrayBuffer(OUT_BUFFER_BYTES) : undefined;
     const pending = fetchBatch(this.source, blobs, lend, !hashedThere, this.optional)
-      .then(async ({ bytes, unverified, gone }) => ({ blobs, bytes, unverified, gone, ...await pool.compressChecked(bytes), buffers }));
+      .then(async ({ bytes, unverified, gone }) => ({ blobs, bytes, unverified, gone, ...await pool.compressChecked(bytes, true, out), buffers, out }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
     this.window.push(pending);
   }
@@ -665,6 +675,9 @@ class BlobCopier {
         this.options.onProgress?.(this.done, this.bytesRead);
         if (this.writer.bytes >= backupLimits.packBytesTarget) await this.writer.flush(false);
         else await this.writer.push();
+        // its records (views into it) are in the data file once the writes pushed so far are done
+        const out = batch.out;
+        if (out) void this.writer.written.then(() => this.freeOut.push(out));
       }
     } finally {
       this.draining = undefined; // at once as the loop ends: an add after this starts a new drain
@@ -830,11 +843,14 @@ class DataFileWriter {
     this.bytes += parts[0].length + parts[1].length;
   }
 
+  /** Settles once everything pushed so far is written (or failed: the run stops on it elsewhere). */
+  written: Promise<unknown> = Promise.resolve();
+
   /** Appends what was added since the last push to the open data file (opened on first use). */
   async push(): Promise<void> {
     if (this.pending.length === 0) return;
     this.file ??= await this.repo.openData();
-    this.file.append(this.pending);
+    this.written = this.file.append(this.pending).catch(() => undefined);
     this.pending = [];
   }
 

@@ -108,6 +108,28 @@ describe('the backup copy path', () => {
     await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 
+  it('through the compression workers (more than inlineCompressBytesMax), compressed into output buffers the copier reuses, the data files written late: restore and check --read-data give every byte back', async () => {
+    const dir = tmpDir('bkreuseout');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    // compressible and each unlike the others: a record written from an output buffer already
+    // reused for a later batch would hold that batch's bytes
+    const size = 8000;
+    const count = Math.ceil((backupLimits.inlineCompressBytesMax * 1.25) / size); // batches of compressBatchBlobs: several times batchesInFlight
+    for (let i = 0; i < count; i += 200) {
+      const items = [];
+      for (let k = i; k < Math.min(count, i + 200); k++) items.push({ bytes: Buffer.from(`Subject: m ${k}\r\n\r\n${Array.from({ length: size / 16 }, (_, n) => `${k}.${n}`.padEnd(14)).join('\r\n')}`), flags: [] });
+      await store.appendBatch('INBOX', items);
+    }
+    const repo = await openRepo(join(dir, 'repo'), undefined, lateWrites);
+    const summary = await runBackup(source(store, { full: true }), repo);
+    expect(summary.newBlobs).toBe(count);
+    expect(summary.bytesAdded).toBeLessThan(summary.bytesRead / 2); // compressed: the records are the workers' outputs
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
+    await store.close();
+  });
+
   it('a blob that does not read where the state says is fetched by hash; only those are', async () => {
     const dir = tmpDir('bkfallback');
     const store = await Store.init(join(dir, 's'));
