@@ -334,10 +334,20 @@ async function fullState(source: BackupSource, copier?: BlobCopier): Promise<Omi
   const ops: Op[] = [];
   const positions = new Map<string, BlobPlace>();
   const hashes = new HashSlab();
+  // whether every message read so far is being copied from its blob-location hint (copier.fromState)
+  let allHinted = copier !== undefined;
   try {
     for await (const op of snapshot.ops) {
       if (op.op === 'state.messages') for (const m of op.messages) m[1] = hashes.copy(m[1]);
-      if (op.op !== 'state.blobs') { ops.push(op); copier?.fromState(op); continue; }
+      if (op.op !== 'state.blobs') {
+        ops.push(op);
+        if (copier && !copier.fromState(op)) allHinted = false;
+        continue;
+      }
+      // the blob index comes last and gives only places: with every blob already being copied from
+      // its message's hint (a new repository, a store whose messages all carry one) it is not read
+      // (~19k entries of the bench's 20k store, ~0.1 s of the main thread's CPU)
+      if (allHinted) break;
       for (const [hash, pack, offset, length] of op.blobs) positions.set(hash.toString('hex'), { position: placeOf(pack, offset), length });
     }
   } finally {
@@ -551,13 +561,14 @@ class BlobCopier {
    * A whole state's op as it is read: the blobs of a mailbox's messages that carry a blob-location
    * hint are copied from now on, read at the hint (checked as every read is; one that does not
    * read there is fetched by hash). Mailbox records come before their messages; a mailbox being
-   * deleted is left out as tally leaves it out.
+   * deleted is left out as tally leaves it out. Returns false when a message of the op is not
+   * being copied that way (no hint, or no record of its mailbox seen): the blob index is read then.
    */
-  fromState(op: Op): void {
-    if (op.op === 'state.mailbox') { this.boxes.see(op); return; }
-    if (op.op !== 'state.messages' || this.boxes.deleting(op.id)) return;
+  fromState(op: Op): boolean {
+    if (op.op === 'state.mailbox') { this.boxes.see(op); return true; }
+    if (op.op !== 'state.messages' || this.boxes.deleting(op.id)) return true;
     const mailbox = this.boxes.nameOf(op.id);
-    if (mailbox === undefined) return; // no record seen for it: tally copies its blobs later, by hash
+    if (mailbox === undefined) return false; // no record seen for it: tally copies its blobs later, by hash
     const blobs: NeededBlob[] = [];
     for (const [uid, hash, size, , , , extras] of op.messages) {
       if (extras?.p === undefined || extras.o === undefined) continue;
@@ -565,6 +576,7 @@ class BlobCopier {
       blobs.push(neededBlob(view, view.toString('hex'), size, mailbox, uid, placeOf(extras.p, extras.o), size));
     }
     this.add(blobs);
+    return blobs.length === op.messages.length;
   }
 
   /** Copies `blobs` (those not given before). */
