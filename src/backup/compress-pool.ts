@@ -26,6 +26,11 @@ import { startCommonJsWorker } from '../worker-argv.js';
  * bytes a blob, hashed before it is compressed, in a buffer of its own, moved. Or {id, error}.
  * zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no copy of the
  * outputs; Brotli and deflate output their own buffers, copied together.
+ * With `out` (a SharedArrayBuffer of the caller's, reused batch after batch) zstd writes the
+ * digests and then the outputs there when their bound fits, and answers {id, lengths, shared}
+ * (`shared`: where the outputs start, the digests' bytes before them). A new buffer moved back per
+ * batch was ~2 MiB of new external memory to V8 each time: a full collection every ~30 batches
+ * of a full backup, on the main thread every core waits for.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -38,14 +43,19 @@ if (workerData && workerData.nice !== undefined) {
 const zstd = workerData && workerData.zstd ? require(workerData.zstd) : undefined;
 const blake = workerData && workerData.blake3 ? require(workerData.blake3) : undefined;
 let cctx;
-parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, digest }) => {
+parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, digest, out }) => {
   try {
     const views = buffers.map((b) => Buffer.from(b));
     const count = places.length / 3;
     const lengths = [];
+    const digestBytes = digest && blake ? count * 32 : 0;
+    let bound = 0;
+    if (codec === 'zstd') for (let i = 0; i < count; i++) bound += zstd.compressBound(places[3 * i + 2]);
+    // zstd writes into the caller's shared output buffer when the digests and the outputs' bound fit
+    const into = out !== undefined && codec === 'zstd' && digestBytes + bound <= out.byteLength;
     let digests;
-    if (digest && blake) {
-      digests = Buffer.allocUnsafeSlow(count * 32);
+    if (digestBytes > 0) {
+      digests = into ? Buffer.from(out, 0, digestBytes) : Buffer.allocUnsafeSlow(digestBytes);
       for (let i = 0; i < count; i++) {
         const at = places[3 * i + 1];
         digests.write(blake.blake3UrlSafeBase64(views[places[3 * i]].subarray(at, at + places[3 * i + 2])), i * 32, 'base64url');
@@ -54,9 +64,7 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
     let result;
     if (codec === 'zstd') {
       cctx ??= new zstd.CCtx();
-      let bound = 0;
-      for (let i = 0; i < count; i++) bound += zstd.compressBound(places[3 * i + 2]);
-      result = Buffer.allocUnsafeSlow(bound);
+      result = into ? Buffer.from(out, digestBytes, bound) : Buffer.allocUnsafeSlow(bound);
       let to = 0;
       for (let i = 0; i < count; i++) {
         const at = places[3 * i + 1];
@@ -65,7 +73,7 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
         to += n;
       }
     } else {
-      const out = [];
+      const output = [];
       let total = 0;
       for (let i = 0; i < count; i++) {
         const at = places[3 * i + 1], length = places[3 * i + 2];
@@ -73,24 +81,28 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
         const c = codec === 'brotli'
           ? zlib.brotliCompressSync(b, { params: { [C.BROTLI_PARAM_QUALITY]: quality, [C.BROTLI_PARAM_LGWIN]: window, [C.BROTLI_PARAM_SIZE_HINT]: length, [C.BROTLI_PARAM_MODE]: C.BROTLI_MODE_TEXT } })
           : zlib.deflateRawSync(b, { level });
-        out.push(c);
+        output.push(c);
         lengths.push(c.length);
         total += c.length;
       }
       result = Buffer.allocUnsafeSlow(total);
       let to = 0;
-      for (const c of out) { c.copy(result, to); to += c.length; }
+      for (const c of output) { c.copy(result, to); to += c.length; }
     }
-    parentPort.postMessage({ id, data: result.buffer, lengths, digests: digests && digests.buffer }, digests ? [result.buffer, digests.buffer] : [result.buffer]);
+    if (into) parentPort.postMessage({ id, lengths, shared: digestBytes });
+    else reply(id, result, lengths, digests);
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.stack || error) });
   }
-});`;
+});
+function reply(id, result, lengths, digests) {
+  parentPort.postMessage({ id, data: result.buffer, lengths, digests: digests && digests.buffer }, digests ? [result.buffer, digests.buffer] : [result.buffer]);
+}`;
 
 /** A batch compressed, and its blobs' BLAKE3 (32 bytes each, in order) when the worker hashed them. */
 export interface Compressed { compressed: Buffer[]; digests?: Buffer }
 
-interface Pending { resolve(out: Compressed): void; reject(error: Error): void }
+interface Pending { resolve(out: Compressed): void; reject(error: Error): void; out?: SharedArrayBuffer }
 
 interface Slot { worker: Worker; busy: number; pending: Map<number, Pending>; dead?: Error }
 
@@ -146,13 +158,14 @@ export class CompressPool {
         return;
       }
       const slot: Slot = { worker, busy: 0, pending: new Map() };
-      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
+      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; shared?: number; error?: string }) => {
         const waiting = slot.pending.get(m.id);
         if (!waiting) return;
         slot.pending.delete(m.id);
         slot.busy--;
-        if (m.error !== undefined || !m.data || !m.lengths) waiting.reject(new Error(`compressing blobs failed: ${m.error}`));
-        else waiting.resolve({ compressed: split(Buffer.from(m.data), m.lengths), ...(m.digests ? { digests: Buffer.from(m.digests) } : {}) });
+        if (m.error !== undefined || !m.lengths || (!m.data && (m.shared === undefined || !waiting.out))) waiting.reject(new Error(`compressing blobs failed: ${m.error}`));
+        else if (m.data) waiting.resolve({ compressed: split(Buffer.from(m.data), m.lengths), ...(m.digests ? { digests: Buffer.from(m.digests) } : {}) });
+        else waiting.resolve({ compressed: split(Buffer.from(waiting.out!, m.shared!), m.lengths), ...(m.shared! > 0 ? { digests: Buffer.from(waiting.out!, 0, m.shared!) } : {}) });
       });
       // a worker that dies (out of memory, a binding that does not load) fails what it held, which compressChecked then compresses here
       slot.worker.on('error', (error) => this.failAll(slot, error));
@@ -175,15 +188,16 @@ export class CompressPool {
   /**
    * As compress, and (`digest`, when `hashes`) each blob's BLAKE3 as the worker saw it before
    * compressing it. A batch compressed in this thread (a worker died, or streaming zstd) comes back
-   * without digests: the caller hashes itself.
+   * without digests: the caller hashes itself. `out`: the outputs and digests may come back as
+   * views into it (the worker's header says when); the caller reuses it only once it is done with them.
    */
-  compressChecked(list: Buffer[], digest = true): Promise<Compressed> {
+  compressChecked(list: Buffer[], digest = true, out?: SharedArrayBuffer): Promise<Compressed> {
     if (this.closed) return Promise.reject(this.closed);
     if (this.streaming) return this.zstd.compress(list).then((compressed) => ({ compressed }));
     const live = this.slots.filter((s) => !s.dead);
     if (live.length === 0) return this.inThisThread(list);
     const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
-    return this.onWorker(slot, list, digest && this.hashes).catch((error: unknown) => {
+    return this.onWorker(slot, list, digest && this.hashes, out).catch((error: unknown) => {
       if (this.closed || !slot.dead) throw error; // closed, or the codec failed on a blob: not a death
       return this.inThisThread(list);
     });
@@ -194,7 +208,7 @@ export class CompressPool {
     return { compressed: await this.fallback.compress(list) };
   }
 
-  private onWorker(slot: Slot, list: Buffer[], digest: boolean): Promise<Compressed> {
+  private onWorker(slot: Slot, list: Buffer[], digest: boolean, out: SharedArrayBuffer | undefined): Promise<Compressed> {
     const id = this.nextId++;
     const buffers: ArrayBufferLike[] = [];
     const places: number[] = [];
@@ -222,9 +236,9 @@ export class CompressPool {
       transfer.push(data.buffer);
     }
     return new Promise<Compressed>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      slot.pending.set(id, { resolve, reject, ...(out ? { out } : {}) });
       slot.busy++;
-      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places, digest };
+      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places, digest, out };
       slot.worker.postMessage(message, transfer);
     });
   }

@@ -588,9 +588,10 @@ export class DataStream {
     return this.stream.bytes;
   }
 
-  append(parts: Buffer[]): void {
+  /** Resolves once `parts` are written (DurableStream.append). */
+  append(parts: Buffer[]): Promise<void> {
     for (const part of parts) this.hasher.update(part);
-    this.stream.append(parts);
+    return this.stream.append(parts);
   }
 
   private named: string | undefined;

@@ -107,11 +107,13 @@ export class DurableStream {
     return this.length;
   }
 
-  append(parts: Buffer[]): void {
+  /** Queues `parts` after what was appended before; resolves once they are written (the caller may then reuse their memory). */
+  append(parts: Buffer[]): Promise<void> {
     const at = this.length;
     for (const part of parts) this.length += part.length;
     this.written = this.written.then(() => this.handle.writev(parts, at));
     this.written.catch(() => undefined); // reported by finish
+    return this.written;
   }
 
   /**

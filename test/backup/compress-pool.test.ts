@@ -82,6 +82,52 @@ describe('compression workers', () => {
     }
   });
 
+  it('compressChecked into an output buffer: zstd\'s outputs and digests come back as views into it (the same bytes, no new buffer), again after reuse; one too small for the bound and other codecs get buffers of their own', async () => {
+    const list = [message(1, 30_000), Buffer.alloc(0), message(2, 100), message(3, 60_000)];
+    const bound = list.reduce((a, b) => a + b.length + (b.length >> 8) + 64, 0) + 32 * list.length;
+    for (const hashed of [true, false]) {
+      const pool = hashed ? new CompressPool('zstd', 1) : new CompressPool('zstd', 1, zstdOneShotModule, '');
+      try {
+        const out = new SharedArrayBuffer(bound + 1024);
+        for (const round of [0, 1]) {
+          const batch = round === 0 ? list : [...list].reverse();
+          const { compressed, digests } = await pool.compressChecked(batch, true, out);
+          compressed.forEach((c, i) => {
+            expect(c.buffer).toBe(out);
+            expect(Buffer.from(decompress(c)).equals(batch[i]!)).toBe(true);
+          });
+          if (hashed) {
+            expect(digests!.buffer).toBe(out);
+            expect(digests).toEqual(Buffer.concat(batch.map((b) => hashBytes(b))));
+          } else {
+            expect(digests).toBeUndefined();
+          }
+        }
+        const small = new SharedArrayBuffer(1024);
+        const { compressed, digests } = await pool.compressChecked(list, true, small);
+        compressed.forEach((c, i) => {
+          expect(c.buffer).not.toBe(small);
+          expect(Buffer.from(decompress(c)).equals(list[i]!)).toBe(true);
+        });
+        if (hashed) expect(digests).toEqual(Buffer.concat(list.map((b) => hashBytes(b))));
+        expect(Buffer.from(small).equals(Buffer.alloc(1024))).toBe(true); // nothing written into it
+      } finally {
+        await pool.close();
+      }
+    }
+    const deflate = new CompressPool('deflate', 1);
+    try {
+      const out = new SharedArrayBuffer(bound + 1024);
+      const compressed = (await deflate.compressChecked(list, true, out)).compressed;
+      compressed.forEach((c, i) => {
+        expect(c.buffer).not.toBe(out);
+        expect(inflateRawSync(c).equals(list[i]!)).toBe(true);
+      });
+    } finally {
+      await deflate.close();
+    }
+  });
+
   it('workers by the bytes to copy: one per compressBytesPerThread, no more than the cores; a pool grows to more when the copy does, and not once closed', async () => {
     const cores = Math.min(backupLimits.compressThreadsMax, availableParallelism());
     const per = backupLimits.compressBytesPerThread;

@@ -108,6 +108,28 @@ describe('the backup copy path', () => {
     await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 
+  it('through the compression workers (more than inlineCompressBytesMax), compressed into output buffers the copier reuses, the data files written late: restore and check --read-data give every byte back', async () => {
+    const dir = tmpDir('bkreuseout');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    // compressible and each unlike the others: a record written from an output buffer already
+    // reused for a later batch would hold that batch's bytes
+    const size = 8000;
+    const count = Math.ceil((backupLimits.inlineCompressBytesMax * 1.25) / size); // batches of compressBatchBlobs: several times batchesInFlight
+    for (let i = 0; i < count; i += 200) {
+      const items = [];
+      for (let k = i; k < Math.min(count, i + 200); k++) items.push({ bytes: Buffer.from(`Subject: m ${k}\r\n\r\n${Array.from({ length: size / 16 }, (_, n) => `${k}.${n}`.padEnd(14)).join('\r\n')}`), flags: [] });
+      await store.appendBatch('INBOX', items);
+    }
+    const repo = await openRepo(join(dir, 'repo'), undefined, lateWrites);
+    const summary = await runBackup(source(store, { full: true }), repo);
+    expect(summary.newBlobs).toBe(count);
+    expect(summary.bytesAdded).toBeLessThan(summary.bytesRead / 2); // compressed: the records are the workers' outputs
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
+    await store.close();
+  });
+
   it('a blob that does not read where the state says is fetched by hash; only those are', async () => {
     const dir = tmpDir('bkfallback');
     const store = await Store.init(join(dir, 's'));
@@ -168,6 +190,41 @@ describe('the backup copy path', () => {
     await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 
+  it('into a new repository with every message at a hint, the blob index (read last) is not read; with one message without a hint it is, and that blob is read at its place, not by hash', async () => {
+    const dir = tmpDir('bkhints');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 30, 1, 3000);
+    const repos = [];
+    for (const unhinted of [undefined, 7]) {
+      let blobOpsTaken = 0, byHash = 0;
+      const watched: BackupSource = {
+        ...source(store, { full: true }),
+        fetchBlob: (hash) => { byHash++; return store.fetchBlob(hash); },
+        snapshotState: async () => {
+          const state = await store.maintenance().snapshotState();
+          async function* ops(): AsyncGenerator<Op> {
+            for await (const op of state.ops as AsyncIterable<Op>) {
+              // a message as an older store's: no blob-location hint (p, o) among its extras
+              if (op.op === 'state.messages') op.messages = op.messages.map((m) => (m[0] === unhinted ? withoutHint(m) : m));
+              yield op;
+              if (op.op === 'state.blobs') blobOpsTaken++; // the reader asked for what follows it
+            }
+          }
+          return { ...state, ops: ops(), close: () => state.close() } as typeof state;
+        },
+      };
+      const repo = await openRepo(join(dir, `repo${unhinted ?? ''}`));
+      expect((await runBackup(watched, repo)).newBlobs).toBe(30);
+      expect(blobOpsTaken).toBe(unhinted === undefined ? 0 : 1);
+      expect(byHash).toBe(0);
+      expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+      repos.push(repo);
+    }
+    await repos[0]!.close();
+    await expectRestoresExactly(store, repos[1]!, join(dir, 'r'));
+  });
+
   it('zstd calls in flight: one a core, one more while a thread of the pool stays free', () => {
     expect(zstdCallsInFlight(2, 4)).toBe(3);
     expect(zstdCallsInFlight(1, 4)).toBe(2);
@@ -175,3 +232,13 @@ describe('the backup copy path', () => {
     expect(zstdCallsInFlight(2, 2)).toBe(2);
   });
 });
+
+type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
+
+/** A state entry without its blob-location hint (extras p and o), as a store written before hints gives it. */
+function withoutHint(m: StateMessage): StateMessage {
+  const extras = { ...m[6] } as Record<string, unknown>;
+  delete extras.p;
+  delete extras.o;
+  return Object.keys(extras).length > 0 ? [m[0], m[1], m[2], m[3], m[4], m[5], extras as StateMessage[6]] as StateMessage : [m[0], m[1], m[2], m[3], m[4], m[5]] as StateMessage;
+}
