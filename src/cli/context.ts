@@ -9,10 +9,12 @@ import { isTemporaryDirectoryFailure } from '../fs/level-shadow.js';
 import { socketInode, socketInodeNow } from '../fs/socket-file.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
+import { writeAllSync } from '../fs/stdout-file.js';
 import { daemonLimits, limits } from '../limits.js';
 import { jsonText, printable } from '../printable.js';
 import { EXIT } from './exit-codes.js';
 import { stopWaitingIfInterrupted } from './interrupt.js';
+import { stdoutDirect } from './std-streams.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
@@ -374,6 +376,14 @@ export function unreportedStdoutFailure(): MailstoreError | undefined {
  */
 export function writeStdout(bytes: Buffer): Promise<void> {
   if (bytes.length > 0) stdoutWritten = true;
+  if (stdoutDirect()) {
+    try {
+      writeAllSync(1, bytes);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(stdoutFailure(error as NodeJS.ErrnoException));
+    }
+  }
   return new Promise((done, failed) => {
     process.stdout.write(bytes, (error) => (error ? failed(stdoutFailure(error)) : done()));
   });

@@ -8,11 +8,13 @@ import { EXIT, exitCodeFor } from './exit-codes.js';
 import { unreportedStdoutFailure } from './context.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { printable } from '../printable.js';
-import { createdStreams } from './std-streams.js';
+import { allowDirectStdout, createdStreams } from './std-streams.js';
 import { endBySignal, interruptSignal } from './interrupt.js';
 
 // the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
 favourMainThread();
+// this process runs one command line: its output may go to fd 1 without node's stream (std-streams.ts)
+allowDirectStdout();
 
 let settled = false;
 void main(process.argv).then(async (code) => {

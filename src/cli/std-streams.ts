@@ -3,6 +3,8 @@
 // builds a net.Socket and loads node's net and duplex stream modules, and an append that succeeds
 // writes nothing there (issue 16: a short command's start-up). So main() no longer touches a stream
 // to put its handler on, and the exit flushes only the streams that exist.
+import { isFileOrNull } from '../fs/stdout-file.js';
+
 type StreamName = 'stdout' | 'stderr';
 
 const hooks: Record<StreamName, Array<(stream: NodeJS.WriteStream) => void>> = { stdout: [], stderr: [] };
@@ -22,6 +24,27 @@ export function whenCreated(name: StreamName, hook: (stream: NodeJS.WriteStream)
   hooks[name].push(hook);
   const stream = created.get(name);
   if (stream) hook(stream);
+}
+
+/**
+ * Set by the executable (main.ts) only: a process that runs commands among other work (the
+ * in-process tests, which capture process.stdout.write) keeps every write on node's stream.
+ */
+let directStdoutAllowed = false;
+let stdoutFileOrNull: boolean | undefined;
+
+/** The CLI as run: its output may skip node's stream where fd 1 is a file or /dev/null (stdout-file.ts). */
+export function allowDirectStdout(): void {
+  directStdoutAllowed = true;
+}
+
+/**
+ * Whether a command's output goes to fd 1 with write(2) (stdout-file.ts): in the executable, while
+ * node's stream is not made, for a regular file or /dev/null. Once made (something wrote through
+ * it), the stream keeps the output in the order it was written.
+ */
+export function stdoutDirect(): boolean {
+  return directStdoutAllowed && !created.has('stdout') && (stdoutFileOrNull ??= isFileOrNull(1));
 }
 
 /** The standard streams that exist (were asked for since whenCreated): the only ones with output to flush. */

@@ -3,13 +3,14 @@
 // longer than a unix socket can name. Each must give the command's own result or a clear error
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, readFileSync, openSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { untilAccepts } from '../daemon/processes.js';
 import { bin, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
 import * as here from './in-process.js';
+import { mountTmpfs, noRoot, unmountAll } from '../helpers/tmpfs.js';
 
 beforeAll(requireBuilt);
 
@@ -139,6 +140,33 @@ describe('stdout a full disk (> /dev/full)', () => {
       expect(result.stderr, args.join(' ')).toMatch(/^mailstore: NO_SPACE: cannot write to standard output: ENOSPC/);
       expect(result.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
     }
+  });
+});
+
+describe('stdout a file on a full disk (cron\'s > log, a tmpfs)', () => {
+  afterEach(unmountAll);
+
+  // A file's output is written on fd 1 itself, not through node's stream (std-streams.ts): its
+  // failure must read as the stream's did, and the append stays durable.
+  it.skipIf(noRoot)('NO_SPACE (exit 2) naming standard output; the append is durable', async () => {
+    const store = await freshStore();
+    const full = tempDir();
+    const refused = mountTmpfs(full, '64k');
+    expect(refused).toBeUndefined();
+    const log = join(full, 'out.log');
+    writeFileSync(log, '');
+    spawnSync('sh', ['-c', 'cat /dev/zero > "$1"', 'sh', join(full, 'filler')]); // fills the tmpfs: ENOSPC
+    const fd = openSync(log, 'a');
+    try {
+      const appended = spawnSync(process.execPath, [bin, '--store', store, 'append', 'M', '-'], { input: 'Subject: full\n\nbody\n', stdio: ['pipe', fd, 'pipe'], encoding: 'utf8' });
+      expect(appended.status, appended.stderr).toBe(2);
+      expect(appended.stderr).toMatch(/^mailstore: NO_SPACE: cannot write to standard output: ENOSPC/);
+      expect(appended.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(log, 'utf8')).toBe('');
+    expect(await here.ok(['messages', 'M'], { store })).toMatch(/^1\t/m); // durable, though its uid could not be printed
   });
 });
 

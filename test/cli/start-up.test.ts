@@ -3,7 +3,7 @@
 // file, so a static import that drags scrub, replication, the daemon's procedures or the S3 tier
 // back into `append` fails here rather than only in a benchmark.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
@@ -58,12 +58,12 @@ async function storeWithInbox(): Promise<{ store: string; message: string }> {
  * included) finds them; stderr is a pipe. The list goes to a file: writing it to stderr would make
  * that stream, which a command that writes nothing there no longer makes (std-streams.ts).
  */
-function appendBuiltins(store: string, message: string, stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
+function appendBuiltins(store: string, message: string, stdout: 'pipe' | 'ignore' | number): { builtins: string[]; stderr: string } {
   return builtinsOf(['--store', store, 'append', 'INBOX', message], stdout);
 }
 
 /** node's own modules the CLI as installed loads to run `args` (as appendBuiltins); the command must succeed. */
-function builtinsOf(args: string[], stdout: 'pipe' | 'ignore'): { builtins: string[]; stderr: string } {
+function builtinsOf(args: string[], stdout: 'pipe' | 'ignore' | number): { builtins: string[]; stderr: string } {
   const list = join(tempDir(), 'builtins.txt');
   const preload = join(tempDir(), 'builtins.cjs');
   writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(' ')));`);
@@ -114,6 +114,27 @@ describe('an append loads only what an append runs', () => {
     expect(stderr).toBe('');
     // process.stderr on a pipe is a net.Socket: ~20M instructions of an append (issue 16)
     expect(builtins.filter((name) => /^(net|internal\/stream_base_commons)$/.test(name))).toEqual([]);
+  });
+
+  it('makes no stdout stream when stdout is /dev/null or a file: the uid goes to the file as written', async () => {
+    const { store, message } = await storeWithInbox();
+    // stdout as the bench gives it (/dev/null): node's process.stdout there is a SyncWriteStream over
+    // its fs streams, ~10M instructions of an append that prints one uid (issue 16)
+    expect(appendBuiltins(store, message, 'ignore').builtins).not.toContain('internal/fs/sync_write_stream');
+    // a file (cron's > log, appended to): the uid at the file's end, after what was there
+    const log = join(tempDir(), 'out.log');
+    writeFileSync(log, 'before\n');
+    const fd = openSync(log, 'a');
+    try {
+      const { builtins, stderr } = appendBuiltins(store, message, fd);
+      expect(stderr).toBe('');
+      expect(builtins).not.toContain('internal/fs/sync_write_stream');
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(log, 'utf8')).toBe('before\n2\n'); // the second append
+    // a pipe keeps node's stream (its EPIPE handling): the uid still arrives
+    expect((await ok(['append', 'INBOX', message], { store })).trim()).toBe('3');
   });
 
   it('a command that fails before opening the store loads no store (nor LevelDB)', async () => {

@@ -7,6 +7,7 @@ import { MailstoreError } from '../../errors.js';
 import { printableMessage } from '../../printable.js';
 import type { MessageInfo } from '../../store/store.js';
 import { parseUid, printJson, wantsJson, withReadStore, writeStdout } from '../context.js';
+import { stdoutDirect } from '../std-streams.js';
 import { messagesInSet } from '../uids.js';
 
 export function register(program: Command): void {
@@ -29,7 +30,8 @@ export function register(program: Command): void {
       const bytes = await withReadStore(command, (store) => store.fetch(mailbox, uid));
       // a message is anyone's text, and a terminal obeys the escape sequences in it (an admin
       // looking at a suspect message): shown escaped there; a pipe or a file gets the exact bytes
-      await writeStdout(process.stdout.isTTY ? Buffer.from(printableMessage(bytes)) : bytes);
+      // a file or /dev/null is no terminal: asking node's stream would make it (std-streams.ts)
+      await writeStdout(!stdoutDirect() && process.stdout.isTTY ? Buffer.from(printableMessage(bytes)) : bytes);
     });
 }
 
