@@ -141,7 +141,7 @@ export class SeenEntries {
   }
 
   /**
-   * The entries in `packs`, in B order, in chunks of at most `chunkEntries` (each sorted by pack and
+   * The entries in `packs`, in B order, in chunks of at most `chunkEntries` (kept entries sorted by pack and
    * offset); `keptOnly`: only those to copy (the caller forgets the expired ones apart: expiredOf).
    */
   *chunksOf(packs: Set<number>, chunkEntries: number, keptOnly = false): Generator<CandidateChunk> {
@@ -159,9 +159,9 @@ export class SeenEntries {
   }
 
   /**
-   * The entries in `packs` released past their grace period (what a rewrite forgets), sorted by pack
-   * and offset. Their hashes (here and in chunksOf) are views into this scan's buffer, not copies:
-   * they are only read, and the buffer is never written again once the scan ended.
+   * The entries in `packs` released past their grace period (what a rewrite forgets), in B order
+   * (see sortChunk). Their hashes (here and in chunksOf) are views into this scan's buffer, not
+   * copies: they are only read, and the buffer is never written again once the scan ended.
    */
   expiredOf(packs: Set<number>): PlannedBlob[] {
     const out: PlannedBlob[] = [];
@@ -169,7 +169,7 @@ export class SeenEntries {
       if (!this.expired[i] || !packs.has(this.packs[i])) continue;
       out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
     }
-    return out.sort(byPackAndOffset);
+    return out;
   }
 
   private grow(size: number): void {
@@ -195,8 +195,14 @@ export class SeenEntries {
 
 const byPackAndOffset = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
 
+/**
+ * The kept entries in pack and offset order (the copy reads neighbours together); the expired ones
+ * stay in B order, the order of their keys: the forget's commit reads each one's entry again
+ * (IndexView.prefetch), and keys already in order go to LevelDB as they are (getManyInKeyOrder),
+ * where 16k sorted by offset were put back in key order first (and sorted by offset before that).
+ */
 function sortChunk(chunk: CandidateChunk): CandidateChunk {
-  return { kept: chunk.kept.sort(byPackAndOffset), expired: chunk.expired.sort(byPackAndOffset) };
+  return { kept: chunk.kept.sort(byPackAndOffset), expired: chunk.expired };
 }
 
 interface BlobScan {
@@ -338,7 +344,7 @@ function mergeSmallPacks(plan: CompactionPlan, small: { pack: number; bytes: num
   plan.candidates.sort((a, b) => a - b);
 }
 
-/** A bounded run of the candidates' blob entries: those to copy and those to forget, in pack and offset order. */
+/** A bounded run of the candidates' blob entries: those to copy (in pack and offset order) and those to forget (in B order). */
 export interface CandidateChunk {
   kept: PlannedBlob[];
   expired: PlannedBlob[];
