@@ -16,7 +16,7 @@ import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
-import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
+import { ID_BYTES, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
@@ -961,23 +961,31 @@ async function countMessages(pass: IndexPass, boxes: Map<string, BoxCheck>): Pro
  */
 function countBatch(pass: IndexPass, lookup: MailboxLookup, batch: [Buffer, MessageRecord][], referenced: Digest, changes: Digest): void {
   for (const [key, record] of batch) {
-    const { id, uid } = decodeMessageKey(key);
-    const box = lookup.get(id);
+    // the key's fields read in place (decodeMessageKey's id is a view and an object a key); a key
+    // too short to hold them throws here as it did there (RangeError: the index pass's damage)
+    const uid = key.readUInt32BE(MESSAGE_UID_AT);
+    const box = lookup.get(key);
     // the hash is a view in the value LevelDB handed back (no copy: its first 8 bytes are read)
     referenced.add(Buffer.isBuffer(record.h) ? record.h : Buffer.from(record.h));
-    addChange(changes, id, uid, record.m);
+    addChange(changes, key, uid, record.m);
     if (!box) {
-      pass.findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
+      pass.findings.push({ kind: 'mailbox-counts', mailbox: key.toString('hex', 1, ID_END), detail: `message ${uid} belongs to no mailbox` });
       continue;
     }
     tallyMessage(box, uid, record);
   }
 }
 
+/** Where a message key (M) and a change key (C) hold their fields: the space byte, the mailbox id, then these. */
+const ID_END = 1 + ID_BYTES;
+const MESSAGE_UID_AT = ID_END;
+const CHANGE_MODSEQ_AT = ID_END;
+const CHANGE_UID_AT = ID_END + 8;
+
 /**
- * A mailbox by its id's bytes. Keys come in mailbox order, so the mailbox of the key before is
- * asked for again and again: compared as bytes, not looked up by the id in hex (a string made and
- * hashed per message and per change entry).
+ * A mailbox by the id in a key (M or C: bytes 1 to ID_END). Keys come in mailbox order, so the
+ * mailbox of the key before is asked for again and again: compared as bytes, not looked up by the
+ * id in hex (a string made and hashed per message and per change entry).
  */
 class MailboxLookup {
   private id: Buffer | undefined;
@@ -985,10 +993,10 @@ class MailboxLookup {
 
   constructor(private readonly boxes: Map<string, BoxCheck>) {}
 
-  get(id: Buffer): BoxCheck | undefined {
-    if (this.id === undefined || !this.id.equals(id)) {
-      this.box = this.boxes.get(id.toString('hex'));
-      this.id = id;
+  get(key: Buffer): BoxCheck | undefined {
+    if (this.id === undefined || key.compare(this.id, 0, ID_BYTES, 1, ID_END) !== 0) {
+      this.id = key.subarray(1, ID_END);
+      this.box = this.boxes.get(this.id.toString('hex'));
     }
     return this.box;
   }
@@ -1013,9 +1021,11 @@ async function readChangeLog(pass: IndexPass, boxes: Map<string, BoxCheck>): Pro
 /** One batch of readChangeLog (a function of its own, as countBatch). */
 function changeBatch(pass: IndexPass, lookup: MailboxLookup, batch: [Buffer, number][], changes: Digest): void {
   for (const [key, value] of batch) {
-    const c = decodeChangeKey(key);
-    if (value === 0) addChange(changes, c.id, c.uid, c.modseq);
-    if (!lookup.get(c.id)) pass.findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
+    // in place, as countBatch: the same fields and the same RangeError as decodeChangeKey's
+    const modseq = key.readUInt32BE(CHANGE_MODSEQ_AT) * 0x1_0000_0000 + key.readUInt32BE(CHANGE_MODSEQ_AT + 4);
+    const uid = key.readUInt32BE(CHANGE_UID_AT);
+    if (value === 0) addChange(changes, key, uid, modseq);
+    if (!lookup.get(key)) pass.findings.push({ kind: 'change-log-mismatch', mailbox: key.toString('hex', 1, ID_END), detail: `change entry for uid ${uid} of a mailbox that does not exist` });
   }
 }
 
@@ -1097,11 +1107,12 @@ function mix32(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-function addChange(digest: Digest, id: Buffer, uid: number, modseq: number): void {
+/** Adds a change entry, its mailbox id read from `key` (an M or a C key: bytes 1 to ID_END). */
+function addChange(digest: Digest, key: Buffer, uid: number, modseq: number): void {
   const low = modseq >>> 0;
   const high = Math.floor(modseq / 4294967296);
-  const a = mix32(id.readUInt32BE(0) ^ mix32(uid ^ mix32(low)));
-  const b = mix32(id.readUInt32BE(4) ^ mix32(id.readUInt32BE(8) ^ mix32(low + 0x9e3779b9) ^ mix32(high ^ uid)));
+  const a = mix32(key.readUInt32BE(1) ^ mix32(uid ^ mix32(low)));
+  const b = mix32(key.readUInt32BE(5) ^ mix32(key.readUInt32BE(9) ^ mix32(low + 0x9e3779b9) ^ mix32(high ^ uid)));
   digest.addWords(a, b);
 }
 

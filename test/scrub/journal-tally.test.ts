@@ -123,6 +123,21 @@ describe('tallyOps', () => {
     for (const bytes of cases) expect(tallyOps(bytes), bytes.toString('hex')).toBeUndefined();
   });
 
+  it('steps over a field nested up to 32 levels deep (maps and arrays) and leaves a deeper one to cbor-x', () => {
+    // a field's value at depth 1 (skip's first level), wrapped until the innermost item is at `depth`
+    const nested = (depth: number) => {
+      let value: unknown = 1;
+      for (let d = depth; d > 1; d--) value = d % 2 ? [value, 'x'] : { k: value, 7: [] };
+      return encodeCbor({ ops: [{ op: 'message.add', id: Buffer.alloc(16), uid: 1, deep: value }], end: true });
+    };
+    expect(tallyOps(nested(32))).toStrictEqual(fromDecoded(decodeCbor(nested(32))));
+    expect(tallyOps(nested(32))?.messageAdds).toBe(1);
+    expect(tallyOps(nested(33))).toBeUndefined();
+    // a map key that is neither text nor a number (a byte string), in a nested map
+    const byteKey = Buffer.concat([Buffer.from('a1636f707381a2626f70', 'hex'), encodeCbor('message.add'), Buffer.from('6178a1', 'hex'), encodeCbor(Buffer.of(1)), encodeCbor(2)]);
+    expect(tallyOps(byteKey)).toBeUndefined();
+  });
+
   it('never tallies an op-like payload otherwise than its decoded object', () => {
     const name = fc.constantFrom('meta.set', 'message.add', 'message.expunge', 'state.messages', 'state.mailbox', 'state.begin', 'mailbox.create', 'mailbox.deleteEnd', 'message.flags', 'mailbox.rename', 'x');
     const scalar = fc.oneof(fc.nat(), fc.integer({ min: -(2 ** 40), max: -1 }), fc.double(), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)), fc.string({ maxLength: 30 }));
