@@ -123,7 +123,10 @@ const timeouts = {
 
 export default defineConfig({
   test: {
-    // The machine has 2 cores; crash and soak tests are heavy, keep the pool small.
+    // The machine has 2 cores; crash and soak tests are heavy, keep the pool small. A third worker
+    // has little idle time to fill (session 42: the 31 test/daemon files, alone in one worker, used
+    // 171 s of CPU, their children's too, for the 186 s they took in session 41's CI), and more
+    // processes on 2 cores stretch every bound a loaded machine already strains.
     maxWorkers: 2,
     sequence: { sequencer: SlowestFirst },
     projects: [
