@@ -2,90 +2,92 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The slowest files, slowest first: every file of 6 s or more in session 38's last fresh-clone
- * `npm test` (AMD EPYC, 2 cores, 863 s; seconds of each file alone in its worker). A fresh clone
+ * The slowest files, slowest first: every file of 6 s or more in session 41's last fresh-clone
+ * `npm test` (2 cores, vitest 751 s; seconds of each file in its worker). A fresh clone
  * has no vitest cache of durations, so vitest starts the biggest files first, and a long file that
  * starts near the end leaves the other worker idle (session 38: crash-explorer-rotation, 21 s, was
  * among the last). Started longest first, the many short files fill in behind them. Refresh from
  * the per-file times a fresh run prints; times of files made faster since are estimates.
  */
 const SLOWEST_FIRST = [
-  'test/sim/damage-explorer.test.ts', // 67 s
-  'test/objstore/tier-faults.test.ts', // 50 s
-  'test/cli/environment.test.ts', // 29 s
-  'test/sim/power-cut.test.ts', // 28 s
-  'test/backup/faults.test.ts', // 27 s
-  'test/cli/commands.test.ts', // 25 s
-  'test/sim/faults.test.ts', // 23 s
-  'test/sim/crash-explorer-rotation.test.ts', // 21 s
-  'test/store/compact-crash.test.ts', // 21 s
-  'test/sim/crash-explorer-lost-writes.test.ts', // 20 s
-  'test/sim/media.test.ts', // 20 s
-  'test/objstore/tier-network-faults.test.ts', // 20 s
-  'test/sim/crash-explorer.test.ts', // 19 s
-  'test/backup/daemon-backup.test.ts', // 19 s
+  'test/objstore/tier-faults.test.ts', // 47 s
+  'test/store/compact-crash.test.ts', // 31 s (estimate: made faster since)
+  'test/sim/power-cut.test.ts', // 27 s
+  'test/cli/commands.test.ts', // 24 s
+  'test/sim/crash-explorer.test.ts', // 24 s (estimate: made faster since)
+  'test/backup/repair.test.ts', // 22 s
+  'test/backup/faults.test.ts', // 21 s (estimate: made faster since)
+  'test/scrub/many-findings.test.ts', // 21 s (estimate: made faster since)
+  'test/sim/crash-explorer-rotation.test.ts', // 21 s (estimate: made faster since)
+  'test/cli/environment.test.ts', // 20 s
+  'test/sim/damage-explorer.test.ts', // 20 s
+  'test/sim/faults.test.ts', // 19 s
+  'test/sim/crash-explorer-inline.test.ts', // 19 s (estimate: made faster since)
   'test/bench/cli.test.ts', // 19 s
-  'test/scrub/many-findings.test.ts', // 18 s
-  'test/scrub/scrub.test.ts', // 18 s
-  'test/packaging/packaging.test.ts', // 17 s
-  'test/cli/admin.test.ts', // 17 s
-  'test/cli/missing-dependencies.test.ts', // 16 s
-  'test/daemon/open-files.test.ts', // 15 s
-  'test/import/resume.test.ts', // 15 s
-  'test/cli/scrub-cron.test.ts', // 15 s
-  'test/cli/lock-wait.test.ts', // 15 s
-  'test/sim/snapshot-crash.test.ts', // 14 s
-  'test/sim/soak.test.ts', // 14 s
+  'test/sim/media.test.ts', // 19 s
+  'test/store/store.test.ts', // 19 s
+  'test/objstore/tier-network-faults.test.ts', // 18 s
+  'test/sim/crash-explorer-lost-writes.test.ts', // 18 s (estimate: made faster since)
+  'test/cli/missing-dependencies.test.ts', // 18 s
+  'test/import/resume.test.ts', // 17 s
+  'test/daemon/serve-faults.test.ts', // 17 s
+  'test/packaging/packaging.test.ts', // 16 s
+  'test/sim/soak.test.ts', // 16 s
+  'test/scrub/scrub.test.ts', // 16 s
+  'test/sim/snapshot-crash.test.ts', // 15 s
+  'test/backup/daemon-backup.test.ts', // 15 s (estimate: made faster since)
+  'test/import/public-inbox.test.ts', // 15 s
   'test/replication/resync.test.ts', // 14 s
-  'test/store/store.test.ts', // 14 s
-  'test/backup/repair.test.ts', // 13 s
+  'test/cli/scrub-cron.test.ts', // 14 s
+  'test/formats/mbox-differential.test.ts', // 14 s
   'test/replication/network-faults.test.ts', // 13 s
-  'test/sim/crash-explorer-inline.test.ts', // 13 s
-  'test/objstore/tier.test.ts', // 13 s
-  'test/store/undump-many.test.ts', // 13 s
   'test/cli/drills.test.ts', // 13 s
-  'test/daemon/churn.test.ts', // 12 s
-  'test/sim/crash-import-pipelined.test.ts', // 12 s
-  'test/objstore/tier-replica.test.ts', // 12 s
-  'test/daemon/years.test.ts', // 12 s
-  'test/daemon/serve-faults.test.ts', // 12 s
-  'test/scrub/recovery-source.test.ts', // 11 s
+  'test/cli/admin.test.ts', // 13 s
+  'test/daemon/churn.test.ts', // 13 s
+  'test/cli/lock-wait.test.ts', // 12 s
+  'test/objstore/tier.test.ts', // 12 s
+  'test/daemon/client.test.ts', // 12 s
+  'test/daemon/open-files.test.ts', // 12 s
+  'test/store/undump-many.test.ts', // 11 s
+  'test/sim/counters-crash.test.ts', // 11 s
   'test/replication/pending-faults.test.ts', // 11 s
-  'test/daemon/hostile.test.ts', // 11 s
-  'test/backup/heal.test.ts', // 11 s
-  'test/daemon/client.test.ts', // 11 s
-  'test/store/record-bound.test.ts', // 11 s
-  'test/scrub/scan.test.ts', // 11 s
-  'test/objstore/tier-lost-disk.test.ts', // 11 s
-  'test/objstore/tier-scrub.test.ts', // 10 s
-  'test/daemon/procedures-tier.test.ts', // 10 s
-  'test/objstore/tier-background.test.ts', // 10 s
-  'test/backup/crash-states.test.ts', // 10 s
-  'test/formats/mbox-differential.test.ts', // 10 s
-  'test/replication/promote.test.ts', // 9 s
+  'test/backup/heal.test.ts', // 10 s
+  'test/sim/crash-import-pipelined.test.ts', // 10 s
+  'test/scrub/recovery-source.test.ts', // 10 s
+  'test/daemon/hostile.test.ts', // 10 s
+  'test/scrub/scan.test.ts', // 10 s
+  'test/daemon/serve.test.ts', // 10 s
   'test/events/events.test.ts', // 9 s
-  'test/store/delete-many.test.ts', // 9 s
-  'test/daemon/lmtp.test.ts', // 9 s
+  'test/cli/drills-combined.test.ts', // 9 s
+  'test/cli/uid-sets.test.ts', // 9 s
+  'test/daemon/years.test.ts', // 9 s
   'test/backup/lock.test.ts', // 9 s
-  'test/scrub/index-tables.test.ts', // 9 s
-  'test/objstore/backup-bucket.test.ts', // 9 s
-  'test/sim/filesystems.test.ts', // 9 s
-  'test/cli/drills-combined.test.ts', // 8 s
-  'test/cli/uid-sets.test.ts', // 8 s
-  'test/daemon/serve.test.ts', // 8 s
-  'test/cli/admin-pairs.test.ts', // 8 s
-  'test/sim/counters-crash.test.ts', // 8 s
-  'test/objstore/tier-recovery.test.ts', // 8 s
-  'test/import/public-inbox.test.ts', // 8 s
-  'test/daemon/hung-mount.test.ts', // 8 s
-  'test/sim/years.test.ts', // 7 s
-  'test/fs/stall-watch.test.ts', // 7 s
-  'test/packaging/scrub-unit.test.ts', // 7 s
-  'test/backup/incremental.test.ts', // 7 s
+  'test/cli/admin-pairs.test.ts', // 9 s
+  'test/daemon/hung-mount.test.ts', // 9 s
+  'test/backup/crash-states.test.ts', // 9 s
+  'test/store/compact.test.ts', // 8 s
+  'test/replication/promote.test.ts', // 8 s
+  'test/sim/years.test.ts', // 8 s
+  'test/objstore/tier-background.test.ts', // 8 s
+  'test/backup/incremental.test.ts', // 8 s
+  'test/scrub/index-tables.test.ts', // 8 s
+  'test/sim/filesystems.test.ts', // 8 s
+  'test/cli/start-up.test.ts', // 7 s
   'test/replication/compaction.test.ts', // 7 s
+  'test/daemon/lmtp.test.ts', // 7 s
   'test/store/snapshots.test.ts', // 7 s
-  'test/events/webhook.test.ts', // 6 s
-  'test/store/read-messages.test.ts', // 6 s
+  'test/sim/real-faults.test.ts', // 7 s
+  'test/replication/sync-kill.test.ts', // 7 s
+  'test/replication/faults.test.ts', // 7 s
+  'test/store/delete-many.test.ts', // 7 s
+  'test/events/webhook.test.ts', // 7 s
+  'test/daemon/kill.test.ts', // 7 s
+  'test/fs/stall-watch.test.ts', // 7 s
+  'test/daemon/retention.test.ts', // 6 s
+  'test/bench/corpus.test.ts', // 6 s
+  'test/store/open-lock.test.ts', // 6 s
+  'test/daemon/compact-kill.test.ts', // 6 s
+  'test/packaging/scrub-unit.test.ts', // 6 s
 ];
 
 class SlowestFirst extends BaseSequencer {
@@ -121,7 +123,10 @@ const timeouts = {
 
 export default defineConfig({
   test: {
-    // The machine has 2 cores; crash and soak tests are heavy, keep the pool small.
+    // The machine has 2 cores; crash and soak tests are heavy, keep the pool small. A third worker
+    // has little idle time to fill (session 42: the 31 test/daemon files, alone in one worker, used
+    // 171 s of CPU, their children's too, for the 186 s they took in session 41's CI), and more
+    // processes on 2 cores stretch every bound a loaded machine already strains.
     maxWorkers: 2,
     sequence: { sequencer: SlowestFirst },
     projects: [

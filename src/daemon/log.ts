@@ -66,7 +66,9 @@ export class Logger {
   flush(sync = false): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.pending.length === 0) return;
+    // at the exit, the file's stream may still hold lines written before (not yet open, or behind
+    // a write in flight): writeNow takes them too, with nothing gathered as well
+    if (this.pending.length === 0 && !(sync && this.file)) return;
     const text = this.pending.join('');
     this.pending = [];
     this.pendingBytes = 0;

@@ -118,8 +118,12 @@ export class LogFile {
     this.stream = this.open();
   }
 
+  /** The texts given to the stream whose write has not called back yet, in order (for writeNow). */
+  private unwritten: string[] = [];
+
   private open(): WriteStream {
     const stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
+    this.unwritten = [];
     stream.on('error', (error) => {
       if (stream === this.stream) this.failedAt ??= monotonicMs();
       process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
@@ -152,16 +156,25 @@ export class LogFile {
       // the failed write may have left half a line: the line break ends it, the note says why
       text = `\n${note}\n${text}`;
     }
-    this.stream.write(text);
+    const unwritten = this.unwritten;
+    unwritten.push(text);
+    this.stream.write(text, () => unwritten.shift()); // a stream writes in order
   }
 
   /**
-   * Appends synchronously, for the process's 'exit' (no callback runs after it). Text the stream
-   * still holds may then land after it; a line that cannot be written is reported on stderr.
+   * Appends synchronously, for the process's 'exit' (no callback runs after it), after the text the
+   * stream was given and still holds: it never wrote that once the process exited, so a daemon that
+   * logged an error and exited at once (before the stream had even opened the file) lost the line.
+   * Only a write already in flight may land after it; a line that cannot be written is reported on
+   * stderr.
    */
   writeNow(text: string): void {
+    // the first of those may be in a write already, once the file is open
+    const held = this.unwritten.slice(this.stream.pending ? 0 : 1).join('');
+    this.stream.destroy(); // what it held is written here, never twice
+    if (held.length + text.length === 0) return;
     try {
-      appendFileSync(this.path, text, { mode: 0o640 });
+      appendFileSync(this.path, held + text, { mode: 0o640 });
     } catch (error) {
       process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${(error as Error).message}\n`);
     }

@@ -278,6 +278,10 @@ describe('backup faults', () => {
     await store.expunge('INBOX', Array.from({ length: 300 }, (_, i) => i + 1));
     await store.close();
     const rng = new Rng(Number(process.env.BACKUP_KILL_SEED ?? 0xbac));
+    // kills that land, of backups and then of prunes: 3 by default (npm test time: 5 each made this
+    // the slowest test of its file, ~27 s); BACKUP_KILLS=N lands N of each
+    const kills = Math.max(3, Number(process.env.BACKUP_KILLS ?? 3));
+    const cycles = kills + 5; // room for runs that end before their kill
     const backupArgs = ['--store', storeDir, 'backup', '--repo', repoDir];
     // Every run has new messages to copy, and the kills land at a fraction of how long one such
     // run takes here (measured first): on a fast machine as on a loaded one, they hit the work.
@@ -288,12 +292,12 @@ describe('backup faults', () => {
     };
     await addWork(0);
     const fullMs = await timed(async () => expect(await killedAfter(backupArgs, 120_000)).toBe(0));
-    // up to 10 cycles until 5 kills landed: a run that finished before its kill (an incremental
+    // up to kills + 5 cycles until the kills landed: a run that finished before its kill (an incremental
     // run is mostly fixed cost, and the load changes between runs) is checked too, and not counted
     // and a run that finished first shortens the next one's timer (the measured run may have been slow)
     let killed = 0;
     let budgetMs = fullMs;
-    for (let cycle = 1; cycle <= 10 && killed < 5; cycle++) {
+    for (let cycle = 1; cycle <= cycles && killed < kills; cycle++) {
       await addWork(cycle);
       if ((await killedAfter(backupArgs, budgetMs * (0.15 + 0.7 * rng.int(1000) / 1000))) === null) killed++;
       else budgetMs *= 0.6;
@@ -315,7 +319,7 @@ describe('backup faults', () => {
     const pruneMs = await timed(async () => expect(await killedAfter(forgetArgs, 120_000)).toBe(0));
     killed = 0;
     budgetMs = pruneMs;
-    for (let cycle = 0; cycle < 10 && killed < 5; cycle++) {
+    for (let cycle = 0; cycle < cycles && killed < kills; cycle++) {
       rmSync(repoDir, { recursive: true });
       cpSync(template, repoDir, { recursive: true });
       if ((await killedAfter(forgetArgs, budgetMs * (0.15 + 0.7 * rng.int(1000) / 1000))) === null) killed++;

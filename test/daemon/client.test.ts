@@ -210,12 +210,13 @@ describe('the client library', () => {
     const stream = async () => { let n = 0; for await (const chunk of await client.fetchStream(INBOX, big)) n += (chunk as Buffer).length; return n; };
     const all = Promise.all(Array.from({ length: daemonLimits.callsPerConnectionMax + 8 }, (_, i) => (i % 8 === 0 ? stream() : listing())));
     let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<'hung'>((resolve) => { timer = setTimeout(() => resolve('hung'), 20_000); });
+    // a bound for a deadlock (credits never read: it never ends), not a speed: 20 s ran out at load 28
+    const hung = new Promise<'hung'>((resolve) => { timer = setTimeout(() => resolve('hung'), 90_000); });
     const outcome = await Promise.race([all, hung]).finally(() => clearTimeout(timer));
     expect(outcome, 'the listings waited for credits the daemon no longer read').not.toBe('hung');
     expect(new Set(outcome as number[])).toEqual(new Set([count + 1, message(-1, daemonLimits.streamWindowBytes + 500_000).length]));
     expect((await client.append(INBOX, message(99999))).uid).toBe(big + 1); // the connection goes on
-  }, 40_000);
+  }, 120_000);
 
   it('a call in flight when the daemon goes away fails UNAVAILABLE; a change says it may have committed, a read that it did not', async () => {
     const { client, running } = await setup({ reconnectWaitMs: 300 });

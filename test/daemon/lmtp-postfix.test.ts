@@ -84,23 +84,25 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     expect((await run('chown', ['postfix', join(dir, 'data')])).code).toBe(0); // master's lock file goes there
     writeFileSync(join(dir, 'main.cf'), mainCf(dir, server.address));
     writeFileSync(join(dir, 'master.cf'), MASTER_CF);
-    const started = await run(postfix!, ['-c', dir, 'start'], { timeoutMs: 20_000 });
+    // bounds for a hang, not a speed: `postfix start` (postfix-script's checks, a dozen processes)
+    // took over 20 s, the bound before, at load 28
+    const started = await run(postfix!, ['-c', dir, 'start'], { timeoutMs: 60_000 });
     try {
       await deliverThroughPostfix(dir, started);
     } finally {
       await stopPostfix(dir); // before tmpDir's cleanup removes its config
     }
-  });
+  }, 200_000); // its bounds (start, sendmail, the deliveries) add up to 150 s
 
   async function deliverThroughPostfix(dir: string, started: { code: number; output: string }): Promise<void> {
     expect(started.code, started.output.split('\n').filter((l) => !/not owned|writable/.test(l)).join('\n')).toBe(0);
 
     const body = 'Subject: through postfix\r\nMessage-ID: <pf1@example.org>\r\n\r\nhello from postfix\r\n';
-    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org', 'carol@example.org', 'alice+lists@example.org', 'dave@example.org', 'erin@example.org'], { input: body, timeoutMs: 10_000 });
+    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org', 'carol@example.org', 'alice+lists@example.org', 'dave@example.org', 'erin@example.org'], { input: body, timeoutMs: 30_000 });
     expect(sent.code, sent.output).toBe(0);
 
     // alice, bob and the bounce to s (from MAILER-DAEMON) land within the deadline
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     const count = async (user: string) => (await store!.status(`user/${user}/INBOX`)).messages;
     while (Date.now() < deadline && ((await count('alice')) < 1 || (await count('bob')) < 1 || (await count('s')) < 1)) {
       await new Promise((resolve) => setTimeout(resolve, 200));

@@ -89,6 +89,18 @@ describe('daemon log', () => {
     expect(events(path)).toEqual(['a', 'b']);
   });
 
+  it('a line written at once and an error logged just before an exit are in the file (the stream had not opened it yet)', () => {
+    requireBuilt();
+    const path = join(tempDir(), 'serve.log');
+    const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;
+    // the first line goes out at once, an error too: both to the file's stream, which opens the file
+    // in the thread pool; an exit in the same tick never let it (both lines lost before)
+    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(process.argv[1]); l.info('a'); l.error('e'); l.info('b'); process.exit(3);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, path], { encoding: 'utf8' });
+    expect(child.status, child.stderr).toBe(3);
+    expect(events(path)).toEqual(['a', 'e', 'b']);
+  });
+
   it('without a file the lines go to stderr, gathered the same way', () => {
     requireBuilt();
     const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;

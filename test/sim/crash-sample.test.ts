@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FaultFileSystem } from './faultfs.js';
 import { runWorkload } from './workload.js';
 import { fastTmpRoot } from './explorer.js';
-import { STRIDE, boundaryKind, crashPointsFromEnv, crashSpecs, opKindsAt, pointKinds, samplePointsForMode, uncoveredKinds } from './crash-sample.js';
+import { ACK_STRIDE, STRIDE, boundaryKind, crashPointsFromEnv, crashSpecs, opKindsAt, pointKinds, samplePointsForMode, uncoveredKinds } from './crash-sample.js';
 import type { OpTrace } from './workload.js';
 
 const ROOT = '/x/store';
@@ -70,6 +70,15 @@ describe('the sample of one mode', () => {
     expect(samplePointsForMode(kinds, traces, 'all-lost', 0, 1)).toEqual(expect.arrayContaining([20, 61, 78]));
     expect(samplePointsForMode(kinds, traces, 'data-lost', 0, 1)).toEqual(expect.arrayContaining([20, 61, 78]));
     expect(samplePointsForMode(kinds, traces, 'all-kept', 2, 3)).not.toContain(61);
+  });
+
+  it('in those modes, the first acknowledgement of each op kind and one in ACK_STRIDE of the rest', () => {
+    const appends: OpTrace[] = Array.from({ length: 8 }, (_, i) => ({ label: `append A`, submittedAt: 10 * i + 1, ackedAt: 10 * i + 5 }));
+    const acks = [...appends, { label: 'expunge A 1', submittedAt: 85, ackedAt: 87 }];
+    const sampled = samplePointsForMode(kinds, acks, 'all-lost', 0, 1);
+    const ackPoints = acks.map((t) => t.ackedAt).filter((p) => sampled.includes(p));
+    expect(ackPoints).toEqual(expect.arrayContaining([5, 87])); // the first append's and the only expunge's
+    expect(ackPoints.length).toBeGreaterThanOrEqual(Math.ceil(appends.length / ACK_STRIDE));
   });
 
   it('uncoveredKinds names a kind a mode never crashed at', () => {

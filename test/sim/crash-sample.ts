@@ -7,10 +7,13 @@
 //     'move', 'copy', 'acl', 'create', 'rename', 'delete', 'compact'; 'between ops' for snapshots,
 //     journal retirement and the close/reopen points): every such pair the workload produced is
 //     crashed in every mode at least once;
-//   - every acknowledgement point (a log position where some op's promise resolved) in the modes
-//     that lose un-synced data ('all-lost', 'data-lost'), where "nothing acknowledged is lost" bites;
+//   - acknowledgement points (a log position where some op's promise resolved) in the modes that
+//     lose un-synced data ('all-lost', 'data-lost'), where "nothing acknowledged is lost" bites: the
+//     first of each op kind and one in ACK_STRIDE of the rest (every one cost a quarter of the
+//     explorers' states, most of them the same 'sync journal/#.jnl | append' as the one before);
 //   - the empty prefix and the whole log, in every mode;
-//   - one point in STRIDE, in every mode, so long runs of one kind are still visited here and there.
+//   - one point in STRIDE, in every mode, so long runs of one kind are still visited here and there
+//     (15 made a third of the states, on top of the kinds those points already had).
 // A sampled state is the very state the whole sweep crashes at that position (same spec seed, same
 // index mode, same reopen choice: see `ordinal`), so a failure reproduces under CRASH_POINTS=all.
 import { relative } from 'node:path';
@@ -23,7 +26,10 @@ export type CrashPoints = 'all' | 'sample';
 export interface SampledSpec { spec: CrashSpec; ordinal: number }
 
 /** One point in this many, in every mode, on top of the kinds and acknowledgements. */
-export const STRIDE = 15;
+export const STRIDE = 40;
+
+/** One acknowledgement point in this many, in the losing modes, after the first of each op kind. */
+export const ACK_STRIDE = 2;
 
 const LOSING_MODES: ReadonlySet<CrashMode> = new Set(['all-lost', 'data-lost']);
 
@@ -66,7 +72,14 @@ export function samplePointsForMode(kinds: readonly string[][], traces: readonly
   const points = kinds.length;
   const chosen = new Set<number>([0, points - 1]);
   for (let p = 0; p < points; p += STRIDE) chosen.add((p + modeIndex * 5) % points);
-  if (LOSING_MODES.has(mode)) for (const t of traces) if (t.ackedAt >= 0) chosen.add(t.ackedAt);
+  if (LOSING_MODES.has(mode)) {
+    const kindsAcked = new Set<string>();
+    traces.filter((t) => t.ackedAt >= 0).forEach((t, i) => {
+      const kind = t.label.split(' ')[0];
+      if (!kindsAcked.has(kind) || i % ACK_STRIDE === 0) chosen.add(t.ackedAt);
+      kindsAcked.add(kind);
+    });
+  }
   const covered = new Set<string>();
   for (const p of chosen) for (const k of kinds[p]) covered.add(k);
   const start = Math.floor((modeIndex * points) / modeCount);

@@ -10,6 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { limits } from '../../src/limits.js';
 import { FaultFileSystem, type CrashMode } from '../sim/faultfs.js';
 import { PROBE_EVERY, fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
+import { boundaryKind, crashPointsFromEnv } from '../sim/crash-sample.js';
 import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
@@ -48,10 +49,9 @@ describe('compaction crash states', () => {
     let states = 0;
     let probed = 0;
     let olderStates = 0;
+    const modesAt = modesAtEachPoint(ffs, opened, dir);
     for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
-      // two of the four modes at each point, rotating, so every mode meets every phase (npm test time)
-      for (const m of [afterOp % MODES.length, (afterOp + 2) % MODES.length]) {
-        const mode = MODES[m];
+      for (const mode of modesAt(afterOp)) {
         const target = join(work, `crash-${afterOp}-${mode}`);
         // (was (afterOp + m) % 2, always even as m ≡ afterOp mod 2: every state had index/ missing)
         const indexMode = states % 2 === 0 ? 'missing' : 'older';
@@ -71,7 +71,7 @@ describe('compaction crash states', () => {
         states++;
       }
     }
-    console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction x 2 of ${MODES.length} modes = ${states} states (index older in ${olderStates}, probed in ${probed}), all recovered`);
+    console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction, ${crashPointsFromEnv() === 'all' ? 'every mode at each' : 'one mode at each, every kind in every mode'}: ${states} states (index older in ${olderStates}, probed in ${probed}), all recovered`);
     expect(olderStates, 'states with an older copy of index/').toBe(Math.floor(states / 2));
     expect(probed, 'states opened with the index probe').toBeGreaterThan(0);
     await fsp.rm(work, { recursive: true, force: true });
@@ -104,6 +104,33 @@ describe('compaction crash states', () => {
     });
   }
 });
+
+/**
+ * The crash modes to explore after each operation of the compaction. CRASH_POINTS=all: every mode
+ * at every point. By default one mode a point, rotating, and each kind of point (the call and the
+ * file class, crash-sample.ts) in every mode at least once: two modes a point took ~36 s of the
+ * suite and still left a kind met in two modes only.
+ */
+function modesAtEachPoint(ffs: FaultFileSystem, opened: number, dir: string): (afterOp: number) => CrashMode[] {
+  if (crashPointsFromEnv() === 'all') return () => MODES;
+  const log = ffs.ops();
+  const kindAt = (afterOp: number) => (afterOp === 0 ? 'start' : boundaryKind(log[afterOp - 1], dir));
+  const chosen = new Map<number, CrashMode[]>();
+  const met = new Set<string>();
+  for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
+    const mode = MODES[afterOp % MODES.length];
+    chosen.set(afterOp, [mode]);
+    met.add(`${mode} ${kindAt(afterOp)}`);
+  }
+  for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
+    for (const mode of MODES) {
+      if (met.has(`${mode} ${kindAt(afterOp)}`)) continue;
+      chosen.get(afterOp)!.push(mode);
+      met.add(`${mode} ${kindAt(afterOp)}`);
+    }
+  }
+  return (afterOp) => chosen.get(afterOp)!;
+}
 
 async function checkState(dir: string, bodies: Map<number, Buffer>, gone: number[], live: number, where: string, full: boolean, probe: boolean): Promise<void> {
   retireOwnLock(dir);
