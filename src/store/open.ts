@@ -22,6 +22,7 @@ import { CONSUMERS_DIR } from './changes.js';
 import { LAYOUT, checkNoWriter, initStore, lockTempPid, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, reportIncompleteImage, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
+  durableTailEnd,
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
@@ -262,7 +263,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
     const journal = opened.journal = await openJournal(fs, root, storeId, options, noMount);
     packs.setInlineSource(journalInlineSource(journal));
     await checkPacksPresent(db, packs, root);
-    await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
+    await catchUpShadow(journal, packs, db, existing.appliedSeq, health, indexPath, repairHint);
     return { root, fs, identity, storeId, db, packs, journal, release: shadow.remove, health, readOnly: true };
   } catch (error) {
     await closeOpened(opened, shadow.remove);
@@ -271,17 +272,29 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
 }
 
 /**
- * A read-only open serves the index only when it has applied every valid record of the journal:
- * records beyond its watermark would need a replay (and the newest batch the durability check of
- * recovery.ts), which writes. Serving the index without them would show an older state than was
- * acknowledged, silently; so it is refused. Torn bytes after the last valid record are ignored
+ * A read-only open serves the index once it has applied every acknowledged record of the journal.
+ * Records beyond its watermark (a live writer hands its index to LevelDB up to
+ * limits.indexBehindMs after a commit, so a file-system snapshot or image of a running store
+ * nearly always has some) are replayed into the shadow — the private copy LevelDB writes in
+ * (level-shadow.ts), never the store — up to the end of the newest complete batch whose bodies
+ * read back (recovery.ts durableTailEnd: a batch in flight, or one whose bodies never reached the
+ * packs, was not acknowledged and is left out, as a read-write open cuts it). A record past that
+ * which decodes but could not be placed is refused as before: serving without it would show an
+ * older state than was acknowledged, silently. Torn bytes after the last valid record are ignored
  * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
  */
-async function checkIndexCurrent(journal: Journal, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
+async function catchUpShadow(journal: Journal, packs: PackStore, db: IndexDb, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
   const { lastSeq } = await journal.findTail();
-  journal.takeTailRecords(); // not needed: let them go
+  const tail = journal.takeTailRecords();
   if (lastSeq > appliedSeq) {
-    throw new MailstoreError('REFUSED', `the index has not applied journal records ${appliedSeq + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
+    const upTo = await durableTailEnd(tail, packs, appliedSeq);
+    // what is left out must be the newest segment's own last batch (findTail read it), nothing older
+    if (upTo < lastSeq && !tail.some((record) => record.seq === upTo + 1)) {
+      throw new MailstoreError('REFUSED', `the index has not applied journal records ${upTo + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
+    }
+    if (upTo > appliedSeq) await replay(journal, db, appliedSeq, health, undefined, upTo);
+    if (upTo < lastSeq) health.findings.push(`journal records ${upTo + 1}..${lastSeq} are a batch that was not complete or whose bodies are not in the packs (never acknowledged): not shown (a read-write open cuts them)`);
+    return;
   }
   if (appliedSeq > lastSeq) {
     health.degraded = true;
