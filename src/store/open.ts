@@ -277,10 +277,9 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
  * limits.indexBehindMs after a commit, so a file-system snapshot or image of a running store
  * nearly always has some) are replayed into the shadow — the private copy LevelDB writes in
  * (level-shadow.ts), never the store — up to the end of the newest complete batch whose bodies
- * read back (recovery.ts durableTailEnd: a batch in flight, or one whose bodies never reached the
- * packs, was not acknowledged and is left out, as a read-write open cuts it). A record past that
- * which decodes but could not be placed is refused as before: serving without it would show an
- * older state than was acknowledged, silently. Torn bytes after the last valid record are ignored
+ * read back (recovery.ts durableTailEnd). A batch in flight, or one whose bodies never reached the packs,
+ * was not acknowledged: a read-write open cuts it, a read-only one refuses (REFUSED) rather than
+ * serve a journal with records past its index. Torn bytes after the last valid record are ignored
  * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
  */
 async function catchUpShadow(journal: Journal, packs: PackStore, db: IndexDb, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
@@ -288,12 +287,14 @@ async function catchUpShadow(journal: Journal, packs: PackStore, db: IndexDb, ap
   const tail = journal.takeTailRecords();
   if (lastSeq > appliedSeq) {
     const upTo = await durableTailEnd(tail, packs, appliedSeq);
-    // what is left out must be the newest segment's own last batch (findTail read it), nothing older
-    if (upTo < lastSeq && !tail.some((record) => record.seq === upTo + 1)) {
-      throw new MailstoreError('REFUSED', `the index has not applied journal records ${upTo + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
+    // A newest batch that was not complete or whose bodies are not in the packs (never
+    // acknowledged) is cut by a read-write open; a read-only one cannot cut it, and the journal's
+    // readers (changes since a seq: backup, events) would still meet it past the index: refused,
+    // as before, with the reason.
+    if (upTo < lastSeq) {
+      throw new MailstoreError('REFUSED', `journal records ${upTo + 1}..${lastSeq} are a batch that was not complete or whose message bodies are not in the packs (never acknowledged), which only a read-write open cuts; ${repairHint}`, { path: indexPath });
     }
-    if (upTo > appliedSeq) await replay(journal, db, appliedSeq, health, undefined, upTo);
-    if (upTo < lastSeq) health.findings.push(`journal records ${upTo + 1}..${lastSeq} are a batch that was not complete or whose bodies are not in the packs (never acknowledged): not shown (a read-write open cuts them)`);
+    await replay(journal, db, appliedSeq, health, undefined, upTo);
     return;
   }
   if (appliedSeq > lastSeq) {

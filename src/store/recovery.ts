@@ -264,7 +264,8 @@ export async function resolveNewestBatch(
  * index may apply from the journal's tail above `highWater` — the end of the newest complete batch
  * whose new blobs all read back with their hash, as resolveNewestBatch would keep it. Records after
  * the last batch end (a batch being written when a file-system snapshot or image was taken) and a
- * newest batch whose bodies are not in the packs (never acknowledged) are left out, not applied.
+ * newest batch whose bodies are not in the packs (never acknowledged) lie past it (open.ts refuses
+ * a read-only open then: only a read-write one may cut them).
  * `decoded` is the journal's tail records (Journal.takeTailRecords after findTail).
  */
 export async function durableTailEnd(decoded: { seq: number; payload: Buffer }[], packs: PackStore, highWater: number): Promise<number> {
