@@ -223,14 +223,10 @@ export async function resolveNewestBatch(
     if (!bodies.has(i)) bodies.set(i, decodeSafely(decoded[i].payload));
     return bodies.get(i);
   };
-  let lastEnd = decoded.length - 1;
-  while (lastEnd >= 0 && !body(lastEnd)?.end) lastEnd--;
+  const lastEnd = lastBatchEnd(decoded.length, body);
   let cutFrom = decoded.findIndex((r, i) => i > lastEnd && r.seq > highWater);
   if (cutFrom === -1 && lastEnd >= 0 && decoded[lastEnd].seq > highWater) {
-    let first = lastEnd;
-    while (first > 0 && !body(first - 1)?.end) first--;
-    const batch: (JournalPayload | undefined)[] = [];
-    for (let i = first; i <= lastEnd; i++) batch.push(body(i));
+    const { first, batch } = batchEndingAt(lastEnd, body);
     const lost = packsLost ? [] : await packsOfLostCopies(batch, packs);
     const firstSeq = decoded.find((r, i) => i >= first && r.seq > highWater)!.seq;
     if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex, batch, journal.firstSeq))) {
@@ -269,14 +265,28 @@ export async function resolveNewestBatch(
  * `decoded` is the journal's tail records (Journal.takeTailRecords after findTail).
  */
 export async function durableTailEnd(decoded: { seq: number; payload: Buffer }[], packs: PackStore, highWater: number): Promise<number> {
-  let lastEnd = decoded.length - 1;
-  while (lastEnd >= 0 && !decodeSafely(decoded[lastEnd].payload)?.end) lastEnd--;
+  const body = (i: number) => decodeSafely(decoded[i].payload);
+  const lastEnd = lastBatchEnd(decoded.length, body);
   if (lastEnd < 0 || decoded[lastEnd].seq <= highWater) return highWater;
-  let first = lastEnd;
-  while (first > 0 && !decodeSafely(decoded[first - 1].payload)?.end) first--;
-  const batch = decoded.slice(first, lastEnd + 1).map((record) => decodeSafely(record.payload));
+  const { first, batch } = batchEndingAt(lastEnd, body);
   if ((await packsOfLostCopies(batch, packs)).length === 0) return decoded[lastEnd].seq;
   return Math.max(highWater, first > 0 ? decoded[first - 1].seq : decoded[first].seq - 1);
+}
+
+/** The index of the newest batch-end record among `count` tail records (-1: none): the newest complete batch ends there (resolveNewestBatch and durableTailEnd apply one rule). */
+function lastBatchEnd(count: number, body: (i: number) => JournalPayload | undefined): number {
+  let lastEnd = count - 1;
+  while (lastEnd >= 0 && !body(lastEnd)?.end) lastEnd--;
+  return lastEnd;
+}
+
+/** The batch whose end record is at `lastEnd`: its first record's index (just after the previous batch end) and its payloads. */
+function batchEndingAt(lastEnd: number, body: (i: number) => JournalPayload | undefined): { first: number; batch: (JournalPayload | undefined)[] } {
+  let first = lastEnd;
+  while (first > 0 && !body(first - 1)?.end) first--;
+  const batch: (JournalPayload | undefined)[] = [];
+  for (let i = first; i <= lastEnd; i++) batch.push(body(i));
+  return { first, batch };
 }
 
 function decodeSafely(payload: Buffer): JournalPayload | undefined {

@@ -10,6 +10,9 @@ import { Store } from '../../src/store/store.js';
 import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { internalsOf } from '../helpers/internals.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import { systemError } from '../sim/faultfs.js';
 
 async function storeWith(count: number): Promise<{ dir: string; acked: Map<number, Buffer> }> {
   const dir = tmpDir();
@@ -124,6 +127,39 @@ describe('read-only open', () => {
     await expectExactly(recovered, 'INBOX', acked, 'a read-write open cuts the batch');
     await expectCode(recovered.fetch('INBOX', lost.uid), 'NOT_FOUND');
     await recovered.close();
+  });
+
+  it('EIO while it reads the newest batch\'s bodies back from their pack fails the read-only open with IO (not REFUSED as never acknowledged, nothing served, the store unchanged); the disk readable again, it is served', async () => {
+    const { dir, acked } = await storeWith(2);
+    const older = join(tmpDir(), 'index');
+    cpSync(join(dir, 'index'), older, { recursive: true });
+    const store = await Store.open(dir, { inlineBodyBytesMax: 0 });
+    const late = await store.append('INBOX', msg('late, in a pack', 5000));
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    cpSync(older, join(dir, 'index'), { recursive: true });
+    writeFileSync(join(dir, 'LOCK'), '999999\n');
+    const before = everything(dir);
+    // Reads of pack files fail as a failing disk's do (the real file system underneath otherwise).
+    const packReadsFail = (handle: FileHandle): FileHandle => new Proxy(handle, {
+      get(target, property) {
+        if (property === 'read' && target.path.includes('/packs/')) return async () => { throw systemError('EIO', 'read', target.path); };
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const fs: FileSystem = new Proxy(nodeFileSystem, {
+      get(target, property) {
+        if (property === 'open') return async (path: string, mode: OpenMode) => packReadsFail(await target.open(path, mode));
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    await expectCode(Store.open(dir, { readOnly: true, fs }), 'IO');
+    expect(everything(dir), 'the failed open changed nothing in the store').toEqual(before);
+    const reader = await Store.open(dir, { readOnly: true });
+    await expectExactly(reader, 'INBOX', new Map([...acked, [late.uid, msg('late, in a pack', 5000)]]), 'the batch is served once its pack reads');
+    await reader.close();
   });
 
   it('a missing or damaged index is REFUSED (no rebuild, no quarantine); torn journal bytes are not cut', async () => {
