@@ -314,6 +314,21 @@ export class Journal {
   }
 
   /**
+   * A read-only open's counterpart of retireNewestSegment: the empty newest segment findTail found
+   * (its file made, nothing written in it: see createSegment) is left where it is and read as if it
+   * were not there; it holds no record. Call findTail again afterwards.
+   */
+  passOverEmptyNewestSegment(): void {
+    const segment = this.segments[this.segments.length - 1];
+    assert(segment && this.tailSegment === segment, 'passOverEmptyNewestSegment only after findTail');
+    this.segments.pop();
+    this.closeReadHandles([segment.name]);
+    this.tailSegment = undefined;
+    this.cleanTailSeq = undefined;
+    this.startNewSegment = false;
+  }
+
+  /**
    * Moves the newest segment to `target` (in quarantine/; never deleted) when findTail found it
    * empty and the store knows nothing in it was acknowledged. Call findTail again afterwards.
    */

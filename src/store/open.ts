@@ -283,7 +283,15 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
  * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
  */
 async function catchUpShadow(journal: Journal, packs: PackStore, db: IndexDb, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
-  const { lastSeq } = await journal.findTail();
+  let found = await journal.findTail();
+  // A newest segment with neither header nor record past the index (a writer between making a
+  // segment's file and its first write): a read-write open moves it to quarantine (resolveTail);
+  // the records before it are the tail.
+  while (found.empty && appliedSeq < found.empty.firstSeq) {
+    journal.passOverEmptyNewestSegment();
+    found = await journal.findTail();
+  }
+  const { lastSeq } = found;
   const tail = journal.takeTailRecords();
   if (lastSeq > appliedSeq) {
     const upTo = await durableTailEnd(tail, packs, appliedSeq);

@@ -13,6 +13,7 @@ import { internalsOf } from '../helpers/internals.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
 import { systemError } from '../sim/faultfs.js';
+import { segmentFileName } from '../../src/journal/journal-format.js';
 
 async function storeWith(count: number): Promise<{ dir: string; acked: Map<number, Buffer> }> {
   const dir = tmpDir();
@@ -126,6 +127,29 @@ describe('read-only open', () => {
     const recovered = await Store.open(dir);
     await expectExactly(recovered, 'INBOX', acked, 'a read-write open cuts the batch');
     await expectCode(recovered.fetch('INBOX', lost.uid), 'NOT_FOUND');
+    await recovered.close();
+  });
+
+  it('an index behind the journal, taken just as the writer began a new segment (its file made, nothing written in it yet): served with every record of the segment before, as a read-write open serves it', async () => {
+    const { dir, acked } = await storeWith(2);
+    const older = join(tmpDir(), 'index');
+    cpSync(join(dir, 'index'), older, { recursive: true });
+    const store = await Store.open(dir);
+    const late = await store.append('INBOX', msg('late'));
+    const lastSeq = internalsOf(store).journal.lastSeq as number;
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    cpSync(older, join(dir, 'index'), { recursive: true });
+    // Journal.createSegment makes the file; its header is written with the first records.
+    writeFileSync(join(dir, 'journal', segmentFileName(lastSeq + 1)), '');
+    writeFileSync(join(dir, 'LOCK'), '999999\n');
+    const before = everything(dir);
+    const reader = await Store.open(dir, { readOnly: true });
+    await expectExactly(reader, 'INBOX', new Map([...acked, [late.uid, msg('late')]]), 'the records before the new segment are served');
+    await reader.close();
+    expect(everything(dir), 'the read-only open changed nothing in the store').toEqual(before);
+    const recovered = await Store.open(dir);
+    await expectExactly(recovered, 'INBOX', new Map([...acked, [late.uid, msg('late')]]), 'as a read-write open serves them');
     await recovered.close();
   });
 
