@@ -30,6 +30,24 @@ function everything(dir: string): Record<string, string> {
   return { ...fingerprint(dir), ...fingerprint(join(dir, 'lock')) };
 }
 
+/**
+ * The index as a crash, or a file-system snapshot of a running store, leaves it: `late` commits
+ * through a writer opened with `options`, then the index is put back as it was before them (not
+ * yet applied), with a dead owner's LOCK. Returns what `late` returned and the journal's last seq.
+ */
+async function indexBehind<T>(dir: string, options: { inlineBodyBytesMax?: number }, late: (store: Store) => Promise<T>): Promise<{ result: T; lastSeq: number }> {
+  const older = join(tmpDir(), 'index');
+  cpSync(join(dir, 'index'), older, { recursive: true });
+  const store = await Store.open(dir, options);
+  const result = await late(store);
+  const lastSeq = internalsOf(store).journal.lastSeq as number;
+  await store.close();
+  rmSync(join(dir, 'index'), { recursive: true });
+  cpSync(older, join(dir, 'index'), { recursive: true });
+  writeFileSync(join(dir, 'LOCK'), '999999\n');
+  return { result, lastSeq };
+}
+
 describe('read-only open', () => {
   it('serves every read, writes nothing, and refuses every change with ACCESS', async () => {
     const { dir, acked } = await storeWith(5);
@@ -79,16 +97,7 @@ describe('read-only open', () => {
 
   it('an index behind the journal (a live writer hands it over up to 50 ms after a commit; one that stopped without closing) is caught up in the shadow: the acknowledged state, the store unchanged', async () => {
     const { dir, acked } = await storeWith(3);
-    const older = join(tmpDir(), 'index');
-    cpSync(join(dir, 'index'), older, { recursive: true });
-    const store = await Store.open(dir);
-    const late = await store.append('INBOX', msg('late'));
-    await store.close();
-    // The index as a crash (or a file-system snapshot of a running store) leaves it: it had not yet
-    // applied the last record (and a dead owner's LOCK).
-    rmSync(join(dir, 'index'), { recursive: true });
-    cpSync(older, join(dir, 'index'), { recursive: true });
-    writeFileSync(join(dir, 'LOCK'), '999999\n');
+    const { result: late } = await indexBehind(dir, {}, (store) => store.append('INBOX', msg('late')));
     const before = everything(dir);
     const reader = await Store.open(dir, { readOnly: true });
     expect((await reader.fetch('INBOX', late.uid)).equals(msg('late'))).toBe(true);
@@ -105,20 +114,13 @@ describe('read-only open', () => {
     const first = await Store.open(dir, { inlineBodyBytesMax: 0 });
     acked.set((await first.append('INBOX', msg('in a pack', 5000))).uid, msg('in a pack', 5000));
     await first.close();
-    const older = join(tmpDir(), 'index');
-    cpSync(join(dir, 'index'), older, { recursive: true });
     const packSizes = Object.fromEntries(readdirSync(join(dir, 'packs')).map((name) => [name, statSync(join(dir, 'packs', name)).size]));
-    const store = await Store.open(dir, { inlineBodyBytesMax: 0 });
-    const lost = await store.append('INBOX', msg('body lost at the crash', 5000));
-    await store.close();
+    const { result: lost } = await indexBehind(dir, { inlineBodyBytesMax: 0 }, (store) => store.append('INBOX', msg('body lost at the crash', 5000)));
     // the crash kept the journal record but not the pack bytes it points at
     for (const name of readdirSync(join(dir, 'packs'))) {
       if (name in packSizes) truncateSync(join(dir, 'packs', name), packSizes[name]!);
       else rmSync(join(dir, 'packs', name)); // a pack the batch made, its directory entry never synced
     }
-    rmSync(join(dir, 'index'), { recursive: true });
-    cpSync(older, join(dir, 'index'), { recursive: true });
-    writeFileSync(join(dir, 'LOCK'), '999999\n');
     const before = everything(dir);
     const error = await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED');
     expect(error.message).toMatch(/never acknowledged/);
@@ -132,17 +134,9 @@ describe('read-only open', () => {
 
   it('an index behind the journal, taken just as the writer began a new segment (its file made, nothing written in it yet): served with every record of the segment before, as a read-write open serves it', async () => {
     const { dir, acked } = await storeWith(2);
-    const older = join(tmpDir(), 'index');
-    cpSync(join(dir, 'index'), older, { recursive: true });
-    const store = await Store.open(dir);
-    const late = await store.append('INBOX', msg('late'));
-    const lastSeq = internalsOf(store).journal.lastSeq as number;
-    await store.close();
-    rmSync(join(dir, 'index'), { recursive: true });
-    cpSync(older, join(dir, 'index'), { recursive: true });
+    const { result: late, lastSeq } = await indexBehind(dir, {}, (store) => store.append('INBOX', msg('late')));
     // Journal.createSegment makes the file; its header is written with the first records.
     writeFileSync(join(dir, 'journal', segmentFileName(lastSeq + 1)), '');
-    writeFileSync(join(dir, 'LOCK'), '999999\n');
     const before = everything(dir);
     const reader = await Store.open(dir, { readOnly: true });
     await expectExactly(reader, 'INBOX', new Map([...acked, [late.uid, msg('late')]]), 'the records before the new segment are served');
@@ -155,14 +149,7 @@ describe('read-only open', () => {
 
   it('EIO while it reads the newest batch\'s bodies back from their pack fails the read-only open with IO (not REFUSED as never acknowledged, nothing served, the store unchanged); the disk readable again, it is served', async () => {
     const { dir, acked } = await storeWith(2);
-    const older = join(tmpDir(), 'index');
-    cpSync(join(dir, 'index'), older, { recursive: true });
-    const store = await Store.open(dir, { inlineBodyBytesMax: 0 });
-    const late = await store.append('INBOX', msg('late, in a pack', 5000));
-    await store.close();
-    rmSync(join(dir, 'index'), { recursive: true });
-    cpSync(older, join(dir, 'index'), { recursive: true });
-    writeFileSync(join(dir, 'LOCK'), '999999\n');
+    const { result: late } = await indexBehind(dir, { inlineBodyBytesMax: 0 }, (store) => store.append('INBOX', msg('late, in a pack', 5000)));
     const before = everything(dir);
     // Reads of pack files fail as a failing disk's do (the real file system underneath otherwise).
     const packReadsFail = (handle: FileHandle): FileHandle => new Proxy(handle, {
