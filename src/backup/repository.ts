@@ -108,6 +108,11 @@ export interface OpenRepositoryOptions {
   secret?: Buffer;
   /** Create the repository when the directory is missing or empty. */
   create?: boolean;
+  /**
+   * Asked before a repository is created (none is there): throws to refuse, with nothing written
+   * (a backup disk that did not mount: `mailstore backup`'s checks, new-repository.ts).
+   */
+  beforeCreate?: () => Promise<void>;
 }
 
 export class Repository {
@@ -132,6 +137,7 @@ export class Repository {
     let config = await readConfig(fs, dir);
     let keys: RepositoryKeys | undefined;
     if (!config && options.create) {
+      await options.beforeCreate?.();
       await refuseIgnoredSync(fs, dir, 'the backup repository');
       const made = await initRepository(fs, dir, options.secret);
       if (made) return new Repository(fs, dir, made.config, made.keys);

@@ -42,13 +42,16 @@ async function readSecretText(path: string, what: string): Promise<string> {
   }
 }
 
-/** Opens --repo (created when `create` and missing or empty), runs `work`, closes it. */
-export async function withRepository<T>(command: Command, create: boolean, work: (repo: Repository) => Promise<T>): Promise<T> {
+/**
+ * Opens --repo (created when `create` and missing or empty; a function `create` is asked first and
+ * refuses by throwing), runs `work`, closes it.
+ */
+export async function withRepository<T>(command: Command, create: boolean | (() => Promise<void>), work: (repo: Repository) => Promise<T>): Promise<T> {
   const options = command.optsWithGlobals() as RepoOptions;
   if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
   const secret = options.keyFile !== undefined ? await readKeyFile(absolutePath(options.keyFile)) : undefined;
   const { fs, dir } = await repositoryLocation(options);
-  const repo = await Repository.open(fs, dir, { create, secret });
+  const repo = await Repository.open(fs, dir, { create: create !== false, beforeCreate: typeof create === 'function' ? create : undefined, secret });
   try {
     return await work(repo);
   } finally {
