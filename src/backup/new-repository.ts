@@ -20,14 +20,15 @@ export interface NewRepositoryCheck {
   records: BackupRecords;
   /** --new-repository: the admin means a new repository there. */
   allowNew: boolean;
-  /** Warnings for stderr. */
-  warn: (text: string) => void;
 }
 
 const REMEDY = 'mount the backup disk (findmnt, mount) and run the backup again; to start a new repository there on purpose, add --new-repository. Nothing was written.';
 
-/** Throws (UNMOUNTED, REFUSED) when no new repository may be made at the location; warns when one on the store's own disk will be. */
-export async function checkNewRepository(fs: FileSystem, check: NewRepositoryCheck): Promise<void> {
+/**
+ * Throws (UNMOUNTED, REFUSED) when no new repository may be made at the location; else the warning
+ * to give once it is made (on the store's own disk), if any.
+ */
+export async function checkNewRepository(fs: FileSystem, check: NewRepositoryCheck): Promise<string | undefined> {
   if (!check.allowNew) {
     refuseRecorded(check);
     if (check.localDir !== undefined) {
@@ -38,7 +39,7 @@ export async function checkNewRepository(fs: FileSystem, check: NewRepositoryChe
       }
     }
   }
-  if (check.localDir !== undefined) await warnSameFileSystem(fs, check.localDir, check.storeRoot, check.warn);
+  return check.localDir === undefined ? undefined : sameFileSystemWarning(fs, check.localDir, check.storeRoot);
 }
 
 function refuseRecorded(check: NewRepositoryCheck): void {
@@ -52,9 +53,8 @@ function refuseRecorded(check: NewRepositoryCheck): void {
     `last snapshot ${here.snapshot.slice(0, 12)} at ${new Date(here.time).toISOString()}: is its disk mounted? ${REMEDY}`, { path: check.location });
 }
 
-async function warnSameFileSystem(fs: FileSystem, dir: string, storeRoot: string, warn: (text: string) => void): Promise<void> {
+async function sameFileSystemWarning(fs: FileSystem, dir: string, storeRoot: string): Promise<string | undefined> {
   const [place, store] = await Promise.all([existingAncestor(fs, dir).then((at) => fs.statIfExists(at.dir)), fs.statIfExists(storeRoot)]).catch(() => []);
-  if (place && store && place.dev === store.dev) {
-    warn(`WARNING: the new backup repository ${dir} is on the same file system as the store ${storeRoot}: it is lost with that disk, and its copy of every message takes the store's free space; keep backups on another disk or host`);
-  }
+  if (!place || !store || place.dev !== store.dev) return undefined;
+  return `WARNING: the new backup repository ${dir} is on the same file system as the store ${storeRoot}: it is lost with that disk, and its copy of every message takes the store's free space; keep backups on another disk or host`;
 }

@@ -130,7 +130,8 @@ export class Repository {
   /** Bytes of new files written (backup reports it). */
   bytesWritten = 0;
 
-  private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined) {}
+  /** `created`: this open made the repository (its first backup). */
+  private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined, readonly created = false) {}
 
   static async open(fs: FileSystem, dir: string, options: OpenRepositoryOptions = {}): Promise<Repository> {
     await hashReady; // as Store.open: only the CLI bundle without the native binding waits here
@@ -140,7 +141,7 @@ export class Repository {
       await options.beforeCreate?.();
       await refuseIgnoredSync(fs, dir, 'the backup repository');
       const made = await initRepository(fs, dir, options.secret);
-      if (made) return new Repository(fs, dir, made.config, made.keys);
+      if (made) return new Repository(fs, dir, made.config, made.keys, true);
       config = await readConfig(fs, dir); // another process created it meanwhile: open that one
     }
     if (!config) {

@@ -150,10 +150,14 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   const summary = await withReadStore(command, async (store) => {
     const records = await backupRecordsOf(store);
     const location = repoOption === undefined || bucketUrlOfRepo(repoOption) !== undefined ? repoOption ?? '' : absolutePath(repoOption);
-    const beforeCreate = async () => checkNewRepository(nodeFileSystem, {
-      location, localDir: location.startsWith('/') ? location : undefined, storeRoot: storeDir(command), records: await records.read(), allowNew: Boolean(newRepository), warn,
-    });
+    let warning: string | undefined; // given once the repository is made: a refusal of initRepository's own makes none
+    const beforeCreate = async () => {
+      warning = await checkNewRepository(nodeFileSystem, {
+        location, localDir: location.startsWith('/') ? location : undefined, storeRoot: storeDir(command), records: await records.read(), allowNew: Boolean(newRepository),
+      });
+    };
     return withRepository(command, beforeCreate, async (repo) => {
+      if (repo.created && warning) warn(warning);
       const saved = await backupInto(command, store, repo);
       await records.record({ id: repo.config.id, path: location, snapshot: saved.snapshot, time: Date.now() }).catch((error: unknown) => {
         warn(`the backup is saved, but the store could not record it (${error instanceof Error ? error.message : String(error)}): ` +
