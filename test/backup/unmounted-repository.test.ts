@@ -138,7 +138,7 @@ function inMountNamespace(script: string): { code: number | null; stdout: string
 }
 
 describe('a mount point /etc/fstab names, with nothing mounted', () => {
-  it('mounted: the backup goes in; unmounted: refused (UNMOUNTED, exit 3) even for a store that never backed up there, nothing written to the mount point; mounted again: the incremental goes on', { timeout: 150_000 }, (context) => {
+  it('mounted: the backup goes in; unmounted: refused (UNMOUNTED, exit 3) even for a store that never backed up there, backups and restore UNMOUNTED too, nothing written to the mount point; mounted again: the incremental goes on', { timeout: 150_000 }, (context) => {
     requireBuilt();
     const dir = tempDir('mailstore-backup-fstab-');
     const mnt = join(dir, 'mnt');
@@ -158,6 +158,8 @@ describe('a mount point /etc/fstab names, with nothing mounted', () => {
       ${cli} --store s backup --repo mnt/repo > /dev/null 2> refused.err; echo "refused $?"
       ${cli} --store s2 backup --repo mnt/repo > /dev/null 2> never.err; echo "never $?"
       ${cli} --store s2 backup --repo mnt > /dev/null 2> point.err; echo "point $?"
+      ${cli} backups --repo mnt/repo > /dev/null 2> list.err; echo "list $?"
+      ${cli} restore --repo mnt/repo --to r > /dev/null 2>&1; echo "restore $?"
       echo "left $(ls -A mnt | wc -l)"
       printf 'Subject: 4\\r\\n\\r\\nbody 4\\r\\n' | ${cli} --store s append M - >/dev/null || exit 97
       mount -o loop img mnt || exit 98
@@ -165,12 +167,15 @@ describe('a mount point /etc/fstab names, with nothing mounted', () => {
       umount mnt`);
     if (typeof result === 'string') { context.skip(result); return; }
     expect(result.code, result.stderr + result.stdout).toBe(0);
-    expect(result.stdout.trim().split('\n')).toEqual(['first 0', 'refused 3', 'never 3', 'point 3', 'left 0', 'second 0']);
+    expect(result.stdout.trim().split('\n')).toEqual(['first 0', 'refused 3', 'never 3', 'point 3', 'list 3', 'restore 3', 'left 0', 'second 0']);
     // on its own disk: no warning about the store's file system
     expect(readFileSync(join(dir, 'first.err'), 'utf8')).not.toContain('same file system');
     expect(readFileSync(join(dir, 'never.err'), 'utf8')).toContain(`UNMOUNTED: no backup repository at ${mnt}/repo, and it is at or under ${mnt}, a mount point in /etc/fstab (/dev/disk/by-label/backup) with nothing mounted on it`);
     expect(readFileSync(join(dir, 'point.err'), 'utf8')).toContain('--new-repository');
     expect(readFileSync(join(dir, 'refused.err'), 'utf8')).toContain('UNMOUNTED');
+    // the other commands say the disk is not mounted, not "no repository; 'mailstore backup' creates one"
+    expect(readFileSync(join(dir, 'list.err'), 'utf8')).toContain(`UNMOUNTED: no backup repository at ${mnt}/repo, and it is at or under ${mnt}, a mount point in /etc/fstab`);
+    expect(existsSync(join(dir, 'r'))).toBe(false);
     expect(existsSync(join(dir, 's2', BACKUPS_FILE))).toBe(false);
     const first = JSON.parse(readFileSync(join(dir, 'first.json'), 'utf8')) as Saved;
     const second = JSON.parse(readFileSync(join(dir, 'second.json'), 'utf8')) as Saved;
