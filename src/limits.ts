@@ -1080,6 +1080,8 @@ export const eventLimits = {
 
 /** Backup repositories (src/backup/, docs/BACKUP.md). */
 export const backupLimits = {
+  /** Repositories a store remembers backing up into (BACKUPS, src/store/backup-records.ts); the oldest go first. */
+  recordsMax: 32,
   /** A data file is closed once its records reach this size (one bigger blob goes alone). */
   packBytesTarget: 16 * 1024 * 1024,
   /** A backup sends blobs to its compression workers in batches of at most this many... */

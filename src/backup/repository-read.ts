@@ -20,7 +20,13 @@ export async function openRepositoryFile(fs: FileSystem, path: string): Promise<
     handle = await fs.open(path, 'readNoFollow');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'EMLINK') throw notOurs(path, 'a symbolic link');
+    if (code === 'ELOOP' || code === 'EMLINK') {
+      // O_NOFOLLOW's ELOOP names a link at the file's own name; a loop of links among the
+      // directories above it (--repo itself: /backup -> /mnt/b -> /backup) is no damage of a file
+      // here but a path that leads nowhere
+      if ((await fs.lstatIfExists(path).catch(() => undefined))?.isSymbolicLink) throw notOurs(path, 'a symbolic link');
+      throw new MailstoreError('INVALID', `${path}: a directory above it is a loop of symbolic links (${code}): give the repository's real directory`, { path, cause: error });
+    }
     if (code === 'ENXIO') throw notOurs(path, 'not a regular file (a socket or device)');
     throw error;
   }

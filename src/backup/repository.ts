@@ -108,6 +108,11 @@ export interface OpenRepositoryOptions {
   secret?: Buffer;
   /** Create the repository when the directory is missing or empty. */
   create?: boolean;
+  /**
+   * Asked before a repository is created (none is there): throws to refuse, with nothing written
+   * (a backup disk that did not mount: `mailstore backup`'s checks, new-repository.ts).
+   */
+  beforeCreate?: () => Promise<void>;
 }
 
 export class Repository {
@@ -125,16 +130,18 @@ export class Repository {
   /** Bytes of new files written (backup reports it). */
   bytesWritten = 0;
 
-  private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined) {}
+  /** `created`: this open made the repository (its first backup). */
+  private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined, readonly created = false) {}
 
   static async open(fs: FileSystem, dir: string, options: OpenRepositoryOptions = {}): Promise<Repository> {
     await hashReady; // as Store.open: only the CLI bundle without the native binding waits here
     let config = await readConfig(fs, dir);
     let keys: RepositoryKeys | undefined;
     if (!config && options.create) {
+      await options.beforeCreate?.();
       await refuseIgnoredSync(fs, dir, 'the backup repository');
       const made = await initRepository(fs, dir, options.secret);
-      if (made) return new Repository(fs, dir, made.config, made.keys);
+      if (made) return new Repository(fs, dir, made.config, made.keys, true);
       config = await readConfig(fs, dir); // another process created it meanwhile: open that one
     }
     if (!config) {

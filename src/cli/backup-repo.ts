@@ -2,7 +2,8 @@
 // whatever happened. A key file is read whole and bounded (it is a secret, not data).
 import type { Command } from 'commander';
 import { Repository } from '../backup/repository.js';
-import { MailstoreError, fromSystemError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { unmountedMountPointAbove } from '../fs/mounts.js';
 import { absolutePath } from './context.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
@@ -42,18 +43,34 @@ async function readSecretText(path: string, what: string): Promise<string> {
   }
 }
 
-/** Opens --repo (created when `create` and missing or empty), runs `work`, closes it. */
-export async function withRepository<T>(command: Command, create: boolean, work: (repo: Repository) => Promise<T>): Promise<T> {
+/**
+ * Opens --repo (created when `create` and missing or empty; a function `create` is asked first and
+ * refuses by throwing), runs `work`, closes it.
+ */
+export async function withRepository<T>(command: Command, create: boolean | (() => Promise<void>), work: (repo: Repository) => Promise<T>): Promise<T> {
   const options = command.optsWithGlobals() as RepoOptions;
   if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
   const secret = options.keyFile !== undefined ? await readKeyFile(absolutePath(options.keyFile)) : undefined;
   const { fs, dir } = await repositoryLocation(options);
-  const repo = await Repository.open(fs, dir, { create, secret });
+  const repo = await Repository.open(fs, dir, { create: create !== false, beforeCreate: typeof create === 'function' ? create : undefined, secret }).catch(async (error: unknown) => {
+    throw (isMailstoreError(error, 'NOT_FOUND') && fs === nodeFileSystem && (await unmountedError(dir))) || error;
+  });
   try {
     return await work(repo);
   } finally {
     await repo.close();
   }
+}
+
+/**
+ * No repository at a directory at or under an /etc/fstab mount point with nothing mounted on it:
+ * the backup disk did not mount (UNMOUNTED, as a store's unmounted disk), not "no repository there,
+ * 'mailstore backup' creates one", which sent the admin to make a new one in the empty mount point.
+ */
+async function unmountedError(dir: string): Promise<MailstoreError | undefined> {
+  const unmounted = await unmountedMountPointAbove(nodeFileSystem, dir).catch(() => undefined);
+  if (!unmounted) return undefined;
+  return new MailstoreError('UNMOUNTED', `no backup repository at ${dir}, and it is at or under ${unmounted.mountPoint}, a mount point in /etc/fstab (${unmounted.source}) with nothing mounted on it: mount the backup disk (findmnt, mount) and run the command again`, { path: dir });
 }
 
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */

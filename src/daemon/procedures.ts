@@ -33,6 +33,7 @@ import { promoteStore, type PromoteOptions, type PromoteResult } from '../replic
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
 import { xferUser, type XferResult } from '../replication/xfer.js';
 import { monotonicMs } from '../monotonic.js';
+import { readBackupRecords, recordBackup, type BackupRecord, type BackupRecords } from '../store/backup-records.js';
 
 /** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
 export const PROCEDURES = {
@@ -105,6 +106,9 @@ export const PROCEDURES = {
   stateSinceOpen: (store: Store, afterSeq: number): AsyncGenerator<SessionPart> => openSession(store, afterSeq),
   stateSinceRead: (store: Store, session: number, method: SessionRead, args: unknown[]): AsyncGenerator<ReadPart> => readSession(store, session, method, args),
   stateSinceClose: (store: Store, session: number): Promise<void> => closeSession(store, session),
+  // which repositories the store was backed up into (BACKUPS): read before a new repository is made, written after each backup
+  backupRecords: (store: Store): Promise<BackupRecords> => readBackupRecords(store.fs, store.root),
+  recordBackup: (store: Store, record: BackupRecord): Promise<void> => recordBackup(store, record),
   fetchBlobsAt: (store: Store, blobs: { hash: Buffer; location: BlobLocation }[], options?: FetchAtOptions): Promise<(Buffer | null)[]> =>
     store.fetchBlobsAt(blobs.map((b) => ({ hash: Buffer.from(b.hash), location: b.location })), undefined, options).then((bodies) => bodies.map((b) => b ?? null)),
   // replication (src/replication): the daemon of the store runs them

@@ -165,6 +165,10 @@ describe('other short commands load only what they run', () => {
     const { store, message } = await storeWithInbox();
     await ok(['append', 'INBOX', message], { store });
     const repo = join(tempDir('mailstore-start-'), 'repo');
+    // the repository made first: a new one beside the store (one file system) is warned about on stderr
+    await ok(['backup', '--repo', repo], { store });
+    writeFileSync(`${message}.2`, 'Subject: start-up 2\n\nanother body\n');
+    await ok(['append', 'INBOX', `${message}.2`], { store });
     // stdout and stderr as cron gives them: nothing, and a pipe; the run copies one message, so it
     // makes its progress meter, which draws only on a terminal
     const { builtins, stderr } = builtinsOf(['--store', store, 'backup', '--repo', repo], 'ignore');

@@ -14,7 +14,10 @@ import { phase, reportPhases } from '../../backup/phases.js';
 import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { absolutePath, printJson, printLine, wantsJson, warn, withReadStore } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withReadStore } from '../context.js';
+import { checkNewRepository } from '../../backup/new-repository.js';
+import type { Repository } from '../../backup/repository.js';
+import { readBackupRecords, recordBackup, type BackupRecord, type BackupRecords } from '../../store/backup-records.js';
 import { enclosingStore } from '../../store/identity.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { bucketUrlOfRepo } from '../../objstore/bucket-url.js';
@@ -30,6 +33,7 @@ export function register(program: Command): void {
     .option('--repo <dir>', 'the backup repository (created on first use)')
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
+    .option('--new-repository', 'create a new repository at --repo even where this store backed up into another one before, or at a mount point with nothing mounted on it (without it either is refused: a backup disk that did not mount)')
     .option('--whole', 'write a whole snapshot even when a delta on the previous one would do (ends a chain, so forget can remove the older snapshots)')
     .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, damagedIndexFiles?, healed?, unhealed?, ...}')
     .addHelpText('after', `${REPO_HELP}
@@ -41,8 +45,17 @@ snapshot file records only that (a delta on the earlier one; at most ${backupLim
 snapshot again; forget keeps the snapshots a kept delta builds on). An interrupted run leaves the repository
 consistent; the next run reuses what it copied. Earlier snapshots are never changed.
 
+A new repository is made only where none was: the store remembers each repository it backed up
+into (its id, path, last snapshot: BACKUPS in the store's directory), and a backup that finds no
+repository (a missing or empty directory) where it backed up before is refused (UNMOUNTED), as is
+one at or under a mount point /etc/fstab names with nothing mounted on it: the backup disk did not
+mount, and a new repository in its empty mount point would fill the disk below it. Mount it and
+run again, or pass --new-repository to start a new one there. Another repository at that path (a
+rotated backup disk) is fine. A new repository on the store's own file system is warned about.
+
 Exit codes: 0 saved; 2 could not run (locked, disk full, access); 3 refused: the store (or an s3:
-repository's bucket) looks unmounted; 4 no store; 5 invalid (wrong key file, a directory that is
+repository's bucket) looks unmounted, or the backup disk does (no repository where this store
+backed up before, or an empty mount point); 4 no store; 5 invalid (wrong key file, a directory that is
 not a repository); 6 a message in the store is damaged (run scrub).`)
     .action(runBackupCommand);
   check.register(backup);
@@ -132,22 +145,27 @@ async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<S
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   phase('modules loaded');
   await refuseRepositoryInsideStore(command);
+  const { repo: repoOption, newRepository } = command.opts<{ repo?: string; newRepository?: boolean }>();
   // The store first: a mistyped store path must not leave a new, empty repository behind.
-  const summary = await withReadStore(command, async (store) => withRepository(command, true, async (repo) => {
-    phase('store and repository opened');
-    if (repo.config.version >= 3 && zstdNote) warn(zstdNote); // Brotli instead: slower, never a failure
-    let progress: Progress | undefined;
-    let done = { blobs: 0, bytes: 0 };
-    return runBackup(await backupSource(store), repo, {
-      whole: Boolean(command.opts<{ whole?: boolean }>().whole),
-      // the copy may have begun before the plan (the journal's new blobs, a new repository's): counted from what it did already
-      onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); progress.advance(done.blobs, done.bytes); },
-      onProgress: (blobs, bytes) => {
-        progress?.advance(blobs - done.blobs, bytes - done.bytes);
-        done = { blobs, bytes };
-      },
-    }).finally(() => progress?.finish());
-  }));
+  const summary = await withReadStore(command, async (store) => {
+    const records = await backupRecordsOf(store);
+    const location = repoOption === undefined || bucketUrlOfRepo(repoOption) !== undefined ? repoOption ?? '' : absolutePath(repoOption);
+    let warning: string | undefined; // given once the repository is made: a refusal of initRepository's own makes none
+    const beforeCreate = async () => {
+      warning = await checkNewRepository(nodeFileSystem, {
+        location, localDir: location.startsWith('/') ? location : undefined, storeRoot: storeDir(command), records: await records.read(), allowNew: Boolean(newRepository),
+      });
+    };
+    return withRepository(command, beforeCreate, async (repo) => {
+      if (repo.created && warning) warn(warning);
+      const saved = await backupInto(command, store, repo);
+      await records.record({ id: repo.config.id, path: location, snapshot: saved.snapshot, time: Date.now() }).catch((error: unknown) => {
+        warn(`the backup is saved, but the store could not record it (${error instanceof Error ? error.message : String(error)}): ` +
+          `a later backup that finds no repository at ${location} (its disk not mounted) cannot tell it from a new place`);
+      });
+      return saved;
+    });
+  });
   phase('closed');
   reportPhases();
   if (summary.damagedIndexFiles) {
@@ -156,6 +174,33 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   }
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
+}
+
+/**
+ * The store's record of the repositories it was backed up into (BACKUPS): here, or through the
+ * daemon that serves it, which writes it as it serves the backup (a file of the store's owner).
+ */
+async function backupRecordsOf(store: MailStore): Promise<{ read: () => Promise<BackupRecords>; record: (record: BackupRecord) => Promise<void> }> {
+  if (store instanceof Store) return { read: () => readBackupRecords(store.fs, store.root), record: (record) => recordBackup(store, record) };
+  const { procedures } = await import('../../daemon/procedures.js');
+  const remote = procedures(store);
+  return { read: () => remote.backupRecords(), record: (record) => remote.recordBackup(record) };
+}
+
+async function backupInto(command: Command, store: MailStore, repo: Repository): Promise<BackupSummary> {
+  phase('store and repository opened');
+  if (repo.config.version >= 3 && zstdNote) warn(zstdNote); // Brotli instead: slower, never a failure
+  let progress: Progress | undefined;
+  let done = { blobs: 0, bytes: 0 };
+  return runBackup(await backupSource(store), repo, {
+    whole: Boolean(command.opts<{ whole?: boolean }>().whole),
+    // the copy may have begun before the plan (the journal's new blobs, a new repository's): counted from what it did already
+    onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); progress.advance(done.blobs, done.bytes); },
+    onProgress: (blobs, bytes) => {
+      progress?.advance(blobs - done.blobs, bytes - done.bytes);
+      done = { blobs, bytes };
+    },
+  }).finally(() => progress?.finish());
 }
 
 /**
