@@ -19,6 +19,12 @@ export interface PlannedBlob {
   pack: number;
   offset: number;
   length: number;
+  /**
+   * An expired entry from the planning scan (SeenEntries.expiredOf): its `z` as the scan read it
+   * (null: the entry had none). What the forget's prepare rebuilds the entry from when the index
+   * has not changed since the scan (compact.ts forgetOps).
+   */
+  released?: number | null;
 }
 
 export interface PackTally {
@@ -58,6 +64,11 @@ export interface CompactionPlan {
   foreign?: { pack: number; why: string; referenced: boolean }[];
   /** Every B entry as the planning scan saw it, when that is still all of the candidates' (compact.ts planRound). */
   seen?: SeenEntries;
+  /**
+   * With `seen`: the index the scan read and the journal's last seq before it began. A commit
+   * prepared right after that seq, in that index, meets every entry as the scan saw it.
+   */
+  scannedAt?: { db: IndexDb; seq: number };
 }
 
 /** Lane sums of the first 8 hash bytes (times a count): equal multisets give equal sums. */
@@ -114,6 +125,7 @@ export class SeenEntries {
   private offsets: Float64Array;
   private lengths: Float64Array;
   private expired: Uint8Array;
+  private released: Float64Array; // z of each entry; NaN: none
   count = 0;
   full = false;
 
@@ -124,6 +136,7 @@ export class SeenEntries {
     this.offsets = new Float64Array(initial);
     this.lengths = new Float64Array(initial);
     this.expired = new Uint8Array(initial);
+    this.released = new Float64Array(initial);
   }
 
   add(hash: Uint8Array, blob: BlobRecord, expired: boolean): void {
@@ -138,6 +151,7 @@ export class SeenEntries {
     this.offsets[i] = blob.o;
     this.lengths[i] = blob.l;
     this.expired[i] = expired ? 1 : 0;
+    this.released[i] = blob.z ?? NaN;
   }
 
   /**
@@ -161,13 +175,15 @@ export class SeenEntries {
   /**
    * The entries in `packs` released past their grace period (what a rewrite forgets), in B order
    * (see sortChunk). Their hashes (here and in chunksOf) are views into this scan's buffer, not
-   * copies: they are only read, and the buffer is never written again once the scan ended.
+   * copies: they are only read, and the buffer is never written again once the scan ended. Each
+   * carries its `z` as read (`released`).
    */
   expiredOf(packs: Set<number>): PlannedBlob[] {
     const out: PlannedBlob[] = [];
     for (let i = 0; i < this.count; i++) {
       if (!this.expired[i] || !packs.has(this.packs[i])) continue;
-      out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
+      const released = Number.isNaN(this.released[i]) ? null : this.released[i];
+      out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i], released });
     }
     return out;
   }
@@ -181,6 +197,7 @@ export class SeenEntries {
     this.offsets = copy(this.offsets, new Float64Array(size));
     this.lengths = copy(this.lengths, new Float64Array(size));
     this.expired = copy(this.expired, new Uint8Array(size));
+    this.released = copy(this.released, new Float64Array(size));
   }
 
   private giveUp(): void {
@@ -188,7 +205,7 @@ export class SeenEntries {
     this.count = 0;
     this.hashes = Buffer.alloc(0);
     this.packs = new Float64Array(0);
-    this.offsets = this.lengths = new Float64Array(0);
+    this.offsets = this.lengths = this.released = new Float64Array(0);
     this.expired = new Uint8Array(0);
   }
 }

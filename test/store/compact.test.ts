@@ -149,6 +149,46 @@ describe('compaction', () => {
     await rebuilt.close();
   });
 
+  it('the forgets take the planning scan\'s entries without reading them again when nothing committed since the scan', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const released = new Set(gone.filter((u) => u !== 1).map((u) => keys.blob(hashBytes(bodies.get(u)!)).toString('hex')));
+    const read = vi.spyOn(store.maintenance().index, 'getManyNow');
+    const result = await store.compact();
+    const readAgain = read.mock.calls.flatMap(([keyList]) => keyList.filter((key) => released.has(key.toString('hex'))));
+    read.mockRestore();
+    expect(result.blobsReclaimed, 'every released blob forgotten').toBe(released.size);
+    expect(readAgain.length, 'no released entry read again after the scan').toBe(0);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an append of an expunged body that commits between the planning scan and the forgets keeps its fresh copy: the forgets read the entries again', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const again = bodies.get(3)!;
+    let appended: { uid: number; deduplicated: boolean } | undefined;
+    // the append commits right after the seal (the plan keeps its scan: nothing committed before the
+    // seal), before the forgets are prepared
+    const internals = store as unknown as { submit(mutation: { exclusive?: boolean }, ...rest: unknown[]): Promise<unknown> };
+    const submit = internals.submit.bind(store);
+    internals.submit = async (mutation, ...rest) => {
+      const out = await submit(mutation, ...rest);
+      if (mutation.exclusive && !appended) appended = await store.append('K', again);
+      return out;
+    };
+    const result = await store.compact();
+    expect(appended?.deduplicated, 'the append ran, a fresh copy').toBe(false);
+    expect(result.blobsReclaimed, 'every released blob but the re-appended one forgotten').toBe(gone.length - 2);
+    const entry = await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(again)));
+    expect(entry?.r, 'the re-appended blob is known, referenced once').toBe(1);
+    expect((await store.fetch('K', appended!.uid)).equals(again)).toBe(true);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
   it('an append deduplicating onto a live blob of a pack being rewritten keeps it', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
