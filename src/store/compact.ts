@@ -216,7 +216,7 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
       if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.grace, result, retired));
+      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.grace, result, retired, plan.scannedAt));
     }
     if (!retired) { // no entry to copy in any candidate (all dead): the retire intent alone
       retired = plan.candidates.filter((p) => !skipped().has(p));
@@ -510,14 +510,16 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
     const slice = copied.slice(i, i + per);
     const ops = relocateOps(slice);
     // the apply reads each entry (getShared): fetched here in one read
-    pending.push(host.submit({ chain, prepare: async ({ view }) => { await view.prefetch(slice.map((c) => keys.blob(c.blob.hash))); return { ops, result: 0 }; } }));
+    pending.push(host.submit({ chain, prepare: async ({ view, seq }) => {
+      const blobKeys = slice.map((c) => keys.blob(c.blob.hash));
+      if (asScanned(scannedAt, view, seq, slice.map((c) => c.blob))) view.remember(blobKeys, slice.map((c) => scannedRecord(c.blob)));
+      else await view.prefetch(blobKeys);
+      return { ops, result: 0 };
+    } }));
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
-    // the first record of its batch right after the scanned seq, in the scanned index: nothing changed
-    // an entry since the scan read it (the index changes only by the Writer's records, or a rebuild
-    // that replaces it), so the scan's values stand in for a second read of each
-    pending.push(host.submit({ chain, prepare: async ({ view, seq }) => forgetOps(view, slice, grace, scannedAt !== undefined && view.db === scannedAt.db && seq - 1 === scannedAt.seq) }));
+    pending.push(host.submit({ chain, prepare: async ({ view, seq }) => forgetOps(view, slice, grace, asScanned(scannedAt, view, seq, slice)) }));
   }
   if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
@@ -539,7 +541,7 @@ async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, 
   // cutoff (2^53 - 1, as a compaction without a grace), so a replay, which knows no clock, decides alike
   const runs = new Map<string, { pack: number; cutoff: number; list: PlannedBlob[] }>();
   const blobKeys = expired.map((blob) => keys.blob(blob.hash));
-  if (asScanned && expired.every((blob) => blob.released !== undefined)) view.remember(blobKeys, expired.map(scannedRecord));
+  if (asScanned) view.remember(blobKeys, expired.map(scannedRecord));
   else await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
   for (const [i, blob] of expired.entries()) {
     const now = view.getShared<BlobRecord>(blobKeys[i]);
@@ -554,9 +556,23 @@ async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, 
   return { ops, result: [...runs.values()].reduce((sum, run) => sum + run.list.length, 0) };
 }
 
-/** An expired entry as the planning scan read it: released (r = 0), `z` if it had one. */
+/**
+ * Whether a compaction record prepared at `seq` meets `blobs` as the planning scan read them: it is
+ * the first record of its batch right after the scanned seq (moved on by the compaction's own
+ * records before it, which change only their own entries), in the index the scan read. The index
+ * changes only by the Writer's records, or a rebuild that replaces it; anything else committed in
+ * between (an append that moved a released blob to a fresh copy, an expunge) and the entries are
+ * read again. When it holds, `seq` is the new scanned seq: the record changes only `blobs`.
+ */
+function asScanned(scannedAt: CompactionPlan['scannedAt'], view: IndexView, seq: number, blobs: PlannedBlob[]): boolean {
+  if (!scannedAt || view.db !== scannedAt.db || seq - 1 !== scannedAt.seq || !blobs.every((b) => b.refs !== undefined && b.released !== undefined)) return false;
+  scannedAt.seq = seq;
+  return true;
+}
+
+/** An entry as the planning scan read it: its `r`, and its `z` if it had one. */
 function scannedRecord(blob: PlannedBlob): BlobRecord {
-  const record: BlobRecord = { p: blob.pack, o: blob.offset, l: blob.length, r: 0 };
+  const record: BlobRecord = { p: blob.pack, o: blob.offset, l: blob.length, r: blob.refs! };
   if (blob.released !== null && blob.released !== undefined) record.z = blob.released;
   return record;
 }

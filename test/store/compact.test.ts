@@ -149,16 +149,20 @@ describe('compaction', () => {
     await rebuilt.close();
   });
 
-  it('the forgets take the planning scan\'s entries without reading them again when nothing committed since the scan', async () => {
+  it('the forgets and relocations take the planning scan\'s entries without reading them again when nothing else committed since the scan', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     const released = new Set(gone.filter((u) => u !== 1).map((u) => keys.blob(hashBytes(bodies.get(u)!)).toString('hex')));
+    const kept = new Set([...bodies].filter(([u]) => !released.has(keys.blob(hashBytes(bodies.get(u)!)).toString('hex'))).map(([, b]) => keys.blob(hashBytes(b)).toString('hex')));
     const read = vi.spyOn(store.maintenance().index, 'getManyNow');
     const result = await store.compact();
-    const readAgain = read.mock.calls.flatMap(([keyList]) => keyList.filter((key) => released.has(key.toString('hex'))));
+    const readAgain = (set: Set<string>) => read.mock.calls.flatMap(([keyList]) => keyList.filter((key) => set.has(key.toString('hex')))).length;
+    const [releasedRead, keptRead] = [readAgain(released), readAgain(kept)];
     read.mockRestore();
     expect(result.blobsReclaimed, 'every released blob forgotten').toBe(released.size);
-    expect(readAgain.length, 'no released entry read again after the scan').toBe(0);
+    expect(result.blobsCopied, 'every live blob copied').toBe(kept.size);
+    expect(releasedRead, 'no released entry read again after the scan').toBe(0);
+    expect(keptRead, 'no relocated entry read again after the scan').toBe(0);
     await expectExact(store, bodies, gone);
     await expectScrubClean(store);
     await store.close();
@@ -185,6 +189,21 @@ describe('compaction', () => {
     expect(entry?.r, 'the re-appended blob is known, referenced once').toBe(1);
     expect((await store.fetch('K', appended!.uid)).equals(again)).toBe(true);
     await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an expunge of a live message committed while its blob is copied leaves the relocated entry released: the relocations read their entries again', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    let expunged: Promise<void> | undefined;
+    const result = await store.compact({ onProgress: (p) => { if (p.phase === 'copy' && !expunged) expunged = store.expunge('M', [5]); } });
+    await expunged;
+    expect(result.packsRewritten.length, 'the pack was rewritten').toBeGreaterThan(0);
+    const entry = await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies.get(5)!)));
+    expect(entry?.r, 'the expunged message\'s blob is released at its new copy').toBe(0);
+    expect(result.packsWritten, 'and the entry points into the new pack').toContain(entry!.p);
+    await expectExact(store, bodies, [...gone, 5]);
     await expectScrubClean(store);
     await store.close();
   });
