@@ -920,6 +920,20 @@ export class IndexView {
   }
 
   /**
+   * prefetch with values the caller read from this index itself and knows unchanged since (a
+   * compaction's planning scan, no record committed after it): remembered as getShared's reads,
+   * for keys the pending sets do not hold. A value that is not the index's is a bug of the caller.
+   */
+  remember(keyList: Buffer[], values: unknown[]): void {
+    assert(keyList.length === values.length, `${keyList.length} keys remembered with ${values.length} values`);
+    assert(!this.written, 'remembered values over a rebuild');
+    keyList.forEach((key, i) => {
+      const name = key.toString('latin1');
+      if (!this.overlay.has(name) && !this.below?.has(name) && !this.memo.has(name)) this.memo.set(name, values[i]);
+    });
+  }
+
+  /**
    * prefetch with values read ahead (IndexDb.readAhead): getShared answers from those no write
    * changed since they were read, and reads the others when asked. A read ahead of an index this
    * view does not read (replaced by a rebuild since) is not used.

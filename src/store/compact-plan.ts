@@ -19,6 +19,13 @@ export interface PlannedBlob {
   pack: number;
   offset: number;
   length: number;
+  /**
+   * An entry from the planning scan (SeenEntries): its `r` and `z` as the scan read them (`z` null:
+   * the entry had none). What a commit's prepare rebuilds the entry from when the index has not
+   * changed since the scan (compact.ts asScanned).
+   */
+  refs?: number;
+  released?: number | null;
 }
 
 export interface PackTally {
@@ -58,6 +65,12 @@ export interface CompactionPlan {
   foreign?: { pack: number; why: string; referenced: boolean }[];
   /** Every B entry as the planning scan saw it, when that is still all of the candidates' (compact.ts planRound). */
   seen?: SeenEntries;
+  /**
+   * With `seen`: the index the scan read and the journal's last seq before it began. A commit
+   * prepared right after that seq, in that index, meets every entry as the scan saw it; it moves
+   * `seq` on to its own (compact.ts asScanned): a compaction's records change only their own entries.
+   */
+  scannedAt?: { db: IndexDb; seq: number };
 }
 
 /** Lane sums of the first 8 hash bytes (times a count): equal multisets give equal sums. */
@@ -114,6 +127,8 @@ export class SeenEntries {
   private offsets: Float64Array;
   private lengths: Float64Array;
   private expired: Uint8Array;
+  private refs: Float64Array;
+  private released: Float64Array; // z of each entry; NaN: none
   count = 0;
   full = false;
 
@@ -124,6 +139,8 @@ export class SeenEntries {
     this.offsets = new Float64Array(initial);
     this.lengths = new Float64Array(initial);
     this.expired = new Uint8Array(initial);
+    this.refs = new Float64Array(initial);
+    this.released = new Float64Array(initial);
   }
 
   add(hash: Uint8Array, blob: BlobRecord, expired: boolean): void {
@@ -138,6 +155,8 @@ export class SeenEntries {
     this.offsets[i] = blob.o;
     this.lengths[i] = blob.l;
     this.expired[i] = expired ? 1 : 0;
+    this.refs[i] = blob.r;
+    this.released[i] = blob.z ?? NaN;
   }
 
   /**
@@ -148,8 +167,7 @@ export class SeenEntries {
     let chunk: CandidateChunk = { kept: [], expired: [] };
     for (let i = 0; i < this.count; i++) {
       if (!packs.has(this.packs[i]) || (keptOnly && this.expired[i])) continue;
-      const planned = { hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
-      (this.expired[i] ? chunk.expired : chunk.kept).push(planned);
+      (this.expired[i] ? chunk.expired : chunk.kept).push(this.planned(i));
       if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
         yield sortChunk(chunk);
         chunk = { kept: [], expired: [] };
@@ -161,15 +179,18 @@ export class SeenEntries {
   /**
    * The entries in `packs` released past their grace period (what a rewrite forgets), in B order
    * (see sortChunk). Their hashes (here and in chunksOf) are views into this scan's buffer, not
-   * copies: they are only read, and the buffer is never written again once the scan ended.
+   * copies: they are only read, and the buffer is never written again once the scan ended. Each
+   * carries its `r` and `z` as read.
    */
   expiredOf(packs: Set<number>): PlannedBlob[] {
     const out: PlannedBlob[] = [];
-    for (let i = 0; i < this.count; i++) {
-      if (!this.expired[i] || !packs.has(this.packs[i])) continue;
-      out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
-    }
+    for (let i = 0; i < this.count; i++) if (this.expired[i] && packs.has(this.packs[i])) out.push(this.planned(i));
     return out;
+  }
+
+  private planned(i: number): PlannedBlob {
+    const released = Number.isNaN(this.released[i]) ? null : this.released[i];
+    return { hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i], refs: this.refs[i], released };
   }
 
   private grow(size: number): void {
@@ -181,6 +202,8 @@ export class SeenEntries {
     this.offsets = copy(this.offsets, new Float64Array(size));
     this.lengths = copy(this.lengths, new Float64Array(size));
     this.expired = copy(this.expired, new Uint8Array(size));
+    this.refs = copy(this.refs, new Float64Array(size));
+    this.released = copy(this.released, new Float64Array(size));
   }
 
   private giveUp(): void {
@@ -188,7 +211,7 @@ export class SeenEntries {
     this.count = 0;
     this.hashes = Buffer.alloc(0);
     this.packs = new Float64Array(0);
-    this.offsets = this.lengths = new Float64Array(0);
+    this.offsets = this.lengths = this.refs = this.released = new Float64Array(0);
     this.expired = new Uint8Array(0);
   }
 }

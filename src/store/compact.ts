@@ -200,7 +200,7 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
     const candidates = new Set(plan.candidates);
     // With the planning scan's entries (all of the candidates'), the forgets go first, on their own,
     // while the copy runs: they drop entries no message refers to, whatever the copy does.
-    if (plan.seen) forgetting = timed(result, 'forget', () => commitRun(host, chain, [], plan.seen!.expiredOf(candidates), plan.grace, result));
+    if (plan.seen) forgetting = timed(result, 'forget', () => commitRun(host, chain, [], plan.seen!.expiredOf(candidates), plan.grace, result, undefined, plan.scannedAt));
     forgetting?.catch(() => undefined); // awaited below; the chain refuses every later commit if it failed
     const chunks: { next(): IteratorResult<CandidateChunk> | Promise<IteratorResult<CandidateChunk>> } = plan.seen
       ? plan.seen.chunksOf(candidates, limits.compactChunkEntries, true) // the planning scan's entries: no second scan of B
@@ -216,7 +216,7 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
       if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.grace, result, retired));
+      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.grace, result, retired, plan.scannedAt));
     }
     if (!retired) { // no entry to copy in any candidate (all dead): the retire intent alone
       retired = plan.candidates.filter((p) => !skipped().has(p));
@@ -245,6 +245,7 @@ async function planRound(host: CompactHost, options: CompactOptions, grace: Grac
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const scanned = host.committedSeq?.();
+  const db = host.db;
   const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, grace, exclusive));
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
@@ -256,12 +257,18 @@ async function planRound(host: CompactHost, options: CompactOptions, grace: Grac
   // could have added entries to the pack appends went to (the one sealed below, or one that filled
   // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).
   const unchanged = (seq: number | undefined) => !scan.seen.full && scanned !== undefined && seq === scanned;
+  const keep = (seq: number | undefined) => {
+    if (!unchanged(seq)) return;
+    plan.seen = scan.seen;
+    plan.scannedAt = { db, seq: scanned! };
+  };
   if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) {
-    if (unchanged(host.committedSeq?.())) plan.seen = scan.seen;
+    keep(host.committedSeq?.());
     return plan;
   }
+  // the seal writes no record: its batch takes no seq
   const before = await timed(result, 'seal', () => host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } }));
-  if (unchanged(before)) plan.seen = scan.seen;
+  keep(before);
   return plan;
 }
 
@@ -496,18 +503,23 @@ function liveRuns(kept: PlannedBlob[]): LiveItem[][] {
  * reclaimed by the next compaction, and a record that might after all be durable never points at
  * a removed file.
  */
-async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], grace: Grace, result: CompactResult, retire?: number[]): Promise<void> {
+async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], grace: Grace, result: CompactResult, retire?: number[], scannedAt?: CompactionPlan['scannedAt']): Promise<void> {
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
     const slice = copied.slice(i, i + per);
     const ops = relocateOps(slice);
     // the apply reads each entry (getShared): fetched here in one read
-    pending.push(host.submit({ chain, prepare: async ({ view }) => { await view.prefetch(slice.map((c) => keys.blob(c.blob.hash))); return { ops, result: 0 }; } }));
+    pending.push(host.submit({ chain, prepare: async ({ view, seq }) => {
+      const blobKeys = slice.map((c) => keys.blob(c.blob.hash));
+      if (asScanned(scannedAt, view, seq, slice.map((c) => c.blob))) view.remember(blobKeys, slice.map((c) => scannedRecord(c.blob)));
+      else await view.prefetch(blobKeys);
+      return { ops, result: 0 };
+    } }));
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, grace) }));
+    pending.push(host.submit({ chain, prepare: async ({ view, seq }) => forgetOps(view, slice, grace, asScanned(scannedAt, view, seq, slice)) }));
   }
   if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
@@ -519,14 +531,18 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
 /**
  * One `blob.forgetRun` per pack for the entries of `expired` still released past the grace period
  * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
- * so the apply's second read of each entry in this batch costs a map lookup.
+ * so the apply's second read of each entry in this batch costs a map lookup. `asScanned`: the index
+ * holds each entry as the planning scan read it (`released`), so they are not read again: 15k
+ * entries of the churn were a LevelDB getMany and 15k checksums and decodes on the thread the copy
+ * shares, and LevelDB charged the lookups to its files until one was compacted, inside the call.
  */
-async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace): Promise<{ ops: Op[]; result: number }> {
+async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, asScanned = false): Promise<{ ops: Op[]; result: number }> {
   // by pack, and apart those past the grace only by a date ahead of the clock: their op carries no
   // cutoff (2^53 - 1, as a compaction without a grace), so a replay, which knows no clock, decides alike
   const runs = new Map<string, { pack: number; cutoff: number; list: PlannedBlob[] }>();
   const blobKeys = expired.map((blob) => keys.blob(blob.hash));
-  await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
+  if (asScanned) view.remember(blobKeys, expired.map(scannedRecord));
+  else await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
   for (const [i, blob] of expired.entries()) {
     const now = view.getShared<BlobRecord>(blobKeys[i]);
     if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, grace)) continue;
@@ -538,6 +554,27 @@ async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace):
   }
   const ops: Op[] = [...runs.values()].map(({ pack, cutoff, list }) => ({ op: 'blob.forgetRun', pack, cutoff, entries: encodeForgetEntries(list) }));
   return { ops, result: [...runs.values()].reduce((sum, run) => sum + run.list.length, 0) };
+}
+
+/**
+ * Whether a compaction record prepared at `seq` meets `blobs` as the planning scan read them: it is
+ * the first record of its batch right after the scanned seq (moved on by the compaction's own
+ * records before it, which change only their own entries), in the index the scan read. The index
+ * changes only by the Writer's records, or a rebuild that replaces it; anything else committed in
+ * between (an append that moved a released blob to a fresh copy, an expunge) and the entries are
+ * read again. When it holds, `seq` is the new scanned seq: the record changes only `blobs`.
+ */
+function asScanned(scannedAt: CompactionPlan['scannedAt'], view: IndexView, seq: number, blobs: PlannedBlob[]): boolean {
+  if (!scannedAt || view.db !== scannedAt.db || seq - 1 !== scannedAt.seq || !blobs.every((b) => b.refs !== undefined && b.released !== undefined)) return false;
+  scannedAt.seq = seq;
+  return true;
+}
+
+/** An entry as the planning scan read it: its `r`, and its `z` if it had one. */
+function scannedRecord(blob: PlannedBlob): BlobRecord {
+  const record: BlobRecord = { p: blob.pack, o: blob.offset, l: blob.length, r: blob.refs! };
+  if (blob.released !== null && blob.released !== undefined) record.z = blob.released;
+  return record;
 }
 
 /** One `blob.relocateRun` per pair of old and new pack (the op is conditional: a replay decides alike). */

@@ -149,6 +149,65 @@ describe('compaction', () => {
     await rebuilt.close();
   });
 
+  it('the forgets and relocations take the planning scan\'s entries without reading them again when nothing else committed since the scan', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const released = new Set(gone.filter((u) => u !== 1).map((u) => keys.blob(hashBytes(bodies.get(u)!)).toString('hex')));
+    const kept = new Set([...bodies].filter(([u]) => !released.has(keys.blob(hashBytes(bodies.get(u)!)).toString('hex'))).map(([, b]) => keys.blob(hashBytes(b)).toString('hex')));
+    const read = vi.spyOn(store.maintenance().index, 'getManyNow');
+    const result = await store.compact();
+    const readAgain = (set: Set<string>) => read.mock.calls.flatMap(([keyList]) => keyList.filter((key) => set.has(key.toString('hex')))).length;
+    const [releasedRead, keptRead] = [readAgain(released), readAgain(kept)];
+    read.mockRestore();
+    expect(result.blobsReclaimed, 'every released blob forgotten').toBe(released.size);
+    expect(result.blobsCopied, 'every live blob copied').toBe(kept.size);
+    expect(releasedRead, 'no released entry read again after the scan').toBe(0);
+    expect(keptRead, 'no relocated entry read again after the scan').toBe(0);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an append of an expunged body that commits between the planning scan and the forgets keeps its fresh copy: the forgets read the entries again', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const again = bodies.get(3)!;
+    let appended: { uid: number; deduplicated: boolean } | undefined;
+    // the append commits right after the seal (the plan keeps its scan: nothing committed before the
+    // seal), before the forgets are prepared
+    const internals = store as unknown as { submit(mutation: { exclusive?: boolean }, ...rest: unknown[]): Promise<unknown> };
+    const submit = internals.submit.bind(store);
+    internals.submit = async (mutation, ...rest) => {
+      const out = await submit(mutation, ...rest);
+      if (mutation.exclusive && !appended) appended = await store.append('K', again);
+      return out;
+    };
+    const result = await store.compact();
+    expect(appended?.deduplicated, 'the append ran, a fresh copy').toBe(false);
+    expect(result.blobsReclaimed, 'every released blob but the re-appended one forgotten').toBe(gone.length - 2);
+    const entry = await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(again)));
+    expect(entry?.r, 'the re-appended blob is known, referenced once').toBe(1);
+    expect((await store.fetch('K', appended!.uid)).equals(again)).toBe(true);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an expunge of a live message committed while its blob is copied leaves the relocated entry released: the relocations read their entries again', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    let expunged: Promise<void> | undefined;
+    const result = await store.compact({ onProgress: (p) => { if (p.phase === 'copy' && !expunged) expunged = store.expunge('M', [5]); } });
+    await expunged;
+    expect(result.packsRewritten.length, 'the pack was rewritten').toBeGreaterThan(0);
+    const entry = await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies.get(5)!)));
+    expect(entry?.r, 'the expunged message\'s blob is released at its new copy').toBe(0);
+    expect(result.packsWritten, 'and the entry points into the new pack').toContain(entry!.p);
+    await expectExact(store, bodies, [...gone, 5]);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
   it('an append deduplicating onto a live blob of a pack being rewritten keeps it', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
