@@ -92,55 +92,63 @@ function readPayload(): OpsTally {
   return tally;
 }
 
+/**
+ * The ops array, one op a call of readOp: with the op's fields read inline here (the loop over
+ * ~125 ops a record), TurboFan compiled this function twice, on the stack (OSR) and again whole,
+ * each with every reader below inlined into it: the biggest compiles of a scrub (issue 16).
+ */
 function readOps(tally: OpsTally): void {
   const ops = readHead(4);
-  for (let i = 0; i < ops; i++) {
-    const fields = readHead(5);
-    let kind: Kind | undefined;
-    let entries = -1;
-    let restates = false, sawKey = false;
-    for (let f = 0; f < fields; f++) {
-      const key = readKey();
-      // the key's length first: most fields are none of these four (a call less each, see skipValue)
-      const length = position - key;
-      if (length === KEY_OP.length && equalsAt(key, KEY_OP)) {
-        if (kind !== undefined) throw OTHER;
-        kind = readKind();
-      } else if (length === KEY_KEY.length && equalsAt(key, KEY_KEY)) {
-        if (sawKey) throw OTHER;
-        sawKey = true;
-        restates = readRecountKey();
-      } else if ((length === KEY_MESSAGES.length && equalsAt(key, KEY_MESSAGES)) || (length === KEY_UIDS.length && equalsAt(key, KEY_UIDS))) {
-        // a state.messages op has no uids and an expunge no messages (either is left to cbor-x)
-        if (entries !== -1) throw OTHER;
-        const start = position;
-        entries = readHead(4);
-        position = start;
-        skip(1);
-      } else {
-        skipValue();
-      }
+  for (let i = 0; i < ops; i++) readOp(tally, i === 0);
+}
+
+/** One op: its kind counted into the tally (`first`: the record's first op, a checkpoint's state.begin). */
+function readOp(tally: OpsTally, first: boolean): void {
+  const fields = readHead(5);
+  let kind: Kind | undefined;
+  let entries = -1;
+  let restates = false, sawKey = false;
+  for (let f = 0; f < fields; f++) {
+    const key = readKey();
+    // the key's length first: most fields are none of these four (a call less each, see skipValue)
+    const length = position - key;
+    if (length === KEY_OP.length && equalsAt(key, KEY_OP)) {
+      if (kind !== undefined) throw OTHER;
+      kind = readKind();
+    } else if (length === KEY_KEY.length && equalsAt(key, KEY_KEY)) {
+      if (sawKey) throw OTHER;
+      sawKey = true;
+      restates = readRecountKey();
+    } else if ((length === KEY_MESSAGES.length && equalsAt(key, KEY_MESSAGES)) || (length === KEY_UIDS.length && equalsAt(key, KEY_UIDS))) {
+      // a state.messages op has no uids and an expunge no messages (either is left to cbor-x)
+      if (entries !== -1) throw OTHER;
+      const start = position;
+      entries = readHead(4);
+      position = start;
+      skip(1);
+    } else {
+      skipValue();
     }
-    if (kind === undefined) throw OTHER; // an op without a name: left to cbor-x and countLive
-    if (i === 0 && kind === Kind.Begin) tally.begin = true;
-    switch (kind) {
-      case Kind.MailboxCreate: tally.mailboxCreates++; break;
-      case Kind.StateMailbox: tally.stateMailboxes++; break;
-      case Kind.DeleteEnd: tally.mailboxDeleteEnds++; break;
-      case Kind.MessageAdd: tally.messageAdds++; break;
-      case Kind.StateMessages:
-        if (entries === -1) throw OTHER;
-        tally.stateMessages += entries;
-        break;
-      case Kind.Expunge:
-        if (entries === -1) throw OTHER;
-        tally.expungedUids += entries;
-        break;
-      case Kind.MetaSet:
-        if (restates) throw OTHER; // its value restates the totals (recount.ts): cbor-x reads it
-        break;
-      default: break;
-    }
+  }
+  if (kind === undefined) throw OTHER; // an op without a name: left to cbor-x and countLive
+  if (first && kind === Kind.Begin) tally.begin = true;
+  switch (kind) {
+    case Kind.MailboxCreate: tally.mailboxCreates++; break;
+    case Kind.StateMailbox: tally.stateMailboxes++; break;
+    case Kind.DeleteEnd: tally.mailboxDeleteEnds++; break;
+    case Kind.MessageAdd: tally.messageAdds++; break;
+    case Kind.StateMessages:
+      if (entries === -1) throw OTHER;
+      tally.stateMessages += entries;
+      break;
+    case Kind.Expunge:
+      if (entries === -1) throw OTHER;
+      tally.expungedUids += entries;
+      break;
+    case Kind.MetaSet:
+      if (restates) throw OTHER; // its value restates the totals (recount.ts): cbor-x reads it
+      break;
+    default: break;
   }
 }
 
