@@ -35,7 +35,7 @@ const dir = fileURLToPath(new URL('.', import.meta.url));
 new BundleLoader(dir, { importModule: (specifier) => import(specifier) }).load(dir + '${MAIN_CHUNK}');
 `;
 /** Loaded from node_modules: native bindings (found relative to their own files), or big and rarely used. */
-const EXTERNAL = [/^@napi-rs\//, /^@mongodb-js\//, /^cbor-extract/, /^hash-wasm/, /^minio/, /^smtp-server/, /^nodemailer/, /^vega/, /^vega-lite/, /^node:/];
+const EXTERNAL = [/^@napi-rs\//, /^fs-ext$/, /^@mongodb-js\//, /^cbor-extract/, /^hash-wasm/, /^minio/, /^smtp-server/, /^nodemailer/, /^vega/, /^vega-lite/, /^node:/];
 
 /**
  * LevelDB's JavaScript (level, classic-level, abstract-level and their ~25 small CommonJS files) is

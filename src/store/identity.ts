@@ -1,12 +1,12 @@
 // Is this directory the store we think it is? A missing partition looks exactly like "everything
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
-import type { Level } from 'level';
 import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
+import { type KernelLock, kernelLockAvailable, takeKernelLock } from '../fs/kernel-lock.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { levelClass } from '../index/level-module.js';
@@ -363,8 +363,9 @@ const heldHere = new Set<string>();
 const ownedHere = (root: string) => heldHere.has(resolve(root, LAYOUT.lock));
 
 /**
- * The single-writer lock. The exclusion itself is a kernel lock: LevelDB's fcntl lock on a tiny
- * database in `lock/` (node has no flock), released by the kernel when the owner dies, so two
+ * The single-writer lock. The exclusion itself is a kernel lock: the fcntl lock LevelDB takes on
+ * `lock/LOCK` (src/fs/kernel-lock.ts; older versions take it by opening a LevelDB in `lock/`,
+ * as this one does without fs-ext), released by the kernel when the owner dies, so two
  * processes can never both take over a crashed owner's lock. `LOCK` holds the owner's pid for the
  * message a second opener gets; finding it left by a dead process means the previous owner
  * crashed (`stale`). There is no blocking fcntl from node, so a waiting opener polls.
@@ -422,13 +423,27 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
 }
 
 /** The kernel lock, or undefined while another process holds it; any other failure is thrown as its code. */
-async function openKernelLock(root: string): Promise<Level | undefined> {
+async function openKernelLock(root: string): Promise<KernelLock | undefined> {
   const location = join(root, LAYOUT.lockDb);
   await makeLevelDirectory(location);
+  if (kernelLockAvailable()) {
+    // The fcntl lock LevelDB takes on lock/LOCK, without the new MANIFEST and CURRENT (3 syncs)
+    // every LevelDB open writes: older versions open the LevelDB and meet the same lock.
+    try {
+      return await takeKernelLock(join(location, 'LOCK'));
+    } catch (error) {
+      throw fromSystemError(error, 'taking the lock', location);
+    }
+  }
+  return openLevelLock(location);
+}
+
+/** The same lock taken by opening LevelDB in lock/, where fs-ext is not installed or does not load. */
+async function openLevelLock(location: string): Promise<KernelLock | undefined> {
   const kernelLock = new (await levelClass())(location, { createIfMissing: true });
   try {
     await kernelLock.open();
-    return kernelLock;
+    return { release: () => kernelLock.close() };
   } catch (error) {
     const failure = classifyLevelError(error);
     if (failure.kind === 'locked') return undefined;
@@ -470,7 +485,7 @@ export function lockTempPid(name: string): number | undefined {
 }
 
 /** With the kernel lock held: record our pid in LOCK (whole, by rename: a reader never sees it empty). */
-async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Promise<{ release: () => Promise<void>; stale: boolean }> {
+async function writeOwner(fs: FileSystem, root: string, kernelLock: KernelLock): Promise<{ release: () => Promise<void>; stale: boolean }> {
   const path = join(root, LAYOUT.lock);
   const mine = Buffer.from(`${process.pid}\n`);
   const temporary = join(root, `${LAYOUT.lock}.${process.pid}.tmp`); // beside LOCK: a rename within one directory
@@ -488,7 +503,7 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Prom
     await fs.rename(temporary, path);
   } catch (error) {
     await fs.unlink(temporary).catch(() => undefined);
-    await kernelLock.close().catch(() => undefined);
+    await kernelLock.release().catch(() => undefined);
     throw fromSystemError(error, 'taking lock', path);
   }
   heldHere.add(resolve(path));
@@ -496,7 +511,7 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Prom
     const now = await fs.readFile(path).catch(() => undefined);
     if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
     heldHere.delete(resolve(path));
-    await kernelLock.close().catch(() => undefined);
+    await kernelLock.release().catch(() => undefined);
   };
   return { release, stale };
 }

@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { afterEach } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from './tmp.js';
 
 const level = createRequire(import.meta.url).resolve('classic-level');
 const children: ChildProcess[] = [];
@@ -33,4 +35,13 @@ export async function kernelLockHolder(dir: string): Promise<ChildProcess> {
 export async function releaseHolder(child: ChildProcess): Promise<void> {
   child.stdin!.end();
   if (child.exitCode === null) await new Promise((done) => child.on('close', done));
+}
+
+/** A new store with an empty INBOX, closed: what the lock's tests open, hold and contend for. */
+export async function closedStoreWithInbox(): Promise<string> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  await store.close();
+  return dir;
 }

@@ -8,20 +8,11 @@ import type { FileSystem } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { expectCode } from '../sim/helpers.js';
-import { tmpDir } from '../helpers/tmp.js';
-import { kernelLockHolder } from '../helpers/lock-holder.js';
-
-async function newStore(): Promise<string> {
-  const dir = tmpDir();
-  const store = await Store.open(dir, { create: true });
-  await store.createMailbox('INBOX');
-  await store.close();
-  return dir;
-}
+import { closedStoreWithInbox, kernelLockHolder } from '../helpers/lock-holder.js';
 
 describe('the lock holder in LOCKED', () => {
   it('LOCK still empty at the first read: read again and name the pid the holder writes a moment later', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     const child = await kernelLockHolder(dir);
     const lock = join(dir, 'LOCK');
     let reads = 0;
@@ -42,7 +33,7 @@ describe('the lock holder in LOCKED', () => {
   });
 
   it('a LOCK naming a dead process while a live one holds the kernel lock: not the dead pid', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     await kernelLockHolder(dir);
     writeFileSync(join(dir, 'LOCK'), '999999\n'); // the crashed previous owner's, not yet overwritten
     const error = await expectCode(Store.open(dir), 'LOCKED');
@@ -51,7 +42,7 @@ describe('the lock holder in LOCKED', () => {
   });
 
   it('lockWaitMs: waits for a holder that lets go, and fails LOCKED after the wait for one that does not', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     const child = await kernelLockHolder(dir);
     writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`);
     const waits: number[] = [];
@@ -67,7 +58,7 @@ describe('the lock holder in LOCKED', () => {
   });
 
   it('lockWaitMs is waited on the monotonic clock: a wall clock stepped back an hour meanwhile does not stretch it (read-write and read-only opens)', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     const child = await kernelLockHolder(dir);
     writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`);
     let offsetMs = 0;
@@ -85,7 +76,7 @@ describe('the lock holder in LOCKED', () => {
   });
 
   it('a second open in the same process fails at once even when asked to wait', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     const store = await Store.open(dir);
     const started = Date.now();
     const error = await expectCode(Store.open(dir, { lockWaitMs: 5000 }), 'LOCKED');
@@ -97,7 +88,7 @@ describe('the lock holder in LOCKED', () => {
 
 describe('the same store under another spelling of its path', () => {
   it('is still "already open in this process", at once', async () => {
-    const dir = await newStore();
+    const dir = await closedStoreWithInbox();
     const store = await Store.open(dir);
     const other = relative(process.cwd(), dir); // relative: the same store, another string
     const started = Date.now();
@@ -112,7 +103,7 @@ describe('the same store under another spelling of its path', () => {
 describe('STORE read again once the wait for a holder is over', () => {
   it('a newer mailstore that upgraded STORE while this open waited for it is refused INVALID, read-write and read-only, and STORE is left as it wrote it', async () => {
     for (const readOnly of [false, true]) {
-      const dir = await newStore();
+      const dir = await closedStoreWithInbox();
       const child = await kernelLockHolder(dir);
       writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`); // a read-only open waits for the pid in LOCK
       const body = JSON.stringify({ ...JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]), version: 99 });
