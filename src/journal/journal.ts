@@ -109,6 +109,9 @@ export class Journal {
    * records behind an invalid header), and its directory entry still needs an fsync.
    */
   private freshSegment = false;
+  /** The segment `path` last joined a path for, and that path. */
+  private pathOf?: Segment;
+  private pathOfSegment = '';
 
   private constructor(private readonly fs: FileSystem, readonly dir: string, private readonly storeId: Buffer, private readonly options: JournalOptions) {}
 
@@ -124,7 +127,13 @@ export class Journal {
   }
 
   path(segment: Segment | string): string {
-    return join(this.dir, typeof segment === 'string' ? segment : segment.name);
+    if (typeof segment === 'string') return join(this.dir, segment);
+    // asked at every commit: joined once a segment
+    if (segment !== this.pathOf) {
+      this.pathOf = segment;
+      this.pathOfSegment = join(this.dir, segment.name);
+    }
+    return this.pathOfSegment;
   }
 
   /** Segments are rotated at this size (a journal written from the index follows it too). */

@@ -26,6 +26,7 @@ const PROBE_SPACING_MAX = 8;
 export class FlushChoice {
   private readonly thread = new Float64Array(SAMPLES);
   private readonly pool = new Float64Array(SAMPLES);
+  private readonly sorted = new Float64Array(SAMPLES);
   private threadCount = 0;
   private poolCount = 0;
   private commits = 0;
@@ -51,10 +52,11 @@ export class FlushChoice {
     if (inThread) this.thread[this.threadCount++ % SAMPLES] = ms;
     else this.pool[this.poolCount++ % SAMPLES] = ms;
     if (this.threadCount < SAMPLES || this.poolCount < SAMPLES) return;
-    const thread = median(this.thread), pool = median(this.pool);
+    // no new array a commit
+    const thread = median(this.thread, this.sorted), pool = median(this.pool, this.sorted);
     this.preferThread = thread <= pool;
     // a probe costs the slower way's latency: the slower it measured, the rarer the probes
-    const [faster, slower] = this.preferThread ? [thread, pool] : [pool, thread];
+    const faster = this.preferThread ? thread : pool, slower = this.preferThread ? pool : thread;
     const spacing = faster > 0 ? Math.round(slower / faster) : PROBE_SPACING_MAX;
     this.nextProbe = this.probeEvery * Math.min(PROBE_SPACING_MAX, Math.max(1, spacing));
   }
@@ -63,13 +65,15 @@ export class FlushChoice {
   describe(): JournalFlushChoice {
     return {
       preferThread: this.preferThread,
-      threadMedianMs: this.threadCount >= SAMPLES ? median(this.thread) : null,
-      poolMedianMs: this.poolCount >= SAMPLES ? median(this.pool) : null,
+      threadMedianMs: this.threadCount >= SAMPLES ? median(this.thread, this.sorted) : null,
+      poolMedianMs: this.poolCount >= SAMPLES ? median(this.pool, this.sorted) : null,
     };
   }
 }
 
-function median(values: Float64Array): number {
-  const sorted = Float64Array.from(values).sort();
-  return sorted[sorted.length >> 1];
+/** The median of `values`, sorted in `scratch` (as long as `values`, overwritten). */
+function median(values: Float64Array, scratch: Float64Array): number {
+  scratch.set(values);
+  scratch.sort();
+  return scratch[scratch.length >> 1];
 }

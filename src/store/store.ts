@@ -156,6 +156,9 @@ const TIDY_META_NAME = 'snapshot/tidy';
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
 
+/** appendBatch's largest-record bound's mailbox id: only its length counts. */
+const LARGEST_ID = Buffer.alloc(16);
+
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
   FlagChange, StoreStats, RebuildComparison, JournalFlushChoice, Changes,
@@ -1190,18 +1193,18 @@ export class Store implements MailStore {
       // The caller may reuse its buffer as soon as we return: hash and write our own copy. One
       // bound for a pack goes into recycled memory, given back when the append settles (an inline
       // body is kept in its op, which a synchronous replica's round may hold).
-      const pool = entries.length === 1 && given.length <= this.inlineBodyBytesMax ? undefined : this.copies;
+      const inline = this.inlinesBody(entries.length, given.length);
+      const pool = inline ? undefined : this.copies;
       const bytes = ownCopy(given, pool);
       recycled ||= bytes.buffer !== given.buffer && pool?.recycles(given.length) === true;
-      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item) };
+      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item), inline };
     });
-    const inline = this.planInline(prepared.map((item) => item.bytes.length));
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
-    const largest: Op[] = prepared.map((item, i) => ({
-      op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
+    const largest: Op[] = prepared.map((item) => ({
+      op: 'message.add', id: LARGEST_ID, uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
       pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
     }));
-    const inlineBytes = prepared.reduce((sum, item, i) => sum + (inline[i] ? item.bytes.length + 16 : 0), 0);
+    const inlineBytes = prepared.reduce((sum, item) => sum + (item.inline ? item.bytes.length + 16 : 0), 0);
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
     // placeBlob and the op's apply read each blob entry with getShared: an import's batch reads
@@ -1222,8 +1225,8 @@ export class Store implements MailStore {
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
         let uid = box.uidNext;
-        for (const [i, item] of prepared.entries()) {
-          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, inline[i]);
+        for (const item of prepared) {
+          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, item.inline);
           const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
           if (!deduplicated) op.fresh = true;
           if (!deduplicated && location.pack === INLINE_PACK) op.body = item.bytes;
@@ -1248,8 +1251,8 @@ export class Store implements MailStore {
    * delivery: one file, one fdatasync). A batch (an import) already shares one fdatasync among
    * its messages, and a read of an inline body decodes its whole record: its bodies go to packs.
    */
-  private planInline(sizes: number[]): boolean[] {
-    return sizes.map((size) => sizes.length === 1 && size <= this.inlineBodyBytesMax);
+  private inlinesBody(messages: number, bytes: number): boolean {
+    return messages === 1 && bytes <= this.inlineBodyBytesMax;
   }
 
   private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
@@ -1395,7 +1398,8 @@ export class Store implements MailStore {
 
   /** Starts `start` once no call in parts adds to the mailbox (holdAdditions): at once when none does, else in the same turn its hold ends. */
   private afterAdditions<T>(components: readonly string[], start: () => Promise<T>): Promise<T> {
-    const held = this.additions.get(components.join('\0'));
+    // nearly always none held: no key joined a delivery
+    const held = this.additions.size === 0 ? undefined : this.additions.get(components.join('\0'));
     return held ? held.then(() => this.afterAdditions(components, start)) : start();
   }
 

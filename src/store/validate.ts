@@ -31,12 +31,23 @@ export function checkString(value: unknown, what: string): string {
   return value;
 }
 
+/** The last name accepted and its components (callers get copies). */
+let lastParsed: { name: string; components: readonly string[] } | undefined;
+
 /**
  * A mailbox name as its hierarchy components, in Unicode NFC (create, lookup, rename and list all
  * normalise the same way, so one name never stands for two mailboxes). Strict: no empty components,
  * no control characters, no bidi or zero-width characters.
  */
 export function parseMailboxName(name: unknown): string[] {
+  // deliveries name the same mailbox again and again; the checks depend on the name alone
+  if (lastParsed !== undefined && name === lastParsed.name) return lastParsed.components.slice();
+  const components = parseMailboxNameOnce(name);
+  lastParsed = { name: name as string, components: components.slice() };
+  return components;
+}
+
+function parseMailboxNameOnce(name: unknown): string[] {
   checkString(name, 'mailbox name');
   const bad = (why: string) => new MailstoreError('INVALID', `invalid mailbox name ${JSON.stringify(name)}: ${why}`, { path: name as string });
   if ((name as string).length === 0) throw bad('empty');

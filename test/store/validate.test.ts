@@ -1,7 +1,7 @@
 // The argument checks behind the public API: the LIST pattern matcher (linear in the name whatever
 // the pattern) and the strict date reader.
 import { describe, expect, it } from 'vitest';
-import { handOver, listPatternMatcher, ownCopy, parseDateText, normalizeDate, type MatchSteps } from '../../src/store/validate.js';
+import { handOver, listPatternMatcher, ownCopy, parseDateText, parseMailboxName, normalizeDate, type MatchSteps } from '../../src/store/validate.js';
 import { limits } from '../../src/limits.js';
 
 describe('LIST pattern matcher', () => {
@@ -70,6 +70,24 @@ describe('dates', () => {
     expect(normalizeDate('9999-12-31T23:59:59.999Z')).toBe(limits.internalDateMsMax);
     expect(() => normalizeDate('1969-12-31T23:59:59Z')).toThrow(/1970-01-01 to 9999-12-31/);
     expect(() => normalizeDate(limits.internalDateMsMax + 1)).toThrow(/invalid internal date/);
+  });
+});
+
+describe('parseMailboxName', () => {
+  it('parses the same name again the same, however a caller changed the components it was given, and still refuses a bad one', () => {
+    const first = parseMailboxName('user/alice/INBOX');
+    expect(first).toEqual(['user', 'alice', 'INBOX']);
+    first.push('x');
+    first[0] = 'y';
+    const second = parseMailboxName('user/alice/INBOX');
+    expect(second).toEqual(['user', 'alice', 'INBOX']);
+    second.pop();
+    expect(parseMailboxName('user/alice/INBOX')).toEqual(['user', 'alice', 'INBOX']);
+    expect(parseMailboxName('Caf\u0065\u0301')).toEqual(['Caf\u00e9']); // NFC, as before
+    for (const bad of ['a//b', '', 'a/*', 'a\u0000b']) {
+      expect(() => parseMailboxName(bad)).toThrow(expect.objectContaining({ code: 'INVALID' }));
+      expect(() => parseMailboxName(bad)).toThrow(expect.objectContaining({ code: 'INVALID' })); // not remembered
+    }
   });
 });
 
