@@ -419,7 +419,8 @@ export interface RebuildStart {
 /** A fresh index in `index.rebuild/`, written only by the rebuild (so its key filter knows every key). */
 interface AsideIndex {
   db: IndexDb;
-  written: WrittenKeys;
+  /** The rebuild's key filter; none when no journal record follows the snapshot it loads. */
+  written: WrittenKeys | undefined;
 }
 
 /**
@@ -468,8 +469,11 @@ async function openAside(fs: FileSystem, root: string, journal: Journal, startSe
   // to load: not for the short tail after a snapshot.
   if (journal.lastSeq - startSeq >= limits.rebuildNativeCborRecordsMin) await enableNativeCborStrings();
   // The new index is empty and the rebuild its only writer: the filter spares a LevelDB lookup for
-  // every key the rebuild never wrote.
-  return { db, written: new WrittenKeys(keyFilterBytes(journal.lastSeq - startSeq, snapshotBytes)) };
+  // every key the rebuild never wrote. Only the journal's replay asks it: with no record after the
+  // snapshot (one taken at the journal's end) it would only hash every key loaded (~10M
+  // instructions at 20k messages), and a view without one reads LevelDB, which is never wrong.
+  const tailRecords = journal.lastSeq - startSeq;
+  return { db, written: tailRecords > 0 ? new WrittenKeys(keyFilterBytes(tailRecords, snapshotBytes)) : undefined };
 }
 
 /**

@@ -311,6 +311,7 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
       const frame = await readFrame(reader, counts.records + 1, damaged);
       const trailer = header.version === 1 ? await readOpRecord(frame.payload, counts, damaged, sink) : entries.record(frame.payload);
       if (trailer) {
+        entries.tally();
         checkTrailer(trailer, header.seq, counts, hasher.digest(), damaged);
         if (reader.position !== reader.size) throw damaged(`${reader.size - reader.position} bytes after the trailer`);
         return { name, path, seq: header.seq, bytes: reader.size, format: header.version, ...counts };
@@ -368,6 +369,13 @@ class EntriesCheck {
   private previousStart = 0;
   private previousEnd = 0;
   private readonly own = indexOwnMeta;
+  /**
+   * Entries by their key's space byte, written into the counts at the end (tally): one store for
+   * every space, where a field of the counts a space (mailboxes, messages, blobs) was a property
+   * write the optimized entry code had never seen until that space's first key, so it was thrown
+   * away at the I and again at the M keys and ran unoptimized until recompiled (issue 16).
+   */
+  private readonly spaces = new Float64Array(256);
 
   constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly version: number, private readonly sink?: SnapshotSink) {}
 
@@ -428,10 +436,16 @@ class EntriesCheck {
     this.previousBytes = payload;
     this.previousStart = keyStart;
     this.previousEnd = keyEnd;
-    this.counts.entries!++;
-    if (space === SPACE.info) this.counts.mailboxes++;
-    else if (space === SPACE.message) this.counts.messages++;
-    else if (space === SPACE.blob) this.counts.blobs++;
+    this.spaces[space]++;
+  }
+
+  /** Puts the entries seen into the counts (the trailer is checked against them). */
+  tally(): void {
+    if (this.version === 1) return;
+    this.counts.entries = this.spaces.reduce((sum, n) => sum + n, 0);
+    this.counts.mailboxes = this.spaces[SPACE.info];
+    this.counts.messages = this.spaces[SPACE.message];
+    this.counts.blobs = this.spaces[SPACE.blob];
   }
 
   private bad(ordinal: number, payload: Buffer, keyStart: number, keyEnd: number, why: string): MailstoreError {
