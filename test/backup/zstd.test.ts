@@ -129,7 +129,7 @@ describe('zstd records', () => {
     // a zstd repository written with the binary, restored and checked without it (fzstd)
     const quiet = await run(['--store', store, 'backup', '--repo', join(dir, 'zstd'), '--json']);
     expect(quiet.code).toBe(0);
-    expect(quiet.stderr.toString()).not.toMatch(/zstd/);
+    expect(quiet.stderr.toString()).not.toMatch(/zstd compression/); // (a same-disk warning may name the repository's path, .../zstd)
     expect(new Set(recordFlags(join(dir, 'zstd')))).toEqual(new Set([4]));
     expect((await run(['backup', 'check', '--repo', join(dir, 'zstd'), '--read-data'], off)).code).toBe(0);
     const restoredOff = await json(['restore', '--repo', join(dir, 'zstd'), '--to', join(dir, 'r1')], off);
