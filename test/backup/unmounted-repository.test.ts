@@ -122,6 +122,28 @@ describe('a backup disk that is not mounted', () => {
     expect(again.code).toBe(0);
     expect(again.stderr).not.toContain('same file system');
   });
+
+  it('a store the backup may only read (its directory immutable, as a read-only open or a full disk leaves it): the snapshot is saved and restores, BACKUPS is not written, and stderr says the backup could not be recorded', { timeout: 60_000 }, async (context) => {
+    requireBuilt();
+    const dir = tempDir('mailstore-backup-unrecorded-');
+    const store = join(dir, 's');
+    await ok(['--store', store, 'init']);
+    await ok(['--store', store, 'mailbox', 'create', 'M']);
+    await ok(['--store', store, 'append', 'M', '-'], { input: Buffer.from('Subject: kept\r\n\r\nkept\r\n') });
+    const locked = spawnSync('chattr', ['+i', store], { encoding: 'utf8' });
+    if (locked.status !== 0) return context.skip(`chattr +i on ${store}: ${locked.stderr.trim() || 'not available'} (needs root and ext4/xfs/btrfs)`);
+    try {
+      const saved = await run(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--json']);
+      expect(saved.code, saved.stderr.toString()).toBe(0);
+      expect((JSON.parse(saved.stdout.toString()) as Saved).messages).toBe(1);
+      expect(saved.stderr.toString()).toMatch(/the backup is saved, but the store could not record it/);
+      expect(existsSync(join(store, BACKUPS_FILE))).toBe(false);
+    } finally {
+      spawnSync('chattr', ['-i', store]);
+    }
+    expect((await json<{ messages: number }>(['restore', '--repo', join(dir, 'repo'), '--to', join(dir, 'r')])).messages).toBe(1);
+    expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe('Subject: kept\r\n\r\nkept\r\n');
+  });
 });
 
 /**
