@@ -31,8 +31,8 @@ export function checkString(value: unknown, what: string): string {
   return value;
 }
 
-/** The last name accepted and its components (callers get copies). */
-let lastParsed: { name: string; components: readonly string[] } | undefined;
+/** The last name accepted, its components (callers get copies) and the name limits it was checked against. */
+let lastParsed: { name: string; components: readonly string[]; bytes: number; componentBytes: number; depth: number } | undefined;
 
 /**
  * A mailbox name as its hierarchy components, in Unicode NFC (create, lookup, rename and list all
@@ -40,10 +40,12 @@ let lastParsed: { name: string; components: readonly string[] } | undefined;
  * no control characters, no bidi or zero-width characters.
  */
 export function parseMailboxName(name: unknown): string[] {
-  // deliveries name the same mailbox again and again; the checks depend on the name alone
-  if (lastParsed !== undefined && name === lastParsed.name) return lastParsed.components.slice();
+  // deliveries name the same mailbox again and again; the checks depend on the name and the name limits alone
+  const { mailboxNameBytesMax: bytes, mailboxNameComponentBytesMax: componentBytes, mailboxNameDepthMax: depth } = limits;
+  const last = lastParsed;
+  if (last !== undefined && name === last.name && bytes === last.bytes && componentBytes === last.componentBytes && depth === last.depth) return last.components.slice();
   const components = parseMailboxNameOnce(name);
-  lastParsed = { name: name as string, components: components.slice() };
+  lastParsed = { name: name as string, components: components.slice(), bytes, componentBytes, depth };
   return components;
 }
 

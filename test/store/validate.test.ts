@@ -89,6 +89,22 @@ describe('parseMailboxName', () => {
       expect(() => parseMailboxName(bad)).toThrow(expect.objectContaining({ code: 'INVALID' })); // not remembered
     }
   });
+
+  it('checks a remembered name again against limits changed since (a daemon started with other limits, a test)', () => {
+    const saved = { ...limits };
+    try {
+      expect(parseMailboxName('deep/er/name')).toEqual(['deep', 'er', 'name']);
+      Object.assign(limits, { mailboxNameDepthMax: 2 });
+      expect(() => parseMailboxName('deep/er/name')).toThrow(expect.objectContaining({ code: 'INVALID', message: expect.stringContaining('deeper than 2 levels') }));
+      Object.assign(limits, saved, { mailboxNameComponentBytesMax: 3 });
+      expect(() => parseMailboxName('deep/er/name')).toThrow(expect.objectContaining({ code: 'INVALID', message: expect.stringContaining('longer than 3 bytes') }));
+      Object.assign(limits, saved, { mailboxNameBytesMax: 8 });
+      expect(() => parseMailboxName('deep/er/name')).toThrow(expect.objectContaining({ code: 'INVALID', message: expect.stringContaining('longer than 8 bytes') }));
+    } finally {
+      Object.assign(limits, saved);
+    }
+    expect(parseMailboxName('deep/er/name')).toEqual(['deep', 'er', 'name']);
+  });
 });
 
 describe('ownCopy', () => {
