@@ -7,7 +7,7 @@
 // names a mount point there with nothing mounted; docs/BACKUP.md, "A repository that is not there".
 import { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { existingAncestor, unmountedMountPointAbove } from '../fs/mounts.js';
+import { existingAncestor, unmountedMountPointAbove, type UnmountedMountPoint } from '../fs/mounts.js';
 import type { BackupRecords } from '../store/backup-records.js';
 
 export interface NewRepositoryCheck {
@@ -33,13 +33,15 @@ export async function checkNewRepository(fs: FileSystem, check: NewRepositoryChe
     refuseRecorded(check);
     if (check.localDir !== undefined) {
       const unmounted = await unmountedMountPointAbove(fs, check.localDir);
-      if (unmounted) {
-        throw new MailstoreError('UNMOUNTED', `no backup repository at ${check.localDir}, and it is at or under ${unmounted.mountPoint}, a mount point in /etc/fstab (${unmounted.source}) with nothing mounted on it: ` +
-          `a repository made there would fill the file system below it, not the backup disk; ${REMEDY}`, { path: check.localDir });
-      }
+      if (unmounted) throw unmountedRepositoryError(check.localDir, unmounted, `a repository made there would fill the file system below it, not the backup disk; ${REMEDY}`);
     }
   }
   return check.localDir === undefined ? undefined : sameFileSystemWarning(fs, check.localDir, check.storeRoot);
+}
+
+/** UNMOUNTED: no repository at `dir`, at or under an /etc/fstab mount point with nothing mounted on it; `remedy` is the command's. */
+export function unmountedRepositoryError(dir: string, unmounted: UnmountedMountPoint, remedy: string): MailstoreError {
+  return new MailstoreError('UNMOUNTED', `no backup repository at ${dir}, and it is at or under ${unmounted.mountPoint}, a mount point in /etc/fstab (${unmounted.source}) with nothing mounted on it: ${remedy}`, { path: dir });
 }
 
 function refuseRecorded(check: NewRepositoryCheck): void {

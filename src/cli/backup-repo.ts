@@ -2,6 +2,7 @@
 // whatever happened. A key file is read whole and bounded (it is a secret, not data).
 import type { Command } from 'commander';
 import { Repository } from '../backup/repository.js';
+import { unmountedRepositoryError } from '../backup/new-repository.js';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { unmountedMountPointAbove } from '../fs/mounts.js';
 import { absolutePath } from './context.js';
@@ -70,7 +71,7 @@ export async function withRepository<T>(command: Command, create: boolean | (() 
 async function unmountedError(dir: string): Promise<MailstoreError | undefined> {
   const unmounted = await unmountedMountPointAbove(nodeFileSystem, dir).catch(() => undefined);
   if (!unmounted) return undefined;
-  return new MailstoreError('UNMOUNTED', `no backup repository at ${dir}, and it is at or under ${unmounted.mountPoint}, a mount point in /etc/fstab (${unmounted.source}) with nothing mounted on it: mount the backup disk (findmnt, mount) and run the command again`, { path: dir });
+  return unmountedRepositoryError(dir, unmounted, 'mount the backup disk (findmnt, mount) and run the command again');
 }
 
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
