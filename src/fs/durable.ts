@@ -18,8 +18,8 @@ export function durableTempPid(name: string): number | undefined {
  * one left by a crashed process with the same pid is removed first), and removed again when any
  * step before the rename fails: a failed save leaves the old file and nothing else.
  */
-export async function writeFileDurable(fs: FileSystem, path: string, data: Buffer | Buffer[]): Promise<void> {
-  await replaceFile(fs, path, data, true);
+export async function writeFileDurable(fs: FileSystem, path: string, data: Buffer | Buffer[], owner?: FileOwner): Promise<void> {
+  await replaceFile(fs, path, data, true, false, owner);
   await fs.syncDir(dirname(path));
 }
 
@@ -33,8 +33,19 @@ export async function createFileDurable(fs: FileSystem, path: string, data: Buff
   await fs.syncDir(dirname(path));
 }
 
-/** Temp file, length check, (fsync when `durable`), rename (no replace: `exclusive`); the temp file removed when a step fails. */
-async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[], durable: boolean, exclusive = false): Promise<void> {
+/** Who a file root writes into another user's directory is given to (its owner and group). */
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Temp file, length check, (fsync when `durable`), rename (no replace: `exclusive`); the temp file
+ * removed when a step fails. `owner`: the temp file is given to that user by its descriptor before
+ * the fsync (never by path: the directory's owner could swap the name for a link), so the file is
+ * never seen under its name as root's.
+ */
+async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[], durable: boolean, exclusive = false, owner?: FileOwner): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
   const handle = await openExclusive(fs, temp);
   try {
@@ -44,6 +55,10 @@ async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[]
       if (Array.isArray(data)) await handle.writev(data, 0);
       else await handle.write(data, 0);
       if ((await handle.size()) !== length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
+      if (owner) {
+        if (!handle.chown) throw Object.assign(new Error(`${temp}: this file system cannot give a file to another owner`), { code: 'EPERM' });
+        await handle.chown(owner.uid, owner.gid);
+      }
       if (durable) await handle.sync();
     } finally {
       await handle.close();

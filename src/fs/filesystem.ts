@@ -51,6 +51,8 @@ export interface FileHandle {
   size(): Promise<number>;
   /** fstat of the open file: what was opened, whatever the path names by now. */
   stat(): Promise<FileStat>;
+  /** fchown of the open file (root giving a file it wrote to the store's owner); absent where files have no owners. */
+  chown?(uid: number, gid: number): Promise<void>;
   close(): Promise<void>;
 }
 

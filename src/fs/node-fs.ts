@@ -123,6 +123,10 @@ class NodeFileHandle implements FileHandle {
     return toStat(await this.handle.stat());
   }
 
+  chown(uid: number, gid: number): Promise<void> {
+    return this.handle.chown(uid, gid);
+  }
+
   close(): Promise<void> {
     return this.handle.close();
   }

@@ -3,16 +3,16 @@
 // daemon can then neither read nor replace it.
 import { readFileSync, statSync } from 'node:fs';
 
-/** The owner of `dir` when this process runs as root and `dir` belongs to another user; else undefined. */
-export function otherOwnerOfRootsStore(dir: string): { uid: number; name: string } | undefined {
+/** The owner (and group) of `dir` when this process runs as root and `dir` belongs to another user; else undefined. */
+export function otherOwnerOfRootsStore(dir: string): { uid: number; gid: number; name: string } | undefined {
   if (process.geteuid?.() !== 0) return undefined;
-  let uid: number;
+  let owner: { uid: number; gid: number };
   try {
-    uid = statSync(dir).uid;
+    owner = statSync(dir);
   } catch {
     return undefined; // missing or unreadable: the open says so
   }
-  return uid === 0 ? undefined : { uid, name: userName(uid) ?? String(uid) };
+  return owner.uid === 0 ? undefined : { uid: owner.uid, gid: owner.gid, name: userName(owner.uid) ?? String(owner.uid) };
 }
 
 function userName(uid: number): string | undefined {

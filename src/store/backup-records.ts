@@ -6,6 +6,7 @@
 // take for its own; and a replica or a read-only open (a full disk) writes no journal record.
 import { join } from 'node:path';
 import { MailstoreError } from '../errors.js';
+import type { FileOwner } from '../fs/durable.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { backupLimits } from '../limits.js';
 import { readSetting, writeSetting } from './setting-file.js';
@@ -48,15 +49,17 @@ export async function readBackupRecords(fs: FileSystem, root: string): Promise<B
 
 /**
  * Records a backup of the store (durably, replacing the repository's older record); the oldest
- * records go past backupLimits.recordsMax. A damaged file is replaced.
+ * records go past backupLimits.recordsMax. A damaged file is replaced. `owner`: root recording the
+ * backup of a store another user owns, open read-only for that reason alone (its nightly cron job
+ * with the daemon stopped): the file is written as that user's, as the daemon would write it.
  */
-export async function recordBackup(store: { fs: FileSystem; root: string; readOnly: boolean }, record: BackupRecord): Promise<void> {
+export async function recordBackup(store: { fs: FileSystem; root: string; readOnly: boolean }, record: BackupRecord, owner?: FileOwner): Promise<void> {
   if (!isRecord(record)) throw new MailstoreError('INVALID', 'a backup record needs an id, a path, a snapshot and a time');
-  if (store.readOnly) throw new MailstoreError('ACCESS', `the store at ${store.root} is open read-only: the backup cannot be recorded there`, { path: store.root });
+  if (store.readOnly && !owner) throw new MailstoreError('ACCESS', `the store at ${store.root} is open read-only: the backup cannot be recorded there`, { path: store.root });
   const { records } = await readBackupRecords(store.fs, store.root);
   const kept = records.filter((r) => r.id !== record.id);
   kept.push(record);
   kept.sort((a, b) => a.time - b.time);
   const text = JSON.stringify({ records: kept.slice(-backupLimits.recordsMax) });
-  await writeSetting(store.fs, store.root, BACKUPS_FILE, text, 'the record of backups');
+  await writeSetting(store.fs, store.root, BACKUPS_FILE, text, 'the record of backups', owner);
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { writeFileDurable, type FileOwner } from '../fs/durable.js';
 
 function checksumLine(text: string): string {
   return `crc32 ${crc32(Buffer.from(text)).toString(16).padStart(8, '0')}`;
@@ -24,14 +24,14 @@ export async function readSetting(fs: FileSystem, root: string, file: string, wh
 }
 
 /** Stores `text` durably, or with undefined removes the file (and syncs the directory). */
-export async function writeSetting(fs: FileSystem, root: string, file: string, text: string | undefined, what: string): Promise<void> {
+export async function writeSetting(fs: FileSystem, root: string, file: string, text: string | undefined, what: string, owner?: FileOwner): Promise<void> {
   const path = join(root, file);
   if (text === undefined) {
     await fs.unlink(path).catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw fromSystemError(error, `clearing ${what}`, path); });
     await fs.syncDir(root);
     return;
   }
-  await writeFileDurable(fs, path, Buffer.from(`${text}\n${checksumLine(text)}\n`)).catch((error) => {
+  await writeFileDurable(fs, path, Buffer.from(`${text}\n${checksumLine(text)}\n`), owner).catch((error) => {
     throw fromSystemError(error, `saving ${what}`, path);
   });
 }

@@ -20,6 +20,7 @@ import type { Repository } from '../../backup/repository.js';
 import { readBackupRecords, recordBackup, type BackupRecord, type BackupRecords } from '../../store/backup-records.js';
 import { enclosingStore } from '../../store/identity.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
+import { otherOwnerOfRootsStore } from '../../fs/store-owner.js';
 import { bucketUrlOfRepo } from '../../objstore/bucket-url.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
@@ -179,9 +180,15 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
 /**
  * The store's record of the repositories it was backed up into (BACKUPS): here, or through the
  * daemon that serves it, which writes it as it serves the backup (a file of the store's owner).
+ * Root backing up a store another user owns opens it read-only (context.ts: root's files there
+ * would lock its daemon out) and writes this one file as that user's, so root's nightly job is
+ * recorded too.
  */
 async function backupRecordsOf(store: MailStore): Promise<{ read: () => Promise<BackupRecords>; record: (record: BackupRecord) => Promise<void> }> {
-  if (store instanceof Store) return { read: () => readBackupRecords(store.fs, store.root), record: (record) => recordBackup(store, record) };
+  if (store instanceof Store) {
+    const owner = store.readOnly && process.env.MAILSTORE_ALLOW_ROOT !== '1' ? otherOwnerOfRootsStore(store.root) : undefined;
+    return { read: () => readBackupRecords(store.fs, store.root), record: (record) => recordBackup(store, record, owner) };
+  }
   const { procedures } = await import('../../daemon/procedures.js');
   const remote = procedures(store);
   return { read: () => remote.backupRecords(), record: (record) => remote.recordBackup(record) };
