@@ -110,6 +110,34 @@ describe('a backup disk that is not mounted', () => {
     }
   });
 
+  it('through a daemon of an older version (no backupRecords/recordBackup procedures: the package upgraded, the daemon not yet restarted): a new repository is refused unless --new-repository (the records cannot be read), backups into it are saved with a warning naming the restart', { timeout: 90_000 }, async () => {
+    requireBuilt();
+    const store = await freshStore();
+    const dir = tempDir('mailstore-backup-old-daemon-');
+    const repo = join(dir, 'repo');
+    const daemon = await serve(store, [], { without: ['backupRecords', 'recordBackup'] });
+    try {
+      expect((await run(['append', INBOX, '-'], { store, input: message(0) })).code).toBe(0);
+      const refused = await run(['backup', '--repo', repo], { store });
+      expect(refused.code).toBe(5);
+      expect(refused.stderr).toMatch(/INVALID: the daemon has no procedure "backupRecords": it runs an older mailstore than this one .*Restart it/);
+      expect(existsSync(join(repo, 'config'))).toBe(false);
+      const saved = await run(['backup', '--repo', repo, '--new-repository', '--json'], { store });
+      expect(saved.code, saved.stderr).toBe(0);
+      expect((JSON.parse(saved.stdout) as Saved).messages).toBe(1);
+      expect(saved.stderr).toMatch(/the backup is saved, but the store could not record it \(.*older mailstore.*Restart it/);
+      const again = await run(['backup', '--repo', repo, '--json'], { store });
+      expect(again.code, again.stderr).toBe(0);
+      expect((JSON.parse(again.stdout) as Saved).parent).toBe((JSON.parse(saved.stdout) as Saved).snapshot);
+      expect(existsSync(join(store, BACKUPS_FILE))).toBe(false);
+      expect(daemon.child.exitCode).toBeNull();
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+    expect((await json<{ messages: number }>(['restore', '--repo', repo, '--to', join(dir, 'r')])).messages).toBe(1);
+  });
+
   it('a new repository on the store\'s own file system is made, with a warning on stderr', { timeout: 60_000 }, async () => {
     requireBuilt();
     const dir = tempDir('mailstore-backup-same-disk-');

@@ -17,11 +17,14 @@ export interface Daemon { child: ChildProcess; stderr: () => string; exited: Pro
 
 /**
  * The CLI (unbundled, dist/src/cli/program.js) with these limits of dist/src/limits.js changed first:
- * for tests that need a daemon to snapshot, compact or rotate within seconds (never a product knob).
+ * for tests that need a daemon to snapshot, compact or rotate within seconds (never a product knob);
+ * `without`: daemon procedures removed, as a daemon of an older version lacks them.
  */
-function withLimits(limits: Record<string, number>): string[] {
+function withLimits(limits: Record<string, number>, without: string[] = []): string[] {
   const script = `const { limits } = await import(${JSON.stringify(join(repoRoot, 'dist/src/limits.js'))});
 Object.assign(limits, ${JSON.stringify(limits)});
+const { PROCEDURES } = await import(${JSON.stringify(join(repoRoot, 'dist/src/daemon/procedures.js'))});
+for (const name of ${JSON.stringify(without)}) delete PROCEDURES[name];
 const { main } = await import(${JSON.stringify(join(repoRoot, 'dist/src/cli/program.js'))});
 process.exitCode = await main([process.execPath, 'mailstore', ...process.argv.slice(1)]);`;
   return ['--input-type=module', '-e', script];
@@ -29,10 +32,10 @@ process.exitCode = await main([process.execPath, 'mailstore', ...process.argv.sl
 
 /**
  * `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it); `env`: added to the environment;
- * `limits`: src/limits.ts values changed in the daemon (withLimits).
+ * `limits`: src/limits.ts values changed in the daemon (withLimits); `without`: procedures it lacks (an older daemon).
  */
-export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number; env?: Record<string, string>; limits?: Record<string, number> } = {}): Promise<Daemon> {
-  const cli = options.limits ? withLimits(options.limits) : [bin];
+export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number; env?: Record<string, string>; limits?: Record<string, number>; without?: string[] } = {}): Promise<Daemon> {
+  const cli = options.limits || options.without ? withLimits(options.limits ?? {}, options.without) : [bin];
   const command = options.openFilesMax === undefined
     ? [process.execPath, ...cli, 'serve', ...args]
     : ['/bin/sh', '-c', `ulimit -n ${options.openFilesMax} && exec "$0" "$@"`, process.execPath, ...cli, 'serve', ...args];

@@ -153,8 +153,10 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
     const location = repoOption === undefined || bucketUrlOfRepo(repoOption) !== undefined ? repoOption ?? '' : absolutePath(repoOption);
     let warning: string | undefined; // given once the repository is made: a refusal of initRepository's own makes none
     const beforeCreate = async () => {
+      // --new-repository asks for no record: a daemon too old to give them does not stop it
+      const known = newRepository ? { records: [] } : await records.read();
       warning = await checkNewRepository(nodeFileSystem, {
-        location, localDir: location.startsWith('/') ? location : undefined, storeRoot: storeDir(command), records: await records.read(), allowNew: Boolean(newRepository),
+        location, localDir: location.startsWith('/') ? location : undefined, storeRoot: storeDir(command), records: known, allowNew: Boolean(newRepository),
       });
     };
     return withRepository(command, beforeCreate, async (repo) => {
