@@ -129,7 +129,8 @@ function changeLogFrom(parent: TipBox, touched: TouchedMailbox | undefined): num
   if (wanted === 0) return highest + 1;
   let inRange = 0;
   for (let i = 0; i < parent.changeModseqs.length; i++) if (parent.changeModseqs[i]! >= lowest) inRange++;
-  return inRange <= 2 * wanted + backupLimits.changeRangeSpareEntries ? lowest : highest + 1;
+  // from modseq 1 at the lowest: the read asks for entries after from - 1, a u64 (a modseq 0 is looked up)
+  return inRange <= 2 * wanted + backupLimits.changeRangeSpareEntries ? Math.max(lowest, 1) : highest + 1;
 }
 
 /**
@@ -151,25 +152,32 @@ async function changedBox(parent: TipBox, info: MailboxInfo, since: StateSince, 
   // the named uids' entries the range read holds, in modseq order
   const ranged = new Map<number, Entries>();
   for (const [modseq, uid, value] of log.entries) if (uids.has(uid)) listIn(ranged, uid).push([modseq, value]);
-  // the candidates below the range, by uid and modseq ascending (usually none)
+  // the candidates below the range, by uid and modseq ascending (usually none: one scratch list)
   const below: [modseq: number, uid: number][] = [];
   const named = new Uint8Array(uidList.length); // 1: some entry of the uid may exist (its entries are recorded)
-  uidList.forEach((uid, i) => {
-    const modseqs: number[] = [];
-    for (let c = firstChange(parent, uid); c < parent.changeUids.length && parent.changeUids[c] === uid; c++) modseqs.push(parent.changeModseqs[c]!);
-    const message = messages[i];
-    if (message) modseqs.push(message[5]);
-    modseqs.push(...journalEntries.get(uid) ?? []);
-    if (modseqs.length > 0 || ranged.has(uid)) named[i] = 1;
-    const lower = [...new Set(modseqs.filter((modseq) => modseq < log.from))].sort((a, b) => a - b);
-    for (const modseq of lower) below.push([modseq, uid]);
-  });
+  const lower: number[] = [];
+  for (let i = 0; i < uidList.length; i++) {
+    const uid = uidList[i]!, message = messages[i], journal = journalEntries.get(uid);
+    let c = firstChange(parent, uid);
+    if ((c < parent.changeUids.length && parent.changeUids[c] === uid) || message || journal || ranged.has(uid)) named[i] = 1;
+    lower.length = 0;
+    for (; c < parent.changeUids.length && parent.changeUids[c] === uid; c++) if (parent.changeModseqs[c]! < log.from) lower.push(parent.changeModseqs[c]!);
+    if (message && message[5] < log.from) lower.push(message[5]);
+    for (const modseq of journal ?? []) if (modseq < log.from) lower.push(modseq);
+    if (lower.length === 0) continue;
+    lower.sort((a, b) => a - b);
+    for (let k = 0; k < lower.length; k++) if (k === 0 || lower[k] !== lower[k - 1]) below.push([lower[k]!, uid]);
+  }
   const values = below.length > 0 ? await since.changes(id, below) : [];
   const found = new Map<number, Entries>();
   below.forEach(([modseq, uid], i) => { if (values[i] !== undefined) listIn(found, uid).push([modseq, values[i]!]); });
   // every candidate entry of a named uid was read or looked up: present ones stay, the rest are gone
   const entries: [number, Entries][] = [];
-  uidList.forEach((uid, i) => { if (named[i]) entries.push([uid, [...found.get(uid) ?? [], ...ranged.get(uid) ?? []]]); });
+  for (let i = 0; i < uidList.length; i++) {
+    if (!named[i]) continue;
+    const uid = uidList[i]!, older = found.get(uid), read = ranged.get(uid) ?? [];
+    entries.push([uid, older ? older.concat(read) : read]);
+  }
   const reread = uidList.map((uid, i): [number, StateMessage | undefined] => [uid, messages[i]]);
   const box = { ...mergeMessages(parent, info, reread, table), ...mergeChanges(parent, entries) };
   const present = reread.filter(([, m]) => m).map(([, m]) => m!);
