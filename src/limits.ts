@@ -1202,4 +1202,13 @@ export const backupLimits = {
    * state work on a loaded machine.
    */
   changedMailboxReadsInFlight: 16,
+  /**
+   * A changed mailbox's change-log entries at or below the parent's highestModseq that may still be
+   * there (the parent's entries of the uids the journal names) are read in one range read from the
+   * lowest of them when the parent held at most twice as many entries in that range, plus this many;
+   * else each is looked up. A range read costs the entries it passes, a lookup a key built and
+   * sought: after an expunge of many messages every one of them was a lookup of an entry the
+   * expunge deleted (2,000 of the bench's 3,000 changed uids).
+   */
+  changeRangeSpareEntries: 256,
 } as const;

@@ -9,13 +9,13 @@ import { backupLimits, limits } from '../limits.js';
 import { phase } from './phases.js';
 import { SEEN } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
-import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
+import type { StateChange, StateMessage, StateSince, TouchedMailbox } from '../store/state-since.js';
 import { neededBlob, type NeededBlob } from './needed-blob.js';
 import type { DeltaBox, SnapshotDelta } from './delta.js';
 import { formatMailboxName } from '../store/validate.js';
-import type { SnapshotCounts } from './repository.js';
+import { listIn, type SnapshotCounts } from './repository.js';
 import { HASH_BYTES, compareHashes, searchHash, type Tip, type TipBox } from './tip.js';
-import { messagesNow, touchedIn } from './incremental.js';
+import { messagesNow } from './incremental.js';
 
 type Entries = [modseq: number, value: StateChange[2]][];
 
@@ -37,21 +37,23 @@ const hex = (id: Uint8Array) => Buffer.from(id.buffer, id.byteOffset, id.byteLen
 export async function applySinceToTip(parent: Tip, since: StateSince, snapshot: Pick<Tip, 'depth' | 'chain'>): Promise<TipRun> {
   const table = new HashTable(parent.hashes);
   const unchanged = (info: MailboxInfo, box: TipBox | undefined) => box && !since.touched.has(hex(info.id)) && box.info.highestModseq === info.highestModseq;
-  // every changed mailbox's recent change-log entries at once (one round trip each to LevelDB's thread pool)
-  const recent = new Map<string, Promise<StateChange[]>>();
+  // every changed mailbox's change-log entries from where its delta needs them, at once (one round
+  // trip each to LevelDB's thread pool)
+  const logs = new Map<string, Promise<ChangeLogRead>>();
   for (const info of since.mailboxes) {
     const box = parent.boxes.get(hex(info.id));
     if (!box || unchanged(info, box)) continue;
-    const read = since.changesAfter(Buffer.from(info.id), box.info.highestModseq);
+    const from = changeLogFrom(box, since.touched.get(hex(info.id)));
+    const read = since.changesAfter(Buffer.from(info.id), from - 1).then((entries) => ({ from, entries }));
     read.catch(() => undefined); // awaited in its turn
-    recent.set(hex(info.id), read);
+    logs.set(hex(info.id), read);
   }
   // the changed mailboxes read several at once (their reads overlap on the thread pool), then
   // taken in the store's order; one whose counters disagree is read whole
   const read = await inFlight(since.mailboxes, backupLimits.changedMailboxReadsInFlight, async (info) => {
     const before = parent.boxes.get(hex(info.id));
     if (!before || unchanged(info, before)) return undefined;
-    return changedBox(before, info, since, await recent.get(hex(info.id))!, table);
+    return changedBox(before, info, since, await logs.get(hex(info.id))!, table);
   });
   const boxes = new Map<string, TipBox>();
   const deltas: DeltaBox[] = [];
@@ -99,32 +101,83 @@ async function inFlight<T, R>(items: T[], limit: number, work: (item: T) => Prom
   return out;
 }
 
-/** A changed mailbox: the uids the journal and the change log name read again, merged into the parent's columns. */
-async function changedBox(parent: TipBox, info: MailboxInfo, since: StateSince, recent: StateChange[], table: HashTable): Promise<{ box: TipBox; delta: DeltaBox }> {
+/** A changed mailbox's change-log entries with a modseq from `from` up, as the store holds them now (ascending by modseq, then uid). */
+interface ChangeLogRead { from: number; entries: StateChange[] }
+
+/**
+ * The lowest modseq a changed mailbox's change log is read from: above the parent's
+ * highestModseq every entry is new and read; at or below it only the entries the journal may have
+ * removed (the parent's of the uids it names, and those it names itself) are wanted. They are read
+ * in the same range read when the range holds not many more than them (backupLimits
+ * .changeRangeSpareEntries); else the lowest is the parent's highestModseq + 1 and they are looked
+ * up one by one.
+ */
+function changeLogFrom(parent: TipBox, touched: TouchedMailbox | undefined): number {
+  const highest = parent.info.highestModseq;
+  let lowest = highest + 1, wanted = 0;
+  for (const uid of touched?.uids ?? []) {
+    for (let i = firstChange(parent, uid); i < parent.changeUids.length && parent.changeUids[i] === uid; i++) {
+      wanted++;
+      lowest = Math.min(lowest, parent.changeModseqs[i]!);
+    }
+  }
+  for (const [modseq] of touched?.entries ?? []) {
+    if (modseq > highest) continue;
+    wanted++;
+    lowest = Math.min(lowest, modseq);
+  }
+  if (wanted === 0) return highest + 1;
+  let inRange = 0;
+  for (let i = 0; i < parent.changeModseqs.length; i++) if (parent.changeModseqs[i]! >= lowest) inRange++;
+  // from modseq 1 at the lowest: the read asks for entries after from - 1, a u64 (a modseq 0 is looked up)
+  return inRange <= 2 * wanted + backupLimits.changeRangeSpareEntries ? Math.max(lowest, 1) : highest + 1;
+}
+
+/**
+ * A changed mailbox: the uids the journal and the change log name read again, merged into the
+ * parent's columns. Their change-log entries from `log.from` up are those of the range read (one
+ * missing there does not exist: the same LevelDB snapshot); each entry below it that may exist
+ * (the parent's of the uid, the message's own, one the journal names) is looked up.
+ */
+async function changedBox(parent: TipBox, info: MailboxInfo, since: StateSince, log: ChangeLogRead, table: HashTable): Promise<{ box: TipBox; delta: DeltaBox }> {
   const id = Buffer.from(info.id);
-  const { uids, candidates, candidate, above } = touchedIn(since, id, recent);
+  const highest = parent.info.highestModseq;
+  const touched = since.touched.get(hex(info.id));
+  const uids = new Set<number>(touched?.uids);
+  for (const [modseq, uid] of log.entries) if (modseq > highest) uids.add(uid);
+  const journalEntries = new Map<number, number[]>(); // uid -> modseqs of entries the journal names
+  for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); listIn(journalEntries, uid).push(modseq); }
   const uidList = [...uids].sort((a, b) => a - b);
   const messages = await messagesNow(since, id, uidList);
-  uidList.forEach((uid, i) => {
-    for (const modseq of parentModseqs(parent, uid)) candidate(uid, modseq);
-    const message = messages[i];
-    if (message) candidate(uid, message[5]);
-  });
-  const sorted = [...candidates].sort((a, b) => a[0] - b[0]).map(([uid, modseqs]): [number, number[]] => [uid, [...modseqs].sort((a, b) => a - b)]);
-  const below: [number, number][] = [];
-  for (const [uid, modseqs] of sorted) for (const modseq of modseqs) if (modseq <= parent.info.highestModseq) below.push([modseq, uid]);
-  const values = await since.changes(id, below);
-  const found = new Map<string, StateChange[2]>();
-  below.forEach(([modseq, uid], i) => { if (values[i] !== undefined) found.set(`${modseq} ${uid}`, values[i]!); });
-  // every candidate entry of a named uid is looked up: present ones stay, the rest are gone
-  const entries = sorted.map(([uid, modseqs]): [number, Entries] => {
-    const list: Entries = [];
-    for (const modseq of modseqs) {
-      const value = (modseq > parent.info.highestModseq ? above : found).get(`${modseq} ${uid}`);
-      if (value !== undefined) list.push([modseq, value]);
-    }
-    return [uid, list];
-  });
+  // the named uids' entries the range read holds, in modseq order
+  const ranged = new Map<number, Entries>();
+  for (const [modseq, uid, value] of log.entries) if (uids.has(uid)) listIn(ranged, uid).push([modseq, value]);
+  // the candidates below the range, by uid and modseq ascending (usually none: one scratch list)
+  const below: [modseq: number, uid: number][] = [];
+  const named = new Uint8Array(uidList.length); // 1: some entry of the uid may exist (its entries are recorded)
+  const lower: number[] = [];
+  for (let i = 0; i < uidList.length; i++) {
+    const uid = uidList[i]!, message = messages[i], journal = journalEntries.get(uid);
+    let c = firstChange(parent, uid);
+    if ((c < parent.changeUids.length && parent.changeUids[c] === uid) || message || journal || ranged.has(uid)) named[i] = 1;
+    lower.length = 0;
+    for (; c < parent.changeUids.length && parent.changeUids[c] === uid; c++) if (parent.changeModseqs[c]! < log.from) lower.push(parent.changeModseqs[c]!);
+    if (message && message[5] < log.from) lower.push(message[5]);
+    for (const modseq of journal ?? []) if (modseq < log.from) lower.push(modseq);
+    if (lower.length === 0) continue;
+    lower.sort((a, b) => a - b);
+    for (let k = 0; k < lower.length; k++) if (k === 0 || lower[k] !== lower[k - 1]) below.push([lower[k]!, uid]);
+  }
+  const values = below.length > 0 ? await since.changes(id, below) : [];
+  const found = new Map<number, Entries>();
+  below.forEach(([modseq, uid], i) => { if (values[i] !== undefined) listIn(found, uid).push([modseq, values[i]!]); });
+  // every candidate entry of a named uid was read or looked up: present ones stay, the rest are gone
+  const entries: [number, Entries][] = [];
+  for (let i = 0; i < uidList.length; i++) {
+    if (!named[i]) continue;
+    const uid = uidList[i]!, older = found.get(uid), read = ranged.get(uid) ?? [];
+    entries.push([uid, older ? older.concat(read) : read]);
+  }
   const reread = uidList.map((uid, i): [number, StateMessage | undefined] => [uid, messages[i]]);
   const box = { ...mergeMessages(parent, info, reread, table), ...mergeChanges(parent, entries) };
   const present = reread.filter(([, m]) => m).map(([, m]) => m!);
@@ -148,17 +201,15 @@ async function wholeBox(info: MailboxInfo, since: StateSince, table: HashTable):
   return { box, delta: [info.id, 1, messages, [], entries] };
 }
 
-/** The parent's modseqs of `uid`'s change-log entries (its columns are sorted by uid). */
-function parentModseqs(box: TipBox, uid: number): number[] {
+/** Where `uid`'s change-log entries start in the parent's columns (sorted by uid). */
+function firstChange(box: TipBox, uid: number): number {
   let lo = 0, hi = box.changeUids.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (box.changeUids[mid]! < uid) lo = mid + 1;
     else hi = mid;
   }
-  const out: number[] = [];
-  for (let i = lo; i < box.changeUids.length && box.changeUids[i] === uid; i++) out.push(box.changeModseqs[i]!);
-  return out;
+  return lo;
 }
 
 /** The parent's message columns with the uids read again (ascending) replaced, added or (undefined) removed. */

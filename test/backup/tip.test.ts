@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { runBackup, type BackupSummary } from '../../src/backup/backup.js';
+import { runBackup, type BackupSource, type BackupSummary } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
@@ -93,6 +93,50 @@ describe('snapshot tips', () => {
     const a = (await tipOf(repo, onTip.snapshot))!, b = (await tipOf(other, decoded.snapshot))!;
     expect(isDeepStrictEqual(columns(a), columns(b))).toBe(true);
     expect(a.chain).toEqual([first.snapshot]);
+    const expected = await dump(store);
+    await store.close();
+    expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+    await repo.close();
+    await other.close();
+  });
+
+  it('a changed mailbox\'s older change-log entries are read in its one range read where that range holds few others, else looked up: the same delta as a decoded parent', async () => {
+    const dir = tmpDir('bkt');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('Wide');
+    await fill(store, 'Wide', 600); // one record: 600 entries at one modseq
+    await store.createMailbox('Tail');
+    await fill(store, 'Tail', 300, 1000);
+    await fill(store, 'Tail', 300, 2000); // uids 301-600, another modseq
+    let repo = await openRepo(join(dir, 'a'));
+    await runBackup(source(store), repo);
+    await repo.close();
+    cpSync(join(dir, 'a'), join(dir, 'b'), { recursive: true });
+    for (const name of readdirSync(join(dir, 'b', 'tips'))) rmSync(join(dir, 'b', 'tips', name));
+    const highest = async (box: string) => (await store.status(box)).highestModseq;
+    const parentHighest = { Wide: await highest('Wide'), Tail: await highest('Tail') };
+    await store.setFlags('Wide', [7], { add: ['k1'] }); // 1 old entry wanted among 600: looked up
+    await store.expunge('Tail', Array.from({ length: 250 }, (_, i) => 301 + i)); // 250 old entries wanted among 300: one range
+    await fill(store, 'Tail', 2, 3000);
+    const ids = new Map((await store.listMailboxes()).map((box) => [box.id.replace(/-/g, ''), box.name]));
+    const reads: [string, number][] = [], lookups: [string, number][] = [];
+    const traced: BackupSource = { ...source(store), stateSince: async (afterSeq) => {
+      const since = await store.maintenance().stateSince(afterSeq);
+      const name = (id: Buffer) => ids.get(id.toString('hex'))!;
+      return {
+        ...since,
+        changesAfter: (id, modseq) => { reads.push([name(id), modseq]); return since.changesAfter(id, modseq); },
+        changes: (id, entries) => { lookups.push([name(id), entries.length]); return since.changes(id, entries); },
+      };
+    } };
+    repo = await openRepo(join(dir, 'a'));
+    const onTip = await runBackup(traced, repo);
+    expect(onTip.deltaDepth).toBe(1);
+    expect(lookups).toEqual([['Wide', 1]]);
+    expect(reads.sort()).toEqual([['Tail', parentHighest.Tail - 1], ['Wide', parentHighest.Wide]]); // Tail's from its older entries' modseq up
+    const other = await openRepo(join(dir, 'b'));
+    const decoded = await runBackup(source(store), other);
+    expect(withoutTime(await repo.readMetadata<SnapshotFile>('snapshot', onTip.snapshot))).toEqual(withoutTime(await other.readMetadata<SnapshotFile>('snapshot', decoded.snapshot)));
     const expected = await dump(store);
     await store.close();
     expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
