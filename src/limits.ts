@@ -881,6 +881,11 @@ export const daemonLimits = {
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
   /**
+   * The daemon looks this often that its store is still on the file system it opened (mount-watch.ts):
+   * after `umount -l` its open files go on working on the detached one, and nothing else fails.
+   */
+  mountCheckMs: 1000,
+  /**
    * SIGTERM: the socket file's removal gets this long; past it (its directory on a hung mount) the
    * listener is left open, refusing, until the process exits. libuv removes the file again in the
    * main thread when the listener closes, and on a hung mount that held the daemon's stop, and its
