@@ -880,10 +880,7 @@ export const daemonLimits = {
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
-  /**
-   * The daemon looks this often that its store is still on the file system it opened (mount-watch.ts):
-   * after `umount -l` its open files go on working on the detached one, and nothing else fails.
-   */
+  /** The daemon looks this often that its store is still on the file system it opened (mount-watch.ts). */
   mountCheckMs: 1000,
   /**
    * SIGTERM: the socket file's removal gets this long; past it (its directory on a hung mount) the
