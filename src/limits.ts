@@ -880,6 +880,8 @@ export const daemonLimits = {
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
+  /** The daemon looks this often that its store is still on the file system it opened (mount-watch.ts). */
+  mountCheckMs: 1000,
   /**
    * SIGTERM: the socket file's removal gets this long; past it (its directory on a hung mount) the
    * listener is left open, refusing, until the process exits. libuv removes the file again in the

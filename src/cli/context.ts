@@ -144,10 +144,10 @@ export async function withDaemon<T>(command: Command, work: (store: MailStore) =
       // no store there (a partition not mounted, a wrong --store): refused as an open would, never
       // "skipped", which a nightly job counts as success for as long as nobody looks
       await verifyIdentity(nodeFileSystem, root, { stagedJournal: () => stagedJournalToFinish(nodeFileSystem, root) });
+      const { lockHolder } = await import('./silent-daemon.js');
       await checkNoWriter(nodeFileSystem, root, { waitMs: wait.lockWaitMs, onWaiting: wait.onLockWait }).catch((error: unknown) => {
         if (!isMailstoreError(error, 'LOCKED')) throw error;
-        const holder = /process \d+(?: \([^)]*\))?/.exec(error.message)?.[0] ?? 'another process';
-        throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK), and no daemon answers at ${daemonSocketPath(root)}: ` +
+        throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${lockHolder(error)} (LOCK), and no daemon answers at ${daemonSocketPath(root)}: ` +
           `a daemon started with --socket PATH is found through MAILSTORE_SOCKET=PATH (with the package: in /etc/default/mailstore); nothing was opened here`, { path: root, cause: error });
       });
       throw new NoDaemon();
@@ -170,7 +170,8 @@ export async function openHandle(dir: string, wait: LockWaitOptions, open: (dir:
   // while waiting stretched --wait by the step, and one stepped forward cut it to nothing
   const started = monotonicMs();
   for (let attempt = 0; ; attempt++) {
-    const client = await daemonClient(socket, dir);
+    let silent: MailstoreError | undefined;
+    const client = await daemonClient(socket, dir, (e) => { silent = e; });
     if (client) return client;
     // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
     // connection it takes is taken); one with another inode later is a daemon that started.
@@ -189,7 +190,9 @@ export async function openHandle(dir: string, wait: LockWaitOptions, open: (dir:
     try {
       return await open(dir, watch);
     } catch (error) {
-      if (!(error instanceof DaemonStarted)) throw error;
+      if (error instanceof DaemonStarted) continue;
+      if (silent && isMailstoreError(error, 'LOCKED')) throw (await import('./silent-daemon.js')).silentDaemonLocked(error, silent, socket) ?? error;
+      throw error;
     }
   }
 }
@@ -230,15 +233,16 @@ export async function refuseBesideDaemon(dir: string, what: string): Promise<voi
  * A Client of the daemon serving the store, or undefined when none answers (no socket, or a dead
  * daemon's). A daemon this user may not talk to is ACCESS, not a reason to open the store beside it.
  */
-async function daemonClient(socket: string, dir: string): Promise<Client | undefined> {
+async function daemonClient(socket: string, dir: string, unanswered?: (error: MailstoreError) => void): Promise<Client | undefined> {
   if ((await socketInode(socket)) === undefined) return undefined; // a command's first look at the store: a hung one holds a pool thread, not the main one
   const { Client } = await import('../client/client.js'); // only with a socket there: its protocol loads cbor-x
   let client: Client;
   try {
     client = await Client.connect(socket, { reconnectWaitMs: 0, connectTimeoutMs: daemonLimits.cliConnectTimeoutMs });
   } catch (error) {
-    if (isMailstoreError(error, 'UNAVAILABLE')) return undefined;
-    throw error;
+    if (!isMailstoreError(error, 'UNAVAILABLE')) throw error;
+    unanswered?.(error);
+    return undefined;
   }
   await refuseAnotherStoresDaemon(client, socket, dir).catch(async (error: unknown) => {
     await client.close();

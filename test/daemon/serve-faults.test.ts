@@ -3,7 +3,7 @@
 // on; without it (0) the index meets the full disk and the daemon stops, as a store that stops
 // itself for any reason does. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -162,6 +162,48 @@ describe('serve on a disk that fills up (root only)', () => {
     const status = await json<{ messages: number; uidNext: number }>(['mailbox', 'status', INBOX], { store }); // the open replays the journal
     expect(status.messages).toBeGreaterThanOrEqual(acknowledged.size);
     await expectAcknowledged(store, acknowledged);
+    expect((await run(['scrub'], { store })).code).toBe(0);
+  });
+});
+
+describe('serve on a file system unmounted under it (root only)', () => {
+  it.skipIf(skipped(noRoot))('umount -l: the daemon stops, non-zero, saying UNMOUNTED (was: it went on taking mail into the detached file system, 250 for each, while every command said "no store"), nothing lands in the empty mount point, and every 250 is there once the disk is mounted again', { timeout: 60_000 }, async () => {
+    const dir = tempDir('mailstore-serve-umount-');
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    const image = join(dir, 'img');
+    const made = spawnSync('sh', ['-c', `truncate -s 32M ${image} && mkfs.ext4 -q -F ${image} && mount -o loop ${image} ${mnt}`], { encoding: 'utf8' });
+    if (skipped(made.status === 0 ? undefined : `loop-mounted ext4: ${made.stderr.trim()}`)) return;
+    mounts.push(mnt);
+    const store = join(mnt, 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', INBOX], { store });
+    const { daemon, lmtp } = await lmtpDaemon(store);
+    const acknowledged = new Map<number, Buffer>();
+    const reply = await deliver(lmtp, mail(0));
+    expect(reply).toMatch(/^250 /);
+    acknowledged.set(Number(uidOf(reply)), mail(0));
+    expect(spawnSync('umount', ['-l', mnt]).status).toBe(0);
+    mounts.pop();
+    const replies: string[] = [];
+    // each delivery until the daemon sees it: the last that may be 250 went to the detached disk, durable there
+    for (let i = 1; i < 200 && daemon.child.exitCode === null && !lmtp.socket.destroyed; i++) {
+      const next = await deliver(lmtp, mail(i));
+      replies.push(next);
+      if (uidOf(next)) acknowledged.set(Number(uidOf(next)), mail(i));
+      await sleep(50);
+    }
+    const exit = await Promise.race([daemon.exited, sleep(10_000, 'running')]);
+    expect(exit, `the daemon stops itself; last replies: ${replies.slice(-3).join(' | ')}`).not.toBe('running');
+    expect(exit).not.toBe(0);
+    expect(daemon.stderr()).toMatch(/"event":"store-stopped","code":"UNMOUNTED"/);
+    expect(readdirSync(mnt), 'nothing was written into the empty mount point').toEqual([]);
+    for (const r of replies) expect(r, 'never a permanent refusal').not.toMatch(/^5/);
+    // the daemon gone, the detached file system is let go: mounted again, it holds every 250
+    expect(spawnSync('mount', ['-o', 'loop', image, mnt]).status).toBe(0);
+    mounts.push(mnt);
+    await expectAcknowledged(store, acknowledged);
+    expect((await json<{ messages: number }>(['mailbox', 'status', INBOX], { store })).messages).toBe(acknowledged.size);
     expect((await run(['scrub'], { store })).code).toBe(0);
   });
 });

@@ -84,4 +84,20 @@ describe('mailstore serve', () => {
     }
   });
 
+  it('a daemon that holds the store and does not answer (stopped, hung) is LOCKED saying so, not "stop it or wait" as if it were a command busy with the store', async () => {
+    const store = await freshStore();
+    const daemon = await serve(store);
+    daemon.child.kill('SIGSTOP');
+    try {
+      const status = await run(['--wait', '1', 'mailbox', 'status', INBOX], { store });
+      expect(status.code, status.stderr).toBe(2);
+      expect(status.stderr).toMatch(new RegExp(`^mailstore: LOCKED: the store at .* is in use by process ${daemon.child.pid} \\(.*serve.*\\) \\(LOCK\\), a daemon whose socket ${join(store, 'run', 'mailstore.sock')} does not answer`));
+      expect(status.stderr).not.toMatch(/stop it or wait/);
+    } finally {
+      daemon.child.kill('SIGCONT');
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+  });
+
 });

@@ -11,6 +11,7 @@ import { socketPathFits } from '../../daemon/address.js';
 import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
+import { watchMount } from '../../daemon/mount-watch.js';
 import { extendStartWhileOpening, notifySystemd } from '../../daemon/systemd-notify.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
 import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
@@ -128,6 +129,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   server.callStore = hooks.metrics.instrument(store); // appends and errors through the socket are counted too
   replication.wire(server);
   wireServices(server, hooks, options);
+  // a store unmounted under the daemon (umount -l) stops it, as a store that stops itself does
+  const mounted = await watchMount(store.fs, store.root, (error) => server?.storeFailed(error));
+  server.onStopping.push(() => mounted.stop());
   process.once('SIGTERM', () => void server.stop('SIGTERM'));
   process.once('SIGINT', () => void server.stop('SIGINT'));
   try {

@@ -1,0 +1,57 @@
+// The daemon's look, every daemonLimits.mountCheckMs, that its store is still where it was opened.
+// A file system unmounted lazily under it (`umount -l`, docs/FAULTS.md) leaves every file the
+// daemon holds open working on the detached file system, so nothing it does fails until it creates
+// a file (the next journal segment, 16 MiB of mail later): it went on answering 250 to LMTP into a
+// store that no command could see ("no store at ..."). Seen, the store is stopped (UNMOUNTED) as a
+// store that stops itself is: the daemon exits non-zero, and what it acknowledged is on the
+// detached file system, durable, there again once it is mounted.
+import { join } from 'node:path';
+import { MailstoreError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { daemonLimits } from '../limits.js';
+import { LAYOUT } from '../store/identity.js';
+
+export interface MountWatch {
+  stop(): void;
+}
+
+/**
+ * Starts looking at `root` (its device now is the one expected); `onGone` is told once, with the
+ * UNMOUNTED error, when the root is missing, on another device, or without its STORE file. One
+ * look at a time: on a hung mount the look waits with it (io-stalled says so) and none piles up.
+ */
+export async function watchMount(fs: FileSystem, root: string, onGone: (error: MailstoreError) => void): Promise<MountWatch> {
+  const device = (await fs.statIfExists(root).catch(() => undefined))?.dev;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const look = async (): Promise<void> => {
+    timer = undefined;
+    const why = device === undefined ? 'it is gone' : await rootMoved(fs, root, device);
+    if (stopped) return;
+    if (why) {
+      stopped = true;
+      return onGone(new MailstoreError('UNMOUNTED', `the store's file system left ${root} while the daemon served it (${why}: unmounted, 'umount -l'?): the daemon stops; what it acknowledged is on that file system: mount it there again and start the daemon`, { path: root }));
+    }
+    timer = setTimeout(() => void look(), daemonLimits.mountCheckMs);
+    timer.unref();
+  };
+  timer = setTimeout(() => void look(), daemonLimits.mountCheckMs);
+  timer.unref();
+  return {
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Why `root` is no longer the store opened on device `device`, or undefined while it is (the test
+ * open.ts's mountCheck makes before creating a file, kept apart: that one is on every append's path).
+ */
+async function rootMoved(fs: FileSystem, root: string, device: number): Promise<string | undefined> {
+  const now = await fs.statIfExists(root).catch(() => undefined);
+  if (!now) return 'it is gone';
+  if (now.dev !== device) return `it is on device ${now.dev} now, not ${device}`;
+  return (await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined)) ? undefined : 'its STORE file is gone';
+}
