@@ -66,9 +66,16 @@ export function encodeU64(value: number): Buffer {
   return b;
 }
 
-/** Encodes string components (a mailbox name's hierarchy) after `prefix`. */
+/**
+ * Encodes string components (a mailbox name's hierarchy) after `prefix`. Pushed, not
+ * `components.map`: the array map returns is packed until TurboFan inlines the map and holey
+ * after, and the compiled code of Buffer.concat (shared by every caller) was thrown away on the
+ * other kind and compiled again: every delivery reads its mailbox by name (issue 12).
+ */
 export function encodeComponents(components: readonly string[]): Buffer {
-  return Buffer.concat(components.map(encodeString));
+  const parts: Buffer[] = [];
+  for (const component of components) parts.push(encodeString(component));
+  return Buffer.concat(parts);
 }
 
 export function decodeComponents(buf: Uint8Array, offset: number): string[] {
