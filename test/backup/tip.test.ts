@@ -18,6 +18,7 @@ import type { MailboxInfo, Op } from '../../src/store/records.js';
 import type { StateChange, StateMessage } from '../../src/store/state-since.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
+import { expireTombstones } from '../../src/store/tombstone-expiry.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { dump, fill, openRepo, source } from './helpers.js';
 
@@ -72,6 +73,27 @@ async function twoRepositories() {
   return { dir, store, repo, first };
 }
 
+/** A whole backup of `store` into a/, copied to b/ without its tips (a run there decodes its parent). */
+async function backedUpTwice(dir: string, store: Store): Promise<void> {
+  const repo = await openRepo(join(dir, 'a'));
+  await runBackup(source(store), repo);
+  await repo.close();
+  cpSync(join(dir, 'a'), join(dir, 'b'), { recursive: true });
+  for (const name of readdirSync(join(dir, 'b', 'tips'))) rmSync(join(dir, 'b', 'tips', name));
+}
+
+/** `onTip` (a run in a/) wrote the snapshot a run in b/ that decodes its parent writes, and it restores exactly; closes all three. */
+async function expectAsDecoded(dir: string, store: Store, repo: Repository, onTip: BackupSummary): Promise<void> {
+  const other = await openRepo(join(dir, 'b'));
+  const decoded = await runBackup(source(store), other);
+  expect(withoutTime(await repo.readMetadata<SnapshotFile>('snapshot', onTip.snapshot))).toEqual(withoutTime(await other.readMetadata<SnapshotFile>('snapshot', decoded.snapshot)));
+  const expected = await dump(store);
+  await store.close();
+  expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+  await repo.close();
+  await other.close();
+}
+
 describe('snapshot tips', () => {
   it('a run on the tip writes the same delta, counts and next tip as a run that decodes its parent', async () => {
     const { dir, store, repo, first } = await twoRepositories();
@@ -108,11 +130,7 @@ describe('snapshot tips', () => {
     await store.createMailbox('Tail');
     await fill(store, 'Tail', 300, 1000);
     await fill(store, 'Tail', 300, 2000); // uids 301-600, another modseq
-    let repo = await openRepo(join(dir, 'a'));
-    await runBackup(source(store), repo);
-    await repo.close();
-    cpSync(join(dir, 'a'), join(dir, 'b'), { recursive: true });
-    for (const name of readdirSync(join(dir, 'b', 'tips'))) rmSync(join(dir, 'b', 'tips', name));
+    await backedUpTwice(dir, store);
     const highest = async (box: string) => (await store.status(box)).highestModseq;
     const parentHighest = { Wide: await highest('Wide'), Tail: await highest('Tail') };
     await store.setFlags('Wide', [7], { add: ['k1'] }); // 1 old entry wanted among 600: looked up
@@ -129,19 +147,29 @@ describe('snapshot tips', () => {
         changes: (id, entries) => { lookups.push([name(id), entries.length]); return since.changes(id, entries); },
       };
     } };
-    repo = await openRepo(join(dir, 'a'));
+    const repo = await openRepo(join(dir, 'a'));
     const onTip = await runBackup(traced, repo);
     expect(onTip.deltaDepth).toBe(1);
     expect(lookups).toEqual([['Wide', 1]]);
     expect(reads.sort()).toEqual([['Tail', parentHighest.Tail - 1], ['Wide', parentHighest.Wide]]); // Tail's from its older entries' modseq up
-    const other = await openRepo(join(dir, 'b'));
-    const decoded = await runBackup(source(store), other);
-    expect(withoutTime(await repo.readMetadata<SnapshotFile>('snapshot', onTip.snapshot))).toEqual(withoutTime(await other.readMetadata<SnapshotFile>('snapshot', decoded.snapshot)));
-    const expected = await dump(store);
-    await store.close();
-    expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
-    await repo.close();
-    await other.close();
+    await expectAsDecoded(dir, store, repo, onTip);
+  });
+
+  it('tombstones expired between two runs (change.floor: entries removed below the parent\'s highestModseq): the delta on the tip equals a decoded parent\'s and restores exactly', async () => {
+    const dir = tmpDir('bkt');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 12);
+    await store.expunge('INBOX', [1, 2, 3]);
+    await backedUpTwice(dir, store);
+    await store.expunge('INBOX', [4]);
+    // as compact's expiry, without its journal rewrite (after which the next run reads the whole state)
+    expect((await expireTombstones(store.administration(), 0, Date.now())).expired).toBe(4); // 3 of them in the parent
+    await store.setFlags('INBOX', [9], { add: ['k1'] });
+    const repo = await openRepo(join(dir, 'a'));
+    const onTip = await runBackup(source(store), repo);
+    expect(onTip).toMatchObject({ deltaDepth: 1, mailboxesReadWhole: 0 });
+    await expectAsDecoded(dir, store, repo, onTip);
   });
 
   it('a damaged, truncated or missing tip is not used: the run decodes its parent and restores exactly', async () => {
