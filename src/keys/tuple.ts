@@ -67,10 +67,8 @@ export function encodeU64(value: number): Buffer {
 }
 
 /**
- * Encodes string components (a mailbox name's hierarchy) after `prefix`. Pushed, not
- * `components.map`: the array map returns is packed until TurboFan inlines the map and holey
- * after, and the compiled code of Buffer.concat (shared by every caller) was thrown away on the
- * other kind and compiled again: every delivery reads its mailbox by name (issue 12).
+ * Encodes string components (a mailbox name's hierarchy) after `prefix`. Pushed, not mapped:
+ * map's array is packed, then holey once TurboFan inlines map, and Buffer.concat deoptimised.
  */
 export function encodeComponents(components: readonly string[]): Buffer {
   const parts: Buffer[] = [];

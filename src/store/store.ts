@@ -159,7 +159,7 @@ const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinute
 /** appendBatch's largest-record bound's mailbox id: only its length counts. */
 const LARGEST_ID = Buffer.alloc(16);
 
-/** One message of appendBatch, checked and hashed, before its mutation is prepared. */
+/** One message of appendBatch, checked and hashed. */
 interface PreparedAppend {
   bytes: Buffer;
   hash: Buffer;
@@ -1194,9 +1194,7 @@ export class Store implements MailStore {
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
     const entries = checkArray(items, 'appendBatch items');
     let recycled = false;
-    // arrays pushed, not mapped, on this path (and loops, not reduce): Array.prototype.map returns
-    // a packed array until TurboFan inlines it and a holey one after, and the code compiled for
-    // the one kind was thrown away on the other and compiled again (tuple.ts encodeComponents)
+    // pushed, not mapped (tuple.ts encodeComponents): appendBatch deoptimised
     const prepared: PreparedAppend[] = [];
     let totalBytes = 0;
     let inlineBytes = 0;

@@ -692,8 +692,7 @@ interface PreparedBatch {
  * applied. Asserted before they are written, not only when read back.
  */
 function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
-  // pushed, not mapped: the array keeps one elements kind in every tier, so Journal.write's
-  // compiled code is not thrown away when this is compiled (tuple.ts encodeComponents)
+  // pushed, not mapped (tuple.ts encodeComponents): Journal.write deoptimised
   const records: JournalRecord[] = [];
   for (let i = 0; i < opsBySeq.length; i++) {
     const ops = opsBySeq[i]!;
