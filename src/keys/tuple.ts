@@ -66,9 +66,14 @@ export function encodeU64(value: number): Buffer {
   return b;
 }
 
-/** Encodes string components (a mailbox name's hierarchy) after `prefix`. */
+/**
+ * Encodes string components (a mailbox name's hierarchy) after `prefix`. Pushed, not mapped:
+ * map's array is packed, then holey once TurboFan inlines map, and Buffer.concat deoptimised.
+ */
 export function encodeComponents(components: readonly string[]): Buffer {
-  return Buffer.concat(components.map(encodeString));
+  const parts: Buffer[] = [];
+  for (const component of components) parts.push(encodeString(component));
+  return Buffer.concat(parts);
 }
 
 export function decodeComponents(buf: Uint8Array, offset: number): string[] {

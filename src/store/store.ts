@@ -48,7 +48,7 @@ import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
-import { type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
+import { type BlobRecord, type MailboxInfo, type MessageAddExtras, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
@@ -158,6 +158,16 @@ const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinute
 
 /** appendBatch's largest-record bound's mailbox id: only its length counts. */
 const LARGEST_ID = Buffer.alloc(16);
+
+/** One message of appendBatch, checked and hashed. */
+interface PreparedAppend {
+  bytes: Buffer;
+  hash: Buffer;
+  flags: string[];
+  date: number;
+  extras: MessageAddExtras;
+  inline: boolean;
+}
 
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
@@ -1184,7 +1194,11 @@ export class Store implements MailStore {
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
     const entries = checkArray(items, 'appendBatch items');
     let recycled = false;
-    const prepared = entries.map((entry) => {
+    // pushed, not mapped (tuple.ts encodeComponents): appendBatch deoptimised
+    const prepared: PreparedAppend[] = [];
+    let totalBytes = 0;
+    let inlineBytes = 0;
+    for (const entry of entries) {
       const item = checkObject(entry, 'appendBatch item');
       const given = checkBytes(item.bytes);
       if (given.length > this.messageBytesMax) {
@@ -1197,21 +1211,25 @@ export class Store implements MailStore {
       const pool = inline ? undefined : this.copies;
       const bytes = ownCopy(given, pool);
       recycled ||= bytes.buffer !== given.buffer && pool?.recycles(given.length) === true;
-      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item), inline };
-    });
+      prepared.push({ bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item), inline });
+      totalBytes += bytes.length;
+      if (inline) inlineBytes += bytes.length + 16;
+    }
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
-    const largest: Op[] = prepared.map((item) => ({
-      op: 'message.add', id: LARGEST_ID, uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
-      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
-    }));
-    const inlineBytes = prepared.reduce((sum, item) => sum + (item.inline ? item.bytes.length + 16 : 0), 0);
+    const largest: Op[] = [];
+    for (const item of prepared) {
+      largest.push({
+        op: 'message.add', id: LARGEST_ID, uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
+        pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
+      });
+    }
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
     // placeBlob and the op's apply read each blob entry with getShared: an import's batch reads
     // them in one LevelDB read, started now, while the writer still commits the batch before it
     const ahead = prepared.length >= limits.appendPrefetchMessagesMin ? this.db.readAhead(prepared.map((item) => keys.blob(item.hash))) : undefined;
     // what the record may write, for the free-space reserve (an upper bound: before dedup)
-    const spaceBytes = prepared.reduce((sum, item) => sum + item.bytes.length + limits.freeSpaceMessageOverheadBytes, 0);
+    const spaceBytes = totalBytes + prepared.length * limits.freeSpaceMessageOverheadBytes;
     const committed = this.afterAdditions(components, () => this.submit({
       chain: options.chain,
       space: { bytes: spaceBytes, mail: true },
@@ -1219,7 +1237,7 @@ export class Store implements MailStore {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         checkUidsLeft(box, prepared.length, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
-        await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
+        await checkQuota(this.db, ctx.view, box.name, totalBytes, prepared.length);
         if (ahead) await ctx.view.adopt(ahead);
         const ops: Op[] = [];
         const results: AppendResult[] = [];

@@ -692,10 +692,14 @@ interface PreparedBatch {
  * applied. Asserted before they are written, not only when read back.
  */
 function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
-  return opsBySeq.map((ops, i) => {
+  // pushed, not mapped (tuple.ts encodeComponents): Journal.write deoptimised
+  const records: JournalRecord[] = [];
+  for (let i = 0; i < opsBySeq.length; i++) {
+    const ops = opsBySeq[i]!;
     assert(ops.length > 0, `record ${firstSeq + i} without ops`);
     const last = i === opsBySeq.length - 1;
-    return { seq: firstSeq + i, payload: encodeJournalPayload(ops, last) }; // JournalPayload's bytes
-  });
+    records.push({ seq: firstSeq + i, payload: encodeJournalPayload(ops, last) }); // JournalPayload's bytes
+  }
+  return records;
 }
 
