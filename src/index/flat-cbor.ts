@@ -34,7 +34,25 @@ export function decodeFlatMap(b: Buffer, start = 0): Record<string, unknown> | u
     position += 2;
     const value = readValue(true);
     if (value === OTHER) return undefined;
-    out[String.fromCharCode(code)] = value;
+    // the letters of M and B records as named stores: `out[letter]` was one keyed store site for
+    // every field, megamorphic within the first record (V8's generic keyed store and a lookup of
+    // the name a field, ~150 instructions each: 2 % of a read's main thread, issue 16); each store
+    // here sees the one or two shapes its place in a record makes. Same fields, same order.
+    switch (code) {
+      case 0x68: out.h = value; break;
+      case 0x73: out.s = value; break;
+      case 0x64: out.d = value; break;
+      case 0x66: out.f = value; break;
+      case 0x6d: out.m = value; break;
+      case 0x65: out.e = value; break;
+      case 0x7a: out.z = value; break;
+      case 0x6e: out.n = value; break;
+      case 0x70: out.p = value; break;
+      case 0x6f: out.o = value; break;
+      case 0x6c: out.l = value; break;
+      case 0x72: out.r = value; break;
+      default: out[String.fromCharCode(code)] = value;
+    }
   }
   return position === b.length ? out : undefined;
 }

@@ -51,6 +51,16 @@ interface PendingRead {
   lease?: GroupLease;
 }
 
+/**
+ * A PendingRead with every field there from the start: the reader sets ready, lease and body (or
+ * error) later, and on an object made with four, each of those added a field to its shape (a new
+ * property array for the ones beyond its room, ~45 B a message, issue 16), and the code that
+ * read them saw every step of that as a shape of its own.
+ */
+function pendingRead(info: MessageInfo, hash: Buffer, location: BlobLocation | undefined): PendingRead {
+  return { info, hash, location, hinted: location !== undefined, body: undefined, error: undefined, ready: undefined, lease: undefined };
+}
+
 /** A lent group's buffer and how many of its messages the consumer has not moved past yet. */
 interface GroupLease {
   left: number;
@@ -337,7 +347,7 @@ export class StoreReader {
       const record = entries[i][1];
       const info = toInfo(messageKeyUid(entries[i][0]), record);
       const location = hintedLocation(record);
-      items[i] = location ? { info, hash: record.h, location, hinted: true } : { info, hash: record.h };
+      items[i] = pendingRead(info, record.h, location);
       if (!location) unhinted.push(items[i]);
     }
     if (unhinted.length > 0) await this.locateByBlob(mailbox, unhinted);
@@ -352,7 +362,7 @@ export class StoreReader {
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const blob = blobs[i];
-      item.hinted = undefined;
+      item.hinted = false;
       item.location = undefined;
       if (blob instanceof MailstoreError) item.error = blob;
       else if (!blob) item.error = unknownBlob(mailbox, item.info.uid, item.hash);

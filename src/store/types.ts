@@ -298,8 +298,12 @@ export function uuidString(id: Buffer): string {
  * a bulk read makes one a message, and a spread is slow while code is cold.
  */
 export function toInfo(uid: number, record: MessageRecord): MessageInfo {
-  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: record.f.slice(), modseq: record.m };
-  if (record.e !== undefined) info.envelopeFrom = record.e;
+  // the envelope sender (every message of an mbox import has one) in the literal: added after, it
+  // gave the object a property array of its own, one more allocation a message of a bulk read
+  const hash = hashHex(record.h), internalDate = new Date(record.d), flags = record.f.slice();
+  const info: MessageInfo = record.e === undefined
+    ? { uid, hash, size: record.s, internalDate, flags, modseq: record.m }
+    : { uid, hash, size: record.s, internalDate, flags, modseq: record.m, envelopeFrom: record.e };
   if (record.z !== undefined) info.dateZoneMinutes = record.z;
   if (record.n) info.recent = true;
   return info;
