@@ -439,6 +439,17 @@ describe('a store the caller may read but not write', () => {
     expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
   });
 
+  it.skipIf(skip !== undefined)('init where the caller may not look (a parent directory root keeps 0700) is ACCESS, exit 2, naming the path (was INTERNAL, exit 70, "a bug"), and makes nothing', () => {
+    const parent = tempDir(); // 0700, root's
+    for (const store of [join(parent, 'store'), join(parent, 'deeper', 'store')]) {
+      const result = nobody(['init'], store);
+      expect(result.status, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(new RegExp(`^mailstore: ACCESS: .*${parent}.*EACCES \\(check ownership`));
+      expect(result.stderr).not.toMatch(/INTERNAL|a bug/);
+    }
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
   // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
   // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
   // was printed instead, and nothing named TMPDIR.
