@@ -450,6 +450,23 @@ describe('a store the caller may read but not write', () => {
     expect(readdirSync(parent)).toEqual([]);
   });
 
+  it.skipIf(skip !== undefined)('a journal archive where the store\'s user may not look (snapshot --journal-archive, init --journal-archive) is ACCESS, exit 2, naming it (was INTERNAL, exit 70), and the setting is not changed', async () => {
+    const store = await freshStore();
+    spawnSync('chown', ['-R', 'nobody', store]);
+    chmodSync(join(store, '..'), 0o755);
+    const archive = join(tempDir(), 'archive'); // under a 0700 directory of root's
+    const setting = nobody(['snapshot', '--journal-archive', archive], store);
+    expect(setting.status, setting.stderr).toBe(2);
+    expect(setting.stderr).toMatch(new RegExp(`^mailstore: ACCESS: looking at the journal archive ${archive}: EACCES`));
+    expect(existsSync(join(store, 'JOURNAL-ARCHIVE'))).toBe(false);
+    const fresh = join(tempDir(), 'store');
+    chmodSync(join(fresh, '..'), 0o777);
+    const init = nobody(['init', '--journal-archive', archive], fresh);
+    expect(init.status, init.stderr).toBe(2);
+    expect(init.stderr).toMatch(/^mailstore: ACCESS: looking at the journal archive /);
+    expect(existsSync(fresh)).toBe(false);
+  });
+
   // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
   // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
   // was printed instead, and nothing named TMPDIR.
