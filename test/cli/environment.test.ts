@@ -467,6 +467,17 @@ describe('a store the caller may read but not write', () => {
     expect(existsSync(fresh)).toBe(false);
   });
 
+  it.skipIf(skip !== undefined)('rebuild-from-bucket with a --journal-copy the caller may not read is ACCESS, exit 2, naming it (was INTERNAL, exit 70), and makes nothing', () => {
+    const copy = join(tempDir(), 'journal-copy'); // under a 0700 directory of root's
+    const open = tempDir();
+    chmodSync(open, 0o777);
+    const target = join(open, 'store');
+    const result = nobody(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', `file://${open}/bucket`], target);
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(new RegExp(`^mailstore: ACCESS: looking at the journal copy ${copy}/STORE: EACCES`));
+    expect(readdirSync(open)).toEqual([]);
+  });
+
   // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
   // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
   // was printed instead, and nothing named TMPDIR.
