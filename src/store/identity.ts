@@ -92,9 +92,10 @@ export async function refuseExistingStore(fs: FileSystem, root: string): Promise
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
-  await refuseStoreInsideStore(fs, root);
+  // a directory on the way the caller may not search (EACCES) was INTERNAL, "a bug", exit 70
+  await refuseStoreInsideStore(fs, root).catch((e) => { throw fromSystemError(e, 'looking at the directories above', root); });
   await refuseIgnoredSync(fs, root, 'the store');
-  const stat = await fs.statIfExists(root);
+  const stat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'looking at', root); });
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
     refuseOthersMayWrite(stat, root);

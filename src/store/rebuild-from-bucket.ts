@@ -50,7 +50,8 @@ export async function rebuildFromBucket(target: string, options: RebuildFromBuck
   const fs = options.fs ?? nodeFileSystem;
   const source = options.journalCopy;
   for (const name of [LAYOUT.identity, join(LAYOUT.journal, LAYOUT.marker)]) {
-    if (!(await fs.statIfExists(join(source, name)))) {
+    // a journal copy the caller may not read (EACCES) was INTERNAL, "a bug", exit 70
+    if (!(await fs.statIfExists(join(source, name)).catch((e) => { throw fromSystemError(e, 'looking at the journal copy', join(source, name)); }))) {
       throw new MailstoreError('NOT_FOUND', `${join(source, name)} is missing: the journal copy must hold the store's STORE and journal/ (with its ${LAYOUT.marker})`, { path: join(source, name) });
     }
   }

@@ -437,7 +437,8 @@ export async function writeJournalArchive(fs: FileSystem, root: string, dir: str
  */
 export async function checkJournalArchive(fs: FileSystem, dir: string): Promise<void> {
   if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
-  const stat = await fs.statIfExists(dir);
+  // a directory on the way the store's user may not search (EACCES) was INTERNAL, "a bug", exit 70
+  const stat = await fs.statIfExists(dir).catch((e) => { throw fromSystemError(e, 'looking at the journal archive', dir); });
   if (!stat?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
   // whoever else may write it could remove the archived history, or take a segment's name first (EXISTS: nothing retires)
   refuseOthersMayWrite(stat, dir, 'the archived segments');

@@ -439,6 +439,45 @@ describe('a store the caller may read but not write', () => {
     expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
   });
 
+  it.skipIf(skip !== undefined)('init where the caller may not look (a parent directory root keeps 0700) is ACCESS, exit 2, naming the path (was INTERNAL, exit 70, "a bug"), and makes nothing', () => {
+    const parent = tempDir(); // 0700, root's
+    for (const store of [join(parent, 'store'), join(parent, 'deeper', 'store')]) {
+      const result = nobody(['init'], store);
+      expect(result.status, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(new RegExp(`^mailstore: ACCESS: .*${parent}.*EACCES \\(check ownership`));
+      expect(result.stderr).not.toMatch(/INTERNAL|a bug/);
+    }
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it.skipIf(skip !== undefined)('a journal archive where the store\'s user may not look (snapshot --journal-archive, init --journal-archive) is ACCESS, exit 2, naming it (was INTERNAL, exit 70), and the setting is not changed', async () => {
+    const store = await freshStore();
+    spawnSync('chown', ['-R', 'nobody', store]);
+    chmodSync(join(store, '..'), 0o755);
+    const archive = join(tempDir(), 'archive'); // under a 0700 directory of root's
+    const setting = nobody(['snapshot', '--journal-archive', archive], store);
+    expect(setting.status, setting.stderr).toBe(2);
+    expect(setting.stderr).toMatch(new RegExp(`^mailstore: ACCESS: looking at the journal archive ${archive}: EACCES`));
+    expect(existsSync(join(store, 'JOURNAL-ARCHIVE'))).toBe(false);
+    const fresh = join(tempDir(), 'store');
+    chmodSync(join(fresh, '..'), 0o777);
+    const init = nobody(['init', '--journal-archive', archive], fresh);
+    expect(init.status, init.stderr).toBe(2);
+    expect(init.stderr).toMatch(/^mailstore: ACCESS: looking at the journal archive /);
+    expect(existsSync(fresh)).toBe(false);
+  });
+
+  it.skipIf(skip !== undefined)('rebuild-from-bucket with a --journal-copy the caller may not read is ACCESS, exit 2, naming it (was INTERNAL, exit 70), and makes nothing', () => {
+    const copy = join(tempDir(), 'journal-copy'); // under a 0700 directory of root's
+    const open = tempDir();
+    chmodSync(open, 0o777);
+    const target = join(open, 'store');
+    const result = nobody(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', `file://${open}/bucket`], target);
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(new RegExp(`^mailstore: ACCESS: looking at the journal copy ${copy}/STORE: EACCES`));
+    expect(readdirSync(open)).toEqual([]);
+  });
+
   // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
   // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
   // was printed instead, and nothing named TMPDIR.
