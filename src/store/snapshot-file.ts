@@ -33,6 +33,8 @@ const KIND_TRAILER = 0x54; // 'T'
 const ENTRY_HEAD_BYTES = 6;
 /** The index spaces a format 2/3 snapshot may hold. */
 const SNAPSHOT_SPACES = new Set<number>(Object.values(SPACE));
+/** SNAPSHOT_SPACES by key byte (1: a space), for the check of every entry: a Set's has() was ~60 instructions. */
+const SNAPSHOT_SPACE_BYTES = Uint8Array.from({ length: 256 }, (_, byte) => (SNAPSHOT_SPACES.has(byte) ? 1 : 0));
 /** magic(4) version(4) storeId(16) seq(8) crc32(4), as a journal segment header. */
 export const SNAPSHOT_HEADER_BYTES = 36;
 
@@ -418,8 +420,9 @@ class EntriesCheck {
   private entry(payload: Buffer, at: number, ordinal: number): number {
     if (at + ENTRY_HEAD_BYTES > payload.length) throw this.damaged(`record ${ordinal}: an entry is cut short at ${at}`);
     const keyStart = at + ENTRY_HEAD_BYTES;
-    const keyEnd = keyStart + payload.readUInt16BE(at);
-    const valueEnd = keyEnd + payload.readUInt32BE(at + 2);
+    // through the record's DataView: Buffer's readUInt16BE/readUInt32BE check their offset again
+    const keyEnd = keyStart + this.recordView.getUint16(at);
+    const valueEnd = keyEnd + this.recordView.getUint32(at + 2);
     if (valueEnd > payload.length) throw this.damaged(`record ${ordinal}: an entry at ${at} runs past the record`);
     this.check(payload, keyStart, keyEnd, valueEnd - keyEnd, ordinal);
     if (this.sink) this.hand(this.sink, payload, keyStart, keyEnd, valueEnd);
@@ -442,7 +445,7 @@ class EntriesCheck {
 
   private check(payload: Buffer, keyStart: number, keyEnd: number, valueBytes: number, ordinal: number): void {
     const space = payload[keyStart];
-    if (keyEnd === keyStart || !SNAPSHOT_SPACES.has(space)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is of no index space');
+    if (keyEnd === keyStart || SNAPSHOT_SPACE_BYTES[space] !== 1) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is of no index space');
     if (this.previousBytes && !sortsAfter(this.recordView, keyStart, keyEnd, this.previousBytes, this.previousStart, this.previousEnd)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is out of order');
     if (valueBytes < 5) throw this.bad(ordinal, payload, keyStart, keyEnd, 'has a value too short for its checksum');
     if (space === SPACE.meta && this.own.some((k) => payload.compare(k, 0, k.length, keyStart, keyEnd) === 0)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is one a rebuild sets itself');

@@ -136,7 +136,7 @@ describe('snapshot formats', () => {
     const blob = (n: number) => keys.blob(Buffer.alloc(32, n));
     const hashed = (first: number[]) => keys.blob(Buffer.concat([Buffer.from(first), Buffer.alloc(32 - first.length, 1)]));
     const value = encodeValue(blob(1), { p: 1, o: 2, l: 3, r: 1 });
-    const cases: [string, [Buffer, Buffer][], RegExp][] = [
+    const cases: [string, [Buffer, Buffer][], RegExp, Buffer?][] = [
       ['keys out of order', [[blob(2), value], [blob(1), value]], /out of order/],
       ['a key twice', [[blob(1), value], [blob(1), value]], /out of order/],
       ['a key that begins the one before it', [[Buffer.concat([blob(1), Buffer.of(0)]), value], [blob(1), value]], /out of order/],
@@ -146,11 +146,13 @@ describe('snapshot formats', () => {
       ['a key below the one before it in its first word, above it after', [[hashed([1, 2, 3, 4, 0]), value], [hashed([1, 2, 3, 3, 0xff]), value]], /out of order/],
       ['a key below the one before it in a byte past its last whole word', [[Buffer.concat([blob(1), Buffer.of(2, 9)]), value], [Buffer.concat([blob(1), Buffer.of(2, 8)]), value]], /out of order/],
       ['a key of no space', [[Buffer.from('Zzz'), value]], /of no index space/],
+      ['an entry head cut short by the record end', [[blob(1), value]], /an entry is cut short/, Buffer.of(0, 1, 0)],
+      ['an entry whose value runs past the record', [[blob(1), value]], /runs past the record/, Buffer.concat([Buffer.of(0, 1, 0, 0, 0, 100), blob(2).subarray(0, 1), Buffer.alloc(20)])],
       ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(keys.meta('appliedSeq'), 5)]], /sets itself/],
       ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short for its checksum/],
     ];
-    for (const [what, entries, why] of cases) {
-      writeFileSync(path, await craftedSnapshot(storeId, 9, entries));
+    for (const [what, entries, why, tail] of cases) {
+      writeFileSync(path, await craftedSnapshot(storeId, 9, entries, {}, tail));
       const error = await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId).then(() => undefined, (e: Error & { code?: string }) => e);
       expect(error?.code, what).toBe('CORRUPT');
       expect(error?.message, what).toMatch(why);
@@ -183,7 +185,8 @@ describe('snapshot formats', () => {
 });
 
 /** A format 3 snapshot built by hand (header, one entries record, trailer with a right digest). */
-async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, Buffer][], countsOverride: Record<string, number> = {}): Promise<Buffer> {
+/** `tail`: raw bytes after the entries, inside the same record (a broken entry head). */
+async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, Buffer][], countsOverride: Record<string, number> = {}, tail?: Buffer): Promise<Buffer> {
   const header = Buffer.alloc(36);
   SNAPSHOT_MAGIC.copy(header, 0);
   header.writeUInt32BE(3, 4);
@@ -197,6 +200,7 @@ async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, B
     head.writeUInt32BE(value.length, 2);
     parts.push(head, key, value);
   }
+  if (tail) parts.push(tail);
   const record = encodeRecord(1, Buffer.concat(parts));
   const hasher = await createHasher();
   hasher.update(header);
