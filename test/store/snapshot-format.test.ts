@@ -134,18 +134,25 @@ describe('snapshot formats', () => {
     const storeId = Buffer.alloc(16, 7);
     const path = join(root, 'x.snap');
     const blob = (n: number) => keys.blob(Buffer.alloc(32, n));
+    const hashed = (first: number[]) => keys.blob(Buffer.concat([Buffer.from(first), Buffer.alloc(32 - first.length, 1)]));
     const value = encodeValue(blob(1), { p: 1, o: 2, l: 3, r: 1 });
-    const cases: [string, [Buffer, Buffer][], RegExp][] = [
+    const cases: [string, [Buffer, Buffer][], RegExp, Buffer?][] = [
       ['keys out of order', [[blob(2), value], [blob(1), value]], /out of order/],
       ['a key twice', [[blob(1), value], [blob(1), value]], /out of order/],
       ['a key that begins the one before it', [[Buffer.concat([blob(1), Buffer.of(0)]), value], [blob(1), value]], /out of order/],
       ['a key below the one before it in its last byte', [[blob(1), value], [Buffer.concat([blob(1).subarray(0, -1), Buffer.of(0)]), value]], /out of order/],
+      // keys are compared four bytes at a time: a word's first byte with its high bit set (key byte 4), a lower word before a higher one, a tail byte
+      ['a key below the one before it in a byte of 0x80 and more', [[hashed([1, 2, 3, 0x80]), value], [hashed([1, 2, 3, 0x7f]), value]], /out of order/],
+      ['a key below the one before it in its first word, above it after', [[hashed([1, 2, 3, 4, 0]), value], [hashed([1, 2, 3, 3, 0xff]), value]], /out of order/],
+      ['a key below the one before it in a byte past its last whole word', [[Buffer.concat([blob(1), Buffer.of(2, 9)]), value], [Buffer.concat([blob(1), Buffer.of(2, 8)]), value]], /out of order/],
       ['a key of no space', [[Buffer.from('Zzz'), value]], /of no index space/],
+      ['an entry head cut short by the record end', [[blob(1), value]], /an entry is cut short/, Buffer.of(0, 1, 0)],
+      ['an entry whose value runs past the record', [[blob(1), value]], /runs past the record/, Buffer.concat([Buffer.of(0, 1, 0, 0, 0, 100), blob(2).subarray(0, 1), Buffer.alloc(20)])],
       ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(keys.meta('appliedSeq'), 5)]], /sets itself/],
       ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short for its checksum/],
     ];
-    for (const [what, entries, why] of cases) {
-      writeFileSync(path, await craftedSnapshot(storeId, 9, entries));
+    for (const [what, entries, why, tail] of cases) {
+      writeFileSync(path, await craftedSnapshot(storeId, 9, entries, {}, tail));
       const error = await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId).then(() => undefined, (e: Error & { code?: string }) => e);
       expect(error?.code, what).toBe('CORRUPT');
       expect(error?.message, what).toMatch(why);
@@ -153,6 +160,9 @@ describe('snapshot formats', () => {
     // the same machinery with valid entries verifies (the cases above fail for their reason only)
     writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value], [Buffer.concat([blob(1), Buffer.of(0)]), value], [blob(2), value]]));
     expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 3, blobs: 3, entries: 3, records: 1 });
+    const ascending = [hashed([1, 2, 3, 0x7f]), hashed([1, 2, 3, 0x80]), hashed([1, 0x7f]), hashed([1, 0x80, 0, 0, 0xff]), hashed([1, 0x80, 0, 1, 0]), hashed([1, 0x80]), Buffer.concat([hashed([1, 0x80]), Buffer.of(1)])];
+    writeFileSync(path, await craftedSnapshot(storeId, 9, ascending.map((key) => [key, value])));
+    expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 3, blobs: 7, entries: 7, records: 1 });
     // counts in the trailer that the entries do not add up to
     writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value]], { blobs: 2 }));
     expect(await codeOf(readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId))).toBe('CORRUPT');
@@ -175,7 +185,8 @@ describe('snapshot formats', () => {
 });
 
 /** A format 3 snapshot built by hand (header, one entries record, trailer with a right digest). */
-async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, Buffer][], countsOverride: Record<string, number> = {}): Promise<Buffer> {
+/** `tail`: raw bytes after the entries, inside the same record (a broken entry head). */
+async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, Buffer][], countsOverride: Record<string, number> = {}, tail?: Buffer): Promise<Buffer> {
   const header = Buffer.alloc(36);
   SNAPSHOT_MAGIC.copy(header, 0);
   header.writeUInt32BE(3, 4);
@@ -189,6 +200,7 @@ async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, B
     head.writeUInt32BE(value.length, 2);
     parts.push(head, key, value);
   }
+  if (tail) parts.push(tail);
   const record = encodeRecord(1, Buffer.concat(parts));
   const hasher = await createHasher();
   hasher.update(header);
