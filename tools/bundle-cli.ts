@@ -3,9 +3,10 @@
 // resolving and compiling ~50 separate modules (docs/bench/cli-start-profile.md, issue 16). The chunks
 // are CommonJS so that src/fs/module-cache.ts can compile them with V8's code cache (node 20 has no
 // compile cache for ES modules); this build writes that cache by running a few commands once
-// (--train). dist/src/cli/main.js is replaced by a small entry that loads the chunks, so the
-// `mailstore` bin runs them; a later plain `tsc` writes main.js again and the CLI runs unbundled
-// from the fresh modules (never a stale bundle). Commands still load their code on use: each
+// (--train). dist/src/cli/main.js is replaced by a small entry that loads the chunks, and the
+// `mailstore` bin (main.cjs, from src/cli/main.cts) runs them through the loader as CommonJS while
+// main.js is that entry; a later plain `tsc` writes main.js again and both run unbundled from the
+// fresh modules (never a stale bundle). Commands still load their code on use: each
 // dynamic import() becomes its own chunk. Packages with native parts or heavy optional ones stay
 // outside the bundle and load from node_modules as before. Without rolldown (it comes with
 // vitest's vite) the CLI stays unbundled.
@@ -14,7 +15,7 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, unlink, writeFile } from
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BundleLoader, IMPORT_FUNCTION } from '../src/fs/module-cache.js';
+import { BundleLoader, IMPORT_FUNCTION, MAIN_CHUNK, MAIN_SHIM } from '../src/fs/module-cache.js';
 
 const CLI_DIR = fileURLToPath(new URL('../src/cli/', import.meta.url));
 /** Written here first and moved beside main.js only when complete, main.js last. */
@@ -22,18 +23,8 @@ const STAGING_DIR = fileURLToPath(new URL('../.cli-bundle/', import.meta.url));
 const ENTRY = join(CLI_DIR, 'main.js');
 /** Chunk names start with this, so the next build can remove the previous build's chunks. */
 const CHUNK_PREFIX = 'bundle-';
-/** The bundle's entry chunk, which main.js loads. */
-const MAIN_CHUNK = 'bundle-main.cjs';
-/** What main.js becomes: the bundle's entry, run through the code cache. */
-const MAIN_SHIM = `#!/usr/bin/env node
-// Written by tools/bundle-cli.ts (npm run build): the CLI is bundled into the CommonJS chunks beside
-// this file and compiled with V8's code cache (src/fs/module-cache.ts; issue 16, start-up time).
-import { fileURLToPath } from 'node:url';
-import { BundleLoader } from '../fs/module-cache.js';
-
-const dir = fileURLToPath(new URL('.', import.meta.url));
-new BundleLoader(dir, { importModule: (specifier) => import(specifier) }).load(dir + '${MAIN_CHUNK}');
-`;
+/** The loader as CommonJS, for the CommonJS bin (src/cli/main.cts): no ES module at all in a command's start. */
+const LOADER_CHUNK = `${CHUNK_PREFIX}loader.cjs`;
 /** Loaded from node_modules: native bindings (found relative to their own files), or big and rarely used. */
 const EXTERNAL = [/^@napi-rs\//, /^fs-ext$/, /^@mongodb-js\//, /^cbor-extract/, /^hash-wasm/, /^minio/, /^smtp-server/, /^nodemailer/, /^vega/, /^vega-lite/, /^node:/];
 
@@ -141,6 +132,7 @@ async function bundle(): Promise<void> {
   try {
     await build(rolldown);
     await checkNoImport(STAGING_DIR);
+    await buildLoader(rolldown);
   } catch (error) {
     // a bundle is only faster, never needed: say why and keep tsc's entry
     process.stderr.write(`bundle-cli: bundling failed, the CLI runs unbundled: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -180,6 +172,21 @@ async function train(): Promise<void> {
 function trainRun(args: string[]): void {
   process.argv = [process.execPath, ENTRY, ...args];
   new BundleLoader(CLI_DIR, { writeCache: true }).load(join(CLI_DIR, MAIN_CHUNK));
+}
+
+/**
+ * module-cache.ts as one CommonJS file (LOADER_CHUNK) that main.cjs requires: node starts its ES
+ * module loader for an ES module entry (main.js and module-cache.js are ES modules, the package
+ * being "type": "module"), ~5-9 ms of every command that a CommonJS entry does not pay (issue 16).
+ */
+function buildLoader(rolldown: Rolldown): Promise<unknown> {
+  return rolldown.build({
+    input: fileURLToPath(new URL('../src/fs/module-cache.js', import.meta.url)),
+    platform: 'node',
+    external: [/^node:/],
+    logLevel: 'warn',
+    output: { file: join(STAGING_DIR, LOADER_CHUNK), format: 'cjs', sourcemap: false, comments: { legal: true, annotation: false, jsdoc: false } },
+  });
 }
 
 function build(rolldown: Rolldown): Promise<unknown> {

@@ -155,7 +155,7 @@ if [ ! -x "$node" ]; then
   echo "mailstore: IO: $node is missing or not executable: the package runs the node of its dependency ${NODE_DEPENDENCY} (apt-get install --reinstall nodejs); MAILSTORE_NODE=PATH names another node, of the same version or newer" >&2
   exit $status
 fi
-exec "$node" "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
+exec "$node" "$here/../lib/mailstore/dist/src/cli/main.cjs" "$@"
 `;
 
 /** The units an admin enables (their [Install] sections): README's \`systemctl enable --now ...\`. */

@@ -84,7 +84,7 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
   const bench = new Bench(
     { scale: false, peers: options.peers.length > 0, deliver, deliverCli: 0, concurrent: 0, profile: false, recoverKillAfterMax: benchLimits.recoverKillAfterMax },
     {
-      cli: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
+      cli: fileURLToPath(new URL('../cli/main.cjs', import.meta.url)),
       // '../bench/measure', not './measure': the CLI's bundled chunks run from dist/src/cli/
       measure: fileURLToPath(new URL('../bench/measure', import.meta.url)),
       peers: join(PACKAGE_ROOT, 'tools/bench/peers'),

@@ -27,7 +27,7 @@ export const REPEATED: ReadonlySet<Step> = new Set<Step>(['peers', 'import', 're
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 
 export interface BenchPaths {
-  /** The CLI measured (dist/src/cli/main.js, or its snapshot). */
+  /** The CLI measured (dist/src/cli/main.cjs, package.json's bin, or its snapshot). */
   cli: string;
   /** The directory of the measure/*.js programs. */
   measure: string;

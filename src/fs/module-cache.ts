@@ -29,6 +29,21 @@ const MAGIC = Buffer.from('MSC1');
 const HEADER_BYTES = 12;
 /** What a chunk calls instead of import() (tools/bundle-cli.ts rewrites the calls). */
 export const IMPORT_FUNCTION = '__mailstoreImport';
+/** The bundle's entry chunk (tools/bundle-cli.ts names it so). */
+export const MAIN_CHUNK = 'bundle-main.cjs';
+/**
+ * What main.js is while the bundle beside it is current: tools/bundle-cli.ts writes it there after
+ * the chunks, and a later plain `tsc` writes tsc's unbundled entry over it.
+ */
+export const MAIN_SHIM = `#!/usr/bin/env node
+// Written by tools/bundle-cli.ts (npm run build): the CLI is bundled into the CommonJS chunks beside
+// this file and compiled with V8's code cache (src/fs/module-cache.ts; issue 16, start-up time).
+import { fileURLToPath } from 'node:url';
+import { BundleLoader } from '../fs/module-cache.js';
+
+const dir = fileURLToPath(new URL('.', import.meta.url));
+new BundleLoader(dir, { importModule: (specifier) => import(specifier) }).load(dir + '${MAIN_CHUNK}');
+`;
 /** The only specifiers the loader serves itself: the bundle's own chunks, required as './bundle-*.cjs'. */
 const CHUNK_SPECIFIER = /^\.\/[\w.-]+\.cjs$/;
 
@@ -106,6 +121,24 @@ export class BundleLoader {
   saveCaches(): void {
     for (const [path, { script, bytes }] of this.scripts) writeCache(path + CACHE_SUFFIX, bytes, script.createCachedData());
   }
+}
+
+/**
+ * Runs the bundled CLI in `dir` (dist/src/cli/) if the bundle there is current, that is main.js is
+ * still the shim the bundle step wrote (MAIN_SHIM): false when it is not (a plain `tsc` ran since,
+ * so the chunks may be stale, or there never was a bundle), and the caller runs main.js instead.
+ * For the CommonJS bin (main.cts), which the bundle step gives this loader as CommonJS too.
+ */
+export function runBundleIfCurrent(dir: string): boolean {
+  let entry: string;
+  try {
+    entry = readFileSync(join(dir, 'main.js'), 'latin1');
+  } catch {
+    return false; // no main.js: the caller's import of it says what is wrong
+  }
+  if (entry !== MAIN_SHIM) return false;
+  new BundleLoader(dir, { importModule: (specifier) => import(specifier) }).load(join(dir, MAIN_CHUNK));
+  return true;
 }
 
 /**

@@ -39,7 +39,7 @@ export function processAlive(pid: number): boolean {
  */
 export function describeCommandLine(argv: readonly string[]): string | undefined {
   const charsMax = limits.lockHolderCommandCharsMax;
-  const entry = argv.findIndex((arg, i) => i > 0 && /(^|\/)(mailstore|dist\/src\/cli\/main\.js|src\/cli\/main\.ts)$/.test(arg));
+  const entry = argv.findIndex((arg, i) => i > 0 && /(^|\/)(mailstore|dist\/src\/cli\/main\.c?js|src\/cli\/main\.ts)$/.test(arg));
   const words = entry > 0 ? ['mailstore', ...argv.slice(entry + 1)] : [...argv.slice(0, 1).map((arg) => arg.split('/').pop() ?? arg), ...argv.slice(1)];
   const text = words.join(' ').replace(/[\x00-\x1f\x7f]/g, '?').replace(/\(/g, '[').replace(/\)/g, ']').trim();
   if (text === '') return undefined;

@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { afterAll } from 'vitest';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
-export const bin = join(repoRoot, 'dist/src/cli/main.js');
+/** package.json's bin, the CommonJS entry (it runs main.js's program, bundled or not). */
+export const bin = join(repoRoot, 'dist/src/cli/main.cjs');
 export const corporaDir = resolve(repoRoot, '../shared/corpora');
 
 export function requireBuilt(): void {

@@ -8,6 +8,8 @@ import { limits } from '../../src/limits.js';
 describe('describeCommandLine', () => {
   it('the CLI (bundle entry, the package wrapper, the source) is "mailstore ARGS"; anything else its program and arguments', () => {
     expect(describeCommandLine(['/usr/bin/node', '/opt/mailstore/dist/src/cli/main.js', '--store', '/var/spool/m', 'compact'])).toBe('mailstore --store /var/spool/m compact');
+    // the bin (package.json, the .deb's wrapper) is the CommonJS entry
+    expect(describeCommandLine(['/usr/bin/node', '/usr/lib/mailstore/dist/src/cli/main.cjs', '--store', '/var/spool/m', 'append', 'INBOX'])).toBe('mailstore --store /var/spool/m append INBOX');
     expect(describeCommandLine(['/bin/sh', '/usr/bin/mailstore', 'backup', '--repo', '/mnt/b'])).toBe('mailstore backup --repo /mnt/b');
     expect(describeCommandLine(['/usr/local/bin/node', 'imapd.js', '--port', '143'])).toBe('node imapd.js --port 143');
   });

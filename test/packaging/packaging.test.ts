@@ -117,7 +117,7 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
     expect(info.output).toMatch(/^Package: mailstore$/m);
     expect(info.output).toMatch(/^Depends: nodejs \(>= 20\.15\)/m);
     const contents = (await run(dpkgDeb!, ['--contents', deb], { timeoutMs: 60_000 })).output;
-    for (const path of ['./usr/bin/mailstore', './usr/lib/mailstore/dist/src/cli/main.js', './usr/lib/mailstore/node_modules/classic-level/package.json', './etc/default/mailstore', ...UNITS.map((u) => `./lib/systemd/system/${u}`)]) {
+    for (const path of ['./usr/bin/mailstore', './usr/lib/mailstore/dist/src/cli/main.cjs', './usr/lib/mailstore/dist/src/cli/main.js', './usr/lib/mailstore/node_modules/classic-level/package.json', './etc/default/mailstore', ...UNITS.map((u) => `./lib/systemd/system/${u}`)]) {
       expect(contents).toContain(path);
     }
     expect(contents).not.toMatch(/node_modules\/(vitest|typescript|fast-check)\//); // no dev dependencies
@@ -156,7 +156,7 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
     chmodSync(join(bin, 'node'), 0o755);
     const { MALLOC_ARENA_MAX: _, ...bare } = process.env;
     const standIn = { ...bare, MAILSTORE_NODE: join(bin, 'node') };
-    expect((await run(cli, ['--help'], { env: standIn })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.js`);
+    expect((await run(cli, ['--help'], { env: standIn })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.cjs`);
     expect((await run(cli, ['--help'], { env: { ...standIn, MALLOC_ARENA_MAX: '8' } })).output).toMatch(/^arenas=8 /);
     expect((await run(cli, ['--help'], { env: { ...bare, PATH: `${bin}:${process.env.PATH ?? ''}` } })).output).toMatch(/Usage: mailstore/);
 

@@ -40,7 +40,7 @@ const BENCH = join(ROOT, '.bench');
 // Children and the CLI run from a copy of dist/ taken at start: other people rebuild dist/ while a
 // long run goes on, and one run must measure one build (a mid-run rebuild once mixed two).
 const SNAPSHOT = join(BENCH, 'dist-snapshot');
-const CLI = join(SNAPSHOT, 'src/cli/main.js');
+const CLI = join(SNAPSHOT, 'src/cli/main.cjs'); // package.json's bin
 const TOOLS = join(SNAPSHOT, 'tools');
 const PEERS = join(ROOT, 'tools/bench/peers');
 
