@@ -890,11 +890,24 @@ export class IndexView {
    * (the Writer, replay). The value is shared: callers only read it.
    */
   getShared<T>(key: Buffer): T | undefined {
+    return this.sharedByName<T>(key.toString('latin1'), key);
+  }
+
+  /**
+   * getShared, then del when `test` holds for the value read, with one latin1 name for both (a
+   * compaction's forgets apply 16k of them in a batch).
+   */
+  delIfShared<T>(key: Buffer, test: (value: T | undefined) => boolean): void {
     const name = key.toString('latin1');
+    if (test(this.sharedByName<T>(name, key))) this.overlay.set(name, DELETED);
+  }
+
+  private sharedByName<T>(name: string, key: Buffer): T | undefined {
     let value = this.overlay.get(name); // never undefined for a key it holds (DELETED)
     if (value === undefined && this.below !== undefined) value = this.below.get(name);
     if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
-    if (this.memo.has(name)) return this.memo.get(name) as T | undefined;
+    const remembered = this.memo.get(name); // one lookup for a value; has() only for a remembered absence
+    if (remembered !== undefined || this.memo.has(name)) return remembered as T | undefined;
     const read = this.written && !this.written.mayHave(name) ? undefined : this.db.getNow<T>(key);
     this.memo.set(name, read);
     return read;
@@ -923,14 +936,26 @@ export class IndexView {
    * prefetch with values the caller read from this index itself and knows unchanged since (a
    * compaction's planning scan, no record committed after it): remembered as getShared's reads,
    * for keys the pending sets do not hold. A value that is not the index's is a bug of the caller.
+   * Returns what getShared would read of each key right after.
    */
-  remember(keyList: Buffer[], values: unknown[]): void {
+  remember<T>(keyList: Buffer[], values: T[]): (T | undefined)[] {
     assert(keyList.length === values.length, `${keyList.length} keys remembered with ${values.length} values`);
     assert(!this.written, 'remembered values over a rebuild');
-    keyList.forEach((key, i) => {
-      const name = key.toString('latin1');
-      if (!this.overlay.has(name) && !this.below?.has(name) && !this.memo.has(name)) this.memo.set(name, values[i]);
-    });
+    // what getShared reads of each key from now on, with one latin1 name a key (not one here and
+    // another in a getShared after). A callback a key, not a loop here: V8 compiled a 16k-key loop
+    // on the stack (OSR) and then again whole, more compiler work than the names saved.
+    return keyList.map((key, i) => this.rememberOne(key.toString('latin1'), values[i]));
+  }
+
+  /** The pending sets first, then the memo, as getShared looks; else `value`, remembered. */
+  private rememberOne<T>(name: string, value: T): T | undefined {
+    let pending = this.overlay.get(name);
+    if (pending === undefined && this.below !== undefined) pending = this.below.get(name);
+    if (pending !== undefined) return (pending === DELETED ? undefined : pending) as T | undefined;
+    const remembered = this.memo.get(name);
+    if (remembered !== undefined || this.memo.has(name)) return remembered as T | undefined;
+    this.memo.set(name, value);
+    return value;
   }
 
   /**

@@ -372,9 +372,7 @@ function forgetBlob(view: IndexView, op: OpOf<'blob.forget'>): void {
  */
 function forgetBlobRun(view: IndexView, op: OpOf<'blob.forgetRun'>): void {
   forEachForgetEntry(op.entries, (hash, offset) => {
-    const blobKey = keys.blob(hash);
-    const blob = view.getShared<BlobRecord>(blobKey);
-    if (blob && blob.r === 0 && blob.p === op.pack && blob.o === offset && (blob.z === undefined || blob.z <= op.cutoff)) view.del(blobKey);
+    view.delIfShared<BlobRecord>(keys.blob(hash), (blob) => blob !== undefined && blob.r === 0 && blob.p === op.pack && blob.o === offset && (blob.z === undefined || blob.z <= op.cutoff));
   });
 }
 

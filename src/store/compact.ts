@@ -541,10 +541,11 @@ async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, 
   // cutoff (2^53 - 1, as a compaction without a grace), so a replay, which knows no clock, decides alike
   const runs = new Map<string, { pack: number; cutoff: number; list: PlannedBlob[] }>();
   const blobKeys = expired.map((blob) => keys.blob(blob.hash));
-  if (asScanned) view.remember(blobKeys, expired.map(scannedRecord));
-  else await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
+  // remembered: what getShared reads of each entry, without reading it again here
+  const remembered = asScanned ? view.remember(blobKeys, expired.map(scannedRecord)) : undefined;
+  if (!remembered) await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
   for (const [i, blob] of expired.entries()) {
-    const now = view.getShared<BlobRecord>(blobKeys[i]);
+    const now = remembered ? remembered[i] : view.getShared<BlobRecord>(blobKeys[i]);
     if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, grace)) continue;
     const cutoff = now.z !== undefined && now.z > grace.cutoff ? Number.MAX_SAFE_INTEGER : grace.cutoff;
     const key = `${blob.pack}/${cutoff}`;

@@ -56,6 +56,31 @@ describe('getManyNow and prefetch', () => {
   });
 });
 
+describe('remember and delIfShared', () => {
+  it('remember returns what getShared reads right after (the pending sets first, then an earlier read, then the value given); delIfShared deletes only when its test holds', async () => {
+    const db = await seeded(6);
+    const below = new IndexView(db);
+    below.put(key(1), { n: 101 });
+    const view = new IndexView(db, undefined, below.takePending()); // as Writer.stacked: the batch before, not landed
+    view.del(key(2));
+    expect(view.getShared(key(3))).toEqual({ n: 3 }); // read once: remembered as read
+    const given = [key(0), key(1), key(2), key(3), key(42)].map((k) => ({ scanned: k.toString() }));
+    const now = view.remember([key(0), key(1), key(2), key(3), key(42)], given);
+    expect(now).toEqual([given[0], { n: 101 }, undefined, { n: 3 }, given[4]]);
+    expect([key(0), key(1), key(2), key(3), key(42)].map((k) => view.getShared(k)), 'getShared agrees').toEqual(now);
+    const seen: unknown[] = [];
+    view.delIfShared(key(0), (value) => { seen.push(value); return false; });
+    view.delIfShared(key(4), (value) => { seen.push(value); return (value as { n: number }).n === 4; });
+    expect(seen).toEqual([given[0], { n: 4 }]);
+    expect(view.getShared(key(0)), 'kept: its test failed').toEqual(given[0]);
+    expect(view.getShared(key(4)), 'deleted').toBeUndefined();
+    await view.flush();
+    expect(db.getNow(key(4))).toBeUndefined();
+    expect(db.getNow(key(0)), 'a remembered value is never written').toEqual({ n: 0 });
+    await db.close();
+  });
+});
+
 describe('readAhead', () => {
   it('a key a later write changed is read again when used; the others come from the read ahead', async () => {
     const db = await seeded(4);
