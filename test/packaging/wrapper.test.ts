@@ -48,7 +48,7 @@ describe.skipIf(!existsSync('/usr/bin/node'))('/usr/bin/mailstore', () => {
 
   it('MAILSTORE_NODE names another node; the malloc arenas are two unless the admin chose otherwise', () => {
     const { cli, standIn } = installed();
-    expect(run(cli, ['--help'], { ...bare, MAILSTORE_NODE: standIn }).stdout.trim()).toMatch(/^stand-in node: arenas=2 \S+\/usr\/bin\/\.\.\/lib\/mailstore\/dist\/src\/cli\/main\.js$/);
+    expect(run(cli, ['--help'], { ...bare, MAILSTORE_NODE: standIn }).stdout.trim()).toMatch(/^stand-in node: arenas=2 \S+\/usr\/bin\/\.\.\/lib\/mailstore\/dist\/src\/cli\/main\.cjs$/);
     expect(run(cli, ['--help'], { ...bare, MAILSTORE_NODE: standIn, MALLOC_ARENA_MAX: '8' }).stdout).toMatch(/arenas=8 /);
   });
 
