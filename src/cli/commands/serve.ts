@@ -59,8 +59,8 @@ Replication (all need --replication-key FILE, 32 random bytes as hex, the same o
             --replication-listen, serves as the primary there.
 
 Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP or SIGUSR1 reopens it, for logrotate).
-Stop with SIGTERM: it stops accepting, lets calls in flight finish (at most 5 s), closes the store
-and exits 0.`;
+Stop with SIGTERM: it stops accepting, lets calls in flight finish (at most 5 s; an LMTP
+transaction whose final dot comes within 10 s gets its replies), closes the store and exits 0.`;
 
 export function register(program: Command): void {
   program
