@@ -103,6 +103,12 @@ async function groupId(group: string): Promise<number> {
   throw new MailstoreError('INVALID', `--socket-group: no group named ${JSON.stringify(group)} in /etc/group`, { path: '/etc/group' });
 }
 
+/** A failed write of the log, on stderr with the code its cause has (ACCESS, NO_SPACE, IO…), as every other error says it. */
+function reportLogFailure(error: unknown, path: string): void {
+  const failure = fromSystemError(error, 'writing the log', path);
+  process.stderr.write(`${journalPrefix('error')}mailstore: ${failure.code}: ${failure.message}\n`);
+}
+
 /** An append-only log file; reopen() after logrotate moved it (SIGHUP). */
 export class LogFile {
   private stream: WriteStream;
@@ -126,7 +132,7 @@ export class LogFile {
     this.unwritten = [];
     stream.on('error', (error) => {
       if (stream === this.stream) this.failedAt ??= monotonicMs();
-      process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
+      reportLogFailure(error, this.path);
     });
     return stream;
   }
@@ -176,7 +182,7 @@ export class LogFile {
     try {
       appendFileSync(this.path, held + text, { mode: 0o640 });
     } catch (error) {
-      process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${(error as Error).message}\n`);
+      reportLogFailure(error, this.path);
     }
   }
 

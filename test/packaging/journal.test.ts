@@ -56,7 +56,24 @@ const logger = new Logger('/dev/full');
 logger.warn('background-error', { code: 'IO' });
 await logger.close();`;
     const { text } = stderrOf(['--input-type=module', '-e', script], true);
-    expect(text).toMatch(/^<3>mailstore: IO: writing the log \/dev\/full: /m);
+    expect(text).toMatch(/^<3>mailstore: NO_SPACE: writing the log \/dev\/full: /m);
+  });
+
+  it('a --log file the daemon may not write (immutable, as a mode or an owner would refuse it) is ACCESS on stderr, not IO', (context) => {
+    const log = join(tempDir('journal-log-'), 'serve.log');
+    writeFileSync(log, '');
+    const locked = spawnSync('chattr', ['+i', log], { encoding: 'utf8' });
+    if (locked.status !== 0) return context.skip(`chattr +i on ${log}: ${locked.stderr.trim() || 'not available'} (needs root and ext4/xfs/btrfs)`);
+    try {
+      const script = `const { Logger } = await import(${JSON.stringify(join(repoRoot, 'dist/src/daemon/log.js'))});
+const logger = new Logger(${JSON.stringify(log)});
+logger.warn('background-error', { code: 'IO' });
+await logger.close();`;
+      const { text } = stderrOf(['--input-type=module', '-e', script], true);
+      expect(text).toMatch(new RegExp(`^<3>mailstore: ACCESS: writing the log ${log.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: E(PERM|ACCES)`, 'm'));
+    } finally {
+      spawnSync('chattr', ['-i', log]);
+    }
   });
 
   it('serve refusing an unmounted store (an empty directory) says so at err, and creates nothing there', () => {
