@@ -26,7 +26,9 @@ export async function watchMount(fs: FileSystem, root: string, onGone: (error: M
   let stopped = false;
   const look = async (): Promise<void> => {
     timer = undefined;
-    const why = device === undefined ? 'it is gone' : await rootMoved(fs, root, device);
+    // a look that fails (EACCES after a chmod under the daemon, EIO) proves nothing about the
+    // mount: the daemon goes on, and the calls that need those files report their own errors
+    const why = device === undefined ? 'it is gone' : await rootMoved(fs, root, device).catch(() => undefined);
     if (stopped) return;
     if (why) {
       stopped = true;
@@ -50,8 +52,8 @@ export async function watchMount(fs: FileSystem, root: string, onGone: (error: M
  * open.ts's mountCheck makes before creating a file, kept apart: that one is on every append's path).
  */
 async function rootMoved(fs: FileSystem, root: string, device: number): Promise<string | undefined> {
-  const now = await fs.statIfExists(root).catch(() => undefined);
+  const now = await fs.statIfExists(root);
   if (!now) return 'it is gone';
   if (now.dev !== device) return `it is on device ${now.dev} now, not ${device}`;
-  return (await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined)) ? undefined : 'its STORE file is gone';
+  return (await fs.statIfExists(join(root, LAYOUT.identity))) ? undefined : 'its STORE file is gone';
 }
