@@ -39,11 +39,12 @@ export function kernelLockAvailable(): boolean {
 }
 
 /**
- * LevelDB's LockFile: F_SETLK, F_WRLCK over the whole of `path` (made 0640 when missing). Undefined
+ * LevelDB's LockFile: F_SETLK, F_WRLCK over the whole of `path` (made 0640 when missing, unless
+ * `create` is false: then a missing file is thrown, ENOENT). Undefined
  * while another process (or this one) holds it; a failure to open the file is thrown as it is.
  * fs-ext's synchronous fcntl passes the type where a struct flock belongs (EFAULT): the async one.
  */
-export async function takeKernelLock(path: string): Promise<KernelLock | undefined> {
+export async function takeKernelLock(path: string, options: { create?: boolean } = {}): Promise<KernelLock | undefined> {
   const fcntl = fsExt();
   assert(fcntl, 'takeKernelLock without fs-ext: callers ask kernelLockAvailable first');
   const key = resolve(path);
@@ -51,7 +52,7 @@ export async function takeKernelLock(path: string): Promise<KernelLock | undefin
   takenHere.add(key);
   let fd: number | undefined;
   try {
-    fd = await openFile(path);
+    fd = await openFile(path, options.create ?? true);
     const opened = fd;
     const error = await new Promise<NodeJS.ErrnoException | null>((done) => fcntl.fcntl(opened, 'setlk', fcntl.constants.F_WRLCK, done));
     if (error && (error.code === 'EAGAIN' || error.code === 'EACCES')) {
@@ -78,8 +79,9 @@ export async function takeKernelLock(path: string): Promise<KernelLock | undefin
 }
 
 // A descriptor, not a FileHandle: node closes a FileHandle it collects, dropping the lock.
-function openFile(path: string): Promise<number> {
-  return new Promise((done, fail) => open(path, constants.O_RDWR | constants.O_CREAT, 0o640, (error, fd) => (error ? fail(error) : done(fd))));
+function openFile(path: string, create: boolean): Promise<number> {
+  const flags = constants.O_RDWR | (create ? constants.O_CREAT : 0);
+  return new Promise((done, fail) => open(path, flags, 0o640, (error, fd) => (error ? fail(error) : done(fd))));
 }
 
 function closeFile(fd: number): Promise<void> {

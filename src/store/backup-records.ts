@@ -5,10 +5,14 @@
 // this host's mount points, which a replica on another host or a restore onto a new machine would
 // take for its own; and a replica or a read-only open (a full disk) writes no journal record.
 import { join } from 'node:path';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileOwner } from '../fs/durable.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { backupLimits } from '../limits.js';
+import { kernelLockAvailable, takeKernelLock, type KernelLock } from '../fs/kernel-lock.js';
+import { backupLimits, limits } from '../limits.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { monotonicMs } from '../monotonic.js';
+import { LAYOUT } from './identity.js';
 import { readSetting, writeSetting } from './setting-file.js';
 
 export const BACKUPS_FILE = 'BACKUPS';
@@ -53,13 +57,48 @@ export async function readBackupRecords(fs: FileSystem, root: string): Promise<B
  * backup of a store another user owns, open read-only for that reason alone (its nightly cron job
  * with the daemon stopped): the file is written as that user's, as the daemon would write it.
  */
-export async function recordBackup(store: { fs: FileSystem; root: string; readOnly: boolean }, record: BackupRecord, owner?: FileOwner): Promise<void> {
+export async function recordBackup(store: { fs: FileSystem; root: string; readOnly: boolean }, record: BackupRecord, owner?: FileOwner,
+  lockWaitMs = backupLimits.recordLockWaitMs): Promise<void> {
   if (!isRecord(record)) throw new MailstoreError('INVALID', 'a backup record needs an id, a path, a snapshot and a time');
   if (store.readOnly && !owner) throw new MailstoreError('ACCESS', `the store at ${store.root} is open read-only: the backup cannot be recorded there`, { path: store.root });
-  const { records } = await readBackupRecords(store.fs, store.root);
-  const kept = records.filter((r) => r.id !== record.id);
-  kept.push(record);
-  kept.sort((a, b) => a.time - b.time);
-  const text = JSON.stringify({ records: kept.slice(-backupLimits.recordsMax) });
-  await writeSetting(store.fs, store.root, BACKUPS_FILE, text, 'the record of backups', owner);
+  // a writer's own record is serialised by the lock it holds; root's, beside no writer, takes it now
+  const lock = store.readOnly ? await takeRecordLock(store.root, lockWaitMs) : undefined;
+  try {
+    const { records } = await readBackupRecords(store.fs, store.root);
+    const kept = records.filter((r) => r.id !== record.id);
+    kept.push(record);
+    kept.sort((a, b) => a.time - b.time);
+    const text = JSON.stringify({ records: kept.slice(-backupLimits.recordsMax) });
+    await writeSetting(store.fs, store.root, BACKUPS_FILE, text, 'the record of backups', owner);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/**
+ * Root's record beside no writer (its read-only open) is a read, a change and a rename that
+ * nothing else serialises: two nightly jobs into two repositories would each rename its own file
+ * over the other's, and a daemon started since the open checked would do the same, one record
+ * lost with no word. The writer's kernel lock (lock/LOCK) is taken for the moment of the read and
+ * write; it is never made here (a file of root's in the store would lock its daemon out): where
+ * it is missing, or fs-ext is not installed, the record is written as before. A lock still held
+ * after `waitMs` belongs to a writer that started meanwhile, which holds it for its life: LOCKED,
+ * and the caller warns that the backup was saved but not recorded.
+ */
+async function takeRecordLock(root: string, waitMs: number): Promise<KernelLock | undefined> {
+  if (!kernelLockAvailable()) return undefined;
+  const path = join(root, LAYOUT.lockDb, 'LOCK');
+  const started = monotonicMs();
+  for (;;) {
+    const lock = await takeKernelLock(path, { create: false }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw fromSystemError(error, 'taking the lock to record the backup', path);
+    });
+    if (lock !== undefined) return lock ?? undefined;
+    const waited = monotonicMs() - started;
+    if (waited >= waitMs) {
+      throw new MailstoreError('LOCKED', `the store at ${root} was opened for writing since this backup began (${path} is held): its record is not written beside that writer`, { path });
+    }
+    await sleep(Math.min(limits.lockRetryMs, waitMs - waited));
+  }
 }
