@@ -87,17 +87,17 @@ const SYSTEM_CODES: Record<string, ErrorCode> = {
   EEXIST: 'EXISTS',
 };
 
-/** Turns a node:fs error into a MailstoreError with a code a caller can act on. */
-export function fromSystemError(error: unknown, doing: string, path: string): MailstoreError {
+/** Turns a node:fs error into a MailstoreError with a code a caller can act on; `outcome`: what became of the operation. */
+export function fromSystemError(error: unknown, doing: string, path: string, outcome = 'nothing of this operation was acknowledged'): MailstoreError {
   if (error instanceof MailstoreError) return error;
   if (error instanceof AssertionFailure) throw error; // a bug is never dressed up as the world's error
   const sys = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
   const code = SYSTEM_CODES[sys] ?? 'IO';
   // a disk out of inodes or a user over quota says ENOSPC or EDQUOT with gigabytes free: say what to free
   const advice =
-    sys === 'EDQUOT' ? ' (the disk quota of the user the store runs as is used up: raise it or free space, and retry; nothing of this operation was acknowledged)' :
-    sys === 'EFBIG' ? ' (the file would pass the process\'s file size limit: raise \'ulimit -f\' or systemd\'s LimitFSIZE= for mailstore, and retry; nothing of this operation was acknowledged)' :
-    code === 'NO_SPACE' ? ' (free space or inodes (\'df -i\') and retry; nothing of this operation was acknowledged)' :
+    sys === 'EDQUOT' ? ` (the disk quota of the user the store runs as is used up: raise it or free space, and retry; ${outcome})` :
+    sys === 'EFBIG' ? ` (the file would pass the process's file size limit: raise 'ulimit -f' or systemd's LimitFSIZE= for mailstore, and retry; ${outcome})` :
+    code === 'NO_SPACE' ? ` (free space or inodes ('df -i') and retry; ${outcome})` :
     sys === 'EROFS' ? ' (Read-only file system: the store is on read-only media or a file system mounted or remounted read-only; reads work, changes need it writable)' :
     code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });

@@ -1084,11 +1084,7 @@ export const eventLimits = {
 export const backupLimits = {
   /** Repositories a store remembers backing up into (BACKUPS, src/store/backup-records.ts); the oldest go first. */
   recordsMax: 32,
-  /**
-   * Root recording a backup of a store it opened read-only (its owner's daemon stopped) takes the
-   * writer's lock for the moment of the write: this long at most, while another such record
-   * (a second nightly job) finishes; a writer that started meanwhile holds it for its life.
-   */
+  /** Root's record beside no writer waits this long for the writer's lock (backup-records.ts). */
   recordLockWaitMs: 10_000,
   /** A data file is closed once its records reach this size (one bigger blob goes alone). */
   packBytesTarget: 16 * 1024 * 1024,

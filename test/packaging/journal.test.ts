@@ -57,6 +57,9 @@ logger.warn('background-error', { code: 'IO' });
 await logger.close();`;
     const { text } = stderrOf(['--input-type=module', '-e', script], true);
     expect(text).toMatch(/^<3>mailstore: NO_SPACE: writing the log \/dev\/full: /m);
+    // what a full log disk costs is log lines, not mail: never the append's "nothing acknowledged"
+    expect(text).toMatch(/the daemon goes on serving, and the lines lost meanwhile are counted in the log once it writes again \(log-lines-lost\)/);
+    expect(text).not.toMatch(/acknowledged/);
   });
 
   it('a --log file the daemon may not write (immutable, as a mode or an owner would refuse it) is ACCESS on stderr, not IO', (context) => {
