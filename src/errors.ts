@@ -98,7 +98,7 @@ export function fromSystemError(error: unknown, doing: string, path: string, out
     sys === 'EDQUOT' ? ` (the disk quota of the user the store runs as is used up: raise it or free space, and retry; ${outcome})` :
     sys === 'EFBIG' ? ` (the file would pass the process's file size limit: raise 'ulimit -f' or systemd's LimitFSIZE= for mailstore, and retry; ${outcome})` :
     code === 'NO_SPACE' ? ` (free space or inodes ('df -i') and retry; ${outcome})` :
-    sys === 'EROFS' ? ' (Read-only file system: the store is on read-only media or a file system mounted or remounted read-only; reads work, changes need it writable)' :
+    sys === 'EROFS' ? ' (Read-only file system: it is on read-only media or a file system mounted or remounted read-only; reads work, changes need it writable)' :
     code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });
 }

@@ -42,7 +42,13 @@ export interface BackupCheckOptions {
 const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp', 'set-aside-index', 'heal-pending'];
 
 /** The first message (snapshot, mailbox, uid) that uses each blob id: findings name it. */
-type Users = Map<string, { hash: Buffer; size: number; what: string }>;
+/**
+ * Blob id -> its hash, size, and the snapshots that need it: the oldest's message, and the newest's
+ * with their count, so a damaged blob is named in the snapshot an admin would restore, not only in
+ * the oldest (which a forget removes first).
+ */
+interface BlobUser { hash: Buffer; size: number; oldest: string; newest: string; what: string; snapshots: number }
+type Users = Map<string, BlobUser>;
 
 export async function checkRepository(repo: Repository, options: BackupCheckOptions = {}): Promise<BackupCheckReport> {
   const lock = await lockRepository(repo, false, { readOnly: true });
@@ -79,6 +85,12 @@ type Add = (kind: BackupFindingKind, path: string, message: string) => void;
  * read that did not happen (IO: an s3: repository's 503 or timeout; ACCESS, UNMOUNTED) says nothing
  * of the file and stops the check with its code, as `backup repair` does; a bug still throws.
  */
+/** The snapshot and message a blob's finding names: the newest that needs it, and how many do. */
+function userName(user: BlobUser): string {
+  const others = user.snapshots > 1 ? ` (the newest of ${user.snapshots} that need it, the oldest ${user.oldest.slice(0, 8)})` : '';
+  return `snapshot ${user.newest.slice(0, 8)}${others} ${user.what}`;
+}
+
 function why(error: unknown): string {
   if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'NOT_FOUND')) return error.message;
   throw error;
@@ -138,7 +150,9 @@ async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>,
     const missing = new Set<string>();
     for (const { id, hash, size, what } of snapshotBlobs(snapshot)) {
       const key = blobIdOf(hash, repo.keys).toString('hex');
-      if (!users.has(key)) users.set(key, { hash, size, what: `snapshot ${name.slice(0, 8)} ${what}` });
+      const user = users.get(key);
+      if (!user) users.set(key, { hash, size, oldest: name, newest: name, what, snapshots: 1 });
+      else if (user.newest !== name) Object.assign(user, { newest: name, what, snapshots: user.snapshots + 1 });
       if (!index.has(key) && !missing.has(key)) {
         missing.add(key);
         listIn(unlisted, key).push({ snapshot: name, id, what });
@@ -263,7 +277,7 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
         await decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path, user?.size);
         good.add(id);
       } catch (error) {
-        failed.push({ id, path, message: `${user ? `${user.what}: ` : ''}${why(error)}` });
+        failed.push({ id, path, message: `${user ? `${userName(user)}: ` : ''}${why(error)}` });
       }
     }
   }

@@ -57,7 +57,7 @@ export function isContentName(name: string): boolean {
   return /^[0-9a-f]{64}$/.test(name);
 }
 
-const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${path}: ${why}`, { path });
+const corrupt = (path: string, why: string, cause?: unknown) => new MailstoreError('CORRUPT', `${path}: ${why}`, { path, cause });
 
 /**
  * A metadata file: "MSBF" | version u8 | kind u8 | flags u8 | 0 | payload length u32 | crc32 of
@@ -204,7 +204,7 @@ export function recordBytes(storedLength: number): number {
  * the largest message any store takes (a store may be opened with more than the default limit).
  */
 export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string, bytesMax: number = limits.messageBytesSettingMax): Promise<Buffer> {
-  const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
+  const where = `blob ${id.toString('hex').slice(0, 16)}`; // corrupt() names the path
   if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
     throw corrupt(path, `${where}: record header damaged`);
   }
@@ -216,7 +216,7 @@ export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | un
   try {
     bytes = await decompress(body, record[36]!, bytesMax);
   } catch (error) {
-    throw new MailstoreError('CORRUPT', `${where}: cannot decompress`, { path, cause: error });
+    throw corrupt(path, `${where}: cannot decompress`, error);
   }
   const expected = hash ?? (keys ? undefined : id);
   if (expected && !hashBytes(bytes).equals(expected)) throw corrupt(path, `${where}: bytes do not match their hash`);

@@ -5,7 +5,7 @@ import { backupLimits } from '../limits.js';
 import type { AppendOptions } from '../store/types.js';
 import type { QuotaLimits } from '../store/quota.js';
 import { formatMailboxName, isAtOrBelow, ownerKept, parseMailboxName } from '../store/validate.js';
-import { lockRepository, type Repository } from './repository.js';
+import { lockRepository, type Repository, type SnapshotFile } from './repository.js';
 import { QUOTA_PREFIX, indexRepairNotes, readBlob, restoredTree, selectState, type RestoreOptions, type RestoreSelection, type RestoreSummary, type RestoreTarget, type Selected } from './select.js';
 import { monotonicMs } from '../monotonic.js';
 
@@ -29,6 +29,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
       if (await target.hasMailbox(name)) throw new MailstoreError('EXISTS', `${targetPath} already has a mailbox ${name}: restore it under another name with --as NAME`, { path: name });
     }
     const index = await repo.loadIndex();
+    const snapshotNames = snapshotMailboxNames(snapshot);
     let messages = 0;
     let bytes = 0;
     for (const box of selected.mailboxes) {
@@ -48,8 +49,16 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
         options.onProgress?.(messages, bytes);
       };
       // batches bounded by count and bytes: through a daemon each is one call on its socket
+      const from = snapshotNames.get(Buffer.from(box.id).toString('hex'));
       for (const [uid, hash, size, date, flags, , extras] of list) {
-        const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`, size), flags, internalDate: date };
+        let body: Buffer;
+        try {
+          body = await readBlob(repo, index, Buffer.from(hash), from === name ? `${name} uid ${uid}` : `${from} uid ${uid} (restoring as ${name})`, size);
+        } catch (error) {
+          await send(); // the messages before it go in, as the docs say, not only the batches already sent
+          throw error;
+        }
+        const item: AppendOptions & { bytes: Uint8Array } = { bytes: body, flags, internalDate: date };
         if (extras?.e !== undefined) item.envelopeFrom = extras.e;
         if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
         if (extras?.n) item.recent = true;
@@ -68,6 +77,13 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
   } finally {
     await lock.release();
   }
+}
+
+/** Mailbox id (hex) -> its name in the snapshot: a damaged message is named as check names it, not by its --as name and a uid it never had there. */
+function snapshotMailboxNames(snapshot: SnapshotFile): Map<string, string> {
+  const names = new Map<string, string>();
+  for (const op of snapshot.ops) if (op.op === 'state.mailbox') names.set(Buffer.from(op.info.id).toString('hex'), formatMailboxName(op.info.name));
+  return names;
 }
 
 /**

@@ -65,6 +65,30 @@ describe('backup check and damage', () => {
     await repo.close();
   });
 
+  it('a damaged blob later snapshots need too: the finding names the newest of them and how many, not only the oldest (whose restore the admin would not pick)', async () => {
+    const dir = tmpDir('bkc');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', Buffer.from('Subject: kept in every snapshot\r\n\r\nbody\r\n'));
+    const repo = await openRepo(join(dir, 'repo'));
+    const first = await runBackup(source(store), repo);
+    await fill(store, 'INBOX', 1, 10);
+    await runBackup(source(store), repo);
+    await fill(store, 'INBOX', 1, 20);
+    const newest = await runBackup(source(store), repo);
+    await store.close();
+    const data = join(repo.path('data'), readdirSync(repo.path('data')).sort((a, b) => statSync(join(repo.path('data'), a)).mtimeMs - statSync(join(repo.path('data'), b)).mtimeMs)[0]!);
+    const bytes = readFileSync(data);
+    bytes[bytes.length - 3] ^= 0x20; // the first run's only blob: the message every snapshot holds
+    writeFileSync(data, bytes);
+    const blobs = (await checkRepository(repo, { readData: true })).findings.filter((f) => f.kind === 'damaged-blob');
+    expect(blobs).toHaveLength(1);
+    expect(blobs[0]!.message).toContain(`snapshot ${newest.snapshot.slice(0, 8)} (the newest of 3 that need it, the oldest ${first.snapshot.slice(0, 8)}) INBOX uid 1: `);
+    expect(blobs[0]!.message.split(data)).toHaveLength(2); // the data file named once
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, newest.snapshot, join(dir, 'r')), 'CORRUPT');
+    await repo.close();
+  });
+
   it('a truncated data file, a missing data file, a missing index file, a damaged snapshot', async () => {
     const dir = tmpDir('bkc');
     const { repo } = await backedUp(dir);

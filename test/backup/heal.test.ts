@@ -12,14 +12,14 @@ import { checkRepository } from '../../src/backup/check.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { repairIndex } from '../../src/backup/repair.js';
 import { Repository } from '../../src/backup/repository.js';
-import { restoreToNewStore } from '../../src/backup/restore.js';
+import { restoreIntoStore, restoreToNewStore } from '../../src/backup/restore.js';
 import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/backup/format.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { json, requireBuilt, run } from '../cli/helpers.js';
-import { dump, expectCode, fill, openRepo, reopenAfterCrash, restoredDump, restoredWith, source } from './helpers.js';
+import { dump, expectCode, fill, openRepo, reopenAfterCrash, restoredDump, restoredWith, source, storeTarget } from './helpers.js';
 
 const names = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')) : []);
 
@@ -239,6 +239,19 @@ describe('healing a damaged record', () => {
     }, { count, modes: ['all-lost', 'random', 'all-kept', 'data-lost'] });
     expect(states).toBe(count);
     await store.close();
+  });
+});
+
+describe('a damaged record under a restore into a live store', () => {
+  it('stops at that message naming it (the snapshot\'s mailbox and uid, and where it was going): the messages before it are in the new mailbox, exact, as docs/BACKUP.md says', { timeout: 60_000 }, async () => {
+    const { store, repo } = await damagedRecord(tmpDir('bkh'));
+    const error = await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { mailbox: 'INBOX', as: 'R' } }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 4 \(restoring as R\): its blob is damaged/) });
+    const all = await bodies(store);
+    expect([...all.keys()].filter((k) => k.startsWith('R '))).toEqual(['R 1', 'R 2', 'R 3']);
+    for (const uid of [1, 2, 3]) expect(all.get(`R ${uid}`)).toEqual(all.get(`INBOX ${uid}`));
+    await store.close();
+    await repo.close();
   });
 });
 
