@@ -333,12 +333,22 @@ describe('compaction', () => {
     const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
     // index damage: a live message's blob says nobody uses it
     await rawLevelOf(store).put(keys.blob(hash), encodeValue(keys.blob(hash), { ...blob, r: 0 }));
-    const print = fingerprint(dir, ['index']);
-    const error = await expectCode(store.compact(), 'REFUSED');
-    expect(error.message).toMatch(/does not add up/);
-    expect(fingerprint(dir, ['index'])).toEqual(print);
-    expect((await store.fetch('M', 5)).equals(bodies.get(5)!)).toBe(true);
-    await store.close();
+    await expectRefusedUnchanged(dir, store, bodies, /does not add up/);
+  });
+
+  it('refuses (REFUSED) when the refcounts add up in total but name the wrong blobs (the digest of hash x refs), and changes nothing', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const index = store.maintenance().index;
+    const liveHash = hashBytes(bodies.get(5)!);
+    const deadHash = hashBytes(bodies.get(2)!);
+    const live = (await index.get<BlobRecord>(keys.blob(liveHash)))!;
+    const dead = (await index.get<BlobRecord>(keys.blob(deadHash)))!;
+    expect([live.r, dead.r]).toEqual([1, 0]);
+    // index damage that keeps the sum of refs: the live blob says nobody uses it, an expunged one says one message does
+    await rawLevelOf(store).put(keys.blob(liveHash), encodeValue(keys.blob(liveHash), { ...live, r: 0 }));
+    await rawLevelOf(store).put(keys.blob(deadHash), encodeValue(keys.blob(deadHash), { p: dead.p, o: dead.o, l: dead.l, r: 1 }));
+    await expectRefusedUnchanged(dir, store, bodies, /disagree with the messages/);
   });
 
   it('refuses (REFUSED) when a blob entry points into a pack that does not exist', async () => {
@@ -685,6 +695,16 @@ describe('compaction', () => {
 });
 
 /** `churned` while the clock is `aheadMs` ahead; then NTP steps it back to the right time. */
+/** compact() refuses (REFUSED, `why`), the index files are as they were and message 5 of M reads back; closes the store. */
+async function expectRefusedUnchanged(dir: string, store: Store, bodies: Map<number, Buffer>, why: RegExp): Promise<void> {
+  const print = fingerprint(dir, ['index']);
+  const error = await expectCode(store.compact(), 'REFUSED');
+  expect(error.message).toMatch(why);
+  expect(fingerprint(dir, ['index'])).toEqual(print);
+  expect((await store.fetch('M', 5)).equals(bodies.get(5)!)).toBe(true);
+  await store.close();
+}
+
 async function churnedWithClockAhead(dir: string, aheadMs: number): Promise<Awaited<ReturnType<typeof churned>>> {
   const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + aheadMs);
   try {
