@@ -16,7 +16,7 @@ import { neededBlob, type NeededBlob } from './needed-blob.js';
 import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-pool.js';
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
-import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
+import { DATA_HEADER_BYTES, FORMAT_VERSION, RECORD_HEADER_BYTES, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
 import { encodeTip, searchHash, tipOfModel, tipOfState, writeTip, type Tip } from './tip.js';
 import { readHealLists, writeHealList, type HealEntry, type HealLists } from './heal-list.js';
 import { applySinceToTip } from './tip-since.js';
@@ -440,7 +440,7 @@ function idOf(repo: Repository, blob: NeededBlob): Buffer {
  * back once its records are made; `unverified` the indexes of bodies read without their BLAKE3
  * checked; `digests` the workers' BLAKE3 of each body (when they hashed it).
  */
-interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; gone: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[]; out?: SharedArrayBuffer }
+interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; gone: Set<number>; compressed: Buffer[]; digests?: Buffer; headroom?: number; buffers: ArrayBuffer[]; out?: SharedArrayBuffer }
 
 /**
  * A read buffer of the copier's: a batch's blobs (compressBatchBytes, and the last blob over it)
@@ -450,10 +450,11 @@ const READ_BUFFER_BYTES = 2 * backupLimits.compressBatchBytes;
 
 /**
  * A batch's output buffer (compress-pool.ts `out`): the digests and zstd's bound of a read buffer's
- * worth of blobs (compressBound: the bytes, 1/256 of them and a little per blob). A batch whose
- * bound is bigger gets a buffer of its own from the worker.
+ * worth of blobs (compressBound: the bytes, 1/256 of them and a little per blob), and room for each
+ * record's header before its body (RECORD_HEADER_BYTES). A batch whose bound is bigger gets a
+ * buffer of its own from the worker.
  */
-const OUT_BUFFER_BYTES = READ_BUFFER_BYTES + READ_BUFFER_BYTES / 128 + 1024 * backupLimits.compressBatchBlobs;
+const OUT_BUFFER_BYTES = READ_BUFFER_BYTES + READ_BUFFER_BYTES / 128 + (1024 + RECORD_HEADER_BYTES) * backupLimits.compressBatchBlobs;
 
 /**
  * Reads, compresses, seals and writes the blobs it is given (`add`, any number of times; each blob
@@ -649,7 +650,7 @@ class BlobCopier {
     const hashedThere = pool instanceof CompressPool && pool.hashes;
     const out = pool instanceof CompressPool ? this.freeOut.pop() ?? new SharedArrayBuffer(OUT_BUFFER_BYTES) : undefined;
     const pending = fetchBatch(this.source, blobs, lend, !hashedThere, this.optional)
-      .then(async ({ bytes, unverified, gone }) => ({ blobs, bytes, unverified, gone, ...await pool.compressChecked(bytes, true, out), buffers, out }));
+      .then(async ({ bytes, unverified, gone }) => ({ blobs, bytes, unverified, gone, ...await pool.compressChecked(bytes, true, out, RECORD_HEADER_BYTES), buffers, out }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
     this.window.push(pending);
   }
@@ -665,18 +666,21 @@ class BlobCopier {
         const inIndex = await this.inIndex;
         for (const [i, blob] of batch.blobs.entries()) {
           if (batch.gone.has(i)) continue; // a listed blob the store no longer has: it stays listed
-          let bytes = batch.bytes[i]!, compressed = batch.compressed[i]!;
+          let bytes = batch.bytes[i]!, compressed = batch.compressed[i]!, headroom = batch.headroom ?? 0;
           if (batch.unverified.has(i) && !bodyMatches(batch.digests, i, bytes, blob.hash)) {
             // not the blob the state named at that place (damaged, or moved since): read by hash,
             // verified (or CORRUPT, which stops the run), and compressed here
             bytes = await fetchNamed(this.source, blob);
             compressed = (await this.compressors.here(bytes))!;
+            headroom = 0;
           }
           this.bytesRead += bytes.length;
           if (inIndex.has(blob.key) && !this.forced.has(blob.key)) continue;
           if (this.forced.has(blob.key)) this.healed.add(blob.key);
           const id = blobIdOf(blob.hash, this.repo.keys);
-          const parts = sealRecord(id, bytes, compressed, this.repo.codec, this.repo.keys);
+          // the header written in the room the worker left before the body: a batch's records lie
+          // together in its output buffer, one part to write and to hash instead of two a blob
+          const parts = sealRecord(id, bytes, compressed, this.repo.codec, this.repo.keys, headroom);
           // stored as read (not worth compressing, no key): a copy, the read buffer is reused
           if (parts[1] === bytes && batch.buffers.length > 0) parts[1] = Buffer.from(parts[1]);
           this.writer.add(id, parts);
@@ -839,6 +843,8 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
 class DataFileWriter {
   private file: DataStream | undefined;
   private pending: Buffer[] = [];
+  /** The last parts added, lying together in `memory` from `start` to `end` (put), not yet in `pending`. */
+  private run: { memory: ArrayBufferLike; start: number; end: number } | undefined;
   private blobs: [Buffer, number, number][] = [];
   private writing: Promise<void> = Promise.resolve();
   bytes = 0;
@@ -847,12 +853,31 @@ class DataFileWriter {
 
   add(id: Buffer, parts: Buffer[]): void {
     if (this.bytes === 0) {
-      this.pending.push(encodeDataHeader(Boolean(this.repo.keys)));
+      this.put(encodeDataHeader(Boolean(this.repo.keys)));
       this.bytes = DATA_HEADER_BYTES;
     }
     this.blobs.push([id, this.bytes, parts[1].length]);
-    this.pending.push(...parts);
+    for (const part of parts) this.put(part);
     this.bytes += parts[0].length + parts[1].length;
+  }
+
+  /**
+   * A part after the others; one that starts where the last one ends, in the same memory (a record's
+   * header written before its body, the next record after it: sealRecord's headroom), extends it.
+   * A part per record was a napi call each to the data file's BLAKE3, most of it on the hash's
+   * slower one-chunk path, and an iovec each to the write.
+   */
+  private put(part: Buffer): void {
+    const run = this.run;
+    if (run && run.memory === part.buffer && run.end === part.byteOffset) { run.end += part.length; return; }
+    this.closeRun();
+    this.run = { memory: part.buffer, start: part.byteOffset, end: part.byteOffset + part.length };
+  }
+
+  /** The parts joined so far, as one view after the pending ones. */
+  private closeRun(): void {
+    if (this.run) this.pending.push(Buffer.from(this.run.memory, this.run.start, this.run.end - this.run.start));
+    this.run = undefined;
   }
 
   /** Settles once everything pushed so far is written (or failed: the run stops on it elsewhere). */
@@ -860,6 +885,7 @@ class DataFileWriter {
 
   /** Appends what was added since the last push to the open data file (opened on first use). */
   async push(): Promise<void> {
+    this.closeRun();
     if (this.pending.length === 0) return;
     this.file ??= await this.repo.openData();
     this.written = this.file.append(this.pending).catch(() => undefined);

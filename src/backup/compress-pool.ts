@@ -30,7 +30,9 @@ import { startCommonJsWorker } from '../worker-argv.js';
  * digests and then the outputs there when their bound fits, and answers {id, lengths, shared}
  * (`shared`: where the outputs start, the digests' bytes before them). A new buffer moved back per
  * batch was ~2 MiB of new external memory to V8 each time: a full collection every ~30 batches
- * of a full backup, on the main thread every core waits for.
+ * of a full backup, on the main thread every core waits for. There, with `headroom`, each output
+ * is written that many bytes after the previous one's end: room the caller fills with the
+ * record's header, so a batch's records lie one after another (one write part, one hash update).
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -43,7 +45,7 @@ if (workerData && workerData.nice !== undefined) {
 const zstd = workerData && workerData.zstd ? require(workerData.zstd) : undefined;
 const blake = workerData && workerData.blake3 ? require(workerData.blake3) : undefined;
 let cctx;
-parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, digest, out }) => {
+parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, digest, out, headroom }) => {
   try {
     const views = buffers.map((b) => Buffer.from(b));
     const count = places.length / 3;
@@ -51,8 +53,10 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
     const digestBytes = digest && blake ? count * 32 : 0;
     let bound = 0;
     if (codec === 'zstd') for (let i = 0; i < count; i++) bound += zstd.compressBound(places[3 * i + 2]);
-    // zstd writes into the caller's shared output buffer when the digests and the outputs' bound fit
-    const into = out !== undefined && codec === 'zstd' && digestBytes + bound <= out.byteLength;
+    // zstd writes into the caller's shared output buffer when the digests, the outputs' bound and
+    // the room before each output fit
+    const room = headroom || 0;
+    const into = out !== undefined && codec === 'zstd' && digestBytes + bound + room * count <= out.byteLength;
     let digests;
     if (digestBytes > 0) {
       digests = into ? Buffer.from(out, 0, digestBytes) : Buffer.allocUnsafeSlow(digestBytes);
@@ -64,10 +68,11 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
     let result;
     if (codec === 'zstd') {
       cctx ??= new zstd.CCtx();
-      result = into ? Buffer.from(out, digestBytes, bound) : Buffer.allocUnsafeSlow(bound);
+      result = into ? Buffer.from(out, digestBytes, bound + room * count) : Buffer.allocUnsafeSlow(bound);
       let to = 0;
       for (let i = 0; i < count; i++) {
         const at = places[3 * i + 1];
+        if (into) to += room;
         const n = cctx.compress(result.subarray(to), views[places[3 * i]].subarray(at, at + places[3 * i + 2]), level);
         lengths.push(n);
         to += n;
@@ -89,7 +94,7 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, 
       let to = 0;
       for (const c of output) { c.copy(result, to); to += c.length; }
     }
-    if (into) parentPort.postMessage({ id, lengths, shared: digestBytes });
+    if (into) parentPort.postMessage({ id, lengths, shared: digestBytes, headroom: room });
     else reply(id, result, lengths, digests);
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.stack || error) });
@@ -99,8 +104,12 @@ function reply(id, result, lengths, digests) {
   parentPort.postMessage({ id, data: result.buffer, lengths, digests: digests && digests.buffer }, digests ? [result.buffer, digests.buffer] : [result.buffer]);
 }`;
 
-/** A batch compressed, and its blobs' BLAKE3 (32 bytes each, in order) when the worker hashed them. */
-export interface Compressed { compressed: Buffer[]; digests?: Buffer }
+/**
+ * A batch compressed, and its blobs' BLAKE3 (32 bytes each, in order) when the worker hashed them.
+ * `headroom`: the bytes before each compressed view, in its buffer, that are the caller's to write
+ * (compressChecked's `headroom` when the outputs came back in `out`; absent: none).
+ */
+export interface Compressed { compressed: Buffer[]; digests?: Buffer; headroom?: number }
 
 interface Pending { resolve(out: Compressed): void; reject(error: Error): void; out?: SharedArrayBuffer }
 
@@ -158,14 +167,14 @@ export class CompressPool {
         return;
       }
       const slot: Slot = { worker, busy: 0, pending: new Map() };
-      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; shared?: number; error?: string }) => {
+      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; shared?: number; headroom?: number; error?: string }) => {
         const waiting = slot.pending.get(m.id);
         if (!waiting) return;
         slot.pending.delete(m.id);
         slot.busy--;
         if (m.error !== undefined || !m.lengths || (!m.data && (m.shared === undefined || !waiting.out))) waiting.reject(new Error(`compressing blobs failed: ${m.error}`));
         else if (m.data) waiting.resolve({ compressed: split(Buffer.from(m.data), m.lengths), ...(m.digests ? { digests: Buffer.from(m.digests) } : {}) });
-        else waiting.resolve({ compressed: split(Buffer.from(waiting.out!, m.shared!), m.lengths), ...(m.shared! > 0 ? { digests: Buffer.from(waiting.out!, 0, m.shared!) } : {}) });
+        else waiting.resolve({ compressed: split(Buffer.from(waiting.out!, m.shared!), m.lengths, m.headroom ?? 0), ...(m.shared! > 0 ? { digests: Buffer.from(waiting.out!, 0, m.shared!) } : {}), ...(m.headroom ? { headroom: m.headroom } : {}) });
       });
       // a worker that dies (out of memory, a binding that does not load) fails what it held, which compressChecked then compresses here
       slot.worker.on('error', (error) => this.failAll(slot, error));
@@ -190,14 +199,16 @@ export class CompressPool {
    * compressing it. A batch compressed in this thread (a worker died, or streaming zstd) comes back
    * without digests: the caller hashes itself. `out`: the outputs and digests may come back as
    * views into it (the worker's header says when); the caller reuses it only once it is done with them.
+   * `headroom`: outputs that come back in `out` each have this many bytes before them, free for the
+   * caller (a record's header: Compressed.headroom says when they do).
    */
-  compressChecked(list: Buffer[], digest = true, out?: SharedArrayBuffer): Promise<Compressed> {
+  compressChecked(list: Buffer[], digest = true, out?: SharedArrayBuffer, headroom = 0): Promise<Compressed> {
     if (this.closed) return Promise.reject(this.closed);
     if (this.streaming) return this.zstd.compress(list).then((compressed) => ({ compressed }));
     const live = this.slots.filter((s) => !s.dead);
     if (live.length === 0) return this.inThisThread(list);
     const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
-    return this.onWorker(slot, list, digest && this.hashes, out).catch((error: unknown) => {
+    return this.onWorker(slot, list, digest && this.hashes, out, headroom).catch((error: unknown) => {
       if (this.closed || !slot.dead) throw error; // closed, or the codec failed on a blob: not a death
       return this.inThisThread(list);
     });
@@ -208,7 +219,7 @@ export class CompressPool {
     return { compressed: await this.fallback.compress(list) };
   }
 
-  private onWorker(slot: Slot, list: Buffer[], digest: boolean, out: SharedArrayBuffer | undefined): Promise<Compressed> {
+  private onWorker(slot: Slot, list: Buffer[], digest: boolean, out: SharedArrayBuffer | undefined, headroom: number): Promise<Compressed> {
     const id = this.nextId++;
     const buffers: ArrayBufferLike[] = [];
     const places: number[] = [];
@@ -238,7 +249,7 @@ export class CompressPool {
     return new Promise<Compressed>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject, ...(out ? { out } : {}) });
       slot.busy++;
-      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places, digest, out };
+      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places, digest, out, headroom };
       slot.worker.postMessage(message, transfer);
     });
   }
@@ -261,10 +272,11 @@ export class CompressPool {
   }
 }
 
-function split(data: Buffer, lengths: number[]): Buffer[] {
+/** The outputs lying one after another in `data`, each `headroom` bytes after the one before. */
+function split(data: Buffer, lengths: number[], headroom = 0): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
-  for (const length of lengths) { out.push(data.subarray(at, at + length)); at += length; }
+  for (const length of lengths) { at += headroom; out.push(data.subarray(at, at + length)); at += length; }
   return out;
 }
 

@@ -145,14 +145,21 @@ export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKe
   return sealRecord(id, bytes, await compress(bytes, codec), codec, keys);
 }
 
-/** The record of a blob whose compressed bytes are known (a compression worker made them). */
-export function sealRecord(id: Buffer, bytes: Buffer, compressed: Buffer, codec: BlobCodec, keys: RepositoryKeys | undefined): Buffer[] {
+/**
+ * The record of a blob whose compressed bytes are known (a compression worker made them): its
+ * header and its stored body. `headroom`: the bytes just before `compressed` in its buffer are free
+ * (compress-pool.ts Compressed.headroom); when the body stored is `compressed` as it is, the header
+ * is written there, so the two parts lie together (the data file's writer joins them).
+ */
+export function sealRecord(id: Buffer, bytes: Buffer, compressed: Buffer, codec: BlobCodec, keys: RepositoryKeys | undefined, headroom = 0): Buffer[] {
   const worth = compressed.length <= bytes.length * (1 - backupLimits.compressSavingMin);
   const body = worth ? compressed : bytes;
   const stored = keys ? seal(keys, body, id) : body;
-  const header = Buffer.alloc(RECORD_HEADER_BYTES);
+  const inPlace = stored === compressed && headroom >= RECORD_HEADER_BYTES;
+  const header = inPlace ? Buffer.from(compressed.buffer, compressed.byteOffset - RECORD_HEADER_BYTES, RECORD_HEADER_BYTES) : Buffer.alloc(RECORD_HEADER_BYTES);
   RECORD_MAGIC.copy(header, 0);
   id.copy(header, 4);
+  header.fill(0, 36, 40); // the room is reused memory: the flags' word whole
   header[36] = worth ? CODEC_FLAG[codec] : 0;
   header.writeUInt32BE(stored.length, 40);
   header.writeUInt32BE(crc32(header.subarray(0, 44)), 44);

@@ -10,6 +10,7 @@ import { message } from './helpers.js';
 import { decompress } from 'fzstd';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { zstdOneShotModule } from '../../src/backup/zstd.js';
+import { RECORD_HEADER_BYTES, decodeRecord, sealRecord } from '../../src/backup/format.js';
 
 describe('compression workers', () => {
   it('compress each blob of many batches, in order, for zstd, brotli and deflate', async () => {
@@ -125,6 +126,36 @@ describe('compression workers', () => {
       });
     } finally {
       await deflate.close();
+    }
+  });
+
+  it('compressChecked with headroom: each output in the output buffer has that many free bytes before it, where sealRecord writes its record\'s header, so a batch\'s records lie together and read back; a batch answered in its own buffer has none', async () => {
+    const list = [message(1, 30_000), message(2, 100), message(3, 60_000), message(4, 5_000)];
+    const bound = list.reduce((a, b) => a + b.length + (b.length >> 8) + 64, 0) + 32 * list.length;
+    const pool = new CompressPool('zstd', 1);
+    try {
+      const out = new SharedArrayBuffer(bound + RECORD_HEADER_BYTES * list.length + 1024);
+      Buffer.from(out).fill(0xee); // reused memory: whatever was there before
+      const { compressed, headroom } = await pool.compressChecked(list, true, out, RECORD_HEADER_BYTES);
+      expect(headroom).toBe(RECORD_HEADER_BYTES);
+      const records = compressed.map((c, i) => {
+        expect(c.buffer).toBe(out);
+        if (i > 0) expect(c.byteOffset).toBe(compressed[i - 1]!.byteOffset + compressed[i - 1]!.length + RECORD_HEADER_BYTES);
+        const parts = sealRecord(hashBytes(list[i]!), list[i]!, c, 'zstd', undefined, headroom);
+        expect(parts[1]).toBe(c);
+        expect(parts[0]!.buffer).toBe(out); // written in place, just before its body
+        expect(parts[0]!.byteOffset + RECORD_HEADER_BYTES).toBe(c.byteOffset);
+        // the same bytes as a header made on its own
+        expect(parts[0]!.equals(sealRecord(hashBytes(list[i]!), list[i]!, Buffer.from(c), 'zstd', undefined)[0]!)).toBe(true);
+        return Buffer.from(out, parts[0]!.byteOffset, RECORD_HEADER_BYTES + c.length);
+      });
+      for (const [i, record] of records.entries()) expect((await decodeRecord(record, hashBytes(list[i]!), undefined, undefined, 'test')).equals(list[i]!)).toBe(true);
+      // an output buffer too small: outputs of their own, no room promised
+      const own = await pool.compressChecked(list, true, new SharedArrayBuffer(1024), RECORD_HEADER_BYTES);
+      expect(own.headroom).toBeUndefined();
+      expect(sealRecord(Buffer.alloc(32, 1), list[0]!, own.compressed[0]!, 'zstd', undefined, own.headroom ?? 0)[0]!.buffer).not.toBe(own.compressed[0]!.buffer);
+    } finally {
+      await pool.close();
     }
   });
 
