@@ -67,7 +67,10 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
     const heal = await readHealLists(repo);
     for (const name of heal.names) add('heal-pending', repo.path('heal', name), `'backup repair' listed ${heal.entries.length} blobs with no good copy here; the next backup copies each again from the store while it has them`);
     for (const name of heal.unreadable) add('heal-pending', repo.path('heal', name), "a heal list that does not read (damaged): run 'mailstore backup repair --read-data' to list the damage again");
-    for (const name of await setAsideIndexFiles(repo)) add('set-aside-index', repo.path('damaged', name), "an index file 'backup repair' set aside because it did not read (kept for inspection; nothing reads it)");
+    for (const name of await setAsideIndexFiles(repo)) {
+      const what = name.startsWith('config.') ? "a config 'backup repair --new-config' replaced because it did not read" : "an index file 'backup repair' set aside because it did not read";
+      add('set-aside-index', repo.path('damaged', name), `${what} (kept for inspection; nothing reads it)`);
+    }
     const damage = findings.filter((f) => f.damage).length;
     return {
       findings,

@@ -90,6 +90,12 @@ export function encodeMetadataFile(kind: FileKind, value: unknown, keys: Reposit
   return Buffer.concat([header, payload]);
 }
 
+/** Whether a metadata file's header (magic and CRC checked) says it is sealed; undefined when it is no such header. */
+export function metadataFileSealed(bytes: Buffer): boolean | undefined {
+  if (bytes.length < FILE_HEADER_BYTES || !bytes.subarray(0, 4).equals(FILE_MAGIC) || crc32(bytes.subarray(0, 12)) !== bytes.readUInt32BE(12)) return undefined;
+  return (bytes[6]! & FLAG_ENCRYPTED) !== 0;
+}
+
 /** Verifies the name, the header and (sealed) the authentication; CORRUPT otherwise, INVALID for a missing key. */
 export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: string, path: string, keys: RepositoryKeys | undefined): T {
   if (contentName(bytes) !== name) throw corrupt(path, 'content does not match its name (damaged)');

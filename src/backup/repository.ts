@@ -31,7 +31,7 @@ import { monotonicMs } from '../monotonic.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
-const REPO_FORMAT = 'mailstore-backup';
+export const REPO_FORMAT = 'mailstore-backup';
 
 export interface RepoConfig {
   format: typeof REPO_FORMAT;
@@ -145,6 +145,7 @@ export class Repository {
       config = await readConfig(fs, dir); // another process created it meanwhile: open that one
     }
     if (!config) {
+      if (await holdsSnapshots(fs, dir)) throw new MailstoreError('NOT_FOUND', `${dir} holds a backup repository's snapshots but no config (lost): an encrypted repository needs its copy (a backup of the repository); an unencrypted one's is written again by 'mailstore backup repair --repo ${dir} --new-config'`, { path: dir });
       throw new MailstoreError('NOT_FOUND', `no backup repository at ${dir} (no config file; 'mailstore backup' creates one)`, { path: dir });
     } else if (config.encryption) {
       if (!options.secret) throw new MailstoreError('INVALID', `the backup repository at ${dir} is encrypted: give its --key-file`, { path: dir });
@@ -723,12 +724,12 @@ function checkSnapshotFile(value: unknown, path: string): asserts value is Snaps
   }
 }
 
-function encodeConfig(config: RepoConfig): Buffer {
+export function encodeConfig(config: RepoConfig): Buffer {
   const body = JSON.stringify(config);
   return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
 }
 
-async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | undefined> {
+export async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | undefined> {
   const path = join(dir, REPO_LAYOUT.config);
   let bytes: Buffer;
   try {
@@ -740,7 +741,7 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   }
   const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
   if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
-    throw new MailstoreError('CORRUPT', `${path}: the repository config is damaged (its copy in another repository or backup of the repository is needed)`, { path });
+    throw new MailstoreError('CORRUPT', `${path}: the repository config is damaged: an encrypted repository needs its copy (a backup of the repository); an unencrypted one's is written again by 'mailstore backup repair --repo ${dir} --new-config'`, { path });
   }
   const config = JSON.parse(m[1]) as RepoConfig;
   if (config.format !== REPO_FORMAT) throw new MailstoreError('INVALID', `${dir} is not a mailstore backup repository`, { path });
@@ -786,6 +787,12 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
     throw fromSystemError(error, 'creating the backup repository', dir);
   }
   return { config, keys: encryption?.keys };
+}
+
+/** A directory with snapshot files in its snapshots/: a repository, whatever its config. */
+export async function holdsSnapshots(fs: FileSystem, dir: string): Promise<boolean> {
+  const names = await fs.readdir(join(dir, REPO_LAYOUT.snapshots)).catch(() => [] as string[]);
+  return names.some(isContentName);
 }
 
 /** A directory made durable, or one another process made meanwhile. */

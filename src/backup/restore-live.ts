@@ -32,42 +32,48 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     const snapshotNames = snapshotMailboxNames(snapshot);
     let messages = 0;
     let bytes = 0;
-    for (const box of selected.mailboxes) {
-      const name = formatMailboxName(box.name);
-      // an owner "anyone" or "-x" (taken before it was refused) is no owner: its rights are in the ACL as they were
-      const owner = ownerKept(box.owner);
-      await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
-      const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
-      let items: (AppendOptions & { bytes: Uint8Array })[] = [];
-      let batchBytes = 0;
-      const send = async () => {
-        if (items.length === 0) return;
-        await target.appendBatch(name, items);
-        messages += items.length;
-        items = [];
-        batchBytes = 0;
-        options.onProgress?.(messages, bytes);
-      };
-      // batches bounded by count and bytes: through a daemon each is one call on its socket
-      const from = snapshotNames.get(Buffer.from(box.id).toString('hex'));
-      for (const [uid, hash, size, date, flags, , extras] of list) {
-        let body: Buffer;
-        try {
-          body = await readBlob(repo, index, Buffer.from(hash), from === name ? `${name} uid ${uid}` : `${from} uid ${uid} (restoring as ${name})`, size);
-        } catch (error) {
-          await send(); // the messages before it go in, as the docs say, not only the batches already sent
-          throw error;
+    const made: string[] = [];
+    try {
+      for (const box of selected.mailboxes) {
+        const name = formatMailboxName(box.name);
+        // an owner "anyone" or "-x" (taken before it was refused) is no owner: its rights are in the ACL as they were
+        const owner = ownerKept(box.owner);
+        await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
+        made.push(name);
+        const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
+        let items: (AppendOptions & { bytes: Uint8Array })[] = [];
+        let batchBytes = 0;
+        const send = async () => {
+          if (items.length === 0) return;
+          await target.appendBatch(name, items);
+          messages += items.length;
+          items = [];
+          batchBytes = 0;
+          options.onProgress?.(messages, bytes);
+        };
+        // batches bounded by count and bytes: through a daemon each is one call on its socket
+        const from = snapshotNames.get(Buffer.from(box.id).toString('hex'));
+        for (const [uid, hash, size, date, flags, , extras] of list) {
+          let body: Buffer;
+          try {
+            body = await readBlob(repo, index, Buffer.from(hash), from === name ? `${name} uid ${uid}` : `${from} uid ${uid} (restoring as ${name})`, size);
+          } catch (error) {
+            await send(); // the messages before it go in, as the docs say, not only the batches already sent
+            throw error;
+          }
+          const item: AppendOptions & { bytes: Uint8Array } = { bytes: body, flags, internalDate: date };
+          if (extras?.e !== undefined) item.envelopeFrom = extras.e;
+          if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
+          if (extras?.n) item.recent = true;
+          items.push(item);
+          bytes += size;
+          batchBytes += size;
+          if (items.length >= backupLimits.restoreAppendMessages || batchBytes >= backupLimits.restoreAppendBytes) await send();
         }
-        const item: AppendOptions & { bytes: Uint8Array } = { bytes: body, flags, internalDate: date };
-        if (extras?.e !== undefined) item.envelopeFrom = extras.e;
-        if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
-        if (extras?.n) item.recent = true;
-        items.push(item);
-        bytes += size;
-        batchBytes += size;
-        if (items.length >= backupLimits.restoreAppendMessages || batchBytes >= backupLimits.restoreAppendBytes) await send();
+        await send();
       }
-      await send();
+    } catch (error) {
+      throw stoppedPartWay(error, made, messages);
     }
     await restoreOwnQuotaRoots(target, selected, selection);
     return {
@@ -77,6 +83,18 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * A restore that stopped once it had made mailboxes (a damaged message, the daemon stopped, a full
+ * disk) left them, filled up to where it stopped, and a second run is refused EXISTS on them: the
+ * error says so, with its own code, so the admin is not left guessing what is in the store.
+ */
+function stoppedPartWay(error: unknown, made: string[], messages: number): unknown {
+  if (made.length === 0 || !(error instanceof MailstoreError)) return error;
+  const which = made.length === 1 ? `${made[0]} holds` : `${made.length} new mailboxes (${made[0]} … ${made.at(-1)}) hold`;
+  const count = error.mayHaveCommitted ? `at least ${messages}` : `${messages}`; // a batch whose answer was lost may be in too
+  return new MailstoreError(error.code, `${error.message}; the restore stopped there: ${which} the ${count} messages restored before it (delete ${made.length === 1 ? 'it' : 'them'}, or give another --as, to restore again)`, { path: error.path, cause: error, mayHaveCommitted: error.mayHaveCommitted });
 }
 
 /** Mailbox id (hex) -> its name in the snapshot: a damaged message is named as check names it, not by its --as name and a uid it never had there. */

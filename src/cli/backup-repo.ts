@@ -74,6 +74,13 @@ async function unmountedError(dir: string): Promise<MailstoreError | undefined> 
   return unmountedRepositoryError(dir, unmounted, 'mount the backup disk (findmnt, mount) and run the command again');
 }
 
+/** Where --repo is, not opened: for a repository whose config does not read (backup repair --new-config). */
+export function repositoryPlace(command: Command): Promise<{ fs: FileSystem; dir: string }> {
+  const options = command.optsWithGlobals() as RepoOptions;
+  if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
+  return repositoryLocation(options);
+}
+
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
 async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
   const url = bucketUrlOfRepo(options.repo!);

@@ -247,6 +247,9 @@ describe('a damaged record under a restore into a live store', () => {
     const { store, repo } = await damagedRecord(tmpDir('bkh'));
     const error = await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { mailbox: 'INBOX', as: 'R' } }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 4 \(restoring as R\): its blob is damaged/) });
+    const again = await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { mailbox: 'INBOX', as: 'R' } }).catch((e: unknown) => e);
+    expect(again).toMatchObject({ code: 'EXISTS' }); // which is why the first error says what it left
+    expect((error as Error).message).toMatch(/; the restore stopped there: R holds the 3 messages restored before it \(delete it, or give another --as, to restore again\)$/);
     const all = await bodies(store);
     expect([...all.keys()].filter((k) => k.startsWith('R '))).toEqual(['R 1', 'R 2', 'R 3']);
     for (const uid of [1, 2, 3]) expect(all.get(`R ${uid}`)).toEqual(all.get(`INBOX ${uid}`));

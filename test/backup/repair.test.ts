@@ -298,4 +298,51 @@ describe('backup repair, the command', () => {
     expect(nothing.code).toBe(0);
     expect(nothing.stdout.toString()).toMatch(/nothing to repair/);
   });
+
+  it('a damaged or lost config: an unencrypted repository gets a new one (--new-config), the damaged one kept in damaged/, and every snapshot restores exactly; an encrypted one is refused, nothing changed', { timeout: 90_000 }, async () => {
+    requireBuilt();
+    const dir = tmpDir('bkr');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 8);
+    const plain = await openRepo(join(dir, 'plain'));
+    await runBackup(source(store), plain);
+    const sealed = await openRepo(join(dir, 'sealed'), randomBytes(32));
+    await runBackup(source(store), sealed);
+    const before = await dump(store);
+    await store.close();
+    await plain.close();
+    await sealed.close();
+    const plainDir = join(dir, 'plain');
+    const config = readFileSync(join(plainDir, 'config'));
+    config[10] ^= 0x01; // one flipped bit: until now no snapshot of the repository read again
+    writeFileSync(join(plainDir, 'config'), config);
+    const refused = await run(['backups', '--repo', plainDir]);
+    expect(refused.code).toBe(6);
+    expect(refused.stderr).toMatch(/backup repair --repo .* --new-config/);
+    const made = await json(['backup', 'repair', '--repo', plainDir, '--new-config']);
+    expect(made).toMatchObject({ id: expect.any(String), setAside: expect.stringMatching(/damaged\/config\.\d+$/) });
+    expect(readFileSync(made.setAside)).toEqual(config);
+    const check = await run(['backup', 'check', '--repo', plainDir, '--read-data']);
+    expect(check.code).toBe(0);
+    expect(check.stdout.toString()).toMatch(/info set-aside-index: a config 'backup repair --new-config' replaced because it did not read/);
+    expect((await run(['restore', '--repo', plainDir, '--to', join(dir, 'r1')])).code).toBe(0);
+    const back = await Store.open(join(dir, 'r1'));
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    expect((await run(['backup', 'repair', '--repo', plainDir, '--new-config'])).code).toBe(5); // a config that reads is left alone
+    // lost: the same, nothing to set aside
+    rmSync(join(plainDir, 'config'));
+    expect((await run(['backups', '--repo', plainDir])).stderr).toMatch(/holds a backup repository's snapshots but no config .*--new-config/);
+    expect(await json(['backup', 'repair', '--repo', plainDir, '--new-config'])).toEqual({ id: expect.any(String) });
+    expect((await run(['restore', '--repo', plainDir, '--to', join(dir, 'r2')])).code).toBe(0);
+    // encrypted: its salt is gone with it
+    const sealedDir = join(dir, 'sealed');
+    writeFileSync(join(sealedDir, 'config'), 'garbage');
+    const no = await run(['backup', 'repair', '--repo', sealedDir, '--new-config']);
+    expect(no.code).toBe(3);
+    expect(no.stderr).toMatch(/REFUSED: .* is encrypted/);
+    expect(readFileSync(join(sealedDir, 'config'), 'utf8')).toBe('garbage');
+    expect(existsSync(join(sealedDir, 'damaged'))).toBe(false);
+  });
 });

@@ -2,7 +2,9 @@
 // an index file is damaged (restic's `repair index`), and moves the damaged file into damaged/.
 import type { Command } from 'commander';
 import { repairIndex, type RepairSummary } from '../../backup/repair.js';
-import { REPO_HELP, withRepository } from '../backup-repo.js';
+import { writeNewConfig } from '../../backup/new-config.js';
+import { MailstoreError } from '../../errors.js';
+import { REPO_HELP, repositoryPlace, withRepository } from '../backup-repo.js';
 import { printJson, printLine, wantsJson } from '../context.js';
 import { EXIT } from '../exit-codes.js';
 import { createProgress } from '../progress.js';
@@ -15,6 +17,7 @@ export function register(backup: Command): void {
     .option('--key-file <file>', 'the key file of an encrypted repository')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--read-data', 'also read and verify every record the index files list for a blob snapshots need, and list the blobs with no good copy for the next backup to copy again')
+    .option('--new-config', 'write a new config for an unencrypted repository whose config is damaged or lost (the damaged one is kept in DIR/damaged/); only that')
     .option('--json', 'print {damagedIndexFiles, setAside, dataFilesScanned, blobsIndexed, recordsRefused, damagedStretches, newIndex?, heldTablesRemoved, readData, recordsDamaged, blobsToHeal, healList?}')
     .addHelpText('after', `${REPO_HELP}
 
@@ -37,6 +40,12 @@ store while the store still has it, and says how many it healed; the list shrink
 Nothing damaged is deleted. So: 'backup check --read-data' found damage -> 'backup repair
 --read-data' -> the next 'backup' heals what the store still has.
 
+With --new-config it writes only a config, for an unencrypted repository whose config is damaged
+(CORRUPT) or lost: nothing else in one depends on it (every file is named by its content, every
+record names its codec), so every snapshot reads again; the repository gets a new id (a store's
+next backup records it). An encrypted repository's config holds the salt of its keys: refused
+(REFUSED), put back its copy. With --json: {id, setAside?}.
+
 Exit codes: 0 repaired (or nothing to repair); 1 some records did not verify or parts of a data file
 held no record (they are not indexed: check names the messages they cost); 2 could not run
 (locked, access, I/O); 3 an s3: repository's bucket is missing (UNMOUNTED); 4 no repository;
@@ -51,11 +60,21 @@ async function runRepair(_options: unknown, command: Command): Promise<void> {
     progress.advance(1, bytes - read);
     read = bytes;
   };
+  if (command.opts<{ newConfig?: boolean }>().newConfig) return runNewConfig(command);
   const readData = Boolean(command.opts<{ readData?: boolean }>().readData);
   const summary = await withRepository(command, false, (repo) => repairIndex(repo, { onProgress, readData })).finally(() => progress.finish());
   process.exitCode = summary.recordsRefused > 0 || summary.damagedStretches > 0 || summary.blobsToHeal > 0 ? EXIT.findings : EXIT.ok;
   if (wantsJson(command)) return printJson(summary);
   await printText(summary);
+}
+
+async function runNewConfig(command: Command): Promise<void> {
+  if (command.opts<{ keyFile?: string }>().keyFile !== undefined) throw new MailstoreError('INVALID', 'an encrypted repository\'s config holds the salt of its keys, which no new config can: put back its copy (--new-config takes no --key-file)');
+  const { fs, dir } = await repositoryPlace(command);
+  const summary = await writeNewConfig(fs, dir);
+  if (wantsJson(command)) return printJson(summary);
+  if (summary.setAside) await printLine(`set aside ${summary.setAside} (the damaged config)`);
+  await printLine(`wrote a new config: repository ${summary.id}; run 'mailstore backup check --repo ${dir} --read-data'`);
 }
 
 async function printText(s: RepairSummary): Promise<void> {
