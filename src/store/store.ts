@@ -1214,8 +1214,9 @@ export class Store implements MailStore {
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         checkUidsLeft(box, 1, mailbox);
-        await checkQuota(this.db, ctx.view, box.name, item.bytes.length, 1);
-        const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
+        const quota = checkQuota(this.db, ctx.view, box.name, item.bytes.length, 1);
+        if (quota) await quota; // nearly always none: no await, no suspended frame
+        const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
         const uid = box.uidNext;
         return { ops: [messageAdd(box.id, uid, item, location, deduplicated)], result: { uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated } };
       },
@@ -1292,7 +1293,7 @@ export class Store implements MailStore {
         const fresh = new Map<string, BlobLocation>();
         let uid = box.uidNext;
         for (const item of prepared) {
-          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, item.inline);
+          const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, fresh, item.inline);
           ops.push(messageAdd(box.id, uid, item, location, deduplicated));
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
           uid++;
@@ -1318,7 +1319,7 @@ export class Store implements MailStore {
     return messages === 1 && bytes <= this.inlineBodyBytesMax;
   }
 
-  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation> | undefined, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
+  private placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation> | undefined, inline = false): { location: { pack: number; offset: number }; deduplicated: boolean } {
     // fresh: the blobs placed earlier in the same call (a batch's duplicates); none for one message
     const key = fresh ? hash.toString('latin1') : '';
     const pending = fresh?.get(key);
