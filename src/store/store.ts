@@ -1199,11 +1199,8 @@ export class Store implements MailStore {
   }
 
   /**
-   * appendBatch for exactly one message (a delivery): the same checks in the same order, the same
-   * record and the same mutation (validate, plan, apply to the view before the write, one write,
-   * one fdatasync), without the batch's arrays, loops, dedup map, prefetch and meta. A cold
-   * process's TurboFan compiles this instead of appendBatch and its prepare, the two largest
-   * functions it compiled on the delivery path (issue 12).
+   * appendBatch for one message (a delivery): the same checks, mutation and record, without the
+   * batch's arrays, loops, dedup map, prefetch and meta: less for a cold process to compile.
    */
   private appendOne(mailbox: string, entry: AppendOptions & { bytes: Uint8Array }): Promise<AppendResult> {
     const components = parseMailboxName(mailbox);
@@ -1215,7 +1212,7 @@ export class Store implements MailStore {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         checkUidsLeft(box, 1, mailbox);
         const quota = checkQuota(this.db, ctx.view, box.name, item.bytes.length, 1);
-        if (quota) await quota; // nearly always none: no await, no suspended frame
+        if (quota) await quota; // nearly always none: no suspended frame
         const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
         const uid = box.uidNext;
         return { ops: [messageAdd(box.id, uid, item, location, deduplicated)], result: { uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated } };
