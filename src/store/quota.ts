@@ -232,10 +232,14 @@ export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, so
  * Refuses (OVER_QUOTA) adding `bytes` in `count` messages to mailbox `name` when its root would go
  * over a limit. A move inside one root changes nothing and is not checked (`movedFrom`).
  */
-export async function checkQuota(db: AdminIndexReader, view: IndexView, name: readonly string[], bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> {
-  if (count === 0) return;
+export function checkQuota(db: AdminIndexReader, view: IndexView, name: readonly string[], bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> | undefined {
+  if (count === 0) return undefined;
   const found = quotaRoot(view, name);
-  if (!found) return;
+  // no root above (a delivery's common case): nothing to wait for, so a caller need not await
+  return found && checkQuotaAt(db, view, name, found, bytes, count, movedFrom);
+}
+
+async function checkQuotaAt(db: AdminIndexReader, view: IndexView, name: readonly string[], found: { root: string[]; limits: QuotaLimits }, bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> {
   if (movedFrom) {
     const from = quotaRoot(view, movedFrom);
     if (from && formatMailboxName(from.root) === formatMailboxName(found.root)) return;

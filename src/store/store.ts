@@ -167,6 +167,24 @@ interface PreparedAppend {
   date: number;
   extras: MessageAddExtras;
   inline: boolean;
+  /** bytes is recycled memory (CopyPool), given back when the append settles. */
+  recycled: boolean;
+}
+
+/** Checked before any blob is reserved: the largest uid, pack and offset a message's op could carry. */
+function largestAdd(item: PreparedAppend): Op {
+  return {
+    op: 'message.add', id: LARGEST_ID, uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
+    pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
+  };
+}
+
+/** A message's op (its fields in this order: the record's bytes follow it). */
+function messageAdd(id: Buffer, uid: number, item: PreparedAppend, location: { pack: number; offset: number }, deduplicated: boolean): Op {
+  const op: Op = { op: 'message.add', id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
+  if (!deduplicated) op.fresh = true;
+  if (!deduplicated && location.pack === INLINE_PACK) op.body = item.bytes;
+  return op;
 }
 
 export type {
@@ -1177,8 +1195,51 @@ export class Store implements MailStore {
     checkOptions(options, APPEND_OPTIONS, 'append option');
     const { flags, internalDate, envelopeFrom, dateZoneMinutes, recent } = options;
     // a delivery for a user XFER moved away (one waiting on its fence too) is told where, not NOT_FOUND
-    const [result] = await orMoved(this.db, mailbox, () => this.appendBatch(mailbox, [{ bytes, flags, internalDate, envelopeFrom, dateZoneMinutes, recent }]));
-    return result;
+    return orMoved(this.db, mailbox, () => this.appendOne(mailbox, { bytes, flags, internalDate, envelopeFrom, dateZoneMinutes, recent }));
+  }
+
+  /**
+   * appendBatch for one message (a delivery): the same checks, mutation and record, without the
+   * batch's arrays, loops, dedup map, prefetch and meta: less for a cold process to compile.
+   */
+  private appendOne(mailbox: string, entry: AppendOptions & { bytes: Uint8Array }): Promise<AppendResult> {
+    const components = parseMailboxName(mailbox);
+    const item = this.preparedAppend(entry, 1, mailbox);
+    checkRecordSize([largestAdd(item)], 'appending 1 messages', item.inline ? item.bytes.length + 16 : 0);
+    const committed = this.afterAdditions(components, () => this.submit({
+      space: { bytes: item.bytes.length + limits.freeSpaceMessageOverheadBytes, mail: true },
+      prepare: async (ctx) => {
+        const box = await resolveInBatch(ctx.view, components, mailbox);
+        checkUidsLeft(box, 1, mailbox);
+        const quota = checkQuota(this.db, ctx.view, box.name, item.bytes.length, 1);
+        if (quota) await quota; // nearly always none: no suspended frame
+        const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
+        const uid = box.uidNext;
+        return { ops: [messageAdd(box.id, uid, item, location, deduplicated)], result: { uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated } };
+      },
+    }));
+    if (!item.recycled) return committed;
+    const giveBack = (): void => this.copies.giveBack(item.bytes);
+    committed.then(giveBack, giveBack);
+    return committed;
+  }
+
+  /**
+   * One message of an append, checked, copied and hashed. The caller may reuse its buffer as soon
+   * as we return: hash and write our own copy. One bound for a pack goes into recycled memory,
+   * given back when the append settles (an inline body is kept in its op, which a synchronous
+   * replica's round may hold).
+   */
+  private preparedAppend(entry: unknown, messages: number, mailbox: string): PreparedAppend {
+    const item = checkObject(entry, 'appendBatch item');
+    const given = checkBytes(item.bytes);
+    if (given.length > this.messageBytesMax) {
+      throw new MailstoreError('TOO_LARGE', `message of ${given.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
+    }
+    const inline = this.inlinesBody(messages, given.length);
+    const bytes = ownCopy(given, inline ? undefined : this.copies);
+    const recycled = !inline && bytes.buffer !== given.buffer && this.copies.recycles(given.length);
+    return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item), inline, recycled };
   }
 
   /**
@@ -1199,30 +1260,15 @@ export class Store implements MailStore {
     let totalBytes = 0;
     let inlineBytes = 0;
     for (const entry of entries) {
-      const item = checkObject(entry, 'appendBatch item');
-      const given = checkBytes(item.bytes);
-      if (given.length > this.messageBytesMax) {
-        throw new MailstoreError('TOO_LARGE', `message of ${given.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
-      }
-      // The caller may reuse its buffer as soon as we return: hash and write our own copy. One
-      // bound for a pack goes into recycled memory, given back when the append settles (an inline
-      // body is kept in its op, which a synchronous replica's round may hold).
-      const inline = this.inlinesBody(entries.length, given.length);
-      const pool = inline ? undefined : this.copies;
-      const bytes = ownCopy(given, pool);
-      recycled ||= bytes.buffer !== given.buffer && pool?.recycles(given.length) === true;
-      prepared.push({ bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item), inline });
-      totalBytes += bytes.length;
-      if (inline) inlineBytes += bytes.length + 16;
+      const item = this.preparedAppend(entry, entries.length, mailbox);
+      recycled ||= item.recycled;
+      prepared.push(item);
+      totalBytes += item.bytes.length;
+      if (item.inline) inlineBytes += item.bytes.length + 16;
     }
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
     const largest: Op[] = [];
-    for (const item of prepared) {
-      largest.push({
-        op: 'message.add', id: LARGEST_ID, uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
-        pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
-      });
-    }
+    for (const item of prepared) largest.push(largestAdd(item));
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
     // placeBlob and the op's apply read each blob entry with getShared: an import's batch reads
@@ -1244,11 +1290,8 @@ export class Store implements MailStore {
         const fresh = new Map<string, BlobLocation>();
         let uid = box.uidNext;
         for (const item of prepared) {
-          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, item.inline);
-          const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
-          if (!deduplicated) op.fresh = true;
-          if (!deduplicated && location.pack === INLINE_PACK) op.body = item.bytes;
-          ops.push(op);
+          const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, fresh, item.inline);
+          ops.push(messageAdd(box.id, uid, item, location, deduplicated));
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
           uid++;
         }
@@ -1273,9 +1316,10 @@ export class Store implements MailStore {
     return messages === 1 && bytes <= this.inlineBodyBytesMax;
   }
 
-  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
-    const key = hash.toString('latin1');
-    const pending = fresh.get(key);
+  private placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation> | undefined, inline = false): { location: { pack: number; offset: number }; deduplicated: boolean } {
+    // fresh: the blobs placed earlier in the same call (a batch's duplicates); none for one message
+    const key = fresh ? hash.toString('latin1') : '';
+    const pending = fresh?.get(key);
     if (pending) return { location: pending, deduplicated: true };
     const existing = ctx.view.getShared<BlobRecord>(keys.blob(hash)); // read only (appendBatch may have prefetched it)
     // A copy no message uses (expunged, or dropped by scrub as damaged) is never trusted for a new
@@ -1284,7 +1328,7 @@ export class Store implements MailStore {
     if (existing && existing.r > 0) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
     // an inline body's location is its record: this mutation's seq (docs/FORMAT.md, "Inline bodies")
     const location = inline ? { pack: INLINE_PACK, offset: ctx.seq, length: bytes.length } : ctx.packs.reserve(hash, bytes);
-    fresh.set(key, location);
+    fresh?.set(key, location);
     return { location, deduplicated: false };
   }
 

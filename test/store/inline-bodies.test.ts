@@ -9,7 +9,8 @@ import { describeFinding } from '../../src/scrub/findings.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { INLINE_PACK } from '../../src/blob/pack-store.js';
 import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
-import type { BlobRecord } from '../../src/store/records.js';
+import type { BlobRecord, JournalPayload, Op } from '../../src/store/records.js';
+import { decodeCbor } from '../../src/index/codec.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
@@ -121,6 +122,48 @@ describe('inline bodies', () => {
     let n = 0;
     for await (const m of store.readMessages('INBOX')) expect(m.body.equals(n < 10 ? items[n++].bytes : small(200))).toBe(true);
     expect(n).toBe(10);
+    await store.close();
+  });
+
+  it('append (its own path for one message) writes the record appendBatch of the same one message writes: inline, to a pack, deduplicated', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 16 * 1024 });
+    await store.createMailbox('INBOX');
+    const options = { flags: ['\\Seen', 'x'], internalDate: 1_700_000_000_000, envelopeFrom: 'a@example.org', dateZoneMinutes: 60, recent: true };
+    const twoWays = async (a: Buffer, b: Buffer, extra = {}) => [
+      await store.append('INBOX', a, { ...options, ...extra }),
+      (await store.appendBatch('INBOX', [{ bytes: b, ...options, ...extra }]))[0]!,
+    ];
+    const results = [
+      ...await twoWays(small(1), small(2)),
+      ...await twoWays(Buffer.alloc(20_000, 0x61), Buffer.alloc(20_000, 0x62)),
+      ...await twoWays(small(1), small(2)), // both deduplicated
+      ...await twoWays(small(3), small(4), { flags: undefined, envelopeFrom: undefined, dateZoneMinutes: undefined, recent: undefined }),
+    ];
+    const records: { ops: Op[] }[] = [];
+    for await (const record of store.maintenance().journal.read(0, (damage) => { throw new Error(`journal damage: ${JSON.stringify(damage)}`); })) {
+      const { ops } = decodeCbor<JournalPayload>(record.payload);
+      if (ops[0]?.op === 'message.add') records.push({ ops });
+    }
+    expect(records).toHaveLength(8);
+    const bodies = [small(1), small(2), Buffer.alloc(20_000, 0x61), Buffer.alloc(20_000, 0x62), small(1), small(2), small(3), small(4)];
+    for (let i = 0; i < 8; i += 2) {
+      const [one, batch] = [records[i]!, records[i + 1]!];
+      expect(one.ops).toHaveLength(1);
+      expect(batch.ops).toHaveLength(1);
+      const [a, b] = [one.ops[0]! as Op & { op: 'message.add' }, batch.ops[0]! as Op & { op: 'message.add' }];
+      expect(Object.keys(a)).toEqual(Object.keys(b)); // same fields in the same order: the same bytes
+      const { uid: _u1, hash: h1, offset: _o1, body: b1, ...restA } = a;
+      const { uid: _u2, hash: h2, offset: _o2, body: b2, ...restB } = b;
+      expect(restA).toEqual(restB);
+      expect(Buffer.from(h1).equals(hashBytes(bodies[i]!))).toBe(true);
+      expect(Buffer.from(h2).equals(hashBytes(bodies[i + 1]!))).toBe(true);
+      expect(b1 === undefined ? undefined : Buffer.from(b1).equals(bodies[i]!)).toBe(b2 === undefined ? undefined : Buffer.from(b2).equals(bodies[i + 1]!));
+      expect(Object.keys(results[i]!)).toEqual(Object.keys(results[i + 1]!));
+      expect(results[i]!.deduplicated).toBe(results[i + 1]!.deduplicated);
+    }
+    expect(records.map((r) => (r.ops[0] as Op & { op: 'message.add' }).body !== undefined)).toEqual([true, true, false, false, false, false, true, true]);
+    expect(records.map((r) => (r.ops[0] as Op & { op: 'message.add' }).fresh === true)).toEqual([true, true, true, true, false, false, true, true]);
     await store.close();
   });
 
