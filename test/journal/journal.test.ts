@@ -197,6 +197,16 @@ describe('Journal: a read that skips to a known record (skipRead)', () => {
     await journal.close();
   });
 
+  it('starts inside an older segment whose table is known and reads the later segments whole: the records a plain read gives', async () => {
+    const { journal } = await openJournal({ segmentBytesMax: 300 });
+    for (let seq = 1; seq <= 20; seq += 4) await append(journal, records(seq, 4)); // a segment a batch, each table made as it was written
+    expect(journal.segmentNames.length).toBeGreaterThan(3);
+    for (const after of [1, 2, 6, 7, 13, 19, 20]) {
+      expect(await readSkipping(journal, after)).toEqual({ seqs: (await readAll(journal, after)).seqs, damage: [] });
+    }
+    await journal.close();
+  });
+
   it('reads the whole segment when the record is not where the table says (changed under it)', async () => {
     const { dir, fs, journal } = await openJournal();
     await append(journal, records(1, 10));
