@@ -157,9 +157,10 @@ export class Journal {
 
   /**
    * Reads every valid record with seq > afterSeq in order, reporting damage as it goes. Segments
-   * that end before afterSeq are skipped without reading them.
+   * that end before afterSeq are skipped without reading them. `skipRead`: so are the bytes before
+   * record afterSeq + 1 where the offset table has it (and it is there), unchecked (an incremental backup).
    */
-  async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void, options: { views?: boolean } = {}): AsyncGenerator<JournalRecord> {
+  async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void, options: { views?: boolean; skipRead?: boolean } = {}): AsyncGenerator<JournalRecord> {
     // One segment in memory at a time, and payloads handed out as copies: a consumer that keeps a
     // record (or a view into one, as decoded ids are) must not keep a whole segment alive. With
     // `views`, payloads are views into the buffer the next segment is read into, valid only until
@@ -172,17 +173,27 @@ export class Journal {
     let buffer: Buffer | undefined;
     // The list as it is now: retirement replaces it (never edits it) while a reader goes on.
     const segments = this.segments;
+    let skip = options.skipRead === true;
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i];
       const next = segments[i + 1];
       if (next && next.firstSeq <= afterSeq + 1) continue;
-      bytes = await this.readSegment(segment, Infinity, buffer);
+      const from = skip && afterSeq + 1 > segment.firstSeq ? this.offsets.find(segment.name, afterSeq + 1) : undefined;
+      skip = false; // the first segment read only
+      bytes = await this.readSegment(segment, Infinity, buffer, from);
       if (bytes.buffer !== buffer?.buffer) buffer = Buffer.from(bytes.buffer); // a fresh allocation of its own: kept for the next
+      let start: number | undefined;
+      if (from !== undefined) {
+        const first = recordAt(bytes, from, this.options.recordBytesMax);
+        // not there (cut and written again by another process): the whole segment
+        if (first?.kind === 'record' && first.seq === afterSeq + 1) start = from;
+        else bytes = await this.readSegment(segment, Infinity, buffer);
+      }
       const header = segmentHeader(bytes);
       if (!header || !header.storeId.equals(this.storeId)) {
         onDamage({ segment: segment.name, offset: 0, length: Math.min(bytes.length, SEGMENT_HEADER_BYTES), where: 'header' });
       }
-      for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
+      for (const item of parseSegment(bytes, this.options.recordBytesMax, start)) {
         if (item.kind === 'damage') {
           const last = !next && item.offset + item.length >= bytes.length;
           onDamage({ segment: segment.name, offset: item.offset, length: item.length, where: last ? 'tail' : 'middle' });
@@ -231,7 +242,7 @@ export class Journal {
     this.tailRecords = [];
   }
 
-  private async readSegment(segment: Segment, prefixBytes = Infinity, into?: Buffer): Promise<Buffer> {
+  private async readSegment(segment: Segment, prefixBytes = Infinity, into?: Buffer, from?: number): Promise<Buffer> {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
@@ -248,7 +259,7 @@ export class Journal {
         const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
         return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
       }
-      return await readSegmentBytes(handle, into);
+      return await readSegmentBytes(handle, into, from);
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);
     } finally {
@@ -288,12 +299,14 @@ export class Journal {
     let records = 0;
     let damaged = false;
     this.tailRecords = [];
+    const offsets: number[] = [];
     for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
       if (item.kind === 'record') {
         lastSeq = item.seq;
         end = item.end;
         records++;
         this.tailRecords.push({ seq: item.seq, offset: item.offset, end: item.end, payload: item.payload });
+        placeRecord(offsets, segment.firstSeq, item);
         continue;
       }
       damaged = true;
@@ -301,6 +314,8 @@ export class Journal {
         this.tailRecords = []; // damage in the middle: only records after it are the newest batch's
       }
     }
+    // what locate() would read the segment again for (read's skipRead); writes extend it, a cut clears it
+    this.offsets.set(segment.name, { firstSeq: segment.firstSeq, offsets });
     this.tailSegment = segment;
     this.tailOffset = end;
     this.allocatedEnd = bytes.length;
@@ -631,11 +646,7 @@ export class Journal {
     if (offset === undefined) {
       const bytes = await this.readSegment(segment);
       const table = { firstSeq: segment.firstSeq, offsets: [] as number[] };
-      for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
-        if (item.kind !== 'record' || item.seq < segment.firstSeq) continue;
-        while (table.offsets.length < item.seq - segment.firstSeq) table.offsets.push(-1);
-        table.offsets[item.seq - segment.firstSeq] = item.offset;
-      }
+      for (const item of parseSegment(bytes, this.options.recordBytesMax)) if (item.kind === 'record') placeRecord(table.offsets, segment.firstSeq, item);
       this.offsets.set(segment.name, { firstSeq: table.firstSeq, offsets: Int32Array.from(table.offsets) });
       offset = this.offsets.find(segment.name, seq);
       if (offset === undefined) return undefined;
@@ -919,4 +930,11 @@ async function archivedBefore(fs: FileSystem, from: string, to: string): Promise
   }
   await fs.unlink(from);
   await fs.syncDir(dirname(to));
+}
+
+/** A record's offset in its segment's table (offsets[seq - firstSeq]; -1 where no valid record is). */
+function placeRecord(offsets: number[], firstSeq: number, record: { seq: number; offset: number }): void {
+  if (record.seq < firstSeq) return;
+  while (offsets.length < record.seq - firstSeq) offsets.push(-1);
+  offsets[record.seq - firstSeq] = record.offset;
 }

@@ -16,13 +16,15 @@ export type SegmentItem =
 /**
  * A segment's bytes, read into `into` when it is large enough (a reader of many segments reuses
  * one buffer), else into a fresh allocation of its own (never node's shared pool: a reader may keep
- * it as its `into` for the next segment).
+ * it as its `into` for the next segment). `from`: only the header and the bytes from there on.
  */
-export async function readSegmentBytes(handle: FileHandle, into?: Buffer): Promise<Buffer> {
+export async function readSegmentBytes(handle: FileHandle, into?: Buffer, from = 0): Promise<Buffer> {
   const size = await handle.size();
   const buf = into && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
-  const n = await handle.read(buf, 0, size, 0);
-  return buf.subarray(0, n);
+  if (from <= SEGMENT_HEADER_BYTES || from >= size) return buf.subarray(0, await handle.read(buf, 0, size, 0));
+  // each where it is in the file; the bytes between are never looked at
+  const head = await handle.read(buf, 0, SEGMENT_HEADER_BYTES, 0);
+  return buf.subarray(0, head < SEGMENT_HEADER_BYTES ? head : from + await handle.read(buf, from, size - from, from));
 }
 
 export function segmentHeader(bytes: Buffer) {
@@ -43,10 +45,11 @@ export function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): Seg
 /**
  * Every valid record and every damaged range, in order. Filler from some point to the end of the
  * segment is space the journal preallocated (docs/FORMAT.md, "Journal"): the end. Zeros there are
- * not filler: they are damage (or a torn write), as before preallocation.
+ * not filler: they are damage (or a torn write), as before preallocation. `from`: where a record
+ * starts (the bytes before it are not looked at).
  */
-export function* parseSegment(bytes: Buffer, payloadBytesMax: number): Generator<SegmentItem> {
-  let p = SEGMENT_HEADER_BYTES;
+export function* parseSegment(bytes: Buffer, payloadBytesMax: number, from = SEGMENT_HEADER_BYTES): Generator<SegmentItem> {
+  let p = from;
   while (p < bytes.length) {
     if (bytes[p] === FILLER_PATTERN[p % FILLER_PATTERN.length] && fillerFrom(bytes, p)) return;
     const item = recordAt(bytes, p, payloadBytesMax);

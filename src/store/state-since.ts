@@ -118,9 +118,10 @@ async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSe
     return entry;
   };
   let expected = from;
+  // skipRead: from the record at `from` where the journal knows its offset, not its segment's start
   for await (const record of journal.read(from - 1, (damage) => {
     throw new MailstoreError('CORRUPT', `journal segment ${damage.segment} is damaged at offset ${damage.offset}`, { path: damage.segment });
-  })) {
+  }, { skipRead: true })) {
     if (record.seq > upTo) break;
     if (record.seq !== expected) throw new MailstoreError('NOT_FOUND', `the journal has no record ${expected} (the next is ${record.seq})`);
     expected = record.seq + 1;

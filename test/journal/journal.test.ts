@@ -171,6 +171,53 @@ describe('Journal: damage', () => {
   });
 });
 
+describe('Journal: a read that skips to a known record (skipRead)', () => {
+  async function readSkipping(journal: Journal, afterSeq: number) {
+    const seqs: number[] = [];
+    const damage: JournalDamage[] = [];
+    for await (const record of journal.read(afterSeq, (d) => damage.push(d), { skipRead: true })) {
+      expect(record.payload.equals(payload(record.seq))).toBe(true);
+      seqs.push(record.seq);
+    }
+    return { seqs, damage };
+  }
+  const at = (seq: number) => SEGMENT_HEADER_BYTES + (seq - 1) * (RECORD_HEADER_BYTES + 40);
+
+  it('starts at the record after afterSeq where findTail or a write placed it: the bytes before it are not read', async () => {
+    const { dir, fs, journal: first } = await openJournal();
+    await append(first, records(1, 50));
+    await first.close();
+    await fs.damage(segmentPath(dir), { kind: 'bitflip', offset: at(3) + RECORD_HEADER_BYTES + 3, length: 1 });
+    const { journal } = await openJournal({ dir, fs }); // findTail read it whole: every record's offset known
+    expect((await readAll(journal, 40)).damage).toHaveLength(1); // a plain read checks the whole segment
+    expect(await readSkipping(journal, 40)).toEqual({ seqs: [41, 42, 43, 44, 45, 46, 47, 48, 49, 50], damage: [] });
+    await append(journal, records(51, 5)); // written: their offsets too
+    expect(await readSkipping(journal, 52)).toEqual({ seqs: [53, 54, 55], damage: [] });
+    expect((await readSkipping(journal, 0)).seqs).toHaveLength(54); // from the start: the whole segment, record 3 damaged
+    await journal.close();
+  });
+
+  it('starts inside an older segment whose table is known and reads the later segments whole: the records a plain read gives', async () => {
+    const { journal } = await openJournal({ segmentBytesMax: 300 });
+    for (let seq = 1; seq <= 20; seq += 4) await append(journal, records(seq, 4)); // a segment a batch, each table made as it was written
+    expect(journal.segmentNames.length).toBeGreaterThan(3);
+    for (const after of [1, 2, 6, 7, 13, 19, 20]) {
+      expect(await readSkipping(journal, after)).toEqual({ seqs: (await readAll(journal, after)).seqs, damage: [] });
+    }
+    await journal.close();
+  });
+
+  it('reads the whole segment when the record is not where the table says (changed under it)', async () => {
+    const { dir, fs, journal } = await openJournal();
+    await append(journal, records(1, 10));
+    await fs.damage(segmentPath(dir), { kind: 'bitflip', offset: at(7) + RECORD_HEADER_BYTES + 3, length: 1 });
+    const read = await readSkipping(journal, 6);
+    expect(read.seqs).toEqual([8, 9, 10]);
+    expect(read.damage).toEqual([{ segment: '0000000000000001.jnl', offset: at(7), length: RECORD_HEADER_BYTES + 40, where: 'middle' }]);
+    await journal.close();
+  });
+});
+
 describe('Journal: abort and failed writes', () => {
   it('abort truncates written, unsynced records; their seqs are written again', async () => {
     const { dir, journal } = await openJournal();
