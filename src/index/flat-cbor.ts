@@ -57,6 +57,40 @@ export function decodeFlatMap(b: Buffer, start = 0): Record<string, unknown> | u
   return position === b.length ? out : undefined;
 }
 
+/** A blob entry's fields that scrub's index pass reads (records.ts BlobRecord). */
+export interface BlobCounts {
+  p: number;
+  l: number;
+  r: number;
+}
+
+/**
+ * p, l and r of a B value's body from `start` into `out`, read in place (no object, no value of the
+ * fields it does not need), when the body is a flat map of unsigned integers up to 32 bits that has
+ * all three: then they are what decodeFlatMap's object holds (the last of a repeated key, as there).
+ * False for any other shape (a z of 64 bits, a missing field): the caller decodes it in full.
+ */
+export function readBlobCounts(b: Buffer, start: number, out: BlobCounts): boolean {
+  const head = b[start];
+  if (head === undefined || head < 0xa0 || head > 0xa0 + SMALL_COUNT_MAX) return false;
+  src = b;
+  position = start + 1;
+  let seen = 0;
+  for (let i = head - 0xa0; i > 0; i--) {
+    const code = b[position + 1];
+    if (b[position] !== 0x61 || !((code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a))) return false;
+    position += 2;
+    const initial = b[position++];
+    if (initial === undefined || initial >> 5 !== 0) return false;
+    const value = readArgument(initial & 0x1f);
+    if (value < 0) return false;
+    if (code === 0x70) { out.p = value; seen |= 1; }
+    else if (code === 0x6c) { out.l = value; seen |= 2; }
+    else if (code === 0x72) { out.r = value; seen |= 4; }
+  }
+  return seen === 7 && position === b.length;
+}
+
 /** One value: unsigned and small negative integers, a double, true, false, bytes, ASCII text, and (`nest`) an array of those. */
 function readValue(nest: boolean): unknown {
   const head = src[position++];

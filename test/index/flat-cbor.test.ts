@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { damagedBytes } from '../helpers/damaged-bytes.js';
-import { decodeFlatMap, encodeFlatMap } from '../../src/index/flat-cbor.js';
+import { decodeFlatMap, encodeFlatMap, readBlobCounts, type BlobCounts } from '../../src/index/flat-cbor.js';
 import { decodeCbor, encodeCbor, encodeJournalPayload, encodeValue, decodeValue } from '../../src/index/codec.js';
 import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
 
@@ -93,6 +93,52 @@ describe('decodeFlatMap', () => {
 
 // The flat-map encoder must write exactly cbor-x's bytes: an index value written otherwise would
 // still decode, but a snapshot, a replica or scrub comparing encoded values would see a change.
+describe('readBlobCounts', () => {
+  const read = (bytes: Buffer, start = 0): BlobCounts | undefined => {
+    const out = { p: -1, l: -1, r: -1 };
+    return readBlobCounts(bytes, start, out) ? out : undefined;
+  };
+
+  it('reads p, l and r of a blob record in place, as cbor-x decodes them', () => {
+    const repeated = Buffer.of(0xa4, 0x61, 0x70, 0x01, 0x61, 0x6c, 0x05, 0x61, 0x72, 0x01, 0x61, 0x6c, 0x07); // l twice: the last counts
+    for (const bytes of [blob, { ...blob, r: 0 }, { r: 3, l: 2 ** 32 - 1, o: 0, p: 70_000 }].map((record) => encodeCbor(record)).concat(repeated)) {
+      const framed = Buffer.concat([Buffer.of(1, 2, 3, 4), bytes]);
+      const { p, l, r } = decodeCbor<BlobRecord>(bytes);
+      expect(read(framed, 4)).toStrictEqual({ p, l, r });
+    }
+    expect(read(repeated)?.l).toBe(7);
+  });
+
+  it('leaves any other shape to a full decode', () => {
+    for (const value of [
+      { ...blob, z: 1_796_195_518_148 }, // a 64-bit field
+      { p: 1, o: 2, l: 3 }, // no r
+      { ...blob, r: -1 }, { ...blob, p: 1.5 }, { ...blob, f: ['\\Seen'] }, { ...blob, r: null },
+      { name: ['INBOX'], r: 1 }, 7, [1, 2],
+    ]) {
+      expect(read(encodeCbor(value))).toBeUndefined();
+    }
+    expect(read(Buffer.concat([encodeCbor(blob), Buffer.of(0)]))).toBeUndefined(); // trailing bytes
+    expect(read(encodeCbor(blob).subarray(0, 5))).toBeUndefined(); // cut short
+  });
+
+  it('never disagrees with cbor-x on record-like values', () => {
+    const key = fc.constantFrom(...'lopqrz');
+    const scalar = fc.oneof(fc.nat(), fc.maxSafeNat(), fc.integer({ min: -5, max: -1 }), fc.double(), fc.boolean(), fc.string({ maxLength: 4 }));
+    let readHere = 0;
+    const counts = fc.record({ p: fc.nat(), l: fc.nat(), r: fc.nat() }, { requiredKeys: [] });
+    fc.assert(fc.property(fc.dictionary(key, scalar, { maxKeys: 4 }), counts, (record, fields) => {
+      const bytes = encodeCbor({ ...fields, ...record });
+      const counts = read(bytes);
+      if (counts === undefined) return;
+      readHere++;
+      const { p, l, r } = decodeCbor<BlobRecord>(bytes);
+      expect(counts).toStrictEqual({ p, l, r });
+    }), { numRuns: 3000 });
+    expect(readHere).toBeGreaterThan(50); // the comparison ran, not only the fallback
+  });
+});
+
 describe('encodeFlatMap', () => {
   it('writes message and blob records byte for byte as cbor-x, after the reserved bytes', () => {
     for (const record of [message, blob, { ...blob, o: 2 ** 40 }, { h: hash, s: 0, d: 0, f: [], m: 1, p: 3, o: 0 }, { a: 1.5, b: -(2 ** 40), c: false, d: -0, e: NaN }]) {

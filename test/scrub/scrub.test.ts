@@ -10,6 +10,8 @@ import { isDamage } from '../../src/scrub/findings.js';
 import { repair } from '../../src/scrub/repair.js';
 import { reconstruct as reconstructOn, type ReconstructOptions } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { decodeValue, encodeValue } from '../../src/index/codec.js';
+import type { BlobRecord } from '../../src/store/records.js';
 import { MailstoreError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/prng.js';
@@ -260,6 +262,29 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-'))).toEqual([]);
     await store.close();
     expect(cli(['scrub', '--repair'], dir).status).toBe(3);
+  });
+
+  it('blob entries: a value that fails its checksum is index-value-corrupt ahead of the batch\'s other findings; one of another shape (a 64-bit z) is read in full', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 9);
+    const store = await Store.open(dir);
+    const level = rawLevelOf(store);
+    const blobKeys: Buffer[] = [];
+    for await (const [key] of store.maintenance().index.rawIterator({ gte: Buffer.of(0x42), lt: Buffer.of(0x43) })) blobKeys.push(Buffer.from(key));
+    expect(blobKeys.length).toBeGreaterThan(2);
+    const [flipped, released] = [blobKeys[blobKeys.length - 1], blobKeys[0]]; // the released one first in the walk
+    const raw = Buffer.from(await level.get(flipped));
+    raw[raw.length - 1] ^= 0x04;
+    await level.put(flipped, raw);
+    const record = decodeValue<BlobRecord>(await level.get(released), released);
+    await level.put(released, encodeValue(released, { ...record, r: 0, z: 1_796_195_518_148 }));
+    const { findings } = await scrub(store);
+    await store.close();
+    const corrupt = findings.findIndex((f) => f.kind === 'index-value-corrupt' && f.key === flipped.toString('hex'));
+    const unreferenced = findings.findIndex((f) => f.kind === 'unreferenced-blob' && f.hash === released.subarray(1).toString('hex') && f.length === record.l);
+    expect(corrupt).toBeGreaterThanOrEqual(0);
+    expect(unreferenced).toBeGreaterThan(corrupt);
+    expect(findings).toContainEqual(expect.objectContaining({ kind: 'refcount-mismatch', hash: released.subarray(1).toString('hex'), recorded: 0, counted: record.r }));
   });
 
   it('index damage: a bit-flipped value is found and rebuilt; a deleted index/ or CURRENT is rebuilt on open; nothing lost', async () => {
