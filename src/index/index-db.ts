@@ -459,7 +459,7 @@ export class IndexDb {
     this.uncached++;
     this.recent.clear();
     let finished = false;
-    return new BulkLoad(this.db, batchKeys, written, () => {
+    return new BulkLoad(this.db, this.path, batchKeys, written, () => {
       if (finished) return;
       finished = true;
       this.recent.clear();
@@ -601,6 +601,14 @@ export class IndexDb {
   }
 }
 
+/** A write LevelDB refused (a full disk: NO_SPACE, not IO 'LEVEL_IO_ERROR'), read as at open. */
+export function indexWriteError(error: unknown, path: string): MailstoreError {
+  if (error instanceof MailstoreError) return error;
+  const failure = classifyLevelError(error);
+  const code = failure.kind === 'system' ? failure.code : 'IO';
+  return new MailstoreError(code, `writing the index at ${path}: ${failure.text}${systemAdvice(code)}`, { path, cause: error });
+}
+
 /**
  * Why the index did not open, as the code a caller acts on: LOCKED, CORRUPT (damage: the rebuild
  * path) or the operating system's NO_SPACE, ACCESS or IO, for which nothing may be rebuilt.
@@ -725,7 +733,7 @@ export class BulkLoad {
   private inFlight: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly level: Level<Buffer, Buffer>, private readonly batchKeys: number, private readonly written?: WrittenKeys,
+    private readonly level: Level<Buffer, Buffer>, private readonly path: string, private readonly batchKeys: number, private readonly written?: WrittenKeys,
     private readonly finished: () => void = () => {},
   ) {
     this.batch = level.batch();
@@ -765,7 +773,8 @@ export class BulkLoad {
     this.raw = rawBatch(this.batch);
     this.count = 0;
     // the public write() of a batch filled through _put counts no entries and would only close it
-    this.inFlight = !raw ? full.write({ sync: false }) : count === 0 ? raw.close() : writeRaw(raw);
+    const written = !raw ? full.write({ sync: false }) : count === 0 ? raw.close() : writeRaw(raw);
+    this.inFlight = written.catch((e: unknown) => { throw indexWriteError(e, this.path); });
   }
 }
 

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { IndexDb, IndexView, WrittenKeys } from '../index/index-db.js';
+import { IndexDb, IndexView, WrittenKeys, indexWriteError } from '../index/index-db.js';
 import { INDEX_FORMAT, decodeCbor, decodeValue, encodeCbor, enableNativeCborStrings } from '../index/codec.js';
 import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
@@ -515,6 +515,8 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
       : `the whole journal (${replayed.records} records)`;
     await db.flushMemtable(); // the index is opened again where it is installed
     return { ...replayed, path: db.path, ...(snapshot ? { snapshot } : {}) };
+  } catch (error) {
+    throw indexWriteError(error, db.path);
   } finally {
     await db.close();
   }

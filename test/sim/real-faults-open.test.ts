@@ -40,6 +40,19 @@ function asNobody(script: string, cwd: string): any {
   return JSON.parse(child.stdout.trim().split('\n').at(-1)!);
 }
 
+/** Fills the file system of `mnt` with 4 KiB files (their paths pushed to `fillers`) until ENOSPC. */
+function fillUp(mnt: string, fillers: string[]): void {
+  try {
+    for (;;) {
+      const path = join(mnt, `filler-${fillers.length}`);
+      writeFileSync(path, Buffer.alloc(4096));
+      fillers.push(path);
+    }
+  } catch (error) {
+    expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+  }
+}
+
 describe('opening on a full disk or without permission (root only)', () => {
   it.skipIf(skipReason(!!noRoot || !existsSync(DIST_CLI), `full tmpfs: ${noRoot ?? `${DIST_CLI} missing: run npm run build`}`))('full tmpfs: every open fails NO_SPACE, index/ stays and nothing is quarantined, until space is freed page by page', async () => {
     const mnt = tmpDir('tmpfs');
@@ -55,15 +68,7 @@ describe('opening on a full disk or without permission (root only)', () => {
     }
     await store.close();
     const fillers: string[] = [];
-    try {
-      for (;;) {
-        const path = join(mnt, `filler-${fillers.length}`);
-        writeFileSync(path, Buffer.alloc(4096));
-        fillers.push(path);
-      }
-    } catch (error) {
-      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    }
+    fillUp(mnt, fillers);
     // The issue's case: a read command on the full disk answers (read-only, its shadow in $TMPDIR).
     const status = spawnSync(process.execPath, [DIST_CLI, '--store', dir, 'mailbox', 'status', 'INBOX', '--json'], { encoding: 'utf8' });
     expect(status.status, status.stderr).toBe(0);
@@ -94,6 +99,46 @@ describe('opening on a full disk or without permission (root only)', () => {
     await expectExactly(store, 'INBOX', acked, 'after space came back');
     await store.close();
     console.info(`full tmpfs: ${codes.length} opens refused NO_SPACE (${indexFailures} by the index) before one succeeded`);
+  });
+
+  it.skipIf(skipReason(!!noRoot, `rebuild on a full tmpfs: ${noRoot}`))('a rebuild of a lost index on a full disk, from a snapshot and from the whole journal: NO_SPACE naming the index being built (was IO "reading a snapshot …: LEVEL_IO_ERROR"), nothing quarantined; with space back it rebuilds every message', async () => {
+    const mnt = tmpDir('tmpfs-rebuild');
+    const failed = tryMount(['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs'], mnt);
+    if (failed) { console.warn(`SKIPPED: rebuild on a full tmpfs: ${failed}`); return; }
+    const dir = join(mnt, 'store');
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const acked = new Map<number, Buffer>();
+    for (let round = 0; round < 10; round++) { // ~1,000 messages: an index of a few hundred KiB
+      const bytes = Array.from({ length: 100 }, (_, i) => msg(round * 100 + i, 40));
+      const uids = await Promise.all(bytes.map((b) => store.append('INBOX', b)));
+      uids.forEach((r, i) => acked.set(r.uid, bytes[i]));
+    }
+    await store.snapshot();
+    await store.close();
+    const fillers: string[] = [];
+    const fill = () => {
+      fillUp(mnt, fillers);
+      for (let i = 0; i < 16; i++) rmSync(fillers.pop()!); // room for LevelDB to open, not for the load
+    };
+    const snapshots = readdirSync(join(dir, 'snapshots'));
+    for (const from of ['snapshot', 'journal']) {
+      rmSync(join(dir, 'index'), { recursive: true });
+      if (from === 'journal') for (const name of snapshots) rmSync(join(dir, 'snapshots', name));
+      fill();
+      const error = await Store.open(dir).then(() => undefined, (e: unknown) => e);
+      expect(error, `from the ${from}: the open failed`).toBeInstanceOf(MailstoreError);
+      const e = error as MailstoreError;
+      expect(e.code, e.message).toBe('NO_SPACE');
+      expect(e.path, e.message).toBe(join(dir, 'index.rebuild'));
+      expect(e.message).toMatch(/^writing the index at .*No space left on device/);
+      expect(readdirSync(join(dir, 'quarantine'))).toEqual([]);
+      for (const path of fillers.splice(0)) rmSync(path);
+      store = await Store.open(dir);
+      expect(store.health.rebuiltFrom, from).toMatch(from === 'snapshot' ? /^snapshot / : /^the whole journal/);
+      await expectExactly(store, 'INBOX', acked, `rebuilt from the ${from} once space came back`);
+      await store.close();
+    }
   });
 
   const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : !nobodyCanRead(DIST_STORE) ? `user nobody cannot read ${DIST_STORE}` : undefined);
