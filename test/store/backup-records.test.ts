@@ -1,7 +1,7 @@
 // The store's record of where it was backed up (BACKUPS) as root writes it beside no writer: its
 // read-only open of a store another user owns (the daemon stopped). Nothing else serialises that
 // read, change and rename, so two nightly jobs, or a daemon started meanwhile, must not drop one.
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
@@ -38,6 +38,17 @@ describe.skipIf(!kernelLockAvailable())('root recording a backup beside no write
     // let go: the next record is written beside the first
     await recordBackup(readOnly(root), record(2), owner);
     expect((await readBackupRecords(fs, root)).records.map((r) => r.id)).toEqual(['repo-1', 'repo-2']);
+  });
+
+  it('a lock file that cannot be opened (a directory in its place: EISDIR) fails the record with IO naming it, BACKUPS as it was', async () => {
+    const root = await closedStoreWithInbox();
+    await recordBackup(readOnly(root), record(1), owner);
+    const before = readFileSync(join(root, BACKUPS_FILE));
+    renameSync(join(root, 'lock', 'LOCK'), join(root, 'lock', 'LOCK.aside'));
+    mkdirSync(join(root, 'lock', 'LOCK'));
+    const error = await expectCode(recordBackup(readOnly(root), record(2), owner), 'IO');
+    expect(error.message).toMatch(/taking the lock to record the backup .*lock\/LOCK: EISDIR/);
+    expect(readFileSync(join(root, BACKUPS_FILE))).toEqual(before);
   });
 
   it('a store whose lock file is missing gets its record as before, and no lock file of the recorder is made there', async () => {
