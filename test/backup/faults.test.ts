@@ -193,8 +193,9 @@ describe('backup faults', () => {
     expect(await dump(back)).toEqual(before);
     await back.close();
     // the repository is read-only, not the store: the message must not send the admin to the store's disk
-    for (const refused of [runBackup(source(store), repo), forgetSnapshots(repo, { last: 1 }, { prune: true })]) {
-      const error = await refused.catch((e: unknown) => e);
+    // each started only when awaited: a second one started beside the first rejects with no handler yet
+    for (const refused of [() => runBackup(source(store), repo), () => forgetSnapshots(repo, { last: 1 }, { prune: true })]) {
+      const error = await refused().catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'ACCESS', message: expect.stringMatching(new RegExp(`^writing the repository lock ${repoDir}/locks/\\w+: EROFS \\(Read-only file system: it is on read-only media`)) });
       expect((error as Error).message).not.toMatch(/store/);
     }
