@@ -11,7 +11,7 @@ import type { Op } from '../store/records.js';
 import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { HASH_BYTES, hashMatches } from '../hash/blake3.js';
-import { phase } from './phases.js';
+import { phase } from '../phases.js';
 import { neededBlob, type NeededBlob } from './needed-blob.js';
 import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-pool.js';
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';

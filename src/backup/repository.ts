@@ -17,7 +17,7 @@ import { backupLimits, limits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { refuseOthersMayWrite } from '../store/identity.js';
-import { phase } from './phases.js';
+import { phase } from '../phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
 import { HASH_BYTES, compareHashes } from './tip.js';

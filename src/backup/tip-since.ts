@@ -6,7 +6,7 @@
 // change-log entry it may concern is read again from one LevelDB snapshot; a changed mailbox whose
 // columns then disagree with its own counters (messages, bytes, unseen) is read whole.
 import { backupLimits, limits } from '../limits.js';
-import { phase } from './phases.js';
+import { phase } from '../phases.js';
 import { SEEN } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince, TouchedMailbox } from '../store/state-since.js';

@@ -1,5 +1,5 @@
 // The CPU time of the calling thread alone (node 20 has no process.threadCpuUsage): the backup's
-// phase marks (src/backup/phases.ts) say what its main thread spent in each phase, apart from the
+// phase marks (src/phases.ts) say what its main thread spent in each phase, apart from the
 // compression workers and V8's helper threads that process.cpuUsage() adds in. Linux's
 // /proc/thread-self/schedstat: its first field is the nanoseconds this thread has run on a CPU.
 import { readFileSync } from 'node:fs';

@@ -22,6 +22,7 @@ import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from '
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
 import { monotonicMs } from '../monotonic.js';
+import { phase } from '../phases.js';
 
 export interface CompactOptions {
   /** Plan and report only: nothing is sealed, copied or committed. */
@@ -84,7 +85,8 @@ export interface CompactResult {
    * of B and M and the pick), seal, forget (the forgets committed beside the copy: overlaps it),
    * copy (reads, checks, appends), sync (the new packs' fsyncs),
    * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
-   * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline (Store.compact).
+   * in-use check, deletions, the `pack.removed` record), size (packs/ after); Store.compact's
+   * inline, tombstones (their expiry) and consumer (the background compactor's cursor moved).
    */
   phases: Record<string, number>;
   /** CPU ms of each phase, every thread of the process (the hash worker, the thread pool's writes and syncs included). */
@@ -146,10 +148,12 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
       await host.packs.removePartialPacks();
       await finishRetired(host, result);
     });
+    phase('leftovers retired');
   }
   // without a grace every released blob goes, whatever its release says; with one, a release dated
   // past now + grace too (compact-plan.ts Grace)
   const plan = await planRound(host, options, graceAt(Date.now(), options.graceMs ?? 0), result);
+  phase('planned');
   result.bytesBefore = plan.bytesBefore;
   if (plan.foreign) await setAsideForeign(host, plan.foreign, result, Boolean(options.dryRun));
   if (options.dryRun || plan.candidates.length === 0) {
@@ -161,7 +165,9 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     return result;
   }
   await rewrite(host, plan, result, options);
+  phase('copied and committed');
   await timed(result, 'retire', () => finishRetired(host, result));
+  phase('old packs removed');
   result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
   result.ms = Math.round(monotonicMs() - started);
   return result;

@@ -503,8 +503,9 @@ export class Store implements MailStore {
     const startSeq = this.committed;
     const result = await this.runCompaction(options);
     if (!options.dryRun) {
-      result.tombstonesExpired = await this.expireTombstones(options.tombstoneRetentionMs);
-      await this.advanceCompactConsumer(startSeq);
+      const { timed } = await import('./compact.js'); // loaded by runCompaction
+      result.tombstonesExpired = await timed(result, 'tombstones', () => this.expireTombstones(options.tombstoneRetentionMs));
+      await timed(result, 'consumer', () => this.advanceCompactConsumer(startSeq));
     }
     return result;
   }

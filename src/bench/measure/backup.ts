@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CompressPool } from '../../backup/compress-pool.js';
 import { zstdAvailable, zstdOneShotModule } from '../../backup/zstd.js';
-import { phaseNote } from '../../backup/phases.js';
+import { phaseNote } from '../../phases.js';
 import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { backupLimits } from '../../limits.js';
 import { Store } from '../../store/store.js';
@@ -125,7 +125,7 @@ function exec(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise
 
 /**
  * Runs the CLI with --json and returns its summary and wall seconds; throws with its last error
- * line. `phases`: with MAILSTORE_BACKUP_PHASES set, and the phases the backup printed (src/backup/phases.ts).
+ * line. `phases`: with MAILSTORE_BACKUP_PHASES set, and the phases the backup printed (src/phases.ts).
  */
 async function cli<T>(args: string[], options: { phases?: boolean } = {}): Promise<{ summary: T; seconds: number; phases?: string }> {
   const ran = await exec(process.execPath, [required(values, 'cli'), ...args, '--json'], options.phases ? { MAILSTORE_BACKUP_PHASES: '1' } : undefined);

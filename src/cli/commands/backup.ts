@@ -10,7 +10,7 @@ import type { SessionPart, SessionRead } from '../../daemon/backup-sessions.js';
 import { MailstoreError } from '../../errors.js';
 import { backupLimits } from '../../limits.js';
 import { asBuffer, runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
-import { phase, reportPhases } from '../../backup/phases.js';
+import { phase, reportPhases } from '../../phases.js';
 import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';

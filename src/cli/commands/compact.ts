@@ -7,6 +7,7 @@ import { parseDuration } from '../dates.js';
 import type { CompactResult } from '../../store/compact.js';
 import { createProgress, formatBytes, formatDuration } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { phase, reportPhases } from '../../phases.js';
 
 interface CompactCliOptions { dryRun?: boolean; grace?: number; tombstoneRetention?: number }
 
@@ -20,9 +21,10 @@ export function register(program: Command): void {
     .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, foreignPacks?, ms} as JSON')
     .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash or could not be read (run mailstore scrub) or because it is another store\'s file that messages of this one were appended to; REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
+      phase('modules loaded');
       const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
       let copied = 0;
-      const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => procedures(store).compact({
+      const compact = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => procedures(store).compact({
         dryRun: Boolean(options.dryRun), graceMs: options.grace ?? 0,
         ...(options.tombstoneRetention === undefined ? {} : { tombstoneRetentionMs: options.tombstoneRetention }),
         onProgress: (p) => {
@@ -32,12 +34,22 @@ export function register(program: Command): void {
           progress.position(p.bytesDone, p.bytesTotal);
         },
       });
+      const run = async (store: Parameters<Parameters<typeof withStore>[1]>[0]) => {
+        phase('store opened');
+        try {
+          return await compact(store);
+        } finally {
+          phase('compacted'); // inline bodies moved, tombstones expired, the compactor's cursor moved (CompactResult.phases)
+        }
+      };
       let result: CompactResult;
       try {
         result = options.dryRun ? await withReadStore(command, run) : await withStore(command, run);
       } finally {
         progress?.finish();
       }
+      phase('closed');
+      reportPhases();
       if (result.skipped.length > 0) process.exitCode = 1;
       if (wantsJson(command)) return printJson(result);
       await printSummary(result);

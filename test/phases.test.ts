@@ -1,11 +1,11 @@
-// The phase marks of a backup (src/backup/phases.ts): what MAILSTORE_BACKUP_PHASES prints, and the
-// bench's note made from it (src/bench/measure/backup.ts).
+// The phase marks of a command (src/phases.ts): what MAILSTORE_BACKUP_PHASES prints for a backup and
+// MAILSTORE_PHASES for a compaction, and the bench's note made from it (src/bench/measure/backup.ts).
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { phase, phaseNote, phaseTimes } from '../../src/backup/phases.js';
-import { Store } from '../../src/store/store.js';
-import { requireBuilt, run, tempDir } from '../cli/helpers.js';
-import { fill } from './helpers.js';
+import { phase, phaseNote, phaseTimes } from '../src/phases.js';
+import { Store } from '../src/store/store.js';
+import { requireBuilt, run, tempDir } from './cli/helpers.js';
+import { fill } from './backup/helpers.js';
 
 describe('backup phases', () => {
   it('the note lists each phase in order with whole ms, and is empty without a phases line', () => {
@@ -16,6 +16,7 @@ describe('backup phases', () => {
 
   it('without MAILSTORE_BACKUP_PHASES a mark records nothing: only node start is reported', () => {
     expect(process.env.MAILSTORE_BACKUP_PHASES).toBeUndefined();
+    expect(process.env.MAILSTORE_PHASES).toBeUndefined();
     phase('store and repository opened');
     expect(Object.keys(phaseTimes())).toEqual(['node start']);
   });
@@ -48,5 +49,29 @@ describe('backup phases', () => {
     // until session 39 the encode's mark came right after 'index read': the copy's last batches counted as the encode
     expect(names.indexOf('last blobs asked for')).toBeGreaterThan(names.indexOf('index read'));
     expect(names.indexOf('snapshot encoded')).toBe(names.indexOf('last blobs asked for') + 1);
+  });
+
+  it('a compaction marks node start, modules, open, its own steps, the tail and close, in order; its result times the tail', async () => {
+    requireBuilt();
+    const dir = tempDir('mailstore-phases-');
+    const storeDir = join(dir, 's');
+    const store = await Store.init(storeDir);
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 20);
+    await store.expunge('INBOX', Array.from({ length: 18 }, (_, i) => i + 1));
+    await store.close();
+    const ran = await run(['--store', storeDir, 'compact', '--json'], { env: { MAILSTORE_PHASES: '1' } });
+    expect(ran.code).toBe(0);
+    const result = JSON.parse(ran.stdout.toString()) as { packsRemoved: number[]; phases: Record<string, number> };
+    expect(result.packsRemoved.length).toBe(1);
+    expect(Object.keys(result.phases)).toEqual(expect.arrayContaining(['plan', 'copy', 'commit', 'retire', 'tombstones', 'consumer']));
+    const line = ran.stderr.split('\n').find((l) => l.startsWith('{"phases":'))!;
+    const marks = JSON.parse(line) as { phases: Record<string, number>; cpu: Record<string, number> };
+    expect(Object.keys(marks.phases)).toEqual(['node start', 'modules loaded', 'store opened', 'leftovers retired', 'planned', 'copied and committed', 'old packs removed', 'compacted', 'closed']);
+    expect(Object.keys(marks.cpu)).toEqual(Object.keys(marks.phases));
+    // without the variable the command prints no phases line
+    const quiet = await run(['--store', storeDir, 'compact', '--json']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toContain('{"phases":');
   });
 });

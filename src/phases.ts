@@ -1,16 +1,18 @@
-// Wall-clock marks of a backup's phases, for profiling an incremental run (docs/BACKUP.md, "Where
-// an incremental run goes"): with MAILSTORE_BACKUP_PHASES set, `mailstore backup` prints one JSON
-// line to stderr at its end, {phases: {phase: ms since the previous mark}, cpu: {phase: CPU ms of
+// Wall-clock marks of a command's phases, for profiling a process from node's start to its exit: an
+// incremental backup (docs/BACKUP.md, "Where an incremental run goes") and a compaction
+// (docs/FORMAT.md, "Compaction: where the time goes"). With MAILSTORE_PHASES (or, as before,
+// MAILSTORE_BACKUP_PHASES) set, `mailstore backup` and `mailstore compact` print one JSON line to
+// stderr at their end, {phases: {phase: ms since the previous mark}, cpu: {phase: CPU ms of
 // the process (every thread) since the previous mark}, main: {phase: CPU ms of the main thread
 // alone}}, from node's own start. On a loaded machine the wall ms stretch with the load; the CPU
 // ms say what the phase itself cost, and `main` what of it the main thread did (the process's
-// CPU counts the compression workers copying beside it too). Off, a mark is one branch.
+// CPU counts the workers, the thread pool and V8's helper threads too). Off, a mark is one branch.
 // node's global `performance`, touched only when enabled: importing node:perf_hooks cost every
-// backup its load (~3-10 ms), phases or not.
+// command its load (~3-10 ms), phases or not.
 
-import { threadCpuMs } from '../fs/thread-cpu.js';
+import { threadCpuMs } from './fs/thread-cpu.js';
 
-const enabled = Boolean(process.env.MAILSTORE_BACKUP_PHASES);
+const enabled = Boolean(process.env.MAILSTORE_PHASES || process.env.MAILSTORE_BACKUP_PHASES);
 const marks: [name: string, wallMs: number, cpuMs: number, mainMs: number | undefined][] = [];
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
@@ -44,7 +46,7 @@ export function reportPhases(): void {
   process.stderr.write(`${JSON.stringify({ phases: phaseTimes(), cpu: phaseTimes('cpu'), ...main })}\n`);
 }
 
-/** The phases line in a backup's stderr as "name ms, name ms, ..." (the bench's note), or '' when there is none. */
+/** The phases line in a command's stderr as "name ms, name ms, ..." (the bench's note), or '' when there is none. */
 export function phaseNote(stderr: string): string {
   const line = stderr.split('\n').find((l) => l.startsWith('{"phases":'));
   if (!line) return '';
