@@ -150,27 +150,48 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     });
     phase('leftovers retired');
   }
-  // without a grace every released blob goes, whatever its release says; with one, a release dated
-  // past now + grace too (compact-plan.ts Grace)
-  const plan = await planRound(host, options, graceAt(Date.now(), options.graceMs ?? 0), result);
-  phase('planned');
-  result.bytesBefore = plan.bytesBefore;
-  if (plan.foreign) await setAsideForeign(host, plan.foreign, result, Boolean(options.dryRun));
-  if (options.dryRun || plan.candidates.length === 0) {
-    result.packsRewritten = plan.candidates;
-    const setAside = result.foreignPacks?.some((f) => f.setAsideTo !== undefined);
-    result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : setAside ? await packsBytes(host.packs) : plan.bytesBefore;
-    if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
-    result.ms = Math.round(monotonicMs() - started);
-    return result;
+  const warm = options.dryRun ? undefined : await warmHashPool(host);
+  try {
+    // without a grace every released blob goes, whatever its release says; with one, a release dated
+    // past now + grace too (compact-plan.ts Grace)
+    const plan = await planRound(host, options, graceAt(Date.now(), options.graceMs ?? 0), result);
+    phase('planned');
+    result.bytesBefore = plan.bytesBefore;
+    if (plan.foreign) await setAsideForeign(host, plan.foreign, result, Boolean(options.dryRun));
+    if (options.dryRun || plan.candidates.length === 0) {
+      result.packsRewritten = plan.candidates;
+      const setAside = result.foreignPacks?.some((f) => f.setAsideTo !== undefined);
+      result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : setAside ? await packsBytes(host.packs) : plan.bytesBefore;
+      if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
+      result.ms = Math.round(monotonicMs() - started);
+      return result;
+    }
+    await rewrite(host, plan, result, options);
+  } finally {
+    if (warm) host.hashPool!.release();
   }
-  await rewrite(host, plan, result, options);
   phase('copied and committed');
   await timed(result, 'retire', () => finishRetired(host, result));
   phase('old packs removed');
   result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
   result.ms = Math.round(monotonicMs() - started);
   return result;
+}
+
+/**
+ * The store's hash worker, leased now when the copy may take it (copyLive: a second core, at least
+ * limits.compactHashWorkerBytesMin to copy, which the local packs' bytes bound from above), so
+ * that it starts beside the planning scans: started by the copy, its start (~37 M instructions, tens
+ * of ms in a cold process) fell inside the copy, whose first read batches were hashed on this
+ * thread meanwhile (7 of the churn's 130 MB). A plan that finds nothing to copy started it for
+ * nothing; the lease ends after the copy (the idle clock closes it, or the store's close).
+ */
+async function warmHashPool(host: CompactHost): Promise<SharedHashPool | undefined> {
+  if (!host.hashPool || os.availableParallelism() < 2) return undefined;
+  let bytes = 0;
+  for (const pack of await host.packs.listPacks()) if (!host.packs.isRemote(pack)) bytes += await host.packs.packBytes(pack);
+  if (bytes < limits.compactHashWorkerBytesMin) return undefined;
+  return host.hashPool.acquire(1) ? host.hashPool : undefined;
 }
 
 /**

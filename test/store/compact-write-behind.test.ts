@@ -3,6 +3,7 @@
 // takes many such writes: the copies must land at the offsets the index is switched to, and a write
 // failing while in flight must fail the compaction (typed), remove the partial pack and lose nothing.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
@@ -117,6 +118,24 @@ describe('compaction writes behind its reads', () => {
     await expectCode(store.compact(), 'IO');
     expect(ffs.firedFaults().length, 'the fault was hit').toBeGreaterThan(0);
     await expectServedThenRetried({ dir, ffs, store, bodies, gone, live, before });
+  });
+
+  // the worker's start (~37 M instructions) fell inside the copy, whose first batches were hashed
+  // on the calling thread meanwhile; now it starts before the planning scans
+  it.skipIf(availableParallelism() < 2)('starts the hash worker before planning when the packs hold enough to copy, and not for a small store', async () => {
+    for (const big of [true, false]) {
+      const dir = tmpDir('compact-behind');
+      const { store, bodies, gone } = await churned(dir);
+      tunable.compactHashWorkerBytesMin = big ? 1024 : 1024 * 1024 * 1024; // the store's packs hold ~100 KiB
+      const shared = store.maintenance().hashPool;
+      expect(shared.threads, 'no worker before the compaction').toBe(0);
+      const atPlan: number[] = [];
+      const result = await store.compact({ onProgress: (p) => { if (p.phase === 'plan') atPlan.push(shared.threads); } });
+      expect(result.packsRewritten).toEqual([1]);
+      expect(atPlan, big ? 'the worker runs while the plan is made' : 'no worker for a copy below compactHashWorkerBytesMin').toEqual([big ? 1 : 0]);
+      await expectExact(store, bodies, gone);
+      await store.close();
+    }
   });
 });
 
