@@ -67,10 +67,11 @@ interface GroupLease {
   buffer: SharedArrayBuffer;
 }
 
-/** What the groups of one readMessages share: its mailbox's size, its runs on the hash pool now. */
+/** What the groups of one readMessages share: whether the hash pool may take its runs, and how many it has now. */
 interface ReadPipeline {
   mailbox: string;
-  mailboxBytes: number;
+  /** The store has workers, and the mailbox is limits.readPoolMailboxBytesMin or more. */
+  pooled: boolean;
   onWorkers: number;
   /** lendBodies: the group buffers to read into. */
   lent?: LentBuffers;
@@ -306,10 +307,11 @@ export class StoreReader {
       }
       return groups.shift();
     };
-    // lending: bigger groups and jobs (its buffers are reused, so a reader holds two or three of them whatever their size)
+    // lending: bigger groups and jobs for a worker (its buffers are reused: two or three held whatever their size)
+    const pooled = this.hashThreads > 0 && box.bytes >= limits.readPoolMailboxBytesMin;
     const pipeline: ReadPipeline = options.lendBodies
-      ? { mailbox, mailboxBytes: box.bytes, onWorkers: 0, lent: new LentBuffers(), groupBytes: limits.readLentBatchBytes, jobBytes: limits.readLentBatchBytes }
-      : { mailbox, mailboxBytes: box.bytes, onWorkers: 0, groupBytes: limits.readBatchBytes, jobBytes: limits.readPoolBatchBytes };
+      ? { mailbox, pooled, onWorkers: 0, lent: new LentBuffers(), groupBytes: pooled ? limits.readLentBatchBytes : limits.readLentInThreadBatchBytes, jobBytes: limits.readLentBatchBytes }
+      : { mailbox, pooled, onWorkers: 0, groupBytes: limits.readBatchBytes, jobBytes: limits.readPoolBatchBytes };
     const reading: Promise<void>[] = [];
     return {
       reading,
@@ -433,7 +435,7 @@ export class StoreReader {
   private async readGroup(runs: PendingRead[][], settle: (() => void)[], pipeline: ReadPipeline): Promise<void> {
     let leased: HashPool | undefined | null = null; // null: not asked for yet
     const poolNow = (): HashPool | undefined => {
-      if (this.hashThreads === 0 || pipeline.mailboxBytes < limits.readPoolMailboxBytesMin) return undefined;
+      if (!pipeline.pooled) return undefined;
       if (pipeline.onWorkers >= limits.readRunsHashing) return undefined;
       if (leased === null) leased = this.hashPool.acquire(this.hashThreads);
       return leased?.ready ? leased : undefined;

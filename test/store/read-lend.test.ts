@@ -11,6 +11,7 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
+import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
@@ -135,6 +136,7 @@ describe('readMessages lendBodies', () => {
 
   it('a group is read into one buffer, and the next groups into the same few: as many in use at once as groups in flight', async () => {
     limits.readLentBatchBytes = 256 * 1024; // ~35 groups of 600 bodies
+    limits.readLentInThreadBatchBytes = 256 * 1024; // and as many hashed here
     limits.readLentBytes = 320 * 1024;
     limits.readTurnBytes = 64 * 1024; // several runs, and batches of them, a group
     const all = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 2000));
@@ -155,6 +157,25 @@ describe('readMessages lendBodies', () => {
       expect(changes, `${hashThreads}: groups read (else this test proves nothing)`).toBeGreaterThan(20);
       expect(buffers.size, hashThreads).toBeLessThanOrEqual(3);
     }
+    await store.close();
+  });
+
+  it('without a hash worker: groups of limits.readLentInThreadBatchBytes, so a pass reads into a few small buffers (cached, few pages), not 8 MiB ones; every body exact', async () => {
+    const store = await Store.open(tmpDir('read-lend'), { create: true, readHashThreads: 0 });
+    await store.createMailbox('INBOX');
+    const all = Array.from({ length: 500 }, (_, i) => body(i + 1, 6000 + ((i * 37) % 4000))); // ~5 MB of SpamAssassin-sized messages
+    await store.appendBatch('INBOX', all.map((bytes) => ({ bytes })));
+    const buffers = new Set<ArrayBufferLike>();
+    let reach = 0; // how far into its group's buffer a body ends
+    for await (const { info, body: lent } of store.readMessages('INBOX', { lendBodies: true })) {
+      expect(lent.equals(all[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+      buffers.add(lent.buffer);
+      reach = Math.max(reach, lent.byteOffset + lent.length);
+    }
+    // a group's bodies and their record headers (its runs read over no gaps here)
+    expect(reach).toBeGreaterThan(limits.readLentInThreadBatchBytes / 2);
+    expect(reach).toBeLessThanOrEqual(limits.readLentInThreadBatchBytes + 100 * RECORD_HEADER_BYTES);
+    expect(buffers.size).toBeLessThanOrEqual(3);
     await store.close();
   });
 
