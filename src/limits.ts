@@ -381,6 +381,8 @@ export const limits = {
    * is read and checked, so little of the load waits on the last batch.
    */
   snapshotLoadBatchKeys: 4096,
+  /** A snapshot entry's key or value up to this long reaches a rebuild's load in an array kept for its length (EntryScratch: ≤ 128 KiB each). */
+  snapshotScratchBytesMax: 512,
   /** Converting an index of format 1 (src/store/index-upgrade.ts) writes a LevelDB batch of this many re-framed values. */
   indexUpgradeBatchKeys: 4096,
   /** A rebuild loads cbor-x's native string decoding (~12 ms) only to replay at least this many journal records. */
