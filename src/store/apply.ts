@@ -69,16 +69,14 @@ export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: Ap
   try {
     for (const op of ops) applyOp(view, modseq, op, problem);
   } finally {
-    ownedInfo = undefined; // never past this call: a later view (stacked, replay) may share the object
+    ownedInfo = undefined; // a later view (stacked, replay's next record) may share it
   }
 }
 
 /**
- * The mailbox info a message.add of this applyOpsNow call made and put: a copy no one else has
- * seen (getNow hands out shared values, so every other change copies), which the next add to the
- * same mailbox in the same call changes in place instead of copying it again. An import's record
- * holds 250 adds to one mailbox: 249 copies of the info and its digest, and their puts, saved.
- * Anything else that changes an info puts a new object, which getNow then returns instead.
+ * The info a message.add of this applyOpsNow call copied and put, seen by no one else (getNow's
+ * values are shared): the next add to that mailbox in the call changes it in place (an import's
+ * record: 250 adds, 249 copies saved). Other changes put a new object, which getNow returns then.
  */
 let ownedInfo: MailboxInfo | undefined;
 
@@ -255,7 +253,6 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   view.put(keys.message(op.id, op.uid), record);
   view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
   if (box === ownedInfo) {
-    // this call's own copy, already put under keys.info(op.id): the pending set holds it
     if (box.digest) toggleMessage(box.digest, op.uid, record);
     box.uidNext = Math.max(box.uidNext, op.uid + 1);
     box.highestModseq = seq;
