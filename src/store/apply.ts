@@ -66,8 +66,19 @@ export type ApplyProblem = (message: string) => void;
 export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): void {
   // every apply function below takes the record's modseq: its seq, plus the offset an XFER raised
   const modseq = modseqAt(view, seq);
-  for (const op of ops) applyOp(view, modseq, op, problem);
+  try {
+    for (const op of ops) applyOp(view, modseq, op, problem);
+  } finally {
+    ownedInfo = undefined; // a later view (stacked, replay's next record) may share it
+  }
 }
+
+/**
+ * The info a message.add of this applyOpsNow call copied and put, seen by no one else (getNow's
+ * values are shared): the next add to that mailbox in the call changes it in place (an import's
+ * record: 250 adds, 249 copies saved). Other changes put a new object, which getNow returns then.
+ */
+let ownedInfo: MailboxInfo | undefined;
 
 /** Each index's modseq offset, read once: it changes only through the ops applied here, which update it. */
 const modseqOffsets = new WeakMap<object, number>();
@@ -241,16 +252,26 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const record: MessageRecord = { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op), p: placed.p, o: placed.o };
   view.put(keys.message(op.id, op.uid), record);
   view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
+  if (box === ownedInfo) {
+    if (box.digest) toggleMessage(box.digest, op.uid, record);
+    box.uidNext = Math.max(box.uidNext, op.uid + 1);
+    box.highestModseq = seq;
+    box.messages += 1;
+    box.unseen += op.flags.includes(SEEN) ? 0 : 1;
+    box.bytes += op.size;
+    return;
+  }
   const digest = copyDigest(box);
   if (digest) toggleMessage(digest, op.uid, record);
-  view.put(keys.info(op.id), withDigest({
+  ownedInfo = withDigest({
     ...box,
     uidNext: Math.max(box.uidNext, op.uid + 1),
     highestModseq: seq,
     messages: box.messages + 1,
     unseen: box.unseen + (op.flags.includes(SEEN) ? 0 : 1),
     bytes: box.bytes + op.size,
-  }, digest));
+  }, digest);
+  view.put(keys.info(op.id), ownedInfo);
 }
 
 /** The box's digest to change (a copy: the one read may be shared), or undefined when it keeps none. */

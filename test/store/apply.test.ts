@@ -77,6 +77,33 @@ describe('applyOpsNow: each op kind', () => {
     await db.close();
   });
 
+  it('message.add: many adds to one mailbox in one record count as one record each would, and never change an info a view below holds', async () => {
+    // apply.ts changes its own copy of the info in place within one call (ownedInfo); a stacked
+    // view (the writer's pipelined batch) reads the batch below's info object: copied, not changed
+    const { db, view } = await freshView();
+    applyLog(view, 2);
+    applyOpsNow(view, 3, [add(inbox, 1, hashA, 10), add(inbox, 2, hashB, 20, [SEEN]), add(other, 1, hashA, 10, [], false), add(inbox, 3, Buffer.alloc(32, 0xcc), 5)], () => undefined);
+    const below = view.getNow<MailboxInfo>(keys.info(inbox))!;
+    const belowBefore = JSON.stringify(below);
+    expect(below).toMatchObject({ uidNext: 4, highestModseq: 3, messages: 3, unseen: 2, bytes: 35 });
+    const stacked = view.stacked();
+    applyOpsNow(stacked, 4, [add(inbox, 4, Buffer.alloc(32, 0xdd), 7), add(inbox, 5, Buffer.alloc(32, 0xee), 8, [SEEN])], () => undefined);
+    expect(JSON.stringify(view.getNow<MailboxInfo>(keys.info(inbox)))).toBe(belowBefore);
+    expect(stacked.getNow<MailboxInfo>(keys.info(inbox))).toMatchObject({ uidNext: 6, highestModseq: 4, messages: 5, unseen: 3, bytes: 50 });
+
+    // the same adds one record each: the same info, digest included
+    const { db: db2, view: one } = await freshView();
+    applyLog(one, 2);
+    const each: Op[] = [add(inbox, 1, hashA, 10), add(inbox, 2, hashB, 20, [SEEN]), add(other, 1, hashA, 10, [], false), add(inbox, 3, Buffer.alloc(32, 0xcc), 5)];
+    each.forEach((op) => applyOpsNow(one, 3, [op], () => undefined));
+    applyOpsNow(one, 4, [add(inbox, 4, Buffer.alloc(32, 0xdd), 7)], () => undefined);
+    applyOpsNow(one, 4, [add(inbox, 5, Buffer.alloc(32, 0xee), 8, [SEEN])], () => undefined);
+    expect(one.getNow<MailboxInfo>(keys.info(inbox))).toEqual(stacked.getNow<MailboxInfo>(keys.info(inbox)));
+    expect(one.getNow<MailboxInfo>(keys.info(other))).toEqual(stacked.getNow<MailboxInfo>(keys.info(other)));
+    await db.close();
+    await db2.close();
+  });
+
   it('message.flags: new flags and modseq, the change entry moves, unseen follows \\Seen', async () => {
     const { db, view } = await freshView();
     applyLog(view, 5);
