@@ -194,6 +194,18 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   });
 }
 
+/**
+ * The lowest repository version whose writers store a record of this header's codec (zstd 3,
+ * Brotli 2, deflate 1; 0 for a record stored as it is, which any version writes), or undefined
+ * when the header does not check (magic, CRC). A repository whose config is lost says its version
+ * only through its records (new-config.ts).
+ */
+export function recordHeaderVersion(header: Buffer): number | undefined {
+  if (header.length < RECORD_HEADER_BYTES || !header.subarray(0, 4).equals(RECORD_MAGIC) || crc32(header.subarray(0, 44)) !== header.readUInt32BE(44)) return undefined;
+  const flags = header[36]!;
+  return (flags & FLAG_ZSTD) !== 0 ? 3 : (flags & FLAG_BROTLI) !== 0 ? 2 : (flags & FLAG_DEFLATED) !== 0 ? 1 : 0;
+}
+
 async function decompress(body: Buffer, flags: number, bytesMax: number): Promise<Buffer> {
   if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body, bytesMax);
   const maxOutputLength = Math.max(1, bytesMax); // zlib takes no 0 (an empty message is never stored compressed)
