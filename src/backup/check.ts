@@ -6,7 +6,7 @@
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
-import { DATA_HEADER_BYTES, RECORD_STORED_BYTES_MAX, checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
+import { DATA_HEADER_BYTES, RECORD_STORED_BYTES_MAX, checkDataHeader, contentName, decodeRecord, recordBytes, sealedUnderOtherKeys } from './format.js';
 import { scanUnnamed } from './scan.js';
 import { readRepositoryFile } from './repository-read.js';
 import { backupLimits } from '../limits.js';
@@ -15,7 +15,8 @@ import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, typ
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
-  | 'scanned-data' | 'unindexed-data' | 'leftover-temp' | 'set-aside-index' | 'damaged-copy' | 'heal-pending';
+  | 'scanned-data' | 'unindexed-data' | 'leftover-temp' | 'set-aside-index' | 'damaged-copy' | 'heal-pending'
+  | 'foreign-file' | 'config-mismatch';
 
 export interface BackupFinding {
   kind: BackupFindingKind;
@@ -57,8 +58,9 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
     const add = (kind: BackupFindingKind, path: string, message: string) => findings.push({ kind, damage: !INFORMATIONAL.includes(kind), path, message });
     const { index, extents, indexFiles, named } = await checkIndexFiles(repo, add);
     const { users, snapshots, unlisted } = await checkSnapshots(repo, index, add);
-    const scanned = await findUnlisted(repo, named, unlisted, add);
-    const present = await checkDataFiles(repo, extents, scanned.byFile, add);
+    const mismatch = configMismatch(repo, findings, indexFiles + snapshots);
+    const scanned = mismatch ? { byFile: new Map(), found: 0 } : await findUnlisted(repo, named, unlisted, add);
+    const present = await checkDataFiles(repo, extents, scanned.byFile, add, findings, mismatch);
     const dataFiles = present.size;
     const bytesRead = options.readData ? await readAllData(repo, index, extents, scanned, users, add, options, present) : 0;
     for (const area of ['data', 'index', 'snapshots'] as const) {
@@ -94,6 +96,29 @@ function userName(user: BlobUser): string {
   return `snapshot ${user.newest.slice(0, 8)}${others} ${user.what}`;
 }
 
+/**
+ * A whole index or snapshot file sealed under other keys is `foreign-file`, not damage to its
+ * bytes; when no index or snapshot file at all fits the config (every one of them foreign), the
+ * config is what is wrong (another repository's, made with the same key file: its key check
+ * passes), and one `config-mismatch` says so. Then nothing is called unindexed or missing: the
+ * files' own config would read them (an admin who pruned on such a report lost the data).
+ */
+function configMismatch(repo: Repository, findings: BackupFinding[], files: number): boolean {
+  const foreign = findings.filter((f) => f.kind === 'foreign-file').length;
+  if (foreign === 0 || foreign < files) return false;
+  findings.push({
+    kind: 'config-mismatch', damage: true, path: repo.path('config'),
+    message: `none of the ${foreign} index and snapshot files is sealed under this config's keys (each is whole: its name is its content's hash): this config is another repository's, or the repository was pointed at the wrong one. Put back the repository's own config (a copy of it, e.g. from a backup of the repository); nothing here is damaged or unindexed, and forget, prune and repair refuse until it fits`,
+  });
+  return true;
+}
+
+/** The finding of an index or snapshot file that does not read: damage, or whole but sealed under other keys. */
+function unreadable(add: Add, kind: 'damaged-index' | 'damaged-snapshot', path: string, error: unknown): void {
+  if (sealedUnderOtherKeys(error)) add('foreign-file', path, (error as Error).message);
+  else add(kind, path, why(error));
+}
+
 function why(error: unknown): string {
   if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'NOT_FOUND')) return error.message;
   throw error;
@@ -114,7 +139,7 @@ async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map
       }
     } catch (error) {
       if (isMailstoreError(error, 'INVALID')) throw error; // a key that does not fit is the caller's, not damage
-      add('damaged-index', repo.path('index', name), why(error));
+      unreadable(add, 'damaged-index', repo.path('index', name), error);
     }
   }
   return { index, extents, indexFiles: names.length, named };
@@ -138,7 +163,7 @@ async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>,
       if (file.parent !== undefined) cache.files!.set(name, file);
     } catch (error) {
       if (isMailstoreError(error, 'INVALID')) throw error;
-      add('damaged-snapshot', repo.path('snapshots', name), why(error));
+      unreadable(add, 'damaged-snapshot', repo.path('snapshots', name), error);
     }
   }
   for (const name of byTime(times)) {
@@ -147,7 +172,7 @@ async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>,
       snapshot = await repo.readSnapshot(name, cache);
     } catch (error) {
       if (isMailstoreError(error, 'INVALID')) throw error;
-      add('damaged-snapshot', repo.path('snapshots', name), why(error));
+      unreadable(add, 'damaged-snapshot', repo.path('snapshots', name), error);
       continue;
     }
     const missing = new Set<string>();
@@ -215,7 +240,7 @@ export function* snapshotBlobs(snapshot: SnapshotFile): Generator<{ id: string; 
 }
 
 /** The data files present (those an index file lists and are not: `missing-data`). */
-async function checkDataFiles(repo: Repository, extents: Map<string, number>, scanned: Map<string, unknown>, add: Add): Promise<Set<string>> {
+async function checkDataFiles(repo: Repository, extents: Map<string, number>, scanned: Map<string, unknown>, add: Add, findings: BackupFinding[], mismatch: boolean): Promise<Set<string>> {
   const present = new Set(await repo.list('data'));
   for (const [file, extent] of extents) {
     const path = repo.path('data', file);
@@ -223,7 +248,13 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, sc
     const stat = await repo.fs.stat(path).catch(() => undefined);
     if (stat && stat.size < extent) add('truncated-data', path, `${stat.size} bytes, but its records reach ${extent}`);
   }
-  for (const file of present) if (!extents.has(file) && !scanned.has(file)) add('unindexed-data', repo.path('data', file), 'no index file lists this data file (left by an interrupted backup or prune; prune removes it)');
+  if (mismatch) return present; // the index files that list them do not fit this config: not unindexed
+  // an index file that does not read may be the one that lists it: prune refuses while one does not
+  const unread = findings.filter((f) => f.kind === 'damaged-index' || (f.kind === 'foreign-file' && f.path.startsWith(repo.path('index')))).length;
+  const unindexed = unread > 0
+    ? `no index file that reads lists this data file (${unread} index files do not read: it may be theirs; prune refuses until they do or 'mailstore backup repair' has indexed it)`
+    : 'no index file lists this data file (left by an interrupted backup or prune; prune removes it)';
+  for (const file of present) if (!extents.has(file) && !scanned.has(file)) add('unindexed-data', repo.path('data', file), unindexed);
   return present;
 }
 

@@ -8,7 +8,7 @@ import { checkOptions } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
 import { readHealLists, writeHealList } from './heal-list.js';
-import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
+import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes, sealedUnderOtherKeys } from './format.js';
 import { listIn, lockRepository, type IndexFile, type RepoLock, type Repository, type SnapshotFile } from './repository.js';
 import { listTips, orphanTips } from './tip.js';
 
@@ -213,7 +213,7 @@ async function readableSnapshots(repo: Repository): Promise<Listed[]> {
     return await repo.snapshots();
   } catch (error) {
     if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'IO')) {
-      throw new MailstoreError('REFUSED', `a snapshot file does not read (${error.message}); forget and prune change nothing until 'mailstore backup check' is clean`, { path: error.path, cause: error });
+      throw new MailstoreError('REFUSED', `a snapshot file does not read (${error.message}); forget and prune change nothing until 'mailstore backup check' is clean${otherKeysAdvice(error)}`, { path: error.path, cause: error });
     }
     throw error;
   }
@@ -283,8 +283,13 @@ async function readIndexForPrune(repo: Repository, name: string): Promise<IndexF
     return await repo.readMetadata<IndexFile>('index', name);
   } catch (error) {
     if (!isMailstoreError(error, 'CORRUPT')) throw error;
-    throw new MailstoreError('REFUSED', `index file ${name} does not read (${error.message}); prune would lose track of its data: run 'mailstore backup check'`, { path: error.path, cause: error });
+    throw new MailstoreError('REFUSED', `index file ${name} does not read (${error.message}); prune would lose track of its data: run 'mailstore backup check'${otherKeysAdvice(error)}`, { path: error.path, cause: error });
   }
+}
+
+/** For a file sealed under other keys: the config may be another repository's (check says so: config-mismatch). */
+function otherKeysAdvice(error: unknown): string {
+  return sealedUnderOtherKeys(error) ? " (if it reports config-mismatch, put back the repository's own config: its data is not unreferenced)" : '';
 }
 
 async function prune(repo: Repository, kept: Listed[], lock: RepoLock): Promise<PruneSummary> {

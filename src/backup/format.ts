@@ -90,6 +90,31 @@ export function encodeMetadataFile(kind: FileKind, value: unknown, keys: Reposit
   return Buffer.concat([header, payload]);
 }
 
+/** The errors of whole metadata files sealed under other keys (sealedUnderOtherKeys). */
+const otherKeys = new WeakSet<object>();
+
+/**
+ * A metadata file whose name is its content's hash was written whole by a writer; when it fails
+ * authentication all the same, it was sealed under other keys: another repository's file, or the
+ * config is another repository's (one made with the same key file: its key check passes). Still
+ * CORRUPT for whoever reads it, but check tells it from damage (check.ts) and prune and repair
+ * refuse when no file fits the config.
+ */
+function unsealWhole(keys: RepositoryKeys, payload: Buffer, aad: Buffer, kind: FileKind, path: string): Buffer {
+  try {
+    return unseal(keys, payload, aad, `the ${kind} file`, path);
+  } catch (error) {
+    const foreign = new MailstoreError('CORRUPT', `${path}: the ${kind} file is whole (its name is its content's hash) but sealed under other keys than this config's: it is another repository's, or this config is (one made with the same key file)`, { path, cause: error });
+    otherKeys.add(foreign);
+    throw foreign;
+  }
+}
+
+/** Whether `error` is a whole metadata file sealed under other keys than the config's (not damage). */
+export function sealedUnderOtherKeys(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && otherKeys.has(error);
+}
+
 /** Whether a metadata file's header (magic and CRC checked) says it is sealed; undefined when it is no such header. */
 export function metadataFileSealed(bytes: Buffer): boolean | undefined {
   if (bytes.length < FILE_HEADER_BYTES || !bytes.subarray(0, 4).equals(FILE_MAGIC) || crc32(bytes.subarray(0, 12)) !== bytes.readUInt32BE(12)) return undefined;
@@ -107,7 +132,7 @@ export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: strin
   const encrypted = (bytes[6] & FLAG_ENCRYPTED) !== 0;
   if (encrypted !== Boolean(keys)) throw new MailstoreError('INVALID', `${path}: ${encrypted ? 'encrypted, but no key was given' : 'not encrypted, but the repository is'}`, { path });
   const payload = bytes.subarray(FILE_HEADER_BYTES);
-  const plain = keys ? unseal(keys, payload, bytes.subarray(0, 8), `the ${kind} file`, path) : payload;
+  const plain = keys ? unsealWhole(keys, payload, bytes.subarray(0, 8), kind, path) : payload;
   const undecodable = (error: unknown) => new MailstoreError('CORRUPT', `${path}: cannot decode the ${kind} file`, { path, cause: error });
   let cbor: Buffer;
   try {
@@ -192,6 +217,18 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
       [zlibConstants.BROTLI_PARAM_MODE]: zlibConstants.BROTLI_MODE_TEXT,
     },
   });
+}
+
+/**
+ * The lowest repository version whose writers store a record of this header's codec (zstd 3,
+ * Brotli 2, deflate 1; 0 for a record stored as it is, which any version writes), or undefined
+ * when the header does not check (magic, CRC). A repository whose config is lost says its version
+ * only through its records (new-config.ts).
+ */
+export function recordHeaderVersion(header: Buffer): number | undefined {
+  if (header.length < RECORD_HEADER_BYTES || !header.subarray(0, 4).equals(RECORD_MAGIC) || crc32(header.subarray(0, 44)) !== header.readUInt32BE(44)) return undefined;
+  const flags = header[36]!;
+  return (flags & FLAG_ZSTD) !== 0 ? 3 : (flags & FLAG_BROTLI) !== 0 ? 2 : (flags & FLAG_DEFLATED) !== 0 ? 1 : 0;
 }
 
 async function decompress(body: Buffer, flags: number, bytesMax: number): Promise<Buffer> {

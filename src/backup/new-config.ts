@@ -2,12 +2,14 @@
 // damaged or lost. Nothing in such a repository depends on it but its id (every file is named by
 // its content, every record names its own codec, blob ids are plain BLAKE3), so without it every
 // snapshot was unreadable for 138 bytes; an encrypted one's holds the salt of its keys and is refused.
+// The new config keeps the repository's version (its records' codecs say it): a version-1 or -2
+// repository given a version-3 config was written with zstd and refused by the mailstore that made it.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { createFileDurable, ensureDir } from '../fs/durable.js';
-import { FILE_HEADER_BYTES, REPO_VERSION_NEW, isContentName, metadataFileSealed } from './format.js';
+import { DATA_HEADER_BYTES, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, REPO_VERSION_NEW, isContentName, metadataFileSealed, recordHeaderVersion } from './format.js';
 import { REPO_FORMAT, REPO_LAYOUT, encodeConfig, holdsSnapshots, readConfig } from './repository.js';
 import { openRepositoryFile } from './repository-read.js';
 
@@ -16,6 +18,10 @@ export interface NewConfigSummary {
   id: string;
   /** Where the damaged config was set aside (absent: there was none). */
   setAside?: string;
+  /** The repository version written: the one its records say (repositoryVersion). */
+  version: number;
+  /** What told it: the codecs of its data records, or nothing (1: what every mailstore reads). */
+  versionFrom: 'records' | 'none';
 }
 
 export async function writeNewConfig(fs: FileSystem, dir: string): Promise<NewConfigSummary> {
@@ -23,6 +29,7 @@ export async function writeNewConfig(fs: FileSystem, dir: string): Promise<NewCo
   const configPath = join(dir, REPO_LAYOUT.config);
   if (!(await holdsSnapshots(fs, dir))) throw new MailstoreError('NOT_FOUND', `${dir} holds no snapshot files: no backup repository to write a config for`, { path: dir });
   await refuseSealed(fs, dir);
+  const { version, versionFrom } = await repositoryVersion(fs, dir);
   let setAside: string | undefined;
   try {
     if (damaged) {
@@ -32,8 +39,8 @@ export async function writeNewConfig(fs: FileSystem, dir: string): Promise<NewCo
       await fs.syncDir(join(dir, REPO_LAYOUT.damaged));
     }
     const id = randomUUID();
-    await createFileDurable(fs, configPath, encodeConfig({ format: REPO_FORMAT, version: REPO_VERSION_NEW, id, created: new Date().toISOString() }));
-    return setAside ? { id, setAside } : { id };
+    await createFileDurable(fs, configPath, encodeConfig({ format: REPO_FORMAT, version, id, created: new Date().toISOString() }));
+    return setAside ? { id, setAside, version, versionFrom } : { id, version, versionFrom };
   } catch (error) {
     throw fromSystemError(error, 'writing a new repository config at', configPath);
   }
@@ -74,4 +81,39 @@ async function headerOf(fs: FileSystem, path: string): Promise<Buffer> {
   } finally {
     await handle.close().catch(() => undefined);
   }
+}
+
+/**
+ * The lowest version the repository's records allow: a zstd record only version 3 writes, a
+ * deflate one only version 1, a Brotli one version 2 (or 3 where zstd's binary did not load: 2
+ * writes Brotli as that one did). With no compressed record (none, or all stored as they are): 1.
+ * Never the damaged config's text: one flipped bit turns its "2" into "3". Every mailstore that
+ * reads a version reads the ones below it, so the mailstore that made the repository still reads it.
+ */
+async function repositoryVersion(fs: FileSystem, dir: string): Promise<Pick<NewConfigSummary, 'version' | 'versionFrom'>> {
+  const records = await highestRecordVersion(fs, dir);
+  return records > 0 ? { version: records, versionFrom: 'records' } : { version: 1, versionFrom: 'none' };
+}
+
+/** The highest recordHeaderVersion of the data files' records (0: none compressed), each file walked by its record headers up to the first that does not check. */
+async function highestRecordVersion(fs: FileSystem, dir: string): Promise<number> {
+  let highest = 0;
+  const names = (await fs.readdir(join(dir, REPO_LAYOUT.data)).catch(() => [] as string[])).filter(isContentName);
+  for (const name of names) {
+    const handle = await openRepositoryFile(fs, join(dir, REPO_LAYOUT.data, name)).catch(() => undefined); // a file that does not open tells nothing
+    if (!handle) continue;
+    try {
+      const header = Buffer.alloc(RECORD_HEADER_BYTES);
+      for (let at = DATA_HEADER_BYTES; ; at += RECORD_HEADER_BYTES + header.readUInt32BE(40)) {
+        if ((await handle.read(header, 0, RECORD_HEADER_BYTES, at)) < RECORD_HEADER_BYTES) break;
+        const version = recordHeaderVersion(header);
+        if (version === undefined) break;
+        highest = Math.max(highest, version);
+        if (highest === REPO_VERSION_NEW) return highest;
+      }
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+  return highest;
 }

@@ -8,7 +8,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import { ensureDir } from '../fs/durable.js';
 import { hashBytes } from '../hash/blake3.js';
 import { blobIdOf } from './crypto.js';
-import { contentName, decodeRecord, encodeMetadataFile, recordBytes } from './format.js';
+import { contentName, decodeRecord, encodeMetadataFile, recordBytes, sealedUnderOtherKeys } from './format.js';
 import { HELD_PREFIX } from './held-ids.js';
 import { snapshotBlobs } from './check.js';
 import { readHealLists, writeHealList, type HealEntry } from './heal-list.js';
@@ -140,17 +140,28 @@ async function neededBlobs(repo: Repository): Promise<Map<string, HealEntry>> {
   return needed;
 }
 
-/** Which index files do not read (CORRUPT; a wrong key or a newer format stops the repair) and the data files the others name. */
+/**
+ * Which index files do not read (CORRUPT; a wrong key or a newer format stops the repair) and the
+ * data files the others name. REFUSED when there are some and none fits the config (each whole
+ * but sealed under other keys): the config is another repository's, and repair would set aside
+ * every index file and index none of the records (check: config-mismatch).
+ */
 async function readIndexFiles(repo: Repository): Promise<{ damaged: string[]; named: Set<string> }> {
   const damaged: string[] = [];
   const named = new Set<string>();
-  for (const name of await repo.list('index')) {
+  const names = await repo.list('index');
+  let foreign = 0;
+  for (const name of names) {
     try {
       for (const { file } of (await repo.readMetadata<IndexFile>('index', name)).files) named.add(file);
     } catch (error) {
       if (!isMailstoreError(error, 'CORRUPT')) throw error;
+      if (sealedUnderOtherKeys(error)) foreign++;
       damaged.push(name);
     }
+  }
+  if (foreign > 0 && foreign === names.length) {
+    throw new MailstoreError('REFUSED', `none of the ${foreign} index files of ${repo.dir} is sealed under this config's keys (each is whole): the config is another repository's, or the repository was pointed at the wrong one; put back its own config. Nothing was changed`, { path: repo.path('config') });
   }
   return { damaged, named };
 }

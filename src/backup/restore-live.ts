@@ -6,7 +6,7 @@ import type { AppendOptions } from '../store/types.js';
 import type { QuotaLimits } from '../store/quota.js';
 import { formatMailboxName, isAtOrBelow, ownerKept, parseMailboxName } from '../store/validate.js';
 import { lockRepository, type Repository, type SnapshotFile } from './repository.js';
-import { QUOTA_PREFIX, indexRepairNotes, readBlob, restoredTree, selectState, type RestoreOptions, type RestoreSelection, type RestoreSummary, type RestoreTarget, type Selected } from './select.js';
+import { QUOTA_PREFIX, indexRepairNotes, readBlobOrLeaveOut, restoredTree, selectState, type LeftOutMessage, type RestoreOptions, type RestoreSelection, type RestoreSummary, type RestoreTarget, type Selected } from './select.js';
 import { monotonicMs } from '../monotonic.js';
 
 /**
@@ -33,6 +33,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     let messages = 0;
     let bytes = 0;
     const made: string[] = [];
+    const leftOut: LeftOutMessage[] = [];
     try {
       for (const box of selected.mailboxes) {
         const name = formatMailboxName(box.name);
@@ -54,13 +55,15 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
         // batches bounded by count and bytes: through a daemon each is one call on its socket
         const from = snapshotNames.get(Buffer.from(box.id).toString('hex'));
         for (const [uid, hash, size, date, flags, , extras] of list) {
-          let body: Buffer;
+          let body: Buffer | undefined;
           try {
-            body = await readBlob(repo, index, Buffer.from(hash), from === name ? `${name} uid ${uid}` : `${from} uid ${uid} (restoring as ${name})`, size);
+            const mailbox = from ?? name;
+            body = await readBlobOrLeaveOut(repo, index, Buffer.from(hash), { mailbox, uid, what: from === name ? `${name} uid ${uid}` : `${from} uid ${uid} (restoring as ${name})`, sizeBytes: size }, options.leaveOutDamaged ? leftOut : undefined);
           } catch (error) {
             await send(); // the messages before it go in, as the docs say, not only the batches already sent
             throw error;
           }
+          if (!body) continue; // left out (leaveOutDamaged): listed in the summary
           const item: AppendOptions & { bytes: Uint8Array } = { bytes: body, flags, internalDate: date };
           if (extras?.e !== undefined) item.envelopeFrom = extras.e;
           if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
@@ -78,7 +81,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     await restoreOwnQuotaRoots(target, selected, selection);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index),
+      bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index, leftOut),
     };
   } finally {
     await lock.release();

@@ -19,11 +19,13 @@ import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
 import { createFileDurable } from '../fs/durable.js';
 import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
-import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
+import { indexRepairNotes, readBlobOrLeaveOut, selectState, type LeftOutMessage, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
+import { toggleMessage } from '../store/mailbox-digest.js';
+import { SEEN } from '../store/apply.js';
 import { monotonicMs } from '../monotonic.js';
 
 export { restoreIntoStore } from './restore-live.js';
-export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
+export { selectState, readBlob, type LeftOutMessage, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
 
 /**
  * A new store is built in TARGET/.restoring (on the target's own file system, which may be a
@@ -58,7 +60,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      uidValidity: options.newUidValidity ? 'new' : 'kept', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index),
+      uidValidity: options.newUidValidity ? 'new' : 'kept', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index, written.leftOut),
     };
   } finally {
     await lock.release();
@@ -97,6 +99,7 @@ function giveNewUidValidities(selected: Selected, snapshotTimeMs: number): void 
 async function buildStore(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const identity = await initStore(fs, build);
   const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
+  leaveOut(selected, written.leftOutIds);
   const ops = stateOps(seq, selected, written.blobs);
   await writeStateSegments(fs, join(build, LAYOUT.journal), storeIdBytes(identity), seq + 1, ops[Symbol.iterator](), limits.journalSegmentBytesMax)
     .catch((error) => { throw fromSystemError(error, 'writing the restored journal', build); });
@@ -217,23 +220,43 @@ interface WrittenBlobs {
   blobs: Map<string, { location: BlobLocation; references: number }>;
   messages: number;
   bytes: number;
+  /** The messages left out (leaveOutDamaged), as reported... */
+  leftOut: LeftOutMessage[];
+  /** ...and by mailbox id (hex): their uids. */
+  leftOutIds: Map<string, Set<number>>;
 }
 
-/** Every selected message's blob, verified, into the new store's packs (once per blob); refcounts counted. */
+/**
+ * Every selected message's blob, verified, into the new store's packs (once per blob); refcounts
+ * counted. With leaveOutDamaged a message whose blob is damaged or missing is left out (noted in
+ * `leftOut`; another message of the same blob is left out with it, without reading it again).
+ */
 async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const packs = await PackStore.open(fs, join(build, LAYOUT.packs), storeId, { packBytesMax: limits.packBytesMax, checkMounted: async () => undefined });
-  const result: WrittenBlobs = { blobs: new Map(), messages: 0, bytes: 0 };
+  const result: WrittenBlobs = { blobs: new Map(), messages: 0, bytes: 0, leftOut: [], leftOutIds: new Map() };
+  const damaged = new Map<string, LeftOutMessage>();
+  const leftOut = options.leaveOutDamaged ? result.leftOut : undefined;
   try {
     let batch = packs.beginBatch();
     for (const box of selected.mailboxes) {
-      for (const [uid, hash, size] of selected.messages.get(Buffer.from(box.id).toString('hex')) ?? []) {
-        result.messages++;
-        result.bytes += size;
+      const boxKey = Buffer.from(box.id).toString('hex');
+      const mailbox = formatMailboxName(box.name);
+      for (const [uid, hash, size] of selected.messages.get(boxKey) ?? []) {
         const key = Buffer.from(hash).toString('hex');
         const known = result.blobs.get(key);
+        const bad = damaged.get(key);
+        let bytes: Buffer | undefined;
+        if (!known && !bad) bytes = await readBlobOrLeaveOut(repo, index, Buffer.from(hash), { mailbox, uid, what: `${mailbox} uid ${uid}`, sizeBytes: size }, leftOut);
+        if (bad) result.leftOut.push({ ...bad, mailbox, uid });
+        if (bad || (!known && !bytes)) {
+          if (!bad) damaged.set(key, result.leftOut.at(-1)!);
+          listIn(result.leftOutIds, boxKey).add(uid);
+          continue;
+        }
+        result.messages++;
+        result.bytes += size;
         if (known) { known.references++; continue; }
-        const bytes = await readBlob(repo, index, Buffer.from(hash), `${formatMailboxName(box.name)} uid ${uid}`, size);
-        result.blobs.set(key, { location: batch.reserve(Buffer.from(hash), bytes), references: 1 });
+        result.blobs.set(key, { location: batch.reserve(Buffer.from(hash), bytes!), references: 1 });
         if (batch.bytes >= backupLimits.restoreBatchBytes) {
           await packs.write(batch);
           await packs.sync();
@@ -248,6 +271,47 @@ async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, bu
     await packs.close();
   }
   return result;
+}
+
+function listIn<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  return set;
+}
+
+/**
+ * Takes the left-out messages out of the state the new store is written from: their entries and
+ * change-log entries, and their share of each mailbox's counts and digest (so scrub and `replica
+ * check` find the mailbox as its messages are). Their uids stay given out (uidNext as it was, never
+ * reused), and the mailbox's vanished floor rises to its highest modseq: a client that cached one
+ * of them is told it is gone, as after an expunge (changesSince answers the uids that hold none).
+ */
+function leaveOut(selected: Selected, left: Map<string, Set<number>>): void {
+  if (left.size === 0) return;
+  selected.mailboxes = selected.mailboxes.map((box) => {
+    const key = Buffer.from(box.id).toString('hex');
+    const uids = left.get(key);
+    if (!uids) return box;
+    const digest = box.digest ? [...box.digest] as [number, number, number, number] : undefined;
+    let { messages, unseen, bytes } = box;
+    const kept = [];
+    for (const entry of selected.messages.get(key) ?? []) {
+      const [uid, h, s, d, f, m] = entry;
+      if (!uids.has(uid)) { kept.push(entry); continue; }
+      messages--;
+      bytes -= s;
+      if (!f.includes(SEEN)) unseen--;
+      if (digest) toggleMessage(digest, uid, { h, s, d, f, m });
+    }
+    selected.messages.set(key, kept);
+    const out = { ...box, messages, unseen, bytes, vanishedFloor: Math.max(box.vanishedFloor ?? 0, box.highestModseq) };
+    if (digest) out.digest = digest;
+    return out;
+  });
+  selected.changes = selected.changes.map((op) => {
+    const uids = left.get(Buffer.from(op.id).toString('hex'));
+    return uids ? { ...op, entries: op.entries.filter(([, uid]) => !uids.has(uid)) } : op;
+  });
 }
 
 /** The journal of the new store: the snapshot's state with the blobs where this restore put them (exported for tests). */

@@ -1,6 +1,6 @@
 // What a restore takes from a snapshot: the selected mailboxes (renamed with --as), their
 // messages, change log and the store-wide values they need; and each blob, read and verified.
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { MODSEQ_OFFSET_NAME, UID_VALIDITY_LAST_NAME } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
@@ -39,6 +39,11 @@ export interface RestoreSummary {
   /** Index files that do not read (damaged), left out of the restore's index. */
   damagedIndexFiles?: string[];
   /**
+   * With `leaveOutDamaged`: the messages not restored because their blob is damaged or missing in
+   * the repository (absent: none). Everything else was restored; their bytes were never written.
+   */
+  leftOut?: LeftOutMessage[];
+  /**
    * A restore into a new store: 'kept' when each mailbox has its uidValidity as the snapshot had
    * it (the default, issue 14: the store as it was), 'new' with `newUidValidity`. Absent into a
    * live store.
@@ -58,7 +63,27 @@ export interface RestoreOptions {
    * every uidValidity is kept, as issue 14 asks of a restore into an empty target.
    */
   newUidValidity?: boolean;
+  /**
+   * A message whose blob is damaged or missing in the repository (CORRUPT) is left out and listed
+   * in the summary's `leftOut`, and the restore goes on with the rest (the CLI's way: one bad data
+   * file no longer costs every other message). Without it such a message stops the restore with
+   * CORRUPT. A read that did not happen (IO, ACCESS, UNMOUNTED) stops it either way.
+   */
+  leaveOutDamaged?: boolean;
   onProgress?: (messages: number, bytes: number) => void;
+}
+
+/** A message a restore left out: its blob does not verify, or is nowhere, in the repository. */
+export interface LeftOutMessage {
+  /** As the snapshot names it (before any --as). */
+  mailbox: string;
+  uid: number;
+  /** The message's BLAKE3 (hex). */
+  blob: string;
+  /** The data files the repository's index (or a scan) places the blob in; empty when it is in none. */
+  dataFiles: string[];
+  /** What the read found. */
+  why: string;
 }
 
 /** What a restore into a live store needs of it: the Store itself, or later the daemon's client. */
@@ -235,9 +260,32 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
   throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
 }
 
+/**
+ * readBlob, or, when `leftOut` is given, undefined for a blob damaged or missing in the repository
+ * (CORRUPT): the message is listed there with the data files that hold its blob, and left out. Any
+ * other failure (a read that did not happen, a bug) still throws.
+ */
+export async function readBlobOrLeaveOut(repo: Repository, index: BlobIndex, hash: Buffer, message: { mailbox: string; uid: number; what: string; sizeBytes: number }, leftOut: LeftOutMessage[] | undefined): Promise<Buffer | undefined> {
+  try {
+    return await readBlob(repo, index, hash, message.what, message.sizeBytes);
+  } catch (error) {
+    if (!leftOut || !isMailstoreError(error, 'CORRUPT')) throw error;
+    leftOut.push({ mailbox: message.mailbox, uid: message.uid, blob: hash.toString('hex'), dataFiles: await dataFilesOf(repo, index, hash), why: error.message });
+    return undefined;
+  }
+}
+
+/** The data files the index, or the scan of the unnamed ones, places a blob in. */
+async function dataFilesOf(repo: Repository, index: BlobIndex, hash: Buffer): Promise<string[]> {
+  const key = blobIdOf(hash, repo.keys).toString('hex');
+  const entries = index.places.get(key) ?? (index.scan ? (await index.scan).places.get(key) : undefined) ?? [];
+  return [...new Set(entries.map((entry) => repo.path('data', entry.file)))];
+}
+
 /** What a restore says of a damaged map: the index files that do not read, and the blobs found by scanning. */
-export function indexRepairNotes(index: BlobIndex): Pick<RestoreSummary, 'blobsFoundByScan' | 'damagedIndexFiles'> {
+export function indexRepairNotes(index: BlobIndex, leftOut: LeftOutMessage[] = []): Pick<RestoreSummary, 'blobsFoundByScan' | 'damagedIndexFiles' | 'leftOut'> {
   return {
+    ...(leftOut.length > 0 ? { leftOut } : {}),
     ...(index.foundByScan.size > 0 ? { blobsFoundByScan: index.foundByScan.size } : {}),
     ...(index.unreadable.length > 0 ? { damagedIndexFiles: index.unreadable } : {}),
   };

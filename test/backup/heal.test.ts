@@ -13,22 +13,16 @@ import { forgetSnapshots } from '../../src/backup/forget.js';
 import { repairIndex } from '../../src/backup/repair.js';
 import { Repository } from '../../src/backup/repository.js';
 import { restoreIntoStore, restoreToNewStore } from '../../src/backup/restore.js';
-import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/backup/format.js';
+import { RECORD_HEADER_BYTES } from '../../src/backup/format.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { json, requireBuilt, run } from '../cli/helpers.js';
-import { dump, expectCode, fill, openRepo, reopenAfterCrash, restoredDump, restoredWith, source, storeTarget } from './helpers.js';
+import { dump, expectCode, fill, openRepo, recordOffsets, reopenAfterCrash, restoredDump, restoredWith, source, storeTarget } from './helpers.js';
 
 const names = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')) : []);
 
-/** The offsets of the records of a data file. */
-function recordOffsets(bytes: Buffer): number[] {
-  const offsets: number[] = [];
-  for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) offsets.push(at);
-  return offsets;
-}
 
 /**
  * 12 messages, a full backup, 3 more, an incremental one (2 snapshots); then one byte of the body of

@@ -8,7 +8,7 @@ import type { BackupSource } from '../../src/backup/backup.js';
 import type { RestoreTarget } from '../../src/backup/restore.js';
 import { getQuota, setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
-import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/backup/format.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
@@ -70,14 +70,35 @@ export function storeTarget(store: Store): RestoreTarget {
   };
 }
 
+/** The offsets of the records of a data file. */
+export function recordOffsets(bytes: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) offsets.push(at);
+  return offsets;
+}
+
 /** The flags byte of every record of every data file (its codec: 1 deflate, 2 Brotli, 4 zstd). */
 export function recordFlags(repo: string): number[] {
   const flags: number[] = [];
   for (const name of readdirSync(join(repo, 'data')).filter((n) => !n.startsWith('.'))) {
     const bytes = readFileSync(join(repo, 'data', name));
-    for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) flags.push(bytes[at + 36]!);
+    for (const at of recordOffsets(bytes)) flags.push(bytes[at + 36]!);
   }
   return flags;
+}
+
+/** Flips a byte in the body of the record of blob `hash` (an unencrypted repository: its id); returns its data file. */
+export function damageRecordOf(repo: string, hash: Buffer): string {
+  for (const name of readdirSync(join(repo, 'data')).filter((n) => !n.startsWith('.'))) {
+    const path = join(repo, 'data', name);
+    const bytes = readFileSync(path);
+    const at = recordOffsets(bytes).find((offset) => bytes.subarray(offset + 4, offset + 36).equals(hash));
+    if (at === undefined) continue;
+    bytes[at + RECORD_HEADER_BYTES + 8] ^= 0x40;
+    writeFileSync(path, bytes);
+    return path;
+  }
+  throw new Error(`no record of ${hash.toString('hex')} in ${repo}`);
 }
 
 /** A new store `to` restored from `snapshot` exactly (uidValidity kept), read by `read` (closed again). */

@@ -334,7 +334,7 @@ describe('backup repair, the command', () => {
     // lost: the same, nothing to set aside
     rmSync(join(plainDir, 'config'));
     expect((await run(['backups', '--repo', plainDir])).stderr).toMatch(/holds a backup repository's snapshots but no config .*--new-config/);
-    expect(await json(['backup', 'repair', '--repo', plainDir, '--new-config'])).toEqual({ id: expect.any(String) });
+    expect(await json(['backup', 'repair', '--repo', plainDir, '--new-config'])).toEqual({ id: expect.any(String), version: 3, versionFrom: 'records' });
     expect((await run(['restore', '--repo', plainDir, '--to', join(dir, 'r2')])).code).toBe(0);
     // encrypted: its salt is gone with it
     const sealedDir = join(dir, 'sealed');

@@ -30,7 +30,10 @@ Exit codes: 0 clean; 1 damage found (the findings say which file, and which mess
 2 could not run (locked, access, I/O); 3 an s3: repository's bucket is missing (UNMOUNTED); 4 no
 repository; 5 invalid (wrong key file).
 Informational findings (data an interrupted run left, which 'backup forget --prune' removes) do
-not change the exit code.`)
+not change the exit code. A whole index or snapshot file sealed under other keys is foreign-file
+(another repository's); when none fits, config-mismatch: the config is another repository's (one
+made with the same key file), put back the repository's own; nothing is then called unindexed,
+and forget, prune and repair refuse.`)
     .action(runCheck);
 }
 

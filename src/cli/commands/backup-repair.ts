@@ -43,8 +43,10 @@ Nothing damaged is deleted. So: 'backup check --read-data' found damage -> 'back
 With --new-config it writes only a config, for an unencrypted repository whose config is damaged
 (CORRUPT) or lost: nothing else in one depends on it (every file is named by its content, every
 record names its codec), so every snapshot reads again; the repository gets a new id (a store's
-next backup records it). An encrypted repository's config holds the salt of its keys: refused
-(REFUSED), put back its copy. With --json: {id, setAside?}.
+next backup records it), of the repository's version as its records' codecs say it (zstd: 3,
+Brotli: 2, deflate: 1; no compressed record: 1, which every mailstore reads), so the mailstore
+that made an older repository still reads it. An encrypted repository's config holds the salt of its keys:
+refused (REFUSED), put back its copy. With --json: {id, setAside?, version, versionFrom}.
 
 Exit codes: 0 repaired (or nothing to repair); 1 some records did not verify or parts of a data file
 held no record (they are not indexed: check names the messages they cost); 2 could not run
@@ -74,7 +76,8 @@ async function runNewConfig(command: Command): Promise<void> {
   const summary = await writeNewConfig(fs, dir);
   if (wantsJson(command)) return printJson(summary);
   if (summary.setAside) await printLine(`set aside ${summary.setAside} (the damaged config)`);
-  await printLine(`wrote a new config: repository ${summary.id}; run 'mailstore backup check --repo ${dir} --read-data'`);
+  const from = summary.versionFrom === 'records' ? 'as its records say' : 'no record tells it: the version every mailstore reads';
+  await printLine(`wrote a new config: repository ${summary.id}, version ${summary.version} (${from}); run 'mailstore backup check --repo ${dir} --read-data'`);
 }
 
 async function printText(s: RepairSummary): Promise<void> {
