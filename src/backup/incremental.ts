@@ -11,6 +11,7 @@ import type { StateChange, StateMessage, StateSince } from '../store/state-since
 import { SEEN } from '../store/apply.js';
 import { newSnapshotCache, type Repository, type SnapshotCache, type SnapshotFile } from './repository.js';
 import { listTips, readTip, type Tip } from './tip.js';
+import { sealedUnderOtherKeys } from './format.js';
 
 export interface Box {
   info: MailboxInfo;
@@ -68,19 +69,32 @@ export async function findParent(repo: Repository, storeId: string): Promise<Par
   dated.sort((a, b) => ahead(a.time) - ahead(b.time) || b.time - a.time);
   const cache: SnapshotCache = { ...newSnapshotCache(), chains: new Map() };
   const tips = await listTips(repo);
-  for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {
+  const candidates = dated.slice(0, backupLimits.parentCandidatesMax);
+  let foreign: MailstoreError | undefined;
+  let fits = false;
+  for (const { id } of candidates) {
     try {
       const tip = await readTip(repo, id, tips);
       if (tip) {
+        fits = true;
         if (tip.storeId !== storeId) continue;
         for (const file of [...tip.chain, id]) await repo.verifySnapshotFile(file);
         return { id, tip };
       }
       const snapshot = await repo.readSnapshot(id, cache);
+      fits = true;
       if (snapshot.storeId === storeId) return { id, snapshot, chain: cache.chains!.get(id) ?? [] };
     } catch (error) {
       if (!isMailstoreError(error)) throw error;
+      if (sealedUnderOtherKeys(error)) foreign ??= error;
     }
+  }
+  // every snapshot looked at is whole and sealed under other keys, none fits: the config is another
+  // repository's (made with the same key file). A run on would write files under these keys beside
+  // the repository's own, two key sets in one directory: refused before anything is written.
+  if (foreign && !fits) {
+    throw new MailstoreError('REFUSED', `the repository's snapshots are sealed under other keys than its config's (${foreign.path}): the config is another repository's; ` +
+      `nothing was written. Put back the repository's own config (backup check says config-mismatch), or back up into a new repository`, { path: repo.path('config') });
   }
   return undefined;
 }

@@ -62,6 +62,11 @@ describe('a repository under another repository\'s config', () => {
     expect(repair.stderr.toString()).toMatch(/REFUSED: none of the 1 index files .* the config is another repository's/);
     expect(files(b)).toEqual(before);
     expect(existsSync(join(b, 'damaged'))).toBe(false);
+    // a backup would write files under these keys beside the repository's own: refused, nothing written
+    const backup = await run(['--store', join(dir, 's'), 'backup', '--repo', b, '--key-file', key]);
+    expect(backup.code).toBe(3);
+    expect(backup.stderr.toString()).toMatch(/REFUSED: the repository's snapshots are sealed under other keys .*the config is another repository's; nothing was written/);
+    expect(files(b)).toEqual(before);
 
     writeFileSync(join(b, 'config'), own);
     expect((await run(['backup', 'check', '--repo', b, '--key-file', key, '--read-data'])).code).toBe(0);
