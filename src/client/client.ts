@@ -25,7 +25,8 @@ import type {
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 import type { MovedUser } from '../store/moved.js';
 import type { ClockReport } from '../store/clock-report.js';
-import { checkDeletable, type DeleteOptions } from '../store/validate.js';
+import { checkDeletable, formatMailboxName, type DeleteOptions } from '../store/validate.js';
+import { userTree } from '../store/user-name.js';
 import { monotonicMs } from '../monotonic.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
@@ -579,7 +580,9 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
-    const tree = `user/${name}`;
+    // checked as the store checks it, before the count: 'user delete alice/Sent' was told to add
+    // --force ('user/alice/Sent and below holds N messages'), and with it that no user has a '/'
+    const tree = formatMailboxName(userTree(name));
     await this.emptyFirst(tree, options, () => this.procedure('messagesInTree', [tree]) as Promise<number>, true);
     return this.call('deleteUser', options === undefined ? [name] : [name, options]);
   }

@@ -265,6 +265,8 @@ function findTags(parent: Record<string | number, unknown>, key: string | number
 // ---- errors -------------------------------------------------------------------------------------
 
 export function toWireError(error: unknown): WireError {
+  const gone = ownCodeGone(error);
+  if (gone !== undefined) error = new MailstoreError('UNAVAILABLE', `the daemon could not load ${gone}: its program files were replaced or removed while it runs (an upgrade?), and the call stopped there. Restart the daemon (systemctl restart mailstore, or stop and start mailstore serve) and run it again`);
   if (error instanceof MailstoreError) {
     const wire: WireError = { code: error.code, message: error.message };
     if (error.path !== undefined) wire.path = error.path;
@@ -273,6 +275,19 @@ export function toWireError(error: unknown): WireError {
     return wire;
   }
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+/**
+ * The file of its own code a call failed to load, when that is the failure: the daemon loads a
+ * command's modules at its first use, and an upgrade that replaced them under a daemon left running
+ * (a build's chunks are named by their hash) failed 'INTERNAL: … ENOENT … bundle-compact-….cjs',
+ * a bug by its code. No store file ends in .js, .cjs, .mjs or .node.
+ */
+function ownCodeGone(error: unknown): string | undefined {
+  const { code, path, message } = (error ?? {}) as NodeJS.ErrnoException;
+  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return `a module of its own (${String(message).split('\n')[0]})`;
+  if (code === 'ENOENT' && typeof path === 'string' && /\.(c|m)?js$|\.node$/.test(path)) return `its own file ${path}`;
+  return undefined;
 }
 
 /**

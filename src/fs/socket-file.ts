@@ -106,8 +106,10 @@ async function groupId(group: string): Promise<number> {
 /** A failed write of the log, on stderr with the code its cause has (ACCESS, NO_SPACE, IO…), as every other error says it. */
 function reportLogFailure(error: unknown, path: string): void {
   // mail goes on: what the full disk costs is log lines, counted once the log takes them again
-  const failure = fromSystemError(error, 'writing the log', path, 'the daemon goes on serving, and the lines lost meanwhile are counted in the log once it writes again (log-lines-lost)');
-  process.stderr.write(`${journalPrefix('error')}mailstore: ${failure.code}: ${failure.message}\n`);
+  const outcome = 'the daemon goes on serving, and the lines lost meanwhile are counted in the log once it writes again (log-lines-lost)';
+  const failure = fromSystemError(error, 'writing the log', path, outcome);
+  const said = failure.message.includes(outcome) ? '' : `; ${outcome}`; // ACCESS and IO have no outcome of their own: read as the end
+  process.stderr.write(`${journalPrefix('error')}mailstore: ${failure.code}: ${failure.message}${said}\n`);
 }
 
 /** An append-only log file; reopen() after logrotate moved it (SIGHUP). */

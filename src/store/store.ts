@@ -1169,6 +1169,7 @@ export class Store implements MailStore {
   async setAcl(mailbox: string, identifier: string, rights: string): Promise<void> {
     const components = parseMailboxName(mailbox);
     const who = normalizeIdentifier(identifier);
+    if (who === '-' && rights !== '') throw new MailstoreError('INVALID', 'ACL identifier "-" names no one: negative rights are "-USER" or "-anyone"'); // an old entry may go
     const mode = typeof rights === 'string' && (rights.startsWith('+') || rights.startsWith('-')) ? rights[0] : '';
     const given = normalizeRights(mode ? rights.slice(1) : rights);
     await this.submit({

@@ -10,7 +10,8 @@ import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
 import { checkRecordSize } from './prepare.js';
-import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, renamedMailboxName, type DeleteOptions } from './validate.js';
+import { userTree } from './user-name.js';
+import { checkDeletable, formatMailboxName, normalizeRights, parseMailboxName, renamedMailboxName, type DeleteOptions } from './validate.js';
 
 export interface RenameUserResult {
   from: string;
@@ -26,17 +27,6 @@ export interface DeleteUserResult {
   mailboxes: number;
   messages: number;
   aclEntries: number;
-}
-
-const USER_ROOT = 'user';
-
-/** The user's tree as name components (user/NAME), refusing names that would not be one component. */
-function userTree(name: string): string[] {
-  const user = normalizeIdentifier(name);
-  if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" is not a user: its ACL entries are changed with acl set');
-  parseMailboxName(`${USER_ROOT}/${user}`); // a user name is one valid mailbox name component
-  if (user.includes('/')) throw new MailstoreError('INVALID', `user name ${JSON.stringify(name)} contains "/"`);
-  return [USER_ROOT, user];
 }
 
 /** The mailboxes at or below `prefix`: [name, id], committed state (callers hold the writer exclusively). */

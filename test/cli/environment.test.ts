@@ -416,6 +416,23 @@ describe('a socket in a directory another user may write', () => {
   });
 });
 
+describe('a --log the daemon cannot append to', () => {
+  // Was: the log's stream failed after the start, 'mailstore: IO: writing the log …: EISDIR' on
+  // stderr, and the daemon served on, LMTP and all, with no log (found with a careless `--log
+  // /var/log/mailstore`, the directory); a second daemon started meanwhile waited on the LOCK.
+  it('serve refuses to start, names the log and says the daemon did not start; the store is as it was', async () => {
+    const store = await freshStore();
+    const directory = join(tempDir(), 'logs');
+    mkdirSync(directory);
+    const refused = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--log', directory], { store });
+    expect(refused.code, refused.stderr).not.toBe(0);
+    expect(refused.stderr).toMatch(new RegExp(`IO: opening the log ${directory}: EISDIR; the daemon did not start: give --log a file it may append to`));
+    expect(readdirSync(directory)).toEqual([]);
+    expect(existsSync(join(store, 'run', 'mailstore.sock'))).toBe(false);
+    expect((await here.ok(['append', 'M', '-'], { store, input: 'Subject: x\n\ny\n' })).trim()).toBe('1');
+  });
+});
+
 describe('a store the caller may read but not write', () => {
   // As `nobody` (root ignores modes), who must reach the built CLI: see drills.test.ts
   const nobody = (args: string[], store: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });

@@ -182,6 +182,19 @@ describe('the client library', () => {
     expect((await client.append(INBOX, message(4))).uid).toBe(1);
   });
 
+  it("refuses a user name that is none (a '/', empty) as the store does, before counting its tree: was REFUSED 'add --force' for `user delete alice/Sent`, then INVALID with --force", async () => {
+    const { client, store } = await setup();
+    await client.createMailbox('user/alice/Sent');
+    await client.append('user/alice/Sent', message(1));
+    for (const handle of [client, store]) {
+      await expect(handle.deleteUser('alice/Sent', { ifEmpty: true })).rejects.toThrow(/^user name "alice\/Sent" contains "\/"$/);
+      await expect(handle.deleteUser('alice/Sent')).rejects.toMatchObject({ code: 'INVALID' });
+      // 'invalid ACL identifier ""' for a rename to no name at all
+      await expect(handle.renameUser('alice', '')).rejects.toThrow(/^invalid user name "" \(1 to \d+ bytes/);
+    }
+    expect((await client.status('user/alice/Sent')).messages).toBe(1);
+  });
+
   it('appends of many clients at once all land, with distinct uids, through one writer', async () => {
     const { running } = await setup();
     const many = await Promise.all(Array.from({ length: 8 }, () => running.client()));

@@ -135,4 +135,19 @@ describe('errors across the socket', () => {
     expect(fromWireError(toWireError(new AssertionFailure('uid went backwards')))).toBeInstanceOf(AssertionFailure);
     expect(fromWireError({ code: 'NO_SUCH_CODE', message: 'm' })).toBeInstanceOf(AssertionFailure);
   });
+
+  it("a call that cannot load the daemon's own code (its package replaced by an upgrade while it runs) is UNAVAILABLE saying to restart it, not INTERNAL (a bug)", () => {
+    const chunk = '/usr/lib/mailstore/dist/src/cli/bundle-compact-BdBhcD_q.cjs';
+    const enoent = Object.assign(new Error(`ENOENT: no such file or directory, open '${chunk}'`), { code: 'ENOENT', errno: -2, syscall: 'open', path: chunk });
+    const missing = Object.assign(new Error("Cannot find module '/usr/lib/mailstore/dist/src/store/compact.js' imported from /usr/lib/mailstore/dist/src/store/store.js"), { code: 'ERR_MODULE_NOT_FOUND' });
+    for (const error of [enoent, missing]) {
+      const back = fromWireError(toWireError(error)) as MailstoreError;
+      expect(back).toBeInstanceOf(MailstoreError);
+      expect(back.code).toBe('UNAVAILABLE');
+      expect(back.message).toMatch(/^the daemon could not load .*(bundle-compact-BdBhcD_q\.cjs|compact\.js).*: its program files were replaced or removed while it runs \(an upgrade\?\), and the call stopped there\. Restart the daemon/);
+    }
+    // a store file that is gone stays what it was: not taken for the program's
+    const pack = Object.assign(new Error('ENOENT: open packs/00000001.pack'), { code: 'ENOENT', path: '/var/lib/mailstore/packs/00000001.pack' });
+    expect(toWireError(pack).code).toBe('INTERNAL');
+  });
 });

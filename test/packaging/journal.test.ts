@@ -62,6 +62,15 @@ await logger.close();`;
     expect(text).not.toMatch(/acknowledged/);
   });
 
+  it('a --log write failing for another cause (IO, ACCESS) says too that the daemon goes on serving (was: the bare error, read as its end)', () => {
+    const script = `const { Logger } = await import(${JSON.stringify(join(repoRoot, 'dist/src/daemon/log.js'))});
+const logger = new Logger(${JSON.stringify(tempDir('journal-log-dir-'))});
+logger.warn('background-error', { code: 'IO' });
+await logger.close();`;
+    const { text } = stderrOf(['--input-type=module', '-e', script], true);
+    expect(text).toMatch(/^<3>mailstore: IO: writing the log .*: EISDIR; the daemon goes on serving, and the lines lost meanwhile are counted in the log once it writes again \(log-lines-lost\)$/m);
+  });
+
   it('a --log file the daemon may not write (immutable, as a mode or an owner would refuse it) is ACCESS on stderr, not IO', (context) => {
     const log = join(tempDir('journal-log-'), 'serve.log');
     writeFileSync(log, '');

@@ -75,6 +75,10 @@ describe('IMAP semantics', () => {
     await store.setAcl('shared/news', '-anyone', '');
     expect((await store.listMailboxes({ user: 'carol' })).map((m) => m.name)).toEqual(['shared/news', 'shared/staff']);
     await expect(store.createMailbox('user/carol/INBOX', { owner: '-carol' })).rejects.toMatchObject({ code: 'INVALID' });
+    // "-" alone is the negative rights of no one (was stored: 'acl set MAILBOX - lr', an entry "-" in every listing)
+    for (const rights of ['l', '+l', '-l']) await expect(store.setAcl('shared/news', '-', rights)).rejects.toThrow(/^ACL identifier "-" names no one: negative rights are "-USER" or "-anyone"$/);
+    await store.setAcl('shared/news', '-', ''); // removing one an older version stored is no change here
+    expect(await store.getAcl('shared/news')).toEqual({ anyone: 'lr' });
     await store.close();
   });
 

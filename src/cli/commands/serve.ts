@@ -21,6 +21,7 @@ import type { StoreOptions } from '../../store/types.js';
 import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
 import { parseCount, parseDuration } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
+import { refuseUnwritableLog } from '../../fs/log-open.js';
 import { daemonLimits } from '../../limits.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { startStallWatch } from '../../fs/stall-watch.js';
@@ -93,7 +94,10 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const stalls = startStallWatch({ format: 'json', logPath: options.log, prefixes: { error: journalPrefix('error'), warn: journalPrefix('warn') } });
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
-  if (options.log !== undefined) await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
+  if (options.log !== undefined) {
+    await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
+    await refuseUnwritableLog(absolutePath(options.log));
+  }
   const logger = new Logger(options.log);
   // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
   // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
