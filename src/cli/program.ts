@@ -161,6 +161,8 @@ export async function main(argv: string[]): Promise<number> {
     // a command on a hung mount says so on stderr, naming the call and the path, instead of waiting
     // silently for ever (src/fs/stall-watch.ts); MAILSTORE_STALL_REPORT_SECONDS checked here, at once
     stopStallWatch = startStallWatchAfter(limits.cliStallWatchDelayMs, { format: 'text', reportMs: stallReportMs() });
+    // U+FFFD in an argument: was it typed so, or did it stand for bytes that are not UTF-8? (argv-utf8.ts)
+    if (argv === process.argv && argv.some((arg) => arg.includes('\ufffd'))) (await import('./argv-utf8.js')).refuseArgumentsNotUtf8();
     const program = await buildProgram(argv);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
