@@ -175,6 +175,9 @@ export class Writer {
   readonly flushChoice = new FlushChoice();
   /** A commit flushed in this thread and the event loop has not turned since (start). */
   private flushedInThreadThisTurn = false;
+  /** afterTurn's Immediate is scheduled; and whether it starts the run loop. */
+  private turnPending = false;
+  private runAfterTurn = false;
   /** The index batch landIndex last watched for a failure (IndexDb merges many commits into one). */
   private watchedLanding?: Promise<void>;
 
@@ -210,9 +213,32 @@ export class Writer {
     // After an in-thread flush nothing of the commit waited on the event loop: a caller appending
     // in a loop would otherwise run on microtasks alone, and timers (the index hand-over of
     // limits.indexBehindMs) and I/O would starve; its next commit starts one turn later.
-    if (alone && !this.flushedInThreadThisTurn) queueMicrotask(() => void this.run());
-    else setImmediate(() => { this.flushedInThreadThisTurn = false; void this.run(); });
+    if (alone && !this.flushedInThreadThisTurn) queueMicrotask(this.runLoop);
+    else this.afterTurn(true);
   }
+
+  private readonly runLoop = (): void => void this.run();
+
+  /**
+   * At the event loop's next turn (setImmediate): flushedInThreadThisTurn cleared, and with `run`
+   * the run loop started. One Immediate serves both: a lone writer's in-thread commit asks for the
+   * turn, and its caller's next mutation, submitted before the turn came, waits for the same one
+   * (it made two Immediates and two closures a delivery).
+   */
+  private afterTurn(run: boolean): void {
+    if (run) this.runAfterTurn = true;
+    if (this.turnPending) return;
+    this.turnPending = true;
+    setImmediate(this.turned);
+  }
+
+  private readonly turned = (): void => {
+    this.turnPending = false;
+    this.flushedInThreadThisTurn = false;
+    if (!this.runAfterTurn) return;
+    this.runAfterTurn = false;
+    void this.run();
+  };
 
   /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
   submitReplicated(batch: ReplicatedBatch): Promise<void> {
@@ -276,7 +302,7 @@ export class Writer {
    * newest batch's new blobs are verified when the index has not applied it) and cuts, since
    * such a batch was never acknowledged.
    */
-  private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
+  private write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: PreparedBatch): Promise<void> {
     if (packBatch.blobs.length === 0) {
       const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
       if (this.flushesInThread(records)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
@@ -298,12 +324,12 @@ export class Writer {
     this.flushChoice.record(inThread, monotonicMs() - started);
     if (inThread && !this.flushedInThreadThisTurn) {
       this.flushedInThreadThisTurn = true;
-      setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
+      this.afterTurn(false); // the loop turned: a commit after it starts at once again
     }
   }
 
   /** `write`'s general form: pack bytes (if any) and journal records written, then both flushed through the pool at once. */
-  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
+  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: PreparedBatch): Promise<void> {
     await (packWrite ?? this.packs.write(packBatch));
     try {
       await this.journal.write(records);
@@ -320,7 +346,7 @@ export class Writer {
     // replica's can). It holds the round as tentative until the commit below; a failure says so.
     this.hooks.onWritten?.(records, opsBySeq, packBatch);
     this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
-    syncing?.(); // the next batch of a chain is prepared while they run
+    if (syncing) this.prepareAhead(syncing, syncing.firstSeq + syncing.opsBySeq.length - 1); // the next batch of a chain is prepared while they run
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
       this.hooks.onWriteFailed?.();
@@ -439,7 +465,7 @@ export class Writer {
       const records = journalRecords(firstSeq, opsBySeq);
       const t0 = monotonicMs();
       try {
-        await this.write(packBatch, records, opsBySeq, packWrite, () => this.prepareAhead(prepared, lastSeq));
+        await this.write(packBatch, records, opsBySeq, packWrite, prepared);
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         this.stopIfJournalRefuses();

@@ -3,7 +3,7 @@
 // in one in-thread call (FileHandle.writevDurable, limits.journalInThreadFlushBytesMax) — and its
 // index batch merges with the next ones or queues behind the one being written instead of making
 // the next commit wait for it (IndexDb.writeBehind, deferred). Nothing acknowledged is invisible.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { IndexDb } from '../../src/index/index-db.js';
@@ -275,6 +275,23 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
     } finally {
       limits.indexBehindMs = saved;
     }
+  });
+
+  it('its in-thread commits in a loop take one event-loop turn each: one Immediate a delivery, not one to start and one to mark the turn', async () => {
+    await afterOneDelivery(async (_dir, store) => {
+      (store as unknown as { writer: { flushChoice: { inThread(): boolean } } }).writer.flushChoice.inThread = () => true;
+      await store.append('INBOX', msg('in-thread first'));
+      const immediates = vi.spyOn(globalThis, 'setImmediate');
+      try {
+        for (let i = 0; i < 20; i++) await store.append('INBOX', msg(`in-thread ${i}`));
+        expect(immediates.mock.calls.length).toBeGreaterThanOrEqual(19); // the turn is still taken (timers and I/O are not starved)
+        expect(immediates.mock.calls.length).toBeLessThanOrEqual(21); // was 40
+      } finally {
+        immediates.mockRestore();
+      }
+      expect((await store.status('INBOX')).messages).toBe(22);
+      await store.close();
+    });
   });
 
   it('its inline deliveries hand no index batch to LevelDB: they merge, every one visible at once, and land on close; a reopen serves them all', async () => {
