@@ -62,12 +62,21 @@ class NodeFileHandle implements FileHandle {
    * thread pool, so the copy overlaps the JS work on the next batch.
    */
   async write(data: Buffer, position: number): Promise<void> {
+    if (data.length <= limits.syncWriteBytesMax) return this.writeNow(data, position);
     let done = 0;
     while (done < data.length) {
-      const bytesWritten = data.length <= limits.syncWriteBytesMax
-        ? writeSync(this.handle.fd, data, done, data.length - done, position + done)
-        : (await this.handle.write(data, done, data.length - done, position + done)).bytesWritten;
-      if (bytesWritten === 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' });
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      if (bytesWritten === 0) throw shortWrite(this.path);
+      done += bytesWritten;
+    }
+  }
+
+  /** `write` of at most limits.syncWriteBytesMax, in this thread. */
+  private writeNow(data: Buffer, position: number): void {
+    let done = 0;
+    while (done < data.length) {
+      const bytesWritten = writeSync(this.handle.fd, data, done, data.length - done, position + done);
+      if (bytesWritten === 0) throw shortWrite(this.path);
       done += bytesWritten;
     }
   }
@@ -76,19 +85,30 @@ class NodeFileHandle implements FileHandle {
     let at = position;
     for (let index = 0; index < parts.length; index += limits.writevPartsMax) {
       const batch = parts.slice(index, index + limits.writevPartsMax);
-      let bytes = 0;
-      for (const part of batch) bytes += part.length;
-      const bytesWritten = bytes <= limits.syncWriteBytesMax ? writevSync(this.handle.fd, batch, at) : (await this.handle.writev(batch, at)).bytesWritten;
-      let skip = bytesWritten; // a short vectored write: the rest goes with plain writes
-      for (const part of batch) {
-        if (skip >= part.length) {
-          skip -= part.length;
-        } else {
-          await this.write(part.subarray(skip), at + skip);
-          skip = 0;
+      const bytes = totalBytes(batch);
+      if (bytes <= limits.syncWriteBytesMax) {
+        this.writevNow(batch, at);
+      } else {
+        let skip = (await this.handle.writev(batch, at)).bytesWritten; // a short vectored write: the rest goes with plain writes
+        for (const part of batch) {
+          if (skip < part.length) await this.write(part.subarray(skip), at + skip);
+          skip = Math.max(0, skip - part.length);
+          at += part.length;
         }
-        at += part.length;
+        continue;
       }
+      at += bytes;
+    }
+  }
+
+  /** A vectored write of at most limits.syncWriteBytesMax bytes (and limits.writevPartsMax parts), in this thread; a short one finished with plain writes. */
+  private writevNow(parts: Buffer[], position: number): void {
+    let skip = writevSync(this.handle.fd, parts, position);
+    let at = position;
+    for (const part of parts) {
+      if (skip < part.length) this.writeNow(part.subarray(skip), at + skip);
+      skip = Math.max(0, skip - part.length);
+      at += part.length;
     }
   }
 
@@ -102,11 +122,24 @@ class NodeFileHandle implements FileHandle {
    * hop cost more than the flush of a few KiB of overwritten blocks (loaded 2-core machine: write +
    * fdatasync 143-165 µs in-thread, 232-263 µs with both awaited). Bigger writes sync in the pool.
    */
-  async writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void> {
+  writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void> {
+    const bytes = totalBytes(parts);
+    if (bytes > limits.syncWriteBytesMax || parts.length > limits.writevPartsMax) return this.writevDurableInParts(parts, position, bytes, written);
+    // one vectored write and its flush in this thread (a delivery's record): nothing to wait on
+    try {
+      this.writevNow(parts, position);
+      written?.();
+      this.flushes.inThread(this.handle.fd, this.path);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return DONE;
+  }
+
+  /** writevDurable of a big write (flushed through the pool) or of more parts than one writev takes. */
+  private async writevDurableInParts(parts: Buffer[], position: number, bytes: number, written?: () => void): Promise<void> {
     await this.writev(parts, position);
     written?.();
-    let bytes = 0;
-    for (const part of parts) bytes += part.length;
     if (bytes <= limits.syncWriteBytesMax) this.flushes.inThread(this.handle.fd, this.path);
     else await this.sync();
   }
@@ -130,6 +163,19 @@ class NodeFileHandle implements FileHandle {
   close(): Promise<void> {
     return this.handle.close();
   }
+}
+
+/** What writevDurable returns when it finished in this thread (one settled promise, shared). */
+const DONE: Promise<void> = Promise.resolve();
+
+function totalBytes(parts: Buffer[]): number {
+  let bytes = 0;
+  for (const part of parts) bytes += part.length;
+  return bytes;
+}
+
+function shortWrite(path: string): Error {
+  return Object.assign(new Error(`short write to ${path}`), { code: 'EIO' });
 }
 
 function toStat(s: import('node:fs').Stats): FileStat {

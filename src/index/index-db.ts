@@ -497,26 +497,47 @@ export class IndexDb {
    * limits.indexBehindKeysMax keys wait merged, beyond that the caller waits for them to land.
    */
   async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
-    if (this.writeFailure) throw this.writeFailure;
-    this.changing(pending); // before any read can see it (merged or registered below)
-    const last = this.behind[this.behind.length - 1];
-    if (options.deferred && last && !last.handed) {
-      if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
-        for (const [name, value] of pending) last.pending.set(name, value);
-        this.forget(pending);
-        if (last.pending.size >= limits.indexBehindHandOverKeys) last.start();
-        return { landed: last.landed };
-      }
-      await this.settle();
-    } else if (!options.deferred || this.behind.length > 1) {
-      await this.settle();
+    if (options.deferred) {
+      const landed = this.registerBehind(pending);
+      if (landed) return { landed };
     }
     if (this.writeFailure) throw this.writeFailure;
+    this.changing(pending); // before any read can see it (registered below)
+    await this.settle();
+    if (this.writeFailure) throw this.writeFailure;
+    return { landed: this.queueBehindStarted(pending, options.deferred === true) };
+  }
+
+  /**
+   * writeBehind({ deferred: true }) where it need not wait, as for nearly every commit: `pending`
+   * merged into the registered batch not yet handed to LevelDB, or queued behind the one being
+   * written; returns when that batch lands, with nothing to await and no frame suspended. Undefined
+   * (nothing done) when it must first wait for earlier batches to land: call writeBehind then.
+   * Throws the failure of an earlier batch, as writeBehind does.
+   */
+  registerBehind(pending: Pending): Promise<void> | undefined {
+    if (this.writeFailure) throw this.writeFailure;
+    const last = this.behind[this.behind.length - 1];
+    if (last && !last.handed) {
+      if (last.pending.size + pending.size > limits.indexBehindKeysMax) return undefined;
+      this.changing(pending); // before any read can see it
+      for (const [name, value] of pending) last.pending.set(name, value);
+      this.forget(pending);
+      if (last.pending.size >= limits.indexBehindHandOverKeys) last.start();
+      return last.landed;
+    }
+    if (this.behind.length > 1) return undefined;
+    this.changing(pending);
+    return this.queueBehindStarted(pending, true);
+  }
+
+  /** queueBehind after the last batch, handed over now or (`deferred`, a small batch) within limits.indexBehindMs; its `landed`. */
+  private queueBehindStarted(pending: Pending, deferred: boolean): Promise<void> {
     const behind = this.queueBehind(pending, this.behind[this.behind.length - 1]?.written);
     // at the latest: no commit came to start it (unref: an exit without close replays it from the journal)
-    if (options.deferred && pending.size < limits.indexBehindHandOverKeys) setTimeout(behind.start, limits.indexBehindMs).unref();
+    if (deferred && pending.size < limits.indexBehindHandOverKeys) setTimeout(behind.start, limits.indexBehindMs).unref();
     else behind.start(); // an empty batch only closes
-    return { landed: behind.landed };
+    return behind.landed;
   }
 
   /**

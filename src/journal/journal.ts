@@ -40,6 +40,9 @@ interface Segment {
  * A remembered record's share of journalRecentBytesMax: its payload and the objects around it
  * (the record, its Buffer), so the bound is memory, not payload (records are ~300 bytes).
  */
+/** What `sync` returns when there was nothing to wait for (one settled promise, shared). */
+const DONE: Promise<void> = Promise.resolve();
+
 function recentRecordBytes(record: JournalRecord): number {
   return record.payload.length + 160;
 }
@@ -433,10 +436,11 @@ export class Journal {
     if (this.poisoned) throw this.poisoned;
     assert(!this.pending, 'journal write while another is not yet synced');
     if (records.length === 0) return;
-    records.forEach((r, i) => {
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
       assert(r.seq === this.lastSeq + 1 + i, `journal seq ${r.seq} after ${this.lastSeq + i}`);
       assert(r.payload.length > 0 && r.payload.length <= this.options.recordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
-    });
+    }
     // header and payload of each record side by side, written with one vectored write: an import
     // batch's records carry its inline bodies, and two concatenations of them per batch were
     // garbage that V8 collects only every ~64 MiB (the tier step's RSS, docs/OBJECT-STORAGE.md)
@@ -489,17 +493,21 @@ export class Journal {
   }
 
   /** `write`'s records (`parts`) at `start`, and `filler` bytes of preallocation after them. */
-  private async writeParts(path: string, parts: Buffer[], start: number, durable: boolean, filler: number, written: () => void): Promise<void> {
-    if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
+  private writeParts(path: string, parts: Buffer[], start: number, durable: boolean, filler: number, written: () => void): Promise<void> {
+    if (!this.writeHandle) {
+      return this.fs.open(path, 'readWrite').then((handle) => {
+        this.writeHandle = handle;
+        return this.writeParts(path, parts, start, durable, filler, written);
+      });
+    }
     const fresh = this.pending!.fresh;
     const end = this.pending!.end;
     const all = filler > 0 ? [...parts, fillerToWrite(end, filler)] : parts;
-    if (durable) await this.writeHandle.writevDurable(all, start, written);
-    else {
-      await this.writeHandle.writev(all, fresh ? 0 : start);
-      written();
-    }
+    // counted before the write is done (no frame kept to count it after): a write that fails is
+    // undone by `write`'s caller path (undo truncates back to its start and sets it there)
     this.allocatedEnd = Math.max(this.allocatedEnd, end + filler);
+    if (durable) return this.writeHandle.writevDurable(all, start, written);
+    return this.writeHandle.writev(all, fresh ? 0 : start).then(written);
   }
 
   /**
@@ -556,11 +564,26 @@ export class Journal {
     pending.flushed = true;
   }
 
-  /** Makes the written records durable (`flush`, unless it ran): the commit point. */
-  async sync(): Promise<void> {
-    await this.flush();
+  /**
+   * Makes the written records durable (`flush`, unless it ran): the commit point. Records already
+   * flushed (writevDurable, or `flush`) take bookkeeping only: done at once, nothing to wait for.
+   */
+  sync(): Promise<void> {
     const pending = this.pending;
-    if (!pending) return;
+    if (!pending || pending.durable || pending.flushed) {
+      try {
+        if (pending) this.synced(pending);
+      } catch (error) {
+        return Promise.reject(error); // a promise either way, as when this was async
+      }
+      return DONE;
+    }
+    return this.flush().then(() => {
+      if (this.pending) this.synced(this.pending);
+    });
+  }
+
+  private synced(pending: NonNullable<Journal['pending']>): void {
     this.pending = undefined;
     this.freshSegment = false;
     this.appendedBytes += pending.end - pending.start;

@@ -12,9 +12,22 @@ import type { PrepareContext } from './writer.js';
 /** Resolves a name inside a batch (sees the batch's own pending changes). */
 export async function resolveInBatch(view: Pick<PrepareContext['view'], 'get'>, components: readonly string[], name: string): Promise<MailboxInfo> {
   const id = await view.get<Buffer>(keys.name(components));
-  const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
-  if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+  const box = existing(id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined, name);
   return { ...box, id: Buffer.from(box.id) };
+}
+
+/**
+ * resolveInBatch for a prepare that only reads the mailbox (a delivery): read synchronously and
+ * not copied (the value may be the view's or the index's own: the caller must not change it).
+ */
+export function mailboxInBatchNow(view: Pick<PrepareContext['view'], 'getNow'>, components: readonly string[], name: string): Readonly<MailboxInfo> {
+  const id = view.getNow<Buffer>(keys.name(components));
+  return existing(id ? view.getNow<MailboxInfo>(keys.info(id)) : undefined, name);
+}
+
+function existing(box: MailboxInfo | undefined, name: string): MailboxInfo {
+  if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+  return box;
 }
 
 /**

@@ -45,7 +45,7 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { type BlobRecord, type MailboxInfo, type MessageAddExtras, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -71,7 +71,7 @@ import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { AppendBatchMeta, MailStore } from './api.js';
 import { FreeSpace, type FreeSpaceState, type SpaceNeed } from './free-space.js';
 import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
-import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
+import { Writer, type CommitChain, type Mutation, type PrepareContext, type Prepared, type ReplicatedBatch } from './writer.js';
 import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
@@ -1210,20 +1210,25 @@ export class Store implements MailStore {
     checkRecordSize([largestAdd(item)], 'appending 1 messages', item.inline ? item.bytes.length + 16 : 0);
     const committed = this.afterAdditions(components, () => this.submit({
       space: { bytes: item.bytes.length + limits.freeSpaceMessageOverheadBytes, mail: true },
-      prepare: async (ctx) => {
-        const box = await resolveInBatch(ctx.view, components, mailbox);
+      // answered at once (no promise, no suspended frame) unless a quota root is above the mailbox
+      prepare: (ctx) => {
+        const box = mailboxInBatchNow(ctx.view, components, mailbox);
         checkUidsLeft(box, 1, mailbox);
         const quota = checkQuota(this.db, ctx.view, box.name, item.bytes.length, 1);
-        if (quota) await quota; // nearly always none: no suspended frame
-        const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
-        const uid = box.uidNext;
-        return { ops: [messageAdd(box.id, uid, item, location, deduplicated)], result: { uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated } };
+        return quota ? quota.then(() => this.placedAppend(ctx, box, item)) : this.placedAppend(ctx, box, item);
       },
     }));
     if (!item.recycled) return committed;
     const giveBack = (): void => this.copies.giveBack(item.bytes);
     committed.then(giveBack, giveBack);
     return committed;
+  }
+
+  /** appendOne's mutation once its checks passed: the blob placed, the message added at the mailbox's next uid. */
+  private placedAppend(ctx: PrepareContext, box: Readonly<MailboxInfo>, item: PreparedAppend): Prepared<AppendResult> {
+    const { location, deduplicated } = this.placeBlob(ctx, item.hash, item.bytes, undefined, item.inline);
+    const uid = box.uidNext;
+    return { ops: [messageAdd(box.id, uid, item, location, deduplicated)], result: { uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated } };
   }
 
   /**

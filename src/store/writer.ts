@@ -60,7 +60,16 @@ export interface Mutation<T> {
    * refused change (NO_SPACE) wrote nothing. Absent: a metadata change, held to the floor only.
    */
   space?: SpaceNeed;
-  prepare(ctx: PrepareContext): Promise<{ ops: Op[]; result: T }>;
+  /**
+   * Its outcome at once when it waited for nothing (a delivery's common case: no quota root, the
+   * mailbox read synchronously), else a promise of it: no suspended frame and promise a commit.
+   */
+  prepare(ctx: PrepareContext): Promise<Prepared<T>> | Prepared<T>;
+}
+
+export interface Prepared<T> {
+  ops: Op[];
+  result: T;
 }
 
 /**
@@ -81,6 +90,36 @@ interface Pending {
   replicated?: ReplicatedBatch;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+}
+
+/**
+ * A submitted mutation's caller, answered once: a halt rejects every pending of its batch, also
+ * one its prepare already answered. Its methods are the prototype's: no closures a submit.
+ */
+class Submitted implements Pending {
+  private open = true;
+
+  constructor(
+    private readonly writer: { outstanding: number },
+    readonly mutation: Mutation<unknown>,
+    private readonly answer: (value: unknown) => void,
+    private readonly refuse: (error: unknown) => void,
+  ) {}
+
+  resolve(value: unknown): void {
+    if (this.settled()) this.answer(value);
+  }
+
+  reject(error: unknown): void {
+    if (this.settled()) this.refuse(error);
+  }
+
+  private settled(): boolean {
+    if (!this.open) return false;
+    this.open = false;
+    this.writer.outstanding--;
+    return true;
+  }
 }
 
 export interface WriterHooks {
@@ -127,8 +166,8 @@ export class Writer {
   private failure?: MailstoreError;
   private idle?: Promise<void>;
   private idleResolve?: () => void;
-  /** Submitted mutations not yet settled, and the most of them seen since the last batch was taken. */
-  private outstanding = 0;
+  /** Submitted mutations not yet settled (Submitted counts them down), and the most of them seen since the last batch was taken. */
+  outstanding = 0;
   private outstandingPeak = 0;
   /** While the writer gathers a batch: how many queued mutations end the wait, and how to end it. */
   private gathering?: { target: number; wake: () => void };
@@ -136,6 +175,11 @@ export class Writer {
   readonly flushChoice = new FlushChoice();
   /** A commit flushed in this thread and the event loop has not turned since (start). */
   private flushedInThreadThisTurn = false;
+  /** afterTurn's Immediate is scheduled; and whether it starts the run loop. */
+  private turnPending = false;
+  private runAfterTurn = false;
+  /** The index batch landIndex last watched for a failure (IndexDb merges many commits into one). */
+  private watchedLanding?: Promise<void>;
 
   constructor(
     private db: IndexDb,
@@ -149,15 +193,7 @@ export class Writer {
     return new Promise<T>((resolve, reject) => {
       this.outstanding++;
       this.outstandingPeak = Math.max(this.outstandingPeak, this.outstanding);
-      // once: a halt rejects every pending of its batch, also one its prepare already answered
-      let open = true;
-      const settled = (): boolean => {
-        if (!open) return false;
-        open = false;
-        this.outstanding--;
-        return true;
-      };
-      this.queue.push({ mutation, resolve: (value) => { if (settled()) resolve(value as T); }, reject: (error) => { if (settled()) reject(error); } });
+      this.queue.push(new Submitted(this, mutation, resolve as (value: unknown) => void, reject));
       if (this.gathering && this.queue.length >= this.gathering.target) this.gathering.wake();
       if (!this.running) this.start(this.outstandingPeak <= 1 && this.outstanding === 1);
     });
@@ -174,13 +210,35 @@ export class Writer {
    */
   private start(alone: boolean): void {
     this.running = true;
-    this.idle = new Promise((r) => { this.idleResolve = r; });
     // After an in-thread flush nothing of the commit waited on the event loop: a caller appending
     // in a loop would otherwise run on microtasks alone, and timers (the index hand-over of
     // limits.indexBehindMs) and I/O would starve; its next commit starts one turn later.
-    if (alone && !this.flushedInThreadThisTurn) queueMicrotask(() => void this.run());
-    else setImmediate(() => { this.flushedInThreadThisTurn = false; void this.run(); });
+    if (alone && !this.flushedInThreadThisTurn) queueMicrotask(this.runLoop);
+    else this.afterTurn(true);
   }
+
+  private readonly runLoop = (): void => void this.run();
+
+  /**
+   * At the event loop's next turn (setImmediate): flushedInThreadThisTurn cleared, and with `run`
+   * the run loop started. One Immediate serves both: a lone writer's in-thread commit asks for the
+   * turn, and its caller's next mutation, submitted before the turn came, waits for the same one
+   * (it made two Immediates and two closures a delivery).
+   */
+  private afterTurn(run: boolean): void {
+    if (run) this.runAfterTurn = true;
+    if (this.turnPending) return;
+    this.turnPending = true;
+    setImmediate(this.turned);
+  }
+
+  private readonly turned = (): void => {
+    this.turnPending = false;
+    this.flushedInThreadThisTurn = false;
+    if (!this.runAfterTurn) return;
+    this.runAfterTurn = false;
+    void this.run();
+  };
 
   /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
   submitReplicated(batch: ReplicatedBatch): Promise<void> {
@@ -194,7 +252,10 @@ export class Writer {
 
   /** Stops accepting work; resolves when the queue is empty. */
   async drain(): Promise<void> {
-    if (this.running) await this.idle;
+    if (!this.running) return;
+    // made when someone waits, not at every start (a lone writer starts the loop once a delivery)
+    this.idle ??= new Promise((r) => { this.idleResolve = r; });
+    await this.idle;
   }
 
   /** After the index was rebuilt and reopened (only while the writer is held exclusively). */
@@ -221,13 +282,16 @@ export class Writer {
         if (ahead) await this.commitAhead(ahead.after, ahead.prepared);
         else if (this.queue.at(0)!.replicated) await this.commitReplicated(this.queue.take(1)[0]!);
         else {
-          await this.gather();
+          const gathering = this.gather();
+          if (gathering) await gathering; // nearly always none: no suspended frame
           await this.commitBatch(this.takeBatch());
         }
       }
     } finally {
       this.running = false;
       this.idleResolve?.();
+      this.idle = undefined;
+      this.idleResolve = undefined;
     }
   }
 
@@ -238,7 +302,7 @@ export class Writer {
    * newest batch's new blobs are verified when the index has not applied it) and cuts, since
    * such a batch was never acknowledged.
    */
-  private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
+  private write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: PreparedBatch): Promise<void> {
     if (packBatch.blobs.length === 0) {
       const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
       if (this.flushesInThread(records)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
@@ -260,12 +324,12 @@ export class Writer {
     this.flushChoice.record(inThread, monotonicMs() - started);
     if (inThread && !this.flushedInThreadThisTurn) {
       this.flushedInThreadThisTurn = true;
-      setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
+      this.afterTurn(false); // the loop turned: a commit after it starts at once again
     }
   }
 
   /** `write`'s general form: pack bytes (if any) and journal records written, then both flushed through the pool at once. */
-  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
+  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: PreparedBatch): Promise<void> {
     await (packWrite ?? this.packs.write(packBatch));
     try {
       await this.journal.write(records);
@@ -282,7 +346,7 @@ export class Writer {
     // replica's can). It holds the round as tentative until the commit below; a failure says so.
     this.hooks.onWritten?.(records, opsBySeq, packBatch);
     this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
-    syncing?.(); // the next batch of a chain is prepared while they run
+    if (syncing) this.prepareAhead(syncing, syncing.firstSeq + syncing.opsBySeq.length - 1); // the next batch of a chain is prepared while they run
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
       this.hooks.onWriteFailed?.();
@@ -359,12 +423,12 @@ export class Writer {
    * One writer, or a few, never waits. Off by default (limits.commitGatherWritersMin: measured, it
    * cost 64 in-process writers more than it gave 64 daemon clients).
    */
-  private async gather(): Promise<void> {
+  private gather(): Promise<void> | undefined {
     const peak = this.outstandingPeak;
     this.outstandingPeak = this.outstanding;
     const target = Math.min(limits.batchMutationsMax, peak);
-    if (peak < limits.commitGatherWritersMin || this.queue.length >= target || this.queue.at(0)!.mutation.exclusive) return;
-    await new Promise<void>((resolve) => {
+    if (peak < limits.commitGatherWritersMin || this.queue.length >= target || this.queue.at(0)!.mutation.exclusive) return undefined;
+    return new Promise<void>((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
         this.gathering = undefined;
@@ -401,7 +465,7 @@ export class Writer {
       const records = journalRecords(firstSeq, opsBySeq);
       const t0 = monotonicMs();
       try {
-        await this.write(packBatch, records, opsBySeq, packWrite, () => this.prepareAhead(prepared, lastSeq));
+        await this.write(packBatch, records, opsBySeq, packWrite, prepared);
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         this.stopIfJournalRefuses();
@@ -417,7 +481,9 @@ export class Writer {
       view.put(meta.appliedSeq, lastSeq);
       const indexKeys = view.size;
       // deferred: the callers are answered before the LevelDB batch is built (reads see it already)
-      await this.landIndex(view, true);
+      const registering = this.landIndex(view, true);
+      if (registering) await registering; // nearly always registered at once
+
       if (TRACE) {
         process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(monotonicMs() - t1).toFixed(1)} ms\n`);
       }
@@ -578,9 +644,10 @@ export class Writer {
         }
       }
       const seq = prepared.firstSeq + prepared.opsBySeq.length;
-      let outcome: { ops: Op[]; result: unknown };
+      let outcome: Prepared<unknown>;
       try {
-        outcome = await pending.mutation.prepare({ view: prepared.view, seq, packs: prepared.packBatch });
+        const answer = pending.mutation.prepare({ view: prepared.view, seq, packs: prepared.packBatch });
+        outcome = answer instanceof Promise ? await answer : answer;
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         if (chain) chain.failed = error;
@@ -623,19 +690,35 @@ export class Writer {
    * overlap its write. If it fails, callers still had success (durable), the store stops and
    * the next open replays the records into the index.
    */
-  private async landIndex(view: IndexView, deferred = false): Promise<void> {
-    const indexFailed = (error: unknown) => {
-      const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
-      this.fail(failure);
-      this.hooks.onStop(failure);
-    };
+  private landIndex(view: IndexView, deferred = false): Promise<void> | undefined {
+    const pending = view.takePending();
     try {
-      const { landed } = await this.db.writeBehind(view.takePending(), { deferred });
-      landed.catch(indexFailed);
+      // a commit's usual case: registered at once (IndexDb.registerBehind), nothing to await
+      const landed = deferred ? this.db.registerBehind(pending) : undefined;
+      if (landed) {
+        this.watchLanding(landed);
+        return undefined;
+      }
     } catch (error) {
-      indexFailed(error);
+      this.indexFailed(error);
+      return undefined;
     }
+    return this.db.writeBehind(pending, { deferred }).then(({ landed }) => this.watchLanding(landed), this.indexFailed);
   }
+
+  /** A batch's landing, watched once however many commits merged into it (each watched it before). */
+  private watchLanding(landed: Promise<void>): void {
+    if (landed === this.watchedLanding) return;
+    this.watchedLanding = landed;
+    landed.catch(this.indexFailed);
+  }
+
+  /** The index write after a durable commit failed: callers had success, the store stops (CLOSED) and the next open replays. */
+  private readonly indexFailed = (error: unknown): void => {
+    const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
+    this.fail(failure);
+    this.hooks.onStop(failure);
+  };
 
   /**
    * A pack write started early (prepareBatch) for a batch that is not written after all: its bytes

@@ -68,6 +68,25 @@ describe('NodeFileHandle.writevDurable', () => {
     });
   }
 
+  it('small: written and flushed before the call returns (no promise to wait on first); big: the flush waits on the pool', async () => {
+    const called: string[] = [];
+    const flushes: Flushes = { inThread: (fd) => { called.push('inThread'); fdatasyncSync(fd); }, inPool: async (h) => { called.push('inPool'); await h.datasync(); } };
+    const path = join(tmpDir('wd'), 'f');
+    const handle = await new NodeFileSystem(flushes).open(path, 'createOrOpen');
+    try {
+      const small = handle.writevDurable([Buffer.from('ab'), Buffer.from('cd')], 0);
+      expect(called).toEqual(['inThread']); // before any await
+      expect(readFileSync(path).toString()).toBe('abcd');
+      await small;
+      const big = handle.writevDurable([Buffer.alloc(limits.syncWriteBytesMax + 1, 0x61)], 4);
+      expect(called).toEqual(['inThread']);
+      await big;
+      expect(called).toEqual(['inThread', 'inPool']);
+    } finally {
+      await handle.close();
+    }
+  });
+
   it('the kernel flushes by default: a replaced one is used only by its own file system', async () => {
     const called: string[] = [];
     const flushes: Flushes = { inThread: (fd) => { called.push('inThread'); fdatasyncSync(fd); }, inPool: async (h) => { called.push('inPool'); await h.datasync(); } };

@@ -79,6 +79,23 @@ describe('Journal: write and read', () => {
     await reopened.journal.close();
   });
 
+  it('sync after a durable write (writevDurable) is bookkeeping done in the call: the records are the journal\'s before anything is awaited', async () => {
+    const { journal } = await openJournal();
+    await append(journal, records(1, 1)); // the segment's first write takes the two-step path (its directory fsync)
+    await journal.write(records(2, 2), { durable: true });
+    expect(journal.lastSeq).toBe(1);
+    const synced = journal.sync();
+    expect(journal.lastSeq).toBe(3); // before the promise is awaited
+    await synced;
+    await journal.write(records(4, 1));
+    const flushed = journal.sync(); // not yet flushed: waits for the fdatasync
+    expect(journal.lastSeq).toBe(3);
+    await flushed;
+    expect(journal.lastSeq).toBe(4);
+    expect((await readAll(journal)).seqs).toEqual([1, 2, 3, 4]);
+    await journal.close();
+  });
+
   it('asserts consecutive seqs and a payload within bounds before writing anything', async () => {
     const { dir, journal } = await openJournal();
     await append(journal, records(1, 1));

@@ -3,7 +3,7 @@
 // in one in-thread call (FileHandle.writevDurable, limits.journalInThreadFlushBytesMax) — and its
 // index batch merges with the next ones or queues behind the one being written instead of making
 // the next commit wait for it (IndexDb.writeBehind, deferred). Nothing acknowledged is invisible.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { IndexDb } from '../../src/index/index-db.js';
@@ -14,6 +14,24 @@ import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 
 const msg = (text: string, bytes = 0) => Buffer.concat([Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`), Buffer.alloc(bytes, 0x61)]);
+
+/** Holds the first LevelDB batch `db` writes until the returned function is called; each batch's number goes to `order` as it is written. */
+function holdFirstWrite(db: IndexDb, order: number[] = []): () => void {
+  type Chained = { _write(options?: unknown): Promise<void> };
+  const level = (db as unknown as { db: { batch(): Chained } }).db;
+  const realBatch = level.batch.bind(level);
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  let n = 0;
+  level.batch = () => {
+    const batch = realBatch();
+    const which = n++;
+    const write = batch._write.bind(batch);
+    batch._write = async (options) => { if (which === 0) await held; order.push(which); return write(options); };
+    return batch;
+  };
+  return release;
+}
 
 /** Counts, per directory (journal, packs), the two ways a file is flushed. */
 function countingFs(): { fs: FileSystem; flushes: Map<string, { sync: number; writevDurable: number }> } {
@@ -150,22 +168,40 @@ describe('one-sync delivery', () => {
     await db.close().catch(() => undefined);
   });
 
+  it('registerBehind registers without waiting: a read sees it in the same turn; past indexBehindKeysMax it does nothing and writeBehind waits', async () => {
+    const db = await IndexDb.open(join(tmpDir(), 'index'), true);
+    const release = holdFirstWrite(db);
+    const first = db.registerBehind(new Map([['x', { v: 1 }]]));
+    expect(first).toBeInstanceOf(Promise);
+    expect(db.getNow(Buffer.from('x'))).toEqual({ v: 1 }); // no await between: registered at once
+    expect(db.registerBehind(new Map([['y', { v: 1 }]]))).toBe(first); // merged into the batch not yet handed over
+    db.startBehind(); // the first is being written (held)
+    await new Promise((r) => setImmediate(r));
+    const second = db.registerBehind(new Map([['x', { v: 2 }]]));
+    expect(second).not.toBe(first); // queued behind the one being written
+    expect(db.registerBehind(new Map([['z', { v: 2 }]]))).toBe(second); // not handed over before the first lands: merged
+    const saved = limits.indexBehindKeysMax;
+    limits.indexBehindKeysMax = 2;
+    try {
+      expect(db.registerBehind(new Map([['x', { v: 3 }]]))).toBeUndefined(); // 3 keys would wait merged: it must wait
+      expect(db.getNow(Buffer.from('x'))).toEqual({ v: 2 }); // and did nothing
+      const third = db.writeBehind(new Map([['x', { v: 3 }]]), { deferred: true });
+      release();
+      await (await third).landed;
+    } finally {
+      limits.indexBehindKeysMax = saved;
+    }
+    await db.settle();
+    expect(db.getNow(Buffer.from('x'))).toEqual({ v: 3 });
+    expect(db.getNow(Buffer.from('y'))).toEqual({ v: 1 });
+    expect(db.getNow(Buffer.from('z'))).toEqual({ v: 2 });
+    await db.close();
+  });
+
   it('a batch queued behind one being written is written after it, never before (the newest value wins in LevelDB)', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
-    type Chained = { _write(options?: unknown): Promise<void> };
-    const level = (db as unknown as { db: { batch(): Chained } }).db;
-    const realBatch = level.batch.bind(level);
-    let release!: () => void;
-    const held = new Promise<void>((r) => { release = r; });
     const order: number[] = [];
-    let n = 0;
-    level.batch = () => {
-      const batch = realBatch();
-      const which = n++;
-      const write = batch._write.bind(batch);
-      batch._write = async (options) => { if (which === 0) await held; order.push(which); return write(options); };
-      return batch;
-    };
+    const release = holdFirstWrite(db, order);
     await db.writeBehind(new Map([['x', { v: 1 }]]), { deferred: true });
     db.startBehind(); // handed to LevelDB; its write is held
     await new Promise((r) => setImmediate(r));
@@ -209,6 +245,54 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
       limits.indexBehindMs = saved;
     }
   }
+
+  it('a merged index batch that fails to land stops the store once (CLOSED), however many deliveries merged into it; each was acknowledged and is replayed', async () => {
+    const saved = limits.indexBehindMs;
+    limits.indexBehindMs = 60_000;
+    try {
+      const dir = tmpDir();
+      const stops: string[] = [];
+      const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, onStop: (error) => stops.push(error.code) });
+      await store.createMailbox('INBOX');
+      await internalsOf(store).db.settle();
+      type Chained = { _write(options?: unknown): Promise<void> };
+      const level = (internalsOf(store).db as unknown as { db: { batch(): Chained } }).db;
+      const realBatch = level.batch.bind(level);
+      level.batch = () => {
+        const batch = realBatch();
+        batch._write = async () => { throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' }); };
+        return batch;
+      };
+      for (let i = 0; i < 5; i++) await store.append('INBOX', msg(`merged ${i}`)); // all five merge into one batch
+      await expect(internalsOf(store).db.settle()).rejects.toThrow(/EIO/);
+      await new Promise((r) => setImmediate(r));
+      expect(stops).toEqual(['CLOSED']); // was once per delivery merged into it
+      await expect(store.append('INBOX', msg('after'))).rejects.toMatchObject({ code: 'CLOSED' });
+      await store.close().catch(() => undefined);
+      const reopened = await Store.open(dir);
+      expect((await reopened.status('INBOX')).messages).toBe(5);
+      await reopened.close();
+    } finally {
+      limits.indexBehindMs = saved;
+    }
+  });
+
+  it('its in-thread commits in a loop take one event-loop turn each: one Immediate a delivery, not one to start and one to mark the turn', async () => {
+    await afterOneDelivery(async (_dir, store) => {
+      (store as unknown as { writer: { flushChoice: { inThread(): boolean } } }).writer.flushChoice.inThread = () => true;
+      await store.append('INBOX', msg('in-thread first'));
+      const immediates = vi.spyOn(globalThis, 'setImmediate');
+      try {
+        for (let i = 0; i < 20; i++) await store.append('INBOX', msg(`in-thread ${i}`));
+        expect(immediates.mock.calls.length).toBeGreaterThanOrEqual(19); // the turn is still taken (timers and I/O are not starved)
+        expect(immediates.mock.calls.length).toBeLessThanOrEqual(21); // was 40
+      } finally {
+        immediates.mockRestore();
+      }
+      expect((await store.status('INBOX')).messages).toBe(22);
+      await store.close();
+    });
+  });
 
   it('its inline deliveries hand no index batch to LevelDB: they merge, every one visible at once, and land on close; a reopen serves them all', async () => {
     await afterOneDelivery(async (dir, store, batches) => {
