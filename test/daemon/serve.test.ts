@@ -78,6 +78,12 @@ describe('mailstore serve', () => {
       const second = await run(['serve', '--no-wait'], { store });
       expect(second.code).toBe(2);
       expect(second.stderr).toMatch(/LOCKED/);
+      // one that waits says so in its log (stderr is no terminal here): it was silent for the whole wait
+      const waiting = await run(['serve', '--wait', '2'], { store });
+      expect(waiting.code).toBe(2);
+      const waited = waiting.stderr.split('\n').filter((line) => line.includes('"waiting-for-lock"'));
+      expect(waited).toHaveLength(1);
+      expect(waited[0]).toMatch(new RegExp(`"level":"warn".*"holder":"process ${daemon.child.pid} \\(.*serve.*\\)".*"waitSeconds":2`));
     } finally {
       daemon.child.kill('SIGTERM');
       expect(await daemon.exited).toBe(0);

@@ -22,7 +22,7 @@ import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from
 import { parseCount, parseDuration } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { refuseUnwritableLog } from '../../fs/log-open.js';
-import { daemonLimits } from '../../limits.js';
+import { daemonLimits, limits } from '../../limits.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { startStallWatch } from '../../fs/stall-watch.js';
 import { endBySignal } from '../interrupt.js';
@@ -163,8 +163,18 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
 /** The daemon's store: commits feed the services; compaction and snapshots run in the background, logged. */
 function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logger): StoreOptions {
   const retention = command.opts<ServeOptions>().tombstoneRetention;
+  const wait = lockWaitOptions(command);
+  let told = false;
   return {
-    ...lockWaitOptions(command),
+    ...wait,
+    // a daemon's stderr is a log (the journal, --log), not a terminal: its wait for the store's lock
+    // went unsaid there, a start that looked hung for up to --wait seconds; logged once, as a warning
+    onLockWait: (holder, waitedMs) => {
+      wait.onLockWait?.(holder, waitedMs);
+      if (told || waitedMs < limits.lockNoticeMs || (process.stderr.isTTY && command.opts<ServeOptions>().log === undefined)) return; // a terminal had the line above
+      told = true;
+      logger.warn('waiting-for-lock', { holder, waitSeconds: (wait.lockWaitMs ?? 0) / 1000, message: `the store is in use by ${holder}; waiting for it before serving` });
+    },
     onCommit: hooks.onCommit,
     // Store.open starts it on a primary or standalone store (a replica follows its primary's compactions)
     autoCompact: retention === undefined ? true : { tombstoneRetentionMs: retention },
