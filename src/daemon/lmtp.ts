@@ -309,6 +309,9 @@ export function mailboxFor(template: string, recipient: string): string {
   if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
     throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
   }
+  // U+FFFD is what the decoder writes for 8-bit bytes that are not UTF-8: every such local part
+  // would be one mailbox (another user's mail delivered to whoever has that name)
+  if (address.includes('\ufffd')) throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)}: the address is not UTF-8`);
   return template.replaceAll('{local}', local).replaceAll('{domain}', domain ?? '').replaceAll('{address}', address).normalize('NFC');
 }
 

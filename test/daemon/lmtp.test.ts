@@ -329,6 +329,17 @@ describe('LMTP delivery', () => {
     expect(mailboxFor('user/{domain}/{local}', 'Bob@Example.ORG')).toBe('user/example.org/bob');
   });
 
+  it('refuses a local part of 8-bit bytes that are not UTF-8: they all read as U+FFFD, one mailbox for every such address', async () => {
+    const { store, port } = await setup();
+    await store.createMailbox('user/\ufffdlice/INBOX'); // made for one of them (\xe4lice, say), reached by all
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\nMAIL FROM:<s@example.org>\r\n');
+    await c.replies(2);
+    c.send(Buffer.from('RCPT TO:<\xfelice@example.org>\r\n', 'latin1'));
+    expect((await c.replies(1))[0]).toMatch(/^550 5\.1\.3 .*not UTF-8/);
+    expect(() => mailboxFor('user/{local}/INBOX', '\ufffdlice@example.org')).toThrow(/not UTF-8/);
+  });
+
   it('answers 552 5.3.4 to each recipient of a message over the store limit and stores nothing', async () => {
     const { store, port } = await setup({ messageBytesMax: 4096 });
     const c = await converse({ port });
