@@ -49,6 +49,8 @@ export interface ChangeFeedHost {
    */
   committedSeq(): number;
   readOnly: boolean;
+  /** A cursor moved forward or a consumer was removed: what pinned the journal may have let go. */
+  released?(): void;
 }
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -184,6 +186,7 @@ export class ChangeFeed {
       if (seq < current.seq) throw new MailstoreError('INVALID', `consumer ${name} is at seq ${current.seq}; it cannot go back to ${seq}`);
       if (seq === current.seq) return;
       await this.store(name, seq);
+      this.host.released?.();
     });
   }
 
@@ -227,6 +230,7 @@ export class ChangeFeed {
       throw fromSystemError(error, 'removing a consumer cursor', this.path(name));
     }
     await this.host.fs.syncDir(join(this.host.root, CONSUMERS_DIR));
+    this.host.released?.();
     return true;
   }
 

@@ -84,6 +84,8 @@ export interface SnapshotHost {
    * into packs first: compact-inline.ts); absent: no bound.
    */
   boundRetirement?(throughSeq: number): Promise<number>;
+  /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires. */
+  retireFailed?(error: unknown): void;
 }
 
 export class Snapshotter {
@@ -108,6 +110,13 @@ export class Snapshotter {
    * again rather than waiting for limits.snapshotEveryRecords.
    */
   private lone = false;
+  /**
+   * The snapshots the last retirement kept, while a consumer's cursor held it below the older of
+   * them (a replica that was away, a webhook behind its receiver): once that consumer catches up
+   * the journal is retired again on them (consumerReleased), not a snapshotEveryRecords later.
+   */
+  private heldByConsumer?: SnapshotInfo[];
+  private retireQueued = false;
 
   constructor(private readonly host: SnapshotHost) {}
 
@@ -193,6 +202,32 @@ export class Snapshotter {
   private nextRetryMs(): number {
     this.autoRetryMs = this.autoRetryMs === 0 ? limits.snapshotAutoRetryMs : Math.min(this.autoRetryMs * 2, limits.snapshotAutoRetryMsMax);
     return this.autoRetryMs;
+  }
+
+  /**
+   * A consumer's cursor moved or a consumer went (ChangeFeed): when one held the last retirement
+   * back and it (and every other) is now past the journal's first segment, the journal is retired
+   * again below the snapshots kept then, in the background, one run at a time with snapshots. The
+   * rules are retire()'s: below the older kept snapshot that still verifies, every consumer and
+   * the oldest inline body. Without it a replica back from a day away pinned that day's journal
+   * until the next snapshot (limits.snapshotEveryRecords later) although it had caught up.
+   */
+  consumerReleased(): void {
+    const kept = this.heldByConsumer;
+    if (!kept || this.retireQueued || this.busy > 0 || this.paused > 0 || !this.started) return;
+    const segments = this.host.journal.segmentNames;
+    const second = segments.length >= 2 ? parseSegmentFileName(segments[1]) : undefined;
+    if (second === undefined || kept[kept.length - 1].seq < second - 1) return; // nothing whole below the kept snapshots
+    this.retireQueued = true;
+    this.queue(async () => {
+      this.retireQueued = false;
+      if (this.heldByConsumer !== kept) return; // a snapshot ran meanwhile and retired on its own
+      const slowest = await this.host.changes.slowest();
+      if (slowest !== undefined && slowest < second - 1) return; // still held: a later move tries again
+      const listed = new Set((await listSnapshots(this.host.fs, this.host.root)).map((s) => s.name));
+      if (!kept.every((s) => listed.has(s.name))) { this.heldByConsumer = undefined; return; } // scrub moved one away: the next snapshot decides
+      await this.retire(kept);
+    }).catch((error: unknown) => this.host.retireFailed?.(error));
   }
 
   /** Automatic snapshots may start (after open has finished its own work). */
@@ -325,12 +360,15 @@ export class Snapshotter {
    */
   private async retire(kept: SnapshotInfo[]): Promise<RetireResult> {
     const { fs, root, journal, changes } = this.host;
+    this.heldByConsumer = undefined;
     if (kept.length < limits.snapshotsKept) {
       const held = `${kept.length} verified snapshot${kept.length === 1 ? '' : 's'} of the ${limits.snapshotsKept} kept: the journal is retired only below the older of ${limits.snapshotsKept}, so it is kept whole until then`;
       return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, held };
     }
     const slowest = await changes.slowest();
-    let throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    const olderKept = kept[kept.length - 1].seq;
+    this.heldByConsumer = slowest !== undefined && slowest < olderKept ? kept : undefined;
+    let throughSeq = Math.min(olderKept, slowest ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
     const archive = await readJournalArchive(fs, root);
     if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {

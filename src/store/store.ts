@@ -283,11 +283,15 @@ export class Store implements MailStore {
     this.journal.freeBytesNow = () => this.space.freeBytesNow();
     this.clock = new StoreClock(() => this.db, Date.parse(this.identity.created), this.readOnly);
     this.committed = this.journal.lastSeq;
-    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
+    this.changes = new ChangeFeed({
+      fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly,
+      released: () => this.snapshots.consumerReleased(),
+    });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     this.snapshots = new Snapshotter({
       fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
       boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
+      retireFailed: (error) => this.reportBackground(error, 'retiring the journal after a consumer caught up failed (the next snapshot retires it)'),
     });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     this.autoSnapshot = autoSnapshot;

@@ -20,6 +20,7 @@ import type { SnapshotResult } from '../../src/store/snapshots.js';
 import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
 import { repair } from '../../src/scrub/repair.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -357,6 +358,45 @@ describe('journal retirement', () => {
     expect(next.retired.throughSeq).toBe(result.seq);
     expect(store.changes.firstSeq).toBeGreaterThan(11);
     await store.close();
+  });
+
+  it('retires again as soon as the consumer that held it catches up or is removed, without waiting for the next snapshot', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 40);
+    await store.changes.register('slow', 10);
+    await store.changes.register('gone', 10);
+    await store.snapshot();
+    await churn(store, 100, 60);
+    const held = await store.snapshot();
+    expect(held.retired.throughSeq).toBe(10);
+    const firstSeq = store.changes.firstSeq;
+    const journal = internalsOf(store).journal;
+    const pinned = journal.segmentNames.length;
+    const snapshotter = (internalsOf(store) as unknown as { snapshots: { chain: Promise<unknown> } }).snapshots;
+    const settle = async () => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); await snapshotter.chain; };
+    // one of two consumers past the kept snapshots: the other still holds the journal
+    await store.changes.advance('slow', store.changes.lastSeq);
+    await settle();
+    expect(store.changes.firstSeq).toBe(firstSeq);
+    // the last one gone: retired below the older kept snapshot, as the snapshot would have
+    expect(await store.changes.remove('gone')).toBe(true);
+    await settle(); // the retirement it started, whole
+    expect(store.changes.firstSeq).toBeGreaterThan(firstSeq);
+    const older = (await store.stats()).consumers; // nothing else moved
+    expect(older.map((c) => c.name)).toEqual(['slow', 'snapshot']);
+    expect(store.changes.firstSeq).toBeLessThanOrEqual(held.seq + 1);
+    expect(journal.segmentNames.length).toBeLessThan(pinned);
+    // every record from the first retained one on still reads; the store reopens and scrubs clean
+    const read: number[] = [];
+    for await (const c of store.changes.read(store.changes.firstSeq - 1)) read.push(c.seq);
+    expect(read[0]).toBe(store.changes.firstSeq);
+    expect(read.at(-1)).toBe(store.changes.lastSeq);
+    const before = await comparable(store);
+    await store.close();
+    const again = await Store.open(root, SMALL);
+    expect(await comparable(again)).toEqual(before);
+    expect((await scrub(again)).findings.filter(isDamage)).toEqual([]);
+    await again.close();
   });
 
   it('moves retired segments into the journal archive when one is set, and refuses to retire into a missing one', async () => {
