@@ -5,7 +5,7 @@
 // (prune removes it)": an admin who followed that would have deleted the data. Check now tells a
 // whole file sealed under other keys (foreign-file) from damage, says the config does not fit
 // (config-mismatch) and calls nothing unindexed; prune and repair refuse and change nothing.
-import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -72,6 +72,20 @@ describe('a repository under another repository\'s config', () => {
     expect((await run(['backup', 'check', '--repo', b, '--key-file', key, '--read-data'])).code).toBe(0);
     const restored = await run(['restore', '--repo', b, '--key-file', key, '--to', join(dir, 'r'), '--json']);
     expect(JSON.parse(restored.stdout.toString()).messages).toBe(5);
+  });
+
+  it('another repository\'s snapshot, newest among its own: the backup is not refused, it builds on its own older snapshot', { timeout: 60_000 }, async () => {
+    requireBuilt();
+    const dir = tmpDir('bkcs');
+    const { key, a, b } = await twoRepositories(dir);
+    const [own] = readdirSync(join(b, 'snapshots'));
+    const [other] = readdirSync(join(a, 'snapshots'));
+    copyFileSync(join(a, 'snapshots', other!), join(b, 'snapshots', other!));
+    const newer = Date.now() / 1000 + 2; // the newest, as a parent candidate, and well within the clock's allowance
+    utimesSync(join(b, 'snapshots', other!), newer, newer);
+    const backup = await run(['--store', join(dir, 's'), 'backup', '--repo', b, '--key-file', key, '--json']);
+    expect(backup.code, backup.stderr.toString()).toBe(0);
+    expect(JSON.parse(backup.stdout.toString()).parent).toBe(own);
   });
 
   it('one index file of another repository among its own: foreign-file (not damaged-index), no config-mismatch', { timeout: 60_000 }, async () => {
