@@ -2,12 +2,12 @@
 // radosgw on loopback (test/helpers/ceph.ts): the daemon moves the sealed packs to the bucket and
 // keeps serving every message exact from there. --no-wait: a command that opened the store itself
 // would fail LOCKED, so exit 0 means the daemon ran it. Skipped (with the reason) without Ceph.
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { message, serve } from './processes.js';
 
@@ -27,8 +27,7 @@ describe.skipIf(!installed)('tier through the daemon (Ceph)', () => {
     createBucket(ceph, 'mailstore-daemon-tier');
     const dir = tempDir('mailstore-tier-daemon-');
     const root = join(dir, 'store');
-    const credentials = join(dir, 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, dir);
     await ok(['init', '--object-store', `${ceph.endpoint}/mailstore-daemon-tier`, '--object-store-credentials', credentials], { store: root });
     await ok(['mailbox', 'create', 'INBOX'], { store: root });
     const bodies = Array.from({ length: 120 }, (_, i) => message(i + 1));

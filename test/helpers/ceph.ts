@@ -43,6 +43,13 @@ export function cephClient(ceph: Ceph): Minio.Client {
   return new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
 }
 
+/** An access-key file for `ceph` (`ACCESS:SECRET`, mode 0600, as `--object-store-credentials` and `--repo-credentials` want it) in `dir`. */
+export function cephCredentials(ceph: Ceph, dir: string): string {
+  const credentials = join(dir, 'cred');
+  writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+  return credentials;
+}
+
 /**
  * A new, closed store whose object store is `bucket` (created here) on `ceph`, reached at
  * `endpoint` (default: radosgw itself; a fault proxy in front of it otherwise).
@@ -50,8 +57,7 @@ export function cephClient(ceph: Ceph): Minio.Client {
 export async function tieredStoreRoot(ceph: Ceph, bucket: string, options: { endpoint?: string; policy?: TierPolicy } = {}): Promise<{ root: string; credentials: string }> {
   createBucket(ceph, bucket);
   const root = tmpDir();
-  const credentials = join(tmpDir(), 'cred');
-  writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+  const credentials = cephCredentials(ceph, tmpDir());
   await (await Store.open(root, { create: true })).close();
   await writeTierSettings(nodeFileSystem, root, { url: `${options.endpoint ?? ceph.endpoint}/${bucket}`, credentials, ...(options.policy ? { policy: options.policy } : {}) });
   return { root, credentials };

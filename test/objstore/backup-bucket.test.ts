@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as Minio from 'minio';
-import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { requireBuilt, tempDir } from '../cli/helpers.js';
 import { json, ok, run } from '../cli/in-process.js';
 import { REPO_FORMAT, encodeConfig } from '../../src/backup/repository.js';
@@ -30,9 +30,8 @@ describe.skipIf(!installed)('backup into a bucket, on Ceph', () => {
     createBucket(ceph, 'mailstore-backup');
     const dir = tempDir('mailstore-s3-backup-');
     const store = join(dir, 'store');
-    const credentials = join(dir, 'cred');
+    const credentials = cephCredentials(ceph, dir);
     const key = join(dir, 'backup.key');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
     writeFileSync(key, randomBytes(32), { mode: 0o600 });
     const repo = `s3:${ceph.endpoint}/mailstore-backup/nightly`;
     const access = ['--repo', repo, '--repo-credentials', credentials, '--key-file', key];
@@ -80,8 +79,7 @@ describe.skipIf(!installed)('backup into a bucket, on Ceph', () => {
     createBucket(ceph, 'mailstore-newconfig');
     const dir = tempDir('mailstore-s3-newconfig-');
     const store = join(dir, 'store');
-    const credentials = join(dir, 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, dir);
     const repo = `s3:${ceph.endpoint}/mailstore-newconfig/v2`;
     const access = ['--repo', repo, '--repo-credentials', credentials];
     // a version-2 repository, as older mailstore made it (its config put in place before the first backup)

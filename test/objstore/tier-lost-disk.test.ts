@@ -17,7 +17,7 @@ import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import { rebuildFromBucket } from '../../src/store/rebuild-from-bucket.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -34,8 +34,7 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
   it('a new directory from a journal copy + the bucket: moved mail reads back exact, mail in packs that never moved is reported missing', async () => {
     createBucket(ceph, 'mailstore-lostdisk');
     const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     const settings = { url: `${ceph.endpoint}/mailstore-lostdisk`, credentials };
     await (await Store.open(root, { create: true })).close();
     await writeTierSettings(nodeFileSystem, root, settings);
@@ -103,8 +102,7 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
     requireBuilt();
     createBucket(ceph, 'mailstore-lostcli');
     const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     const settings = { url: `${ceph.endpoint}/mailstore-lostcli`, credentials };
     await (await Store.open(root, { create: true })).close();
     await writeTierSettings(nodeFileSystem, root, settings);

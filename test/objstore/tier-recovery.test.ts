@@ -3,7 +3,7 @@
 // new local pack; every message then reads back exact and scrub is clean. A lost bucket: reads,
 // scrub and scrub --repair are UNMOUNTED (nothing quarantined), and packs put back serve. Skipped without Ceph.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { Store } from '../../src/store/store.js';
@@ -11,7 +11,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -31,8 +31,7 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
   it('a damaged object: scrub finds it, --repair --source COPY writes the good bytes into a new local pack; exact and clean after', async () => {
     createBucket(ceph, 'mailstore-rc1');
     const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
     await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/mailstore-rc1`, credentials });
     let store = await Store.open(root, { packBytesMax: 64 * 1024 });
@@ -65,8 +64,7 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
     requireBuilt();
     createBucket(ceph, 'mailstore-rc2');
     const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
     await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/mailstore-rc2`, credentials });
     let store = await Store.open(root, { packBytesMax: 64 * 1024 });

@@ -4,14 +4,14 @@
 // exact with the bucket out of its path; a replica given an object store is REFUSED on open before
 // any local pack is touched. Skipped (with the reason) without Ceph.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, quiet, until } from '../replication/helpers.js';
 
@@ -27,8 +27,7 @@ describe.skipIf(!installed)('a replica of a store with an object store, on Ceph'
   it('keeps its own local copy of every pack, shipped from the bucket for packs that moved; with an object store it is refused', async () => {
     createBucket(ceph, 'mailstore-replica');
     const root = tmpDir('primary');
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
     const settings = { url: `${ceph.endpoint}/mailstore-replica`, credentials };
     await writeTierSettings(nodeFileSystem, root, settings);

@@ -3,14 +3,12 @@
 // with objects: 'checksum' reads none of a clean bucket, and still finds an object changed behind
 // the store's back (its ETag no longer matches, so it is read in full). Skipped without Ceph.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as Minio from 'minio';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@sc>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
@@ -33,8 +31,7 @@ describe.skipIf(!installed)('scrub over the object-storage tier, on Ceph', () =>
     await (await Store.open(root, { create: true })).close();
     if (tier) {
       createBucket(ceph, bucket);
-      const credentials = join(tmpDir(), 'cred');
-      writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+      const credentials = cephCredentials(ceph, tmpDir());
       await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/${bucket}`, credentials });
     }
     const store = await Store.open(root, { packBytesMax: 64 * 1024 });

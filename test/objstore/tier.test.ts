@@ -11,7 +11,7 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { json, ok, requireBuilt } from '../cli/helpers.js';
@@ -36,8 +36,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     const bucket = `mailstore-t${++bucketCount}`;
     createBucket(ceph, bucket);
     const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const credentials = cephCredentials(ceph, tmpDir());
     const settings = { url: `${ceph.endpoint}/${bucket}`, credentials };
     await checkTierSettings((await import('../../src/fs/node-fs.js')).nodeFileSystem, settings);
     let store = await Store.open(root, { create: true });
