@@ -9,12 +9,15 @@ import { MailstoreError } from '../errors.js';
  * `mailbox delete` of one would delete the other. Where an argument holds U+FFFD, the bytes the
  * process was given (/proc/self/cmdline) say whether it was typed so or stood for other bytes.
  */
-export function refuseArgumentsNotUtf8(): void {
+export function refuseArgumentsNotUtf8(cmdline = '/proc/self/cmdline'): void {
   let raw: Buffer;
   try {
-    raw = readFileSync('/proc/self/cmdline');
-  } catch {
-    return; // no /proc: nothing to compare with
+    raw = readFileSync(cmdline);
+  } catch (error) {
+    // no /proc (a chroot without it): the bytes cannot be told from a typed U+FFFD, and going on
+    // could take one name for another (a delete of the wrong mailbox); a typed U+FFFD is rare
+    throw new MailstoreError('INVALID', `an argument holds U+FFFD, which node also writes for bytes that are not UTF-8, and ${cmdline} cannot be read ` +
+      `to tell which (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): refused, nothing was done. Give the name in UTF-8 without U+FFFD, or mount /proc`);
   }
   const parts: Buffer[] = [];
   for (let start = 0; start < raw.length;) {

@@ -5,6 +5,8 @@
 // UTF-8 is a name like any other.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { refuseArgumentsNotUtf8 } from '../../src/cli/argv-utf8.js';
+import { codeOf } from '../helpers/errors.js';
 import { bin, json, ok, requireBuilt, tempDir } from './helpers.js';
 
 /** `mailstore ARGS` with raw bytes in its arguments (spawn would encode strings as UTF-8). */
@@ -30,5 +32,12 @@ describe('arguments that are not UTF-8', () => {
     const names = (await json(['--store', store, 'mailbox', 'list', '--json'])) as unknown;
     expect(JSON.stringify(names)).toContain('Entw\ufffdrfe');
     expect(JSON.stringify(names)).toContain('Entw\u00fcrfe');
+  });
+
+  it('without /proc to tell a typed U+FFFD from bytes that are not UTF-8, an argument holding it is refused (was: taken as typed)', async () => {
+    const missing = `${tempDir()}/no-proc/cmdline`;
+    expect(await codeOf(Promise.resolve().then(() => refuseArgumentsNotUtf8(missing)))).toBe('INVALID');
+    expect(() => refuseArgumentsNotUtf8(missing)).toThrow(/U\+FFFD.*cannot be read to tell which \(ENOENT\): refused, nothing was done/);
+    expect(() => refuseArgumentsNotUtf8()).not.toThrow(); // this process's own arguments are UTF-8
   });
 });
