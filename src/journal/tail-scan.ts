@@ -156,8 +156,8 @@ export async function scanTail(handle: FileHandle, firstSeq: number, payloadByte
 
 /**
  * The valid records after the newest segment's last damaged range (recovery looks for the newest
- * batch among them, from the end backwards). A payload is read again when asked for, with the
- * records before it up to `readBytesMax` in one read, and checked again: bytes that changed since
+ * batch among them, from the end backwards). A payload is read again when asked for (after the
+ * first, with the records before it up to `readBytesMax` in one read), and checked again: bytes that changed since
  * the scan (a failing disk, another process writing the journal) are refused (CORRUPT).
  */
 export class TailRecords {
@@ -196,8 +196,10 @@ export class TailRecords {
   async payload(i: number): Promise<Buffer> {
     const known = this.payloads.get(i);
     if (known) return known;
+    // the first one asked for alone (an open decodes only the last record, unless the index is
+    // behind it), then with the records before it: the caller is walking back through a batch
     let first = i;
-    while (first > 0 && !this.payloads.has(first - 1) && this.end(i) - this.offset(first - 1) <= this.readBytesMax) first--;
+    while (this.payloads.size > 0 && first > 0 && !this.payloads.has(first - 1) && this.end(i) - this.offset(first - 1) <= this.readBytesMax) first--;
     const start = this.offset(first);
     const bytes = await this.read(start, this.end(i) - start);
     for (let k = first; k <= i; k++) {

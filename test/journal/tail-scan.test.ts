@@ -113,16 +113,19 @@ describe('scanTail', () => {
 });
 
 describe('TailRecords', () => {
-  it('reads payloads back in pieces of at most its bound, from the end backwards', async () => {
+  it('reads the first payload asked for alone, then the ones before it in pieces of at most its bound', async () => {
     const bytes = smallSegment(0);
     const scan = await scanTail(memoryHandle(bytes), 11, 1024, 4096);
     const reads: [number, number][] = [];
     const tail = new TailRecords(scan.tail, 'memory', async (start, length) => { reads.push([start, length]); return bytes.subarray(start, start + length); }, 1024, 150);
     expect((await tail.payload(6)).toString()).toBe('G'.repeat(12));
-    expect((await tail.payload(5)).toString()).toBe('F'.repeat(61)); // read with record 6
+    expect(reads).toEqual([[tail.offset(6), tail.end(6) - tail.offset(6)]]); // the first one alone: an open decodes only the last
+    expect((await tail.payload(5)).toString()).toBe('F'.repeat(61));
+    expect(reads[1]).toEqual([tail.offset(4), tail.end(5) - tail.offset(4)]); // with record 4: record 3 too would pass 150 bytes
+    expect((await tail.payload(4)).toString()).toBe('E'.repeat(33)); // read with record 5
     expect((await tail.payload(0)).toString()).toBe('A'.repeat(40));
     expect(reads.every(([, length]) => length <= 150)).toBe(true);
-    expect(reads[0]).toEqual([tail.offset(5), tail.end(6) - tail.offset(5)]); // record 4 too would pass 150 bytes
+    expect(reads).toHaveLength(3);
     expect([tail.indexAbove(13), tail.indexAbove(13, 5), tail.indexAbove(17)]).toEqual([3, 5, -1]);
   });
 
