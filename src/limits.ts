@@ -170,6 +170,12 @@ export const limits = {
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
   /**
+   * Open's tail check reads the newest segment through one reused window of this size, and reads
+   * the payloads recovery decodes again in pieces of at most this size (journal/tail-scan.ts): the
+   * segment read whole into fresh memory cost each open a page fault per 4 KiB of it.
+   */
+  journalTailWindowBytes: 256 * 1024,
+  /**
    * Index snapshots (snapshots/): verified generations kept; the journal is retired only below the
    * oldest of them, and not at all while fewer than this many verify (so a damaged newest snapshot
    * always has the one before it, or the whole journal, to fall back to).

@@ -58,6 +58,26 @@ export function decodeRecordHeader(b: Buffer): { payloadLength: number; seq: num
 }
 
 /**
+ * Where the valid record starting at bytes[p] ends in `bytes`, or -1 (segment-reader.ts recordAt's
+ * test, without allocating a header or BigInt: open's tail check runs it on every record).
+ */
+export function validRecordEnd(bytes: Buffer, p: number, payloadBytesMax: number): number {
+  if (p + RECORD_HEADER_BYTES > bytes.length || bytes.readUInt32BE(p) !== RECORD_MAGIC_WORD) return -1;
+  if (bytes.readUInt32BE(p + 20) !== crc32(bytes.subarray(p, p + 20))) return -1;
+  const payloadLength = bytes.readUInt32BE(p + 4);
+  if (payloadLength > payloadBytesMax) return -1;
+  const end = p + RECORD_HEADER_BYTES + payloadLength;
+  if (end > bytes.length || crc32(bytes.subarray(p + RECORD_HEADER_BYTES, end)) !== bytes.readUInt32BE(p + 16)) return -1;
+  return end;
+}
+const RECORD_MAGIC_WORD = RECORD_MAGIC.readUInt32BE(0);
+
+/** The seq in the header of the record at bytes[p] (decodeRecordHeader's, exact below 2^53 as it is). */
+export function recordSeqAt(bytes: Buffer, p: number): number {
+  return bytes.readUInt32BE(p + 8) * 2 ** 32 + bytes.readUInt32BE(p + 12);
+}
+
+/**
  * Preallocated space after a segment's last record holds this pattern, never zeros (docs/FORMAT.md,
  * "Journal", preallocation): the byte at file offset `o` is FILLER_PATTERN[o % 16], so any suffix
  * can be checked alone. Records are written over it in place (no size change, so a crash leaves
@@ -98,10 +118,15 @@ export function fillerBytes(offset: number, length: number): Buffer {
 
 /** Whether bytes[p..] is filler for those file offsets (true when p is at or past the end). */
 export function fillerFrom(bytes: Buffer, p: number): boolean {
-  for (let at = p; at < bytes.length; at += FILLER_CHUNK_BYTES) {
-    const n = Math.min(FILLER_CHUNK_BYTES, bytes.length - at);
-    const phase = at % FILLER_PATTERN.length;
-    if (!bytes.subarray(at, at + n).equals(FILLER_CHUNK.subarray(phase, phase + n))) return false;
+  return p >= bytes.length || isFillerAt(bytes.subarray(p), p);
+}
+
+/** Whether `bytes`, read from file offset `offset`, are filler there (a window's chunk: no copy of the pattern made). */
+export function isFillerAt(bytes: Buffer, offset: number): boolean {
+  for (let done = 0; done < bytes.length; done += FILLER_CHUNK_BYTES) {
+    const n = Math.min(FILLER_CHUNK_BYTES, bytes.length - done);
+    const phase = (offset + done) % FILLER_PATTERN.length;
+    if (!bytes.subarray(done, done + n).equals(FILLER_CHUNK.subarray(phase, phase + n))) return false;
   }
   return true;
 }

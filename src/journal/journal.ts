@@ -3,9 +3,10 @@
 import { basename, dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError, isOutOfDescriptors } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerFrom, fillerToWrite, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerToWrite, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
-import { RecordOffsets } from './record-offsets.js';
+import { RecordOffsets, placeRecord } from './record-offsets.js';
+import { TailList, TailRecords, scanTail } from './tail-scan.js';
 import { limits } from '../limits.js';
 import { createFileDurable } from '../fs/durable.js';
 import { monotonicMs } from '../monotonic.js';
@@ -93,8 +94,8 @@ export class Journal {
    * monotonic clock: a wall clock stepped forward dropped them under a replica that was reading.
    */
   private recentWantedUntil = -Infinity;
-  private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
-  /** The lastSeq at which findTail read the newest segment whole: a valid header, no damaged byte (else undefined). */
+  private tailRecords?: TailList;
+  /** The lastSeq at which findTail checked the newest segment whole: a valid header, no damaged byte (else undefined). */
   private cleanTailSeq?: number;
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
@@ -242,10 +243,21 @@ export class Journal {
     }
     this.segments.sort((a, b) => a.firstSeq - b.firstSeq);
     await this.findTail();
-    this.tailRecords = [];
+    this.tailRecords = undefined;
   }
 
   private async readSegment(segment: Segment, prefixBytes = Infinity, into?: Buffer, from?: number): Promise<Buffer> {
+    return this.withSegmentFile(segment, async (handle) => {
+      if (prefixBytes !== Infinity) {
+        const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
+        return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
+      }
+      return readSegmentBytes(handle, into, from);
+    });
+  }
+
+  /** Runs `read` with the segment opened for reading (a retired or vanished one: NOT_FOUND or UNMOUNTED); errors leave as MailstoreErrors. */
+  private async withSegmentFile<T>(segment: Segment, read: (handle: FileHandle) => Promise<T>): Promise<T> {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
@@ -258,11 +270,7 @@ export class Journal {
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {
-      if (prefixBytes !== Infinity) {
-        const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
-        return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
-      }
-      return await readSegmentBytes(handle, into, from);
+      return await read(handle);
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);
     } finally {
@@ -294,50 +302,26 @@ export class Journal {
     this.tailOffset = 0;
     this.lastSeq = 0;
     this.cleanTailSeq = undefined;
+    this.tailRecords = undefined;
     const segment = this.segments[this.segments.length - 1];
     if (!segment) return { lastSeq: 0 };
-    const bytes = await this.readSegment(segment);
-    let lastSeq = segment.firstSeq - 1;
-    let end = SEGMENT_HEADER_BYTES;
-    let records = 0;
-    let damaged = false;
-    this.tailRecords = [];
-    const offsets: number[] = [];
-    for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
-      if (item.kind === 'record') {
-        lastSeq = item.seq;
-        end = item.end;
-        records++;
-        this.tailRecords.push({ seq: item.seq, offset: item.offset, end: item.end, payload: item.payload });
-        placeRecord(offsets, segment.firstSeq, item);
-        continue;
-      }
-      damaged = true;
-      if (item.offset + item.length < bytes.length) {
-        this.tailRecords = []; // damage in the middle: only records after it are the newest batch's
-      }
-    }
+    const scan = await this.withSegmentFile(segment, (handle) => scanTail(handle, segment.firstSeq, this.options.recordBytesMax, limits.journalTailWindowBytes));
+    this.tailRecords = scan.tail;
     // what locate() would read the segment again for (read's skipRead); writes extend it, a cut clears it
-    this.offsets.set(segment.name, { firstSeq: segment.firstSeq, offsets });
+    this.offsets.set(segment.name, { firstSeq: segment.firstSeq, offsets: scan.offsets });
     this.tailSegment = segment;
-    this.tailOffset = end;
-    this.allocatedEnd = bytes.length;
-    this.lastSeq = lastSeq;
-    const headerValid = !!segmentHeader(bytes);
-    if (headerValid && !damaged && (end === bytes.length || fillerFrom(bytes, end))) this.cleanTailSeq = lastSeq;
-    if (!headerValid) this.startNewSegment = true;
-    if (!headerValid && records === 0) {
-      return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
+    this.tailOffset = scan.end;
+    this.allocatedEnd = scan.size;
+    this.lastSeq = scan.lastSeq;
+    if (scan.headerValid && !scan.damaged) this.cleanTailSeq = scan.lastSeq;
+    if (!scan.headerValid) this.startNewSegment = true;
+    if (!scan.headerValid && scan.records === 0) {
+      return { lastSeq: scan.lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: scan.size } };
     }
     // filler after the last record is preallocated space; zeros or anything else there is a torn
     // write or damage (resolveTail tells which by the high-water mark), as before preallocation
-    if (end < bytes.length && !fillerFrom(bytes, end)) {
-      // the invalid bytes, without the filler after them (not what was torn; a last byte of a torn
-      // record that happens to equal the filler there is left out of the quarantine copy too)
-      const stop = fillerStart(bytes, end);
-      return { lastSeq, tail: { segment: segment.name, offset: end, length: stop - end, bytes: bytes.subarray(end, stop) } };
-    }
-    return { lastSeq };
+    if (scan.torn) return { lastSeq: scan.lastSeq, tail: { segment: segment.name, ...scan.torn } };
+    return { lastSeq: scan.lastSeq };
   }
 
   /**
@@ -373,13 +357,20 @@ export class Journal {
   }
 
   /**
-   * The valid records of the newest segment after its last damaged range, as findTail read them
-   * (recovery looks for the newest batch among them). Released by cutAt or when taken.
+   * The valid records of the newest segment after its last damaged range, as findTail found them
+   * (recovery looks for the newest batch among them; their payloads are read again when asked
+   * for, before anything cuts the segment). Released by cutAt or when taken.
    */
-  takeTailRecords(): { seq: number; offset: number; end: number; payload: Buffer }[] {
-    const records = this.tailRecords;
-    this.tailRecords = [];
-    return records;
+  takeTailRecords(): TailRecords {
+    const records = this.tailRecords ?? new TailList();
+    this.tailRecords = undefined;
+    const segment = this.tailSegment;
+    const read = async (start: number, length: number) => {
+      assert(segment, 'tail records read without a tail segment');
+      const bytes = Buffer.allocUnsafe(length);
+      return bytes.subarray(0, await this.withSegmentFile(segment, (handle) => handle.read(bytes, 0, length, start)));
+    };
+    return new TailRecords(records, segment ? this.path(segment) : this.dir, read, this.options.recordBytesMax, limits.journalTailWindowBytes);
   }
 
   /**
@@ -669,7 +660,7 @@ export class Journal {
     if (offset === undefined) {
       const bytes = await this.readSegment(segment);
       const table = { firstSeq: segment.firstSeq, offsets: [] as number[] };
-      for (const item of parseSegment(bytes, this.options.recordBytesMax)) if (item.kind === 'record') placeRecord(table.offsets, segment.firstSeq, item);
+      for (const item of parseSegment(bytes, this.options.recordBytesMax)) if (item.kind === 'record') placeRecord(table.offsets, segment.firstSeq, item.seq, item.offset);
       this.offsets.set(segment.name, { firstSeq: table.firstSeq, offsets: Int32Array.from(table.offsets) });
       offset = this.offsets.find(segment.name, seq);
       if (offset === undefined) return undefined;
@@ -953,11 +944,4 @@ async function archivedBefore(fs: FileSystem, from: string, to: string): Promise
   }
   await fs.unlink(from);
   await fs.syncDir(dirname(to));
-}
-
-/** A record's offset in its segment's table (offsets[seq - firstSeq]; -1 where no valid record is). */
-function placeRecord(offsets: number[], firstSeq: number, record: { seq: number; offset: number }): void {
-  if (record.seq < firstSeq) return;
-  while (offsets.length < record.seq - firstSeq) offsets.push(-1);
-  offsets[record.seq - firstSeq] = record.offset;
 }

@@ -79,3 +79,10 @@ export class RecordOffsets {
     this.entries -= table.offsets.length;
   }
 }
+
+/** A record's offset in its segment's table (offsets[seq - firstSeq]; -1 where no valid record is). */
+export function placeRecord(offsets: number[], firstSeq: number, seq: number, offset: number): void {
+  if (seq < firstSeq) return;
+  while (offsets.length < seq - firstSeq) offsets.push(-1);
+  offsets[seq - firstSeq] = offset;
+}

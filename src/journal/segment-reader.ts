@@ -5,7 +5,7 @@ import { crc32 } from 'node:zlib';
 import type { FileHandle } from '../fs/filesystem.js';
 import { assert } from '../errors.js';
 import {
-  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerBytes, fillerFrom,
+  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerFrom, isFillerAt,
 } from './journal-format.js';
 
 export type SegmentItem =
@@ -69,24 +69,43 @@ export function* parseSegment(bytes: Buffer, payloadBytesMax: number, from = SEG
 /**
  * Reads a file through one window of about `chunkBytes`, read again wherever the next request falls
  * outside it; a request longer than that (one big record) is read whole. Buffers handed out are
- * never reused, so a payload stays valid after the window moves.
+ * never reused, so a payload stays valid after the window moves; with `reuse`, every read goes
+ * into one buffer (grown only for a record bigger than it), so what was handed out is valid only
+ * until the next request: for a reader that keeps nothing (open's tail check, tail-scan.ts), the
+ * memory it touches no longer grows with the segment.
  */
-class ReadWindow {
+export class ReadWindow {
   private base = 0;
-  private bytes = Buffer.alloc(0);
+  private bytes: Buffer = Buffer.alloc(0);
+  private scratch?: Buffer;
 
-  constructor(private readonly handle: FileHandle, readonly size: number, readonly chunkBytes: number) {}
+  constructor(private readonly handle: FileHandle, readonly size: number, readonly chunkBytes: number, private readonly reuse = false) {}
 
   /** The bytes [at, at + length), cut at the end of the file. */
   async get(at: number, length: number): Promise<Buffer> {
     const end = Math.min(at + length, this.size);
     if (at >= this.base && end <= this.base + this.bytes.length) return this.bytes.subarray(at - this.base, end - this.base);
-    const want = Math.min(Math.max(end - at, this.chunkBytes), this.size - at);
-    const buffer = Buffer.allocUnsafe(Math.max(0, want));
-    const got = await this.handle.read(buffer, 0, buffer.length, at);
+    const want = Math.max(0, Math.min(Math.max(end - at, this.chunkBytes), this.size - at));
+    const buffer = this.reuse ? this.reusable(want) : Buffer.allocUnsafe(want);
+    const got = await this.handle.read(buffer, 0, want, at);
     this.base = at;
     this.bytes = buffer.subarray(0, got);
     return this.bytes.subarray(0, Math.min(got, end - at));
+  }
+
+  /** What the window holds now (no read): the file's bytes from `heldFrom` on. */
+  get held(): Buffer {
+    return this.bytes;
+  }
+
+  get heldFrom(): number {
+    return this.base;
+  }
+
+  /** The reused buffer, at least `bytes` long (never node's shared pool: it is written while views of it are out). */
+  private reusable(bytes: number): Buffer {
+    if (!this.scratch || this.scratch.length < bytes) this.scratch = Buffer.allocUnsafeSlow(Math.max(bytes, this.chunkBytes));
+    return this.scratch;
   }
 
   /** The first offset at or after `from` where `needle` starts, or -1 (windows overlap by its length - 1). */
@@ -108,10 +127,26 @@ class ReadWindow {
   async fillerFrom(from: number): Promise<boolean> {
     for (let at = from, step = FILLER_PATTERN.length; at < this.size; step = this.chunkBytes) {
       const chunk = await this.get(at, step);
-      if (!chunk.equals(fillerBytes(at, chunk.length))) return false;
+      if (chunk.length === 0) return true; // the file ends here (it shrank since its size was taken)
+      if (!isFillerAt(chunk, at)) return false;
       at += chunk.length;
     }
     return true;
+  }
+
+  /** Where the filler that runs to the end of the file starts, not before `from` (journal-format.ts fillerStart, backwards through windows). */
+  async fillerStart(from: number): Promise<number> {
+    let p = this.size;
+    while (p > from) {
+      const start = Math.max(from, p - this.chunkBytes);
+      const chunk = await this.get(start, p - start);
+      if (chunk.length < p - start) return p; // the file shrank under the reader: no filler seen
+      let i = chunk.length;
+      while (i > 0 && chunk[i - 1] === FILLER_PATTERN[(start + i - 1) % FILLER_PATTERN.length]) i--;
+      if (i > 0) return start + i;
+      p = start;
+    }
+    return p;
   }
 }
 
@@ -132,22 +167,24 @@ async function recordIn(window: ReadWindow, p: number, payloadBytesMax: number):
  * inline bodies in a source store) and should not hold a whole segment for it.
  */
 export async function* scanSegmentFile(handle: FileHandle, payloadBytesMax: number, chunkBytes: number): AsyncGenerator<SegmentItem> {
-  assert(chunkBytes >= RECORD_HEADER_BYTES, `a segment is read in chunks of at least one record header (${chunkBytes} bytes asked)`);
   const window = new ReadWindow(handle, await handle.size(), chunkBytes);
-  let p = SEGMENT_HEADER_BYTES;
-  while (p < window.size) {
-    const first = await window.get(p, 1);
-    if (first[0] === FILLER_PATTERN[p % FILLER_PATTERN.length] && (await window.fillerFrom(p))) return;
-    const item = await recordIn(window, p, payloadBytesMax);
-    if (item) {
-      yield item;
-      p = item.end;
-      continue;
-    }
-    let next = await window.indexOf(RECORD_MAGIC, p + 1);
-    while (next !== -1 && !(await recordIn(window, next, payloadBytesMax))) next = await window.indexOf(RECORD_MAGIC, next + 1);
-    const stop = next === -1 ? window.size : next;
-    yield { kind: 'damage', offset: p, length: stop - p };
-    p = stop;
+  for (let p = SEGMENT_HEADER_BYTES; p < window.size;) {
+    const item = await itemAt(window, p, payloadBytesMax);
+    if (!item) return;
+    yield item;
+    p = item.kind === 'record' ? item.end : item.offset + item.length;
   }
+}
+
+/** parseSegment's step at `p` over a window: the record or damaged range starting there, or undefined when filler runs from there to the end. */
+export async function itemAt(window: ReadWindow, p: number, payloadBytesMax: number): Promise<SegmentItem | undefined> {
+  assert(window.chunkBytes >= RECORD_HEADER_BYTES, `a segment is read in chunks of at least one record header (${window.chunkBytes} bytes asked)`);
+  const first = await window.get(p, 1);
+  if (first[0] === FILLER_PATTERN[p % FILLER_PATTERN.length] && (await window.fillerFrom(p))) return undefined;
+  const item = await recordIn(window, p, payloadBytesMax);
+  if (item) return item;
+  let next = await window.indexOf(RECORD_MAGIC, p + 1);
+  while (next !== -1 && !(await recordIn(window, next, payloadBytesMax))) next = await window.indexOf(RECORD_MAGIC, next + 1);
+  const stop = next === -1 ? window.size : next;
+  return { kind: 'damage', offset: p, length: stop - p };
 }

@@ -202,7 +202,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   await checkSnapshotHighWater(r.fs, r.root, r.storeId, top, r.health);
   await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost), existing?.db ?? start?.loaded?.db);
   if (existing) {
-    // Nothing past the index's high-water mark, and resolveTail read the newest segment whole and
+    // Nothing past the index's high-water mark, and resolveTail checked the newest segment whole and
     // found no damage: a replay would read and check it all again to find no record (issue 16).
     if (!r.journal.nothingAfter(existing.appliedSeq)) await replay(r.journal, existing.db, existing.appliedSeq, r.health);
     await reportIncompleteImage(existing.db, r.health);

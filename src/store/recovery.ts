@@ -8,6 +8,7 @@ import { IndexDb, IndexView, WrittenKeys, indexWriteError } from '../index/index
 import { INDEX_FORMAT, decodeCbor, decodeValue, encodeCbor, enableNativeCborStrings } from '../index/codec.js';
 import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
+import type { TailRecords } from '../journal/tail-scan.js';
 import { limits } from '../limits.js';
 import { fileTimeStamp, unusedPath, writeFileDurable } from '../fs/durable.js';
 import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
@@ -58,7 +59,7 @@ export async function replay(journal: Journal, db: IndexDb, afterSeq: number, he
 async function replayInto(journal: Journal, view: IndexView, afterSeq: number, health: Health, onRecord?: (seq: number) => void, untilSeq = Infinity): Promise<ReplayResult> {
   let lastSeq = afterSeq;
   if (journal.nothingAfter(afterSeq) || untilSeq <= afterSeq) {
-    // findTail read the newest segment whole and `afterSeq` is its last record: a rebuild from a
+    // findTail checked the newest segment whole and `afterSeq` is its last record: a rebuild from a
     // snapshot at the journal's end skips a second read of that segment (18 ms of a 20k-message
     // store's 0.23 s rebuild)
     view.put(meta.appliedSeq, lastSeq);
@@ -215,31 +216,32 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
 export async function resolveNewestBatch(
   fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false, acknowledgedIndex?: IndexDb,
 ): Promise<void> {
-  const decoded = journal.takeTailRecords();
-  // Only the newest batch and what follows it are decoded, from the end backwards: the segment
-  // can hold a great many records, and open must not decode them all twice.
+  const tail = journal.takeTailRecords();
+  // Only the newest batch and what follows it are read and decoded, from the end backwards: the
+  // segment can hold a great many records, and open must not decode them all (nor hold them).
   const bodies = new Map<number, JournalPayload | undefined>();
-  const body = (i: number) => {
-    if (!bodies.has(i)) bodies.set(i, decodeSafely(decoded[i].payload));
+  const body = async (i: number) => {
+    if (!bodies.has(i)) bodies.set(i, decodeSafely(await tail.payload(i)));
     return bodies.get(i);
   };
-  const lastEnd = lastBatchEnd(decoded.length, body);
-  let cutFrom = decoded.findIndex((r, i) => i > lastEnd && r.seq > highWater);
-  if (cutFrom === -1 && lastEnd >= 0 && decoded[lastEnd].seq > highWater) {
-    const { first, batch } = batchEndingAt(lastEnd, body);
+  const lastEnd = await lastBatchEnd(tail.length, body);
+  let cutFrom = tail.indexAbove(highWater, lastEnd + 1);
+  if (cutFrom === -1 && lastEnd >= 0 && tail.seq(lastEnd) > highWater) {
+    const { first, batch } = await batchEndingAt(lastEnd, body);
     const lost = packsLost ? [] : await packsOfLostCopies(batch, packs);
-    const firstSeq = decoded.find((r, i) => i >= first && r.seq > highWater)!.seq;
+    const firstSeq = tail.seq(tail.indexAbove(highWater, first));
     if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex, batch, journal.firstSeq))) {
-      health.findings.push(`journal records ${firstSeq}..${decoded[lastEnd].seq} were kept although pack ${lost.join(', ')}, which holds their message bodies, is missing: ` +
+      health.findings.push(`journal records ${firstSeq}..${tail.seq(lastEnd)} were kept although pack ${lost.join(', ')}, which holds their message bodies, is missing: ` +
         `acknowledged messages before them are in that pack too, so it was lost, not cut short by a crash; put it back, or run 'mailstore scrub'`);
     } else if (lost.length > 0) {
-      cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
-      health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
+      cutFrom = tail.indexAbove(highWater, first);
+      health.findings.push(`journal records ${tail.seq(cutFrom)}..${tail.seq(lastEnd)}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }
   }
   if (cutFrom === -1) return;
-  const from = decoded[cutFrom];
-  const to = decoded[decoded.length - 1];
+  const last = tail.length - 1;
+  const from = { seq: tail.seq(cutFrom), offset: tail.offset(cutFrom) };
+  const to = { seq: tail.seq(last), end: tail.end(last) };
   const segmentPath = journal.tailPath!;
   const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `journal-batch-${from.seq}-${to.seq}-${Date.now()}`));
   const handle = await fs.open(segmentPath, 'read');
@@ -250,7 +252,7 @@ export async function resolveNewestBatch(
   } finally {
     await handle.close();
   }
-  await journal.cutAt(from.offset, cutFrom > 0 ? decoded[cutFrom - 1].seq : from.seq - 1);
+  await journal.cutAt(from.offset, cutFrom > 0 ? tail.seq(cutFrom - 1) : from.seq - 1);
   health.tornTailBytes = (health.tornTailBytes ?? 0) + (to.end - from.offset);
   if (highWater > journal.lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
 }
@@ -262,32 +264,35 @@ export async function resolveNewestBatch(
  * the last batch end (a batch being written when a file-system snapshot or image was taken) and a
  * newest batch whose bodies are not in the packs (never acknowledged) lie past it (open.ts refuses
  * a read-only open then: only a read-write one may cut them).
- * `decoded` is the journal's tail records (Journal.takeTailRecords after findTail).
+ * `tail` is the journal's tail records (Journal.takeTailRecords after findTail).
  */
-export async function durableTailEnd(decoded: { seq: number; payload: Buffer }[], packs: PackStore, highWater: number): Promise<number> {
-  const body = (i: number) => decodeSafely(decoded[i].payload);
-  const lastEnd = lastBatchEnd(decoded.length, body);
-  if (lastEnd < 0 || decoded[lastEnd].seq <= highWater) return highWater;
-  const { first, batch } = batchEndingAt(lastEnd, body);
-  if ((await packsOfLostCopies(batch, packs)).length === 0) return decoded[lastEnd].seq;
-  return Math.max(highWater, first > 0 ? decoded[first - 1].seq : decoded[first].seq - 1);
+export async function durableTailEnd(tail: TailRecords, packs: PackStore, highWater: number): Promise<number> {
+  const body = async (i: number) => decodeSafely(await tail.payload(i));
+  const lastEnd = await lastBatchEnd(tail.length, body);
+  if (lastEnd < 0 || tail.seq(lastEnd) <= highWater) return highWater;
+  const { first, batch } = await batchEndingAt(lastEnd, body);
+  if ((await packsOfLostCopies(batch, packs)).length === 0) return tail.seq(lastEnd);
+  return Math.max(highWater, first > 0 ? tail.seq(first - 1) : tail.seq(first) - 1);
 }
 
 /** The index of the newest batch-end record among `count` tail records (-1: none): the newest complete batch ends there (resolveNewestBatch and durableTailEnd apply one rule). */
-function lastBatchEnd(count: number, body: (i: number) => JournalPayload | undefined): number {
+async function lastBatchEnd(count: number, body: TailBody): Promise<number> {
   let lastEnd = count - 1;
-  while (lastEnd >= 0 && !body(lastEnd)?.end) lastEnd--;
+  while (lastEnd >= 0 && !(await body(lastEnd))?.end) lastEnd--;
   return lastEnd;
 }
 
 /** The batch whose end record is at `lastEnd`: its first record's index (just after the previous batch end) and its payloads. */
-function batchEndingAt(lastEnd: number, body: (i: number) => JournalPayload | undefined): { first: number; batch: (JournalPayload | undefined)[] } {
+async function batchEndingAt(lastEnd: number, body: TailBody): Promise<{ first: number; batch: (JournalPayload | undefined)[] }> {
   let first = lastEnd;
-  while (first > 0 && !body(first - 1)?.end) first--;
+  while (first > 0 && !(await body(first - 1))?.end) first--;
   const batch: (JournalPayload | undefined)[] = [];
-  for (let i = first; i <= lastEnd; i++) batch.push(body(i));
+  for (let i = first; i <= lastEnd; i++) batch.push(await body(i));
   return { first, batch };
 }
+
+/** The decoded payload of tail record `i` (undefined: it does not decode). */
+type TailBody = (i: number) => Promise<JournalPayload | undefined>;
 
 function decodeSafely(payload: Buffer): JournalPayload | undefined {
   try {
