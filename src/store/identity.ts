@@ -211,13 +211,15 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
         text = stagedText;
       } else if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new MailstoreError('UNMOUNTED',
-          `${join(root, dir)} is missing or empty (no ${LAYOUT.marker} marker): was it moved, or is its partition not mounted? Nothing was changed.`, { path: marker });
+          `${join(root, dir)} is missing or empty (no ${LAYOUT.marker} marker): was it moved, or is its partition not mounted? Nothing was changed. ` +
+          `If it is mounted and only its ${LAYOUT.marker} was lost, 'mailstore reconstruct' writes it again when every file there names this store.`, { path: marker });
       } else {
         throw fromSystemError(error, 'reading marker', marker);
       }
     }
     if (text !== identity.storeId) {
-      throw new MailstoreError('UNMOUNTED', `${join(root, dir)} belongs to store ${text}, not ${identity.storeId}: a foreign directory is mounted here`, { path: marker });
+      throw new MailstoreError('UNMOUNTED', `${join(root, dir)} belongs to store ${JSON.stringify(text.slice(0, 64))}, not ${identity.storeId}: a foreign directory is mounted here, ` +
+        `or its ${LAYOUT.marker} is damaged ('mailstore reconstruct' writes it again when every file there names this store)`, { path: marker });
     }
   }
   return identity;
