@@ -232,19 +232,24 @@ export class ChangeFeed {
 
   /** Every registered consumer with its lag, by name. */
   async consumers(): Promise<ConsumerState[]> {
-    const dir = join(this.host.root, CONSUMERS_DIR);
-    const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [] as string[];
-      throw fromSystemError(error, 'listing consumers', dir);
-    });
     const out: ConsumerState[] = [];
-    for (const name of names.filter((n) => NAME.test(n)).sort()) {
+    for (const name of await this.names()) {
       const cursor = await this.cursor(name);
       if (!cursor) continue;
       const lagRecords = Math.max(0, this.lastSeq - cursor.seq);
       out.push({ name, seq: cursor.seq, updated: cursor.updated, lagRecords, behind: lagRecords > limits.consumerLagRecordsWarn });
     }
     return out;
+  }
+
+  /** The names of the consumer cursors in consumers/, sorted, whether or not their files read. */
+  async names(): Promise<string[]> {
+    const dir = join(this.host.root, CONSUMERS_DIR);
+    const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [] as string[];
+      throw fromSystemError(error, 'listing consumers', dir);
+    });
+    return names.filter((n) => NAME.test(n)).sort();
   }
 
   /** The slowest cursor (retirement never passes it), or undefined when there is no consumer. */
