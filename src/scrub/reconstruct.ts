@@ -18,7 +18,9 @@ import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
 import { meta } from '../store/apply.js';
 import { Store, type RebuildComparison } from '../store/store.js';
-import type { BlobRecord } from '../store/records.js';
+import type { BlobRecord, JournalPayload } from '../store/records.js';
+import { decodeCbor } from '../index/codec.js';
+import { hashBytes } from '../hash/blake3.js';
 import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
 
 /** 'snapshot': the newest valid snapshot and the journal after it (the journal, read from a snapshot). */
@@ -300,14 +302,62 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
       found.push({ hash: item.hash, size: item.length, date: headerDate(head), pack, offset: item.offset, order: order++ });
     }
   }
-  if (found.length === 0) return { mailbox: '', messages: 0 };
+  const inline = await unreferencedInlineBodies(store, seen);
+  if (found.length + inline.length === 0) return { mailbox: '', messages: 0 };
   found.sort((a, b) => a.date - b.date || a.order - b.order);
   let mailbox = 'lost+found';
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
   if (existing.length > 0) mailbox = `lost+found/${fileTimeStamp()}`;
   await store.createMailbox(mailbox);
   for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.maintenance().adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
-  return { mailbox, messages: found.length };
+  // appended again (a new copy of their bytes; adoptBlobs takes pack records only), by date
+  for (let i = 0; i < inline.length; i += limits.lostFoundAdoptBlobs) {
+    await store.appendBatch(mailbox, inline.slice(i, i + limits.lostFoundAdoptBlobs).map((m) => ({ bytes: m.body, internalDate: m.date })));
+  }
+  return { mailbox, messages: found.length + inline.length };
+}
+
+/**
+ * Message bodies inline in journal records (docs/FORMAT.md, "Inline bodies": their only copy)
+ * that the index does not know, the message still there at the end of the journal as far as its
+ * records say (not expunged, its mailbox not deleted), oldest first. Their records' mailboxes are
+ * gone with the journal before them (both snapshots damaged over a retired journal): the replay
+ * skipped them, so before, --from-packs left these acknowledged messages out of lost+found, and
+ * --from-index then set the journal holding them aside.
+ */
+async function unreferencedInlineBodies(store: Store, seen: Set<string>): Promise<{ body: Buffer; date: number }[]> {
+  const bodies = new Map<string, { body: Buffer; date: number; seq: number; refs: number }>();
+  const messages = new Map<string, string>(); // mailbox id and uid -> blob hash, of the messages added in the journal
+  const mailboxOf = (key: string) => key.slice(0, key.indexOf('/'));
+  const drop = (key: string) => {
+    const hex = messages.get(key);
+    const body = hex === undefined ? undefined : bodies.get(hex);
+    if (body) body.refs--;
+    messages.delete(key);
+  };
+  for await (const { seq, payload } of store.maintenance().journal.read(0, () => {})) {
+    for (const op of decodeCbor<JournalPayload>(payload).ops) {
+      const id = 'id' in op && op.id instanceof Uint8Array ? Buffer.from(op.id).toString('hex') : undefined;
+      if (op.op === 'message.add' && id) {
+        const hex = Buffer.from(op.hash).toString('hex');
+        messages.set(`${id}/${op.uid}`, hex);
+        const known = bodies.get(hex);
+        if (known) known.refs++;
+        else if (op.body && !seen.has(hex) && hashBytes(op.body).equals(op.hash)) bodies.set(hex, { body: Buffer.from(op.body), date: op.date, seq, refs: 1 });
+      } else if (op.op === 'message.expunge' && id) {
+        for (const uid of op.uids) drop(`${id}/${uid}`);
+      } else if ((op.op === 'mailbox.deleteBegin' || op.op === 'mailbox.deleteEnd') && id) {
+        for (const key of [...messages.keys()]) if (mailboxOf(key) === id) drop(key);
+      }
+    }
+  }
+  const out: { body: Buffer; date: number; seq: number }[] = [];
+  for (const [hex, body] of bodies) {
+    if (body.refs <= 0 || (await store.maintenance().index.get<BlobRecord>(keys.blob(Buffer.from(hex, 'hex'))))) continue;
+    seen.add(hex);
+    out.push(body);
+  }
+  return out.sort((a, b) => a.date - b.date || a.seq - b.seq);
 }
 
 function headerDate(message: Buffer): number {

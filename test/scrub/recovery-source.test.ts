@@ -209,6 +209,51 @@ describe('reconstruct uses the best surviving source', () => {
     expect(readdirSync(join(copy, 'quarantine')).some((n) => n.startsWith('journal-lost'))).toBe(true); // set aside whole, as before
   });
 
+  it('both snapshots damaged over a retired journal, index lost: --from-packs files the inline bodies still in the journal into lost+found too, not an expunged one', async () => {
+    const dir = tmpDir();
+    const store = await InlineStore.open(dir, { create: true, journalSegmentBytesMax: 1024 });
+    const live = new Set<string>();
+    let expunged = '';
+    try {
+      await store.createMailbox('INBOX');
+      const deliver = async (i: number) => {
+        const bytes = Buffer.from(`Date: Mon, ${1 + (i % 28)} Dec 2025 10:00:00 +0000\r\nSubject: ${i}\r\n\r\ndelivered alone ${i}\r\n`);
+        live.add(bytes.toString('latin1'));
+        return { bytes, uid: (await store.append('INBOX', bytes)).uid };
+      };
+      for (let i = 0; i < 6; i++) await deliver(i);
+      await store.snapshot();
+      for (let i = 6; i < 12; i++) await deliver(i);
+      const second = await store.snapshot();
+      expect(second.retired.segments.length).toBeGreaterThan(0); // the mailbox's create record is gone from the journal
+      const last = [];
+      for (let i = 12; i < 16; i++) last.push(await deliver(i));
+      await store.expunge('INBOX', last[0].uid);
+      expunged = last[0].bytes.toString('latin1');
+      live.delete(expunged);
+    } finally {
+      await store.close();
+    }
+    for (const name of readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'))) {
+      const path = join(dir, 'snapshots', name);
+      const bytes = readFileSync(path);
+      bytes[bytes.length >> 1] ^= 0x10;
+      writeFileSync(path, bytes);
+    }
+    rmSync(join(dir, 'index'), { recursive: true });
+    const result = cli(['reconstruct', '--from-packs', '--json'], dir);
+    const found = new Set<string>();
+    const reopened = await InlineStore.open(dir);
+    try {
+      for await (const m of reopened.messages('lost+found')) found.add((await reopened.fetch('lost+found', m.uid)).toString('latin1'));
+    } finally {
+      await reopened.close();
+    }
+    expect(JSON.parse(result.stdout).lostAndFound, result.stderr).toMatchObject({ mailbox: 'lost+found' });
+    for (const bytes of live) expect(found.has(bytes), bytes.split('\r\n')[1]).toBe(true); // before: the inline ones after the first snapshot were left out
+    expect(found.has(expunged)).toBe(false);
+  });
+
   it('a journal rewrite interrupted between its two renames: open refuses (UNMOUNTED), reconstruct finishes it; an index from before the rewrite replays the checkpoint unchanged', async () => {
     const dir = await busyStore();
     const before = await snapshot(dir);
