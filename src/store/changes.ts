@@ -161,9 +161,14 @@ export class ChangeFeed {
    * exists; returns its cursor. A consumer that must see the past registers at the oldest retained
    * seq - 1.
    */
-  register(name: string, seq = this.lastSeq): Promise<{ seq: number; updated: number }> {
+  register(name: string, seq = this.lastSeq, options: { replaceDamaged?: boolean } = {}): Promise<{ seq: number; updated: number }> {
     return this.oneAtATime(name, async () => {
-      const existing = await this.cursor(name);
+      // `replaceDamaged`: a cursor the store derives (snapshot, compact) is as good as lost when it
+      // does not read; else every retirement stayed refused (CORRUPT) until an admin removed it
+      const existing = await this.cursor(name).catch((error: unknown) => {
+        if (options.replaceDamaged && error instanceof MailstoreError && error.code === 'CORRUPT') return undefined;
+        throw error;
+      });
       if (existing) return existing;
       await this.store(name, this.checkSeq(seq));
       return (await this.cursor(name))!;

@@ -23,6 +23,7 @@ async function storeWithCursors(): Promise<string> {
     for (let i = 0; i < 3; i++) await store.append('INBOX', Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`));
     await store.setJournalArchive(archive);
     await store.changes.register('replica-0123456789abcdef');
+    await store.changes.register('compact');
     await store.snapshot();
   } finally {
     await store.close();
@@ -60,6 +61,25 @@ describe('scrub reports damaged store files that an open does not read', () => {
       const run = cli(['scrub', '--quiet'], copy);
       expect(run.status, run.stderr).toBe(1);
       expect(run.stdout).toContain(`store-file-damage  ${file}`);
+    }
+  });
+
+  it('the cursors the store derives (snapshot, compact) are written again by the next compaction and snapshot, as if lost: scrub is clean after them; another consumer\'s is not guessed', async () => {
+    const dir = await storeWithCursors();
+    for (const file of ['consumers/snapshot', 'consumers/compact']) flipByte(join(dir, file), 3);
+    const store = await Store.open(dir);
+    try {
+      expect((await scrub(store)).findings.filter((f) => f.kind === 'store-file-damage')).toHaveLength(2);
+      await store.append('INBOX', Buffer.from('Subject: more\r\n\r\nmore\r\n'));
+      await store.compact(); // before: CORRUPT, the compact consumer's cursor did not read
+      const taken = await store.snapshot(); // before: CORRUPT, likewise the snapshot consumer's
+      expect((await scrub(store)).summary.damage).toBe(0);
+      expect((await store.changes.cursor('snapshot'))!.seq).toBe(taken.seq);
+      flipByte(join(dir, 'consumers/replica-0123456789abcdef'), 3);
+      await expect(store.snapshot()).rejects.toMatchObject({ code: 'CORRUPT' }); // retirement must not pass a replica it cannot read
+      await expect(store.changes.cursor('replica-0123456789abcdef')).rejects.toMatchObject({ code: 'CORRUPT' });
+    } finally {
+      await store.close();
     }
   });
 });
