@@ -25,6 +25,11 @@ export type Finding =
   | { kind: 'journal-gap'; from: number; to: number }
   /** A snapshot that fails verification; `onlyCover`: retired journal records have no other cover (repair keeps it). */
   | { kind: 'snapshot-damage'; name: string; seq: number; why: string; onlyCover: boolean }
+  /**
+   * A consumer cursor or the journal archive setting that does not read (store-files.ts): every
+   * open and append goes on, but journal retirement and the commands that read it are refused.
+   */
+  | { kind: 'store-file-damage'; file: string; why: string }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
   /** A LevelDB file of the index failing its own checksums (a table block's CRC32C, the MANIFEST's records): src/index/table-check.ts. */
@@ -80,6 +85,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
         ? `${f.why}. IT IS THE ONLY COVER of journal records already retired: it is kept in place (not quarantined); copy the store aside and keep the index, which still holds their effects ('mailstore reconstruct --from-index' writes a new journal from it), unless it was rebuilt since (then the open says 'rebuilt from a damaged or incomplete journal': RECOVERY.md)`
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
+    case 'store-file-damage': return { where: f.file, what: `${f.why} (until then no journal segment is retired: the journal grows)` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
     case 'index-table-corrupt': return { where: `index/${f.file}`, what: `${f.detail} (a damaged LevelDB file: lookups can miss entries iteration still finds, or reads fail); '--repair' rebuilds the index from the journal` };
     case 'index-unreadable': return { where: 'index', what: `${f.detail} (the index pass stopped there; '--repair' rebuilds the index from the journal)` };

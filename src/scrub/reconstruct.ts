@@ -11,11 +11,16 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, fileTimeStamp, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
 import { LAYOUT, recreateLostIdentity, takeLock, verifyIdentity, type LockWait } from '../store/identity.js';
+import { decodeSegmentHeader, parseSegmentFileName, SEGMENT_HEADER_BYTES } from '../journal/journal-format.js';
+import { decodePackHeader, PACK_HEADER_BYTES, parsePackFileName } from '../blob/pack-format.js';
+import { uuidString } from '../store/types.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
 import { meta } from '../store/apply.js';
 import { Store, type RebuildComparison } from '../store/store.js';
-import type { BlobRecord } from '../store/records.js';
+import type { BlobRecord, JournalPayload } from '../store/records.js';
+import { decodeCbor } from '../index/codec.js';
+import { hashBytes } from '../hash/blake3.js';
 import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
 
 /** 'snapshot': the newest valid snapshot and the journal after it (the journal, read from a snapshot). */
@@ -59,6 +64,8 @@ export interface ReconstructResult extends RebuildComparison {
   journalRecreated: boolean;
   /** STORE was missing and was written again from the packs/ and journal/ markers: the store id. */
   identityRecreated?: string;
+  /** packs/ or journal/ whose STORE-ID marker alone was lost or damaged, written again from their files' headers. */
+  markersRestored?: string[];
   findings: string[];
   /** Set by a scoped check (`mailbox`): the subtree and the keys of it that differ. */
   scope?: { mailbox: string; mailboxes: number; differences: number };
@@ -75,6 +82,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
   const fs = options.fs ?? nodeFileSystem;
   let journalRecreated = false;
   let identityRecreated: string | undefined;
+  let markersRestored: string[] = [];
   if (options.mailbox !== undefined && !options.check) {
     throw new MailstoreError('INVALID', 'reconstruct --mailbox only checks (with --check): a recovery rebuilds the whole index or journal, since one record can touch several mailboxes');
   }
@@ -85,6 +93,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     // moment kept the rebuilt one from being installed).
     await holdingLock(fs, root, wait, async () => {
       if (options.identityFromMarkers) identityRecreated = await recreateLostIdentity(fs, root);
+      markersRestored = await restoreLostMarkers(fs, root);
       await finishJournalSwap(fs, root);
       // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
       // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
@@ -123,7 +132,8 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       ...decision, records: comparison.records, differences: comparison.differences, messagesBefore: comparison.messagesBefore,
       messagesAfter: decision.source === 'index' ? comparison.before.messages : comparison.messagesAfter,
       before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
-      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, ...(identityRecreated ? { identityRecreated } : {}), findings: store.health.findings,
+      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, ...(identityRecreated ? { identityRecreated } : {}),
+      ...(markersRestored.length > 0 ? { markersRestored } : {}), findings: store.health.findings,
       rebuiltFrom: comparison.rebuiltFrom, ...(comparison.snapshot ? { snapshot: comparison.snapshot } : {}),
     };
     if (scope) {
@@ -192,7 +202,7 @@ function refuseLoss(c: RebuildComparison, options: ReconstructOptions, root: str
  * unmounted partition?) is refused by them or the open, and gets not one byte written for a lock.
  */
 async function holdingLock(fs: FileSystem, root: string, wait: LockWait, work: () => Promise<void>): Promise<void> {
-  const lockable = await verifyIdentity(fs, root).then(() => true, (error: unknown) => journalLost(error, root));
+  const lockable = await verifyIdentity(fs, root).then(() => true, (error: unknown) => markerLost(error, root) !== undefined);
   if (!lockable) return work();
   const { release } = await takeLock(fs, root, wait);
   try {
@@ -220,7 +230,61 @@ async function recreateLostJournal(fs: FileSystem, root: string): Promise<boolea
 
 /** verifyIdentity's refusal of a store whose journal/ alone is gone or foreign. */
 function journalLost(error: unknown, root: string): boolean {
-  return error instanceof MailstoreError && error.code === 'UNMOUNTED' && error.path?.startsWith(join(root, LAYOUT.journal)) === true;
+  return markerLost(error, root) === LAYOUT.journal;
+}
+
+/** The directory (packs/ or journal/) whose marker verifyIdentity refused, STORE itself being right. */
+function markerLost(error: unknown, root: string): string | undefined {
+  if (!(error instanceof MailstoreError) || error.code !== 'UNMOUNTED') return undefined;
+  return [LAYOUT.packs, LAYOUT.journal].find((dir) => error.path?.startsWith(join(root, dir)) === true);
+}
+
+/**
+ * A packs/ or journal/ marker alone lost or damaged (a deleted file, a flipped byte) while the
+ * files beside it are this store's: their checksummed headers name it, and none names another,
+ * so the directory is neither an empty mount point nor a foreign one. The damaged marker goes to
+ * quarantine/ and a new one is written. Before, a journal whose marker alone was damaged was set
+ * aside whole as lost and a new one written from the index: every inline body in its records
+ * (acknowledged mail that no pack holds) read CORRUPT, and no command brought it back. Returns the
+ * directories whose marker was written again.
+ */
+async function restoreLostMarkers(fs: FileSystem, root: string): Promise<string[]> {
+  const restored: string[] = [];
+  for (let tries = 0; tries < 2; tries++) {
+    const error = await verifyIdentity(fs, root).then(() => undefined, (e: unknown) => e);
+    const dir = markerLost(error, root);
+    if (!dir || restored.includes(dir)) break;
+    const storeId = (JSON.parse((await fs.readFile(join(root, LAYOUT.identity))).toString('utf8').split('\n')[0]) as { storeId: string }).storeId;
+    const owners = await headerStoreIds(fs, join(root, dir), dir === LAYOUT.packs);
+    if (!owners.has(storeId) || owners.size > 1) break;
+    const marker = join(root, dir, LAYOUT.marker);
+    await moveAside(fs, root, marker, `${dir}-marker-damaged`);
+    await writeFileDurable(fs, marker, Buffer.from(storeId + '\n'));
+    restored.push(dir);
+  }
+  return restored;
+}
+
+/** The store ids named by the valid headers of the segments (or packs) in `dir`; empty when it holds none. */
+async function headerStoreIds(fs: FileSystem, dir: string, packs: boolean): Promise<Set<string>> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const owners = new Set<string>();
+  for (const name of names) {
+    if ((packs ? parsePackFileName(name) : parseSegmentFileName(name)) === undefined) continue;
+    const head = Buffer.alloc(packs ? PACK_HEADER_BYTES : SEGMENT_HEADER_BYTES);
+    const handle = await fs.open(join(dir, name), 'read').catch(() => undefined);
+    if (!handle) continue;
+    try {
+      await handle.read(head, 0, head.length, 0);
+    } catch {
+      continue; // an unreadable file names no store; open and scrub report it
+    } finally {
+      await handle.close();
+    }
+    const header = packs ? decodePackHeader(head) : decodeSegmentHeader(head);
+    if (header) owners.add(uuidString(header.storeId));
+  }
+  return owners;
 }
 
 /** Messages in the packs that the index does not know go to lost+found, oldest first, fresh UIDVALIDITY. */
@@ -238,14 +302,62 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
       found.push({ hash: item.hash, size: item.length, date: headerDate(head), pack, offset: item.offset, order: order++ });
     }
   }
-  if (found.length === 0) return { mailbox: '', messages: 0 };
+  const inline = await unreferencedInlineBodies(store, seen);
+  if (found.length + inline.length === 0) return { mailbox: '', messages: 0 };
   found.sort((a, b) => a.date - b.date || a.order - b.order);
   let mailbox = 'lost+found';
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
   if (existing.length > 0) mailbox = `lost+found/${fileTimeStamp()}`;
   await store.createMailbox(mailbox);
   for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.maintenance().adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
-  return { mailbox, messages: found.length };
+  // appended again (a new copy of their bytes; adoptBlobs takes pack records only), by date
+  for (let i = 0; i < inline.length; i += limits.lostFoundAdoptBlobs) {
+    await store.appendBatch(mailbox, inline.slice(i, i + limits.lostFoundAdoptBlobs).map((m) => ({ bytes: m.body, internalDate: m.date })));
+  }
+  return { mailbox, messages: found.length + inline.length };
+}
+
+/**
+ * Message bodies inline in journal records (docs/FORMAT.md, "Inline bodies": their only copy)
+ * that the index does not know, the message still there at the end of the journal as far as its
+ * records say (not expunged, its mailbox not deleted), oldest first. Their records' mailboxes are
+ * gone with the journal before them (both snapshots damaged over a retired journal): the replay
+ * skipped them, so before, --from-packs left these acknowledged messages out of lost+found, and
+ * --from-index then set the journal holding them aside.
+ */
+async function unreferencedInlineBodies(store: Store, seen: Set<string>): Promise<{ body: Buffer; date: number }[]> {
+  const bodies = new Map<string, { body: Buffer; date: number; seq: number; refs: number }>();
+  const messages = new Map<string, string>(); // mailbox id and uid -> blob hash, of the messages added in the journal
+  const mailboxOf = (key: string) => key.slice(0, key.indexOf('/'));
+  const drop = (key: string) => {
+    const hex = messages.get(key);
+    const body = hex === undefined ? undefined : bodies.get(hex);
+    if (body) body.refs--;
+    messages.delete(key);
+  };
+  for await (const { seq, payload } of store.maintenance().journal.read(0, () => {})) {
+    for (const op of decodeCbor<JournalPayload>(payload).ops) {
+      const id = 'id' in op && op.id instanceof Uint8Array ? Buffer.from(op.id).toString('hex') : undefined;
+      if (op.op === 'message.add' && id) {
+        const hex = Buffer.from(op.hash).toString('hex');
+        messages.set(`${id}/${op.uid}`, hex);
+        const known = bodies.get(hex);
+        if (known) known.refs++;
+        else if (op.body && !seen.has(hex) && hashBytes(op.body).equals(op.hash)) bodies.set(hex, { body: Buffer.from(op.body), date: op.date, seq, refs: 1 });
+      } else if (op.op === 'message.expunge' && id) {
+        for (const uid of op.uids) drop(`${id}/${uid}`);
+      } else if ((op.op === 'mailbox.deleteBegin' || op.op === 'mailbox.deleteEnd') && id) {
+        for (const key of [...messages.keys()]) if (mailboxOf(key) === id) drop(key);
+      }
+    }
+  }
+  const out: { body: Buffer; date: number; seq: number }[] = [];
+  for (const [hex, body] of bodies) {
+    if (body.refs <= 0 || (await store.maintenance().index.get<BlobRecord>(keys.blob(Buffer.from(hex, 'hex'))))) continue;
+    seen.add(hex);
+    out.push(body);
+  }
+  return out.sort((a, b) => a.date - b.date || a.seq - b.seq);
 }
 
 function headerDate(message: Buffer): number {

@@ -2,7 +2,7 @@
 // Damaged records are copied to quarantine/ and left in place (unreferenced once healed); good
 // copies come only from --source stores or directories and are verified by hash before use.
 import { join } from 'node:path';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from '../store/identity.js';
@@ -160,7 +160,12 @@ async function quarantineRecord(store: Store, pack: number, offset: number, hash
     await handle.close();
   }
   const target = join(store.root, LAYOUT.quarantine, `blob-${hash}-pack${pack}-at${offset}`);
-  if (await store.fs.statIfExists(target)) return target;
-  await writeFileDurable(store.fs, target, bytes);
+  try {
+    if (await store.fs.statIfExists(target)) return target;
+    await writeFileDurable(store.fs, target, bytes);
+  } catch (error) {
+    // a quarantine/ that lost its mode or its space: ACCESS / NO_SPACE naming it, not a plain errno (INTERNAL)
+    throw fromSystemError(error, 'copying a damaged record into quarantine/', target);
+  }
   return target;
 }

@@ -34,6 +34,7 @@ import { classifyDropped } from './drop.js';
 import { tallyOps, type OpsTally } from './journal-tally.js';
 import { scrubMailboxes } from './scoped.js';
 import { checkSnapshots } from './snapshot-check.js';
+import { checkStoreFiles } from './store-files.js';
 import type { SnapshotInfo } from '../store/snapshot-file.js';
 import { monotonicMs } from '../monotonic.js';
 
@@ -251,6 +252,7 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   summary.journalRecords = await timed(summary, 'journal', () => store.maintenance().withoutSnapshots(async () => {
     const snapshots = await checkSnapshots(store, findings);
     summary.snapshotsVerified = snapshots.length;
+    await checkStoreFiles(store, findings);
     return checkJournal(store, findings, journalTotals, snapshots, stop);
   }));
   options.onProgress?.(packPass.progress('index'));

@@ -163,9 +163,14 @@ export class ChangeFeed {
    * exists; returns its cursor. A consumer that must see the past registers at the oldest retained
    * seq - 1.
    */
-  register(name: string, seq = this.lastSeq): Promise<{ seq: number; updated: number }> {
+  register(name: string, seq = this.lastSeq, options: { replaceDamaged?: boolean } = {}): Promise<{ seq: number; updated: number }> {
     return this.oneAtATime(name, async () => {
-      const existing = await this.cursor(name);
+      // `replaceDamaged`: a cursor the store derives (snapshot, compact) is as good as lost when it
+      // does not read; else every retirement stayed refused (CORRUPT) until an admin removed it
+      const existing = await this.cursor(name).catch((error: unknown) => {
+        if (options.replaceDamaged && error instanceof MailstoreError && error.code === 'CORRUPT') return undefined;
+        throw error;
+      });
       if (existing) return existing;
       await this.store(name, this.checkSeq(seq));
       return (await this.cursor(name))!;
@@ -236,19 +241,24 @@ export class ChangeFeed {
 
   /** Every registered consumer with its lag, by name. */
   async consumers(): Promise<ConsumerState[]> {
-    const dir = join(this.host.root, CONSUMERS_DIR);
-    const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [] as string[];
-      throw fromSystemError(error, 'listing consumers', dir);
-    });
     const out: ConsumerState[] = [];
-    for (const name of names.filter((n) => NAME.test(n)).sort()) {
+    for (const name of await this.names()) {
       const cursor = await this.cursor(name);
       if (!cursor) continue;
       const lagRecords = Math.max(0, this.lastSeq - cursor.seq);
       out.push({ name, seq: cursor.seq, updated: cursor.updated, lagRecords, behind: lagRecords > limits.consumerLagRecordsWarn });
     }
     return out;
+  }
+
+  /** The names of the consumer cursors in consumers/, sorted, whether or not their files read. */
+  async names(): Promise<string[]> {
+    const dir = join(this.host.root, CONSUMERS_DIR);
+    const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [] as string[];
+      throw fromSystemError(error, 'listing consumers', dir);
+    });
+    return names.filter((n) => NAME.test(n)).sort();
   }
 
   /** The slowest cursor (retirement never passes it), or undefined when there is no consumer. */

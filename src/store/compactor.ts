@@ -63,7 +63,7 @@ export class BackgroundCompactor extends BackoffLoop {
   protected async round(): Promise<boolean> {
     try {
       if (this.stopped) return false;
-      const { seq: cursor } = await this.hooks.feed.register(COMPACT_CONSUMER);
+      const { seq: cursor } = await this.hooks.feed.register(COMPACT_CONSUMER, undefined, { replaceDamaged: true }); // damaged: as if lost (docs/FORMAT.md)
       let last = cursor;
       // each change is looked at and let go: read as views into the journal's buffer (no copies)
       for await (const change of this.hooks.feed.read(cursor, { limit: limits.compactConsumerRecords, views: true })) {

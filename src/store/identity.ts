@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileStat, FileSystem } from '../fs/filesystem.js';
-import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
+import { ensureDir, fileTimeStamp, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
 import { type KernelLock, kernelLockAvailable, takeKernelLock } from '../fs/kernel-lock.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
@@ -58,7 +58,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
   const text = bytes.toString('utf8');
   const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(text);
-  const broken = (why: string) => new MailstoreError('UNMOUNTED', `${path} is not a valid mailstore identity (${why}); is this the right directory?`, { path });
+  const broken = (why: string) => new MailstoreError('UNMOUNTED', `${path} is not a valid mailstore identity (${why}); is this the right directory?` +
+    (identityDamaged(bytes) ? ` If it is, and STORE alone is damaged, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers (the damaged one to quarantine/).` : ''), { path });
   if (!m) throw broken('unreadable');
   if (crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) throw broken('checksum mismatch');
   const identity = JSON.parse(m[1]) as StoreIdentity;
@@ -70,6 +71,12 @@ function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
     throw new MailstoreError('INVALID', `${path}: store format version ${identity.version} is not supported by this mailstore (it reads versions ${READABLE_VERSIONS.join(' and ')}): it was written by a newer mailstore; run that one (downgrading a store is not supported)`, { path });
   }
   return identity;
+}
+
+/** STORE's bytes fail its own checksum (or its frame): damage, not another store's or another program's file. */
+function identityDamaged(bytes: Buffer): boolean {
+  const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
+  return !m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2];
 }
 
 export function storeIdBytes(identity: StoreIdentity): Buffer {
@@ -211,13 +218,15 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
         text = stagedText;
       } else if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new MailstoreError('UNMOUNTED',
-          `${join(root, dir)} is missing or empty (no ${LAYOUT.marker} marker): was it moved, or is its partition not mounted? Nothing was changed.`, { path: marker });
+          `${join(root, dir)} is missing or empty (no ${LAYOUT.marker} marker): was it moved, or is its partition not mounted? Nothing was changed. ` +
+          `If it is mounted and only its ${LAYOUT.marker} was lost, 'mailstore reconstruct' writes it again when every file there names this store.`, { path: marker });
       } else {
         throw fromSystemError(error, 'reading marker', marker);
       }
     }
     if (text !== identity.storeId) {
-      throw new MailstoreError('UNMOUNTED', `${join(root, dir)} belongs to store ${text}, not ${identity.storeId}: a foreign directory is mounted here`, { path: marker });
+      throw new MailstoreError('UNMOUNTED', `${join(root, dir)} belongs to store ${JSON.stringify(text.slice(0, 64))}, not ${identity.storeId}: a foreign directory is mounted here, ` +
+        `or its ${LAYOUT.marker} is damaged ('mailstore reconstruct' writes it again when every file there names this store)`, { path: marker });
     }
   }
   return identity;
@@ -319,7 +328,9 @@ async function refuseRepository(fs: FileSystem, root: string): Promise<void> {
  */
 export async function recreateLostIdentity(fs: FileSystem, root: string): Promise<string | undefined> {
   const path = join(root, LAYOUT.identity);
-  if (await fs.statIfExists(path)) return undefined;
+  // a STORE that fails its checksum (a flipped byte) is as lost; one that reads (another store's) is not
+  const existing = (await fs.statIfExists(path)) ? await fs.readFile(path).catch((e) => { throw fromSystemError(e, 'reading store identity', path); }) : undefined;
+  if (existing && !identityDamaged(existing)) return undefined;
   const markers = await Promise.all([LAYOUT.packs, LAYOUT.journal].map(async (dir) => {
     const marker = join(root, dir, LAYOUT.marker);
     const text = await fs.readFile(marker).then((b) => b.toString('utf8').trim(), () => undefined);
@@ -328,6 +339,10 @@ export async function recreateLostIdentity(fs: FileSystem, root: string): Promis
   const [packs, journal] = markers;
   if (!packs.text || packs.text !== journal.text || !UUID.test(packs.text)) return undefined;
   const created = new Date(journal.stat?.mtimeMs ?? Date.now()).toISOString();
+  if (existing) {
+    await ensureDir(fs, join(root, LAYOUT.quarantine));
+    await fs.rename(path, join(root, LAYOUT.quarantine, `STORE-damaged-${fileTimeStamp()}-${process.pid}`)).catch((e) => { throw fromSystemError(e, 'moving the damaged store identity aside', path); });
+  }
   await writeFileDurable(fs, path, encodeIdentity({ format: STORE_FORMAT, version: STORE_VERSION, storeId: packs.text, created }))
     .catch((e) => { throw fromSystemError(e, 'writing the store identity again', path); });
   return packs.text;

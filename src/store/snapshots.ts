@@ -296,7 +296,7 @@ export class Snapshotter {
 
   private async moveCursor(seq: number): Promise<void> {
     const { changes } = this.host;
-    const cursor = await changes.register(SNAPSHOT_CONSUMER, Math.min(seq, changes.lastSeq));
+    const cursor = await changes.register(SNAPSHOT_CONSUMER, Math.min(seq, changes.lastSeq), { replaceDamaged: true });
     if (seq > cursor.seq && seq <= changes.lastSeq) await changes.advance(SNAPSHOT_CONSUMER, seq);
   }
 

@@ -532,7 +532,10 @@ export class Store implements MailStore {
    */
   private async advanceCompactConsumer(seq: number): Promise<void> {
     const { COMPACT_CONSUMER } = await import('./compactor.js');
-    const cursor = await this.changes.cursor(COMPACT_CONSUMER);
+    const cursor = await this.changes.cursor(COMPACT_CONSUMER).catch((error: unknown) => {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      return this.changes.register(COMPACT_CONSUMER, seq, { replaceDamaged: true }); // derived: as if lost, at the seq this compaction saw
+    });
     if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq, { ifBehind: true });
   }
 

@@ -93,10 +93,33 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     expect(existsSync(join(partial, 'STORE'))).toBe(false);
     const done = await mailstore(dir, 'reconstruct', '--identity-from-markers');
     expect(done.code, done.stderr).toBe(0);
-    expect(done.stdout.toString()).toMatch(/STORE was missing: written again from the packs\/ and journal\/ markers/);
+    expect(done.stdout.toString()).toMatch(/STORE was missing or damaged: written again from the packs\/ and journal\/ markers/);
     expect(JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]).storeId).toBe(JSON.parse(identity.split('\n')[0]).storeId);
     expect((await mailstore(dir, 'scrub')).code).toBe(0);
     await expectAllThere(dir, acked, flags);
+  });
+
+  it('STORE damaged (a flipped byte): every command refuses (exit 3) naming `reconstruct --identity-from-markers`, which writes it again (exit 0; the damaged one to quarantine/), nothing lost; another store\'s STORE there (it reads) is not replaced', async () => {
+    const { dir, acked, flags } = await store();
+    const identity = readFileSync(join(dir, 'STORE'));
+    const damaged = Buffer.from(identity);
+    damaged[40] ^= 0x01;
+    writeFileSync(join(dir, 'STORE'), damaged);
+    const refused = await mailstore(dir, 'scrub');
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/checksum mismatch.*'mailstore reconstruct --identity-from-markers' writes it again/);
+    const done = await mailstore(dir, 'reconstruct', '--identity-from-markers');
+    expect(done.code, done.stderr).toBe(0); // before: refused (exit 3), STORE 'is there'
+    expect(done.stdout.toString()).toMatch(/STORE was missing or damaged: written again/);
+    expect(JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]).storeId).toBe(JSON.parse(identity.toString().split('\n')[0]).storeId);
+    expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('STORE-damaged-')).length).toBe(1);
+    expect((await mailstore(dir, 'scrub')).code).toBe(0);
+    await expectAllThere(dir, acked, flags);
+    const other = tempDir();
+    expect((await mailstore(other, 'init')).code).toBe(0);
+    writeFileSync(join(dir, 'STORE'), readFileSync(join(other, 'STORE')));
+    expect((await mailstore(dir, 'reconstruct', '--identity-from-markers')).code).toBe(3);
+    expect(readFileSync(join(dir, 'STORE'))).toEqual(readFileSync(join(other, 'STORE')));
   });
 
   it('lost journal segments (journal/STORE-ID kept): `mailstore scrub` exits 1, `mailstore reconstruct` repairs it, nothing lost', async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 // every body in a pack: these tests damage or lose the journal and rebuild from packs (helpers/packed.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
+import { Store as InlineStore } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
 import { fillerStart } from '../../src/journal/journal-format.js';
@@ -158,6 +159,99 @@ describe('reconstruct uses the best surviving source', () => {
     expect(index.stdout).toMatch(/^source: index/);
     expect(await snapshot(dir)).toEqual(before);
     expect(cli(['scrub'], dir).status).toBe(0);
+  });
+
+  it('a journal/ or packs/ STORE-ID alone lost or damaged: reconstruct writes it again from the files\' headers, keeping the journal and its inline bodies; another store\'s journal is not adopted', async () => {
+    const dir = tmpDir();
+    const store = await InlineStore.open(dir, { create: true });
+    const bodies: Buffer[] = [];
+    try {
+      await store.createMailbox('INBOX');
+      const packed = [0, 1].map((i) => Buffer.from(`Subject: packed ${i}\r\n\r\n${'p'.repeat(300)}\r\n`));
+      await store.appendBatch('INBOX', packed.map((bytes) => ({ bytes })));
+      bodies.push(...packed);
+      for (let i = 0; i < 4; i++) {
+        bodies.push(Buffer.from(`Subject: inline ${i}\r\n\r\nonly in its journal record ${i}\r\n`));
+        await store.append('INBOX', bodies.at(-1)!); // delivered alone: inside its journal record
+      }
+    } finally {
+      await store.close();
+    }
+    for (const [where, damage] of [['journal', 'flip'], ['journal', 'delete'], ['packs', 'flip'], ['packs', 'delete']] as const) {
+      const copy = tmpDir(`${where}-${damage}`);
+      cpSync(dir, copy, { recursive: true });
+      const marker = join(copy, where, 'STORE-ID');
+      if (damage === 'delete') rmSync(marker);
+      else writeFileSync(marker, Buffer.from(readFileSync(marker).map((b, i) => (i === 3 ? b ^ 0x04 : b))));
+      const refused = cli(['scrub'], copy);
+      expect(refused.status, `${where} ${damage}`).toBe(3);
+      expect(refused.stderr).toMatch(/'mailstore reconstruct' writes it again/);
+      const done = cli(['reconstruct'], copy);
+      expect(done.status, done.stderr).toBe(0);
+      expect(done.stdout).toContain(`${where}/STORE-ID was missing or damaged: written again`);
+      const reopened = await InlineStore.open(copy);
+      try {
+        for (let uid = 1; uid <= bodies.length; uid++) expect((await reopened.fetch('INBOX', uid)).equals(bodies[uid - 1]), `${where} ${damage} uid ${uid}`).toBe(true);
+      } finally {
+        await reopened.close();
+      }
+      expect(cli(['scrub'], copy).status).toBe(0);
+    }
+    // another store's segment in journal/: not this store's journal, so the marker is not written over it
+    const other = await twentyMessages();
+    const copy = tmpDir('foreign');
+    cpSync(dir, copy, { recursive: true });
+    rmSync(join(copy, 'journal'), { recursive: true });
+    cpSync(join(other, 'journal'), join(copy, 'journal'), { recursive: true });
+    rmSync(join(copy, 'journal', 'STORE-ID'));
+    const foreign = cli(['reconstruct'], copy);
+    expect(foreign.stdout).not.toContain('STORE-ID was missing or damaged');
+    expect(readdirSync(join(copy, 'quarantine')).some((n) => n.startsWith('journal-lost'))).toBe(true); // set aside whole, as before
+  });
+
+  it('both snapshots damaged over a retired journal, index lost: --from-packs files the inline bodies still in the journal into lost+found too, not an expunged one', async () => {
+    const dir = tmpDir();
+    const store = await InlineStore.open(dir, { create: true, journalSegmentBytesMax: 1024 });
+    const live = new Set<string>();
+    let expunged = '';
+    try {
+      await store.createMailbox('INBOX');
+      const deliver = async (i: number) => {
+        const bytes = Buffer.from(`Date: Mon, ${1 + (i % 28)} Dec 2025 10:00:00 +0000\r\nSubject: ${i}\r\n\r\ndelivered alone ${i}\r\n`);
+        live.add(bytes.toString('latin1'));
+        return { bytes, uid: (await store.append('INBOX', bytes)).uid };
+      };
+      for (let i = 0; i < 6; i++) await deliver(i);
+      await store.snapshot();
+      for (let i = 6; i < 12; i++) await deliver(i);
+      const second = await store.snapshot();
+      expect(second.retired.segments.length).toBeGreaterThan(0); // the mailbox's create record is gone from the journal
+      const last = [];
+      for (let i = 12; i < 16; i++) last.push(await deliver(i));
+      await store.expunge('INBOX', last[0].uid);
+      expunged = last[0].bytes.toString('latin1');
+      live.delete(expunged);
+    } finally {
+      await store.close();
+    }
+    for (const name of readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'))) {
+      const path = join(dir, 'snapshots', name);
+      const bytes = readFileSync(path);
+      bytes[bytes.length >> 1] ^= 0x10;
+      writeFileSync(path, bytes);
+    }
+    rmSync(join(dir, 'index'), { recursive: true });
+    const result = cli(['reconstruct', '--from-packs', '--json'], dir);
+    const found = new Set<string>();
+    const reopened = await InlineStore.open(dir);
+    try {
+      for await (const m of reopened.messages('lost+found')) found.add((await reopened.fetch('lost+found', m.uid)).toString('latin1'));
+    } finally {
+      await reopened.close();
+    }
+    expect(JSON.parse(result.stdout).lostAndFound, result.stderr).toMatchObject({ mailbox: 'lost+found' });
+    for (const bytes of live) expect(found.has(bytes), bytes.split('\r\n')[1]).toBe(true); // before: the inline ones after the first snapshot were left out
+    expect(found.has(expunged)).toBe(false);
   });
 
   it('a journal rewrite interrupted between its two renames: open refuses (UNMOUNTED), reconstruct finishes it; an index from before the rewrite replays the checkpoint unchanged', async () => {

@@ -87,7 +87,8 @@ async function printResult(result: ReconstructResult, check: boolean, difference
   }
   // The keys a rebuild from the journal would change; beside the point when the index was kept.
   if (check || !result.journalRewritten) for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
-  if (result.identityRecreated) await printLine(`STORE was missing: written again from the packs/ and journal/ markers (store ${result.identityRecreated})`);
+  if (result.identityRecreated) await printLine(`STORE was missing or damaged: written again from the packs/ and journal/ markers (store ${result.identityRecreated})`);
+  for (const dir of result.markersRestored ?? []) await printLine(`${dir}/STORE-ID was missing or damaged: written again, since every ${dir === 'packs' ? 'pack' : 'journal segment'} there names this store (the old marker, if any, is in quarantine/)`);
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
   for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);

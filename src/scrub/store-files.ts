@@ -1,0 +1,23 @@
+// Scrub's look at the small files beside the data that an open does not read: the change-log
+// consumers' cursors and the journal archive setting. Damaged, they refuse every snapshot's
+// journal retirement (CORRUPT) while reads and deliveries go on, so the journal grows with
+// history and nothing else says so; before, scrub called such a store clean.
+import { isMailstoreError } from '../errors.js';
+import { readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/snapshots.js';
+import { CONSUMERS_DIR } from '../store/changes.js';
+import type { Store } from '../store/store.js';
+import type { Finding } from './findings.js';
+
+/** Adds a store-file-damage finding for each consumer cursor and setting that does not read. */
+export async function checkStoreFiles(store: Store, findings: Finding[]): Promise<void> {
+  const checks: [string, () => Promise<unknown>][] = (await store.changes.names()).map((name) => [`${CONSUMERS_DIR}/${name}`, () => store.changes.cursor(name)]);
+  checks.push([JOURNAL_ARCHIVE_FILE, () => readJournalArchive(store.fs, store.root)]);
+  for (const [file, read] of checks) {
+    try {
+      await read();
+    } catch (error) {
+      if (!isMailstoreError(error) || error.code !== 'CORRUPT') throw error;
+      findings.push({ kind: 'store-file-damage', file, why: error.message });
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// A damaged consumer cursor or journal archive setting refuses every journal retirement (CORRUPT)
+// while reads and deliveries go on, so the journal grows with history. Scrub called such a store
+// clean (an outside tester's finding, wt47b): now each is a store-file-damage finding, exit 1.
+import { describe, expect, it } from 'vitest';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
+const cli = (args: string[], dir: string) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
+
+/** A store with a snapshot, a journal archive and a replica's cursor. */
+async function storeWithCursors(): Promise<string> {
+  const dir = tmpDir();
+  const archive = tmpDir('archive');
+  mkdirSync(archive, { recursive: true, mode: 0o700 });
+  const store = await Store.open(dir, { create: true });
+  try {
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 3; i++) await store.append('INBOX', Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`));
+    await store.setJournalArchive(archive);
+    await store.changes.register('replica-0123456789abcdef');
+    await store.changes.register('compact');
+    await store.snapshot();
+  } finally {
+    await store.close();
+  }
+  return dir;
+}
+
+function flipByte(path: string, at: number): void {
+  const bytes = readFileSync(path);
+  bytes[at] ^= 0x20;
+  writeFileSync(path, bytes);
+}
+
+describe('scrub reports damaged store files that an open does not read', () => {
+  it('a flipped byte in a consumer cursor or JOURNAL-ARCHIVE: store-file-damage, exit 1; the undamaged store is clean', async () => {
+    const dir = await storeWithCursors();
+    const clean = await Store.open(dir);
+    try {
+      expect((await scrub(clean)).summary.damage).toBe(0);
+    } finally {
+      await clean.close();
+    }
+    for (const file of ['consumers/replica-0123456789abcdef', 'consumers/snapshot', 'JOURNAL-ARCHIVE']) {
+      const copy = tmpDir('damaged');
+      cpSync(dir, copy, { recursive: true });
+      flipByte(join(copy, file), 3);
+      const store = await Store.open(copy);
+      try {
+        const report = await scrub(store);
+        expect(report.findings.filter((f) => f.kind === 'store-file-damage').map((f) => f.kind === 'store-file-damage' && f.file)).toEqual([file]);
+        expect(report.summary.damage, file).toBe(1);
+      } finally {
+        await store.close();
+      }
+      const run = cli(['scrub', '--quiet'], copy);
+      expect(run.status, run.stderr).toBe(1);
+      expect(run.stdout).toContain(`store-file-damage  ${file}`);
+    }
+  });
+
+  it('the cursors the store derives (snapshot, compact) are written again by the next compaction and snapshot, as if lost: scrub is clean after them; another consumer\'s is not guessed', async () => {
+    const dir = await storeWithCursors();
+    for (const file of ['consumers/snapshot', 'consumers/compact']) flipByte(join(dir, file), 3);
+    const store = await Store.open(dir);
+    try {
+      expect((await scrub(store)).findings.filter((f) => f.kind === 'store-file-damage')).toHaveLength(2);
+      await store.append('INBOX', Buffer.from('Subject: more\r\n\r\nmore\r\n'));
+      await store.compact(); // before: CORRUPT, the compact consumer's cursor did not read
+      const taken = await store.snapshot(); // before: CORRUPT, likewise the snapshot consumer's
+      expect((await scrub(store)).summary.damage).toBe(0);
+      expect((await store.changes.cursor('snapshot'))!.seq).toBe(taken.seq);
+      flipByte(join(dir, 'consumers/replica-0123456789abcdef'), 3);
+      await expect(store.snapshot()).rejects.toMatchObject({ code: 'CORRUPT' }); // retirement must not pass a replica it cannot read
+      await expect(store.changes.cursor('replica-0123456789abcdef')).rejects.toMatchObject({ code: 'CORRUPT' });
+    } finally {
+      await store.close();
+    }
+  });
+});
