@@ -175,21 +175,56 @@ export function compareHashes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: nu
 }
 
 /**
- * `hashes` (each HASH_BYTES long) in compareHashes order, as `sort(Buffer.compare)` gives them, but
- * ordered by their first 6 bytes as a number first (exact in a double) and by all their bytes only
- * where those tie: the 950,040 distinct hashes of a 1M-message store sorted in ~0.4 s instead of
- * ~1.8 s (a full backup's tip; BENCHMARKS.md session 22 "A full backup of the 1M store").
+ * `hashes` (each HASH_BYTES long) in compareHashes order, as `sort(Buffer.compare)` gives them
+ * (hashOrder): the 950,040 distinct hashes of a 1M-message store sorted in ~0.4 s with a comparator
+ * on their first 6 bytes instead of ~1.8 s (BENCHMARKS.md session 22 "A full backup of the 1M store").
  */
 export function sortHashes(hashes: Buffer[]): Buffer[] {
-  const n = hashes.length;
-  const prefix = new Float64Array(n);
-  for (let i = 0; i < n; i++) prefix[i] = hashes[i]!.readUIntBE(0, 6);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => prefix[a]! - prefix[b]! || compareHashes(hashes[a]!, 0, hashes[b]!, 0));
-  const out = new Array<Buffer>(n);
-  for (let i = 0; i < n; i++) out[i] = hashes[order[i]!]!;
+  const order = hashOrder(hashes.length, (i) => hashes[i]!);
+  const out = new Array<Buffer>(hashes.length);
+  for (let i = 0; i < hashes.length; i++) out[i] = hashes[order[i]!]!;
   return out;
+}
+
+/** hashOrder's keys: a hash's first 4 bytes times 2^ORDER_INDEX_BITS plus its index, exact in a double (53 bits). */
+const ORDER_INDEX_BITS = 21;
+const ORDER_SPAN = 2 ** ORDER_INDEX_BITS;
+
+/**
+ * The indexes of `count` hashes (`hashAt(i)`, HASH_BYTES each) in compareHashes order (equal hashes
+ * in any order). Each hash's first 4 bytes and its index make one number, exact in a double, and a
+ * Float64Array sorts them natively; the rare runs of equal first 4 bytes (~0.05 of a pair among 20k
+ * hashes, ~120 pairs among 1M) are then ordered by all their bytes. A comparator in JavaScript,
+ * called ~n log n times, was most of a full backup's tip and held-ids table: ~60 ms of the main
+ * thread each for the bench's 20k store, and a TurboFan compile of it. Beyond 2^21 hashes, where
+ * the index no longer fits beside the prefix, the comparator on the first 6 bytes (as a number) as before.
+ */
+export function hashOrder(count: number, hashAt: (i: number) => Uint8Array): Uint32Array {
+  const order = new Uint32Array(count);
+  if (count >= ORDER_SPAN) {
+    const prefix = new Float64Array(count);
+    for (let i = 0; i < count; i++) {
+      const h = hashAt(i);
+      prefix[i] = ((((h[0]! * 256 + h[1]!) * 256 + h[2]!) * 256 + h[3]!) * 256 + h[4]!) * 256 + h[5]!;
+      order[i] = i;
+    }
+    return order.sort((a, b) => prefix[a]! - prefix[b]! || compareHashes(hashAt(a), 0, hashAt(b), 0));
+  }
+  const keys = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const h = hashAt(i);
+    keys[i] = (((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0) * ORDER_SPAN + i;
+  }
+  keys.sort();
+  for (let i = 0; i < count; i++) order[i] = keys[i]! % ORDER_SPAN;
+  for (let i = 0; i < count;) {
+    const prefix = Math.floor(keys[i]! / ORDER_SPAN);
+    let j = i + 1;
+    while (j < count && Math.floor(keys[j]! / ORDER_SPAN) === prefix) j++;
+    if (j - i > 1) order.subarray(i, j).sort((a, b) => compareHashes(hashAt(a), 0, hashAt(b), 0));
+    i = j;
+  }
+  return order;
 }
 
 /** Where `hash` is or would go in the sorted table: the number of hashes below it, and whether it is there. */
@@ -270,17 +305,10 @@ function lastOfEachUid(messages: StateMessage[]): StateMessage[] {
   return out;
 }
 
-/** The distinct hashes of `messages` in compareHashes order (sortHashes' two keys), and each message's index into them. */
+/** The distinct hashes of `messages` in compareHashes order (hashOrder), and each message's index into them. */
 function distinctHashes(messages: StateMessage[]): { hashes: Buffer; refs: Uint32Array } {
   const n = messages.length;
-  const prefix = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const h = messages[i]![1];
-    prefix[i] = ((((h[0]! * 256 + h[1]!) * 256 + h[2]!) * 256 + h[3]!) * 256 + h[4]!) * 256 + h[5]!;
-  }
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => prefix[a]! - prefix[b]! || compareHashes(messages[a]![1], 0, messages[b]![1], 0));
+  const order = hashOrder(n, (i) => messages[i]![1]);
   const refs = new Uint32Array(n);
   const hashes = Buffer.allocUnsafe(n * HASH_BYTES);
   let distinct = 0;

@@ -123,13 +123,15 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
   yield { op: 'state.begin', appliedSeq };
   let entries: [string, unknown][] = [];
   const skip = new Set(indexOwnMeta.map((key) => key.toString('latin1')));
-  for await (const [key, value] of all<unknown>(db, SPACE.meta)) {
-    if (skip.has(key.toString('latin1'))) continue;
-    entries.push([decodeString(key, 1).value, value]);
-    if (entries.length >= per) { yield { op: 'state.meta', entries }; entries = []; }
+  for await (const batch of all<unknown>(db, SPACE.meta)) {
+    for (const [key, value] of batch) {
+      if (skip.has(key.toString('latin1'))) continue;
+      entries.push([decodeString(key, 1).value, value]);
+      if (entries.length >= per) { yield { op: 'state.meta', entries }; entries = []; }
+    }
   }
   if (entries.length > 0) yield { op: 'state.meta', entries };
-  for await (const [, info] of all<MailboxInfo>(db, SPACE.info)) yield { op: 'state.mailbox', info };
+  for await (const batch of all<MailboxInfo>(db, SPACE.info)) for (const [, info] of batch) yield { op: 'state.mailbox', info };
   yield* grouped<MessageRecord, Op>(db, SPACE.message, per, (key) => decodeMessageKey(key), (id, list) => ({
     op: 'state.messages', id, messages: list.map(([key, r]) => stateEntry(decodeMessageKey(key).uid, r)),
   }));
@@ -137,28 +139,32 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
     op: 'state.changes', id, entries: list.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
   }));
   let blobs: Extract<Op, { op: 'state.blobs' }>['blobs'] = [];
-  for await (const [key, b] of all<BlobRecord>(db, SPACE.blob)) {
-    blobs.push(b.z === undefined ? [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r] : [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r, b.z]);
-    if (blobs.length >= per) { yield { op: 'state.blobs', blobs }; blobs = []; }
+  for await (const batch of all<BlobRecord>(db, SPACE.blob)) {
+    for (const [key, b] of batch) {
+      blobs.push(b.z === undefined ? [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r] : [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r, b.z]);
+      if (blobs.length >= per) { yield { op: 'state.blobs', blobs }; blobs = []; }
+    }
   }
   if (blobs.length > 0) yield { op: 'state.blobs', blobs };
 }
 
 
-/** Every entry of a key space, decoded (a damaged value throws CORRUPT: nothing is written then). */
-async function* all<T>(db: IndexRangeReader, space: number): AsyncGenerator<[Buffer, T]> {
-  for await (const batch of db.entryBatches<T>({ gte: Buffer.of(space), lt: Buffer.of(space + 1) }, 1000)) yield* batch;
+/** Every entry of a key space, decoded (a damaged value throws CORRUPT), a batch at a time (not a yield each). */
+function all<T>(db: IndexRangeReader, space: number): AsyncGenerator<[Buffer, T][]> {
+  return db.entryBatches<T>({ gte: Buffer.of(space), lt: Buffer.of(space + 1) }, 1000);
 }
 
 /** Entries of a per-mailbox space in runs of one mailbox, at most `per` a run. */
 async function* grouped<T, O>(db: IndexRangeReader, space: number, per: number, idOf: (key: Buffer) => { id: Buffer }, make: (id: Buffer, list: [Buffer, T][]) => O): AsyncGenerator<O> {
   let list: [Buffer, T][] = [];
   let id: Buffer | undefined;
-  for await (const [key, value] of all<T>(db, space)) {
-    const keyId = idOf(key).id;
-    if (id && (!keyId.equals(id) || list.length >= per)) { yield make(id, list); list = []; }
-    id = Buffer.from(keyId);
-    list.push([key, value]);
+  for await (const batch of all<T>(db, space)) {
+    for (const entry of batch) {
+      const keyId = idOf(entry[0]).id;
+      if (id && (!keyId.equals(id) || list.length >= per)) { yield make(id, list); list = []; }
+      if (!id || !keyId.equals(id)) id = Buffer.from(keyId);
+      list.push(entry);
+    }
   }
   if (id && list.length > 0) yield make(id, list);
 }

@@ -3,6 +3,7 @@
 // a damaged, torn or missing tip is never used (the run decodes the parent instead); a tip whose
 // chain has a damaged snapshot file is not built on; forget removes the tips of what it removes;
 // an encrypted repository's tips are sealed.
+import { createHash } from 'node:crypto';
 import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -12,7 +13,7 @@ import { runBackup, type BackupSource, type BackupSummary } from '../../src/back
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
-import { listTips, readTip, sortHashes, tipOfModel, tipOfState, type Tip } from '../../src/backup/tip.js';
+import { hashOrder, listTips, readTip, sortHashes, tipOfModel, tipOfState, type Tip } from '../../src/backup/tip.js';
 import { modelOf } from '../../src/backup/incremental.js';
 import type { MailboxInfo, Op } from '../../src/store/records.js';
 import type { StateChange, StateMessage } from '../../src/store/state-since.js';
@@ -257,6 +258,15 @@ describe('sortHashes', () => {
       const expected = [...withRepeats].sort(Buffer.compare).map((h) => h.toString('hex'));
       expect(sortHashes(withRepeats).map((h) => h.toString('hex'))).toEqual(expected);
     }), { numRuns: 500 });
+  });
+
+  it('hashOrder (a native sort of prefix-and-index numbers) orders 20k hashes as Buffer.compare does, runs of equal first bytes among them', () => {
+    const hashes = Array.from({ length: 20_000 }, (_, i) => createHash('sha256').update(String(i)).digest());
+    for (let i = 0; i < 300; i += 3) hashes[i + 1]!.set(hashes[i]!.subarray(0, 4 + (i % 5)), 0); // first 4 to 8 bytes tie
+    for (let i = 300; i < 330; i++) hashes[i + 1000] = Buffer.from(hashes[i]!); // repeats
+    const order = hashOrder(hashes.length, (i) => hashes[i]!);
+    expect(new Set(order).size).toBe(hashes.length);
+    for (let i = 1; i < order.length; i++) expect(Buffer.compare(hashes[order[i - 1]!]!, hashes[order[i]!]!)).toBeLessThanOrEqual(0);
   });
 });
 

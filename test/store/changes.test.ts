@@ -8,8 +8,12 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { runConsumer, type Change } from '../../src/store/changes.js';
-import { snapshotState } from '../../src/store/checkpoint.js';
-import type { Op } from '../../src/store/records.js';
+import { checkpointOps, snapshotState } from '../../src/store/checkpoint.js';
+import type { IndexRangeReader } from '../../src/index/index-db.js';
+import { keys, messageKeyUid } from '../../src/keys/index-keys.js';
+import { SPACE } from '../../src/keys/tuple.js';
+import { limits } from '../../src/limits.js';
+import type { MessageRecord, Op } from '../../src/store/records.js';
 import { internalsOf as internals } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
@@ -188,6 +192,42 @@ describe('state snapshot', () => {
     const box = ops.find((o) => o.op === 'state.mailbox');
     expect(box && box.op === 'state.mailbox' && box.info.messages).toBe(20);
     await store.close();
+  });
+});
+
+describe('checkpoint ops', () => {
+  // checkpointOps loops over LevelDB's batches (an async yield per entry cost the full read of a
+  // 20k store ~30 % of its CPU): runs of one mailbox still end at a mailbox's end and at `per`
+  // entries, wherever a batch ends
+  it('groups each mailbox\'s messages in runs of at most checkpointEntriesPerRecord across batch boundaries', async () => {
+    const a = Buffer.alloc(16, 0xaa), b = Buffer.alloc(16, 0xbb);
+    const record = (uid: number): MessageRecord => ({ h: Buffer.alloc(32, uid), s: 100 + uid, d: 1_700_000_000_000 + uid, f: ['\\Seen'], m: uid });
+    const entries: [Buffer, MessageRecord][] = [];
+    for (let uid = 1; uid <= 9; uid++) entries.push([keys.message(a, uid), record(uid)]);
+    for (let uid = 1; uid <= 3; uid++) entries.push([keys.message(b, uid), record(uid)]);
+    const sizes = [2, 5, 1, 3, 1]; // batch ends in the middle of a run, at a run's end and at the mailbox's end
+    const reader: IndexRangeReader = {
+      entryBatches: <T>(range: { gte: Buffer }) => (async function* () {
+        if (range.gte[0] !== SPACE.message) return;
+        let at = 0;
+        for (const size of sizes) { yield entries.slice(at, at + size).map(([key, value]) => [key, value]) as unknown as [Buffer, T][]; at += size; }
+      })(),
+    };
+    const per = limits.checkpointEntriesPerRecord;
+    limits.checkpointEntriesPerRecord = 4;
+    const ops: Op[] = [];
+    try {
+      for await (const op of checkpointOps(reader, 7)) ops.push(op);
+    } finally {
+      limits.checkpointEntriesPerRecord = per;
+    }
+    const runs = ops.flatMap((op) => (op.op === 'state.messages' ? [[Buffer.from(op.id).toString('hex'), op.messages.map((m) => m[0])]] : []));
+    expect(ops[0]).toEqual({ op: 'state.begin', appliedSeq: 7 });
+    expect(runs).toEqual([
+      [a.toString('hex'), [1, 2, 3, 4]], [a.toString('hex'), [5, 6, 7, 8]], [a.toString('hex'), [9]], [b.toString('hex'), [1, 2, 3]],
+    ]);
+    const messages = ops.flatMap((op) => (op.op === 'state.messages' ? op.messages : []));
+    expect(messages.map((m) => [m[0], Buffer.from(m[1]).equals(Buffer.alloc(32, m[0])), m[2], m[5]])).toEqual(entries.map(([key, r]) => [messageKeyUid(key), true, r.s, r.m]));
   });
 });
 
