@@ -75,6 +75,7 @@ export async function withStore<T>(command: Command, work: (store: MailStore) =>
 export async function withStoreAt<T>(dir: string, command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
   const handle = await openHandle(dir, lockWaitOptions(command), (d, wait) => openStore(d, { ...wait, ...ONE_SHOT }));
   try {
+    stopWaitingIfInterrupted(); // as withHandle
     return await work(handle);
   } finally {
     await handle.close();
@@ -117,6 +118,7 @@ class DaemonStarted extends Error {}
 async function withHandle<T>(command: Command, work: (store: MailStore) => Promise<T>, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<T> {
   const handle = await openHandle(storeDir(command), lockWaitOptions(command), open);
   try {
+    stopWaitingIfInterrupted(); // a stop the wait had no retry left to see (sighup-ignored.test.ts)
     return await work(handle);
   } finally {
     await handle.close();
