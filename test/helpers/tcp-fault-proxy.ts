@@ -16,6 +16,8 @@ interface Pair {
   forwarded: Record<Direction, number>;
   /** One side closed while black-holed: the other hears of it only once the link is back. */
   broken?: boolean;
+  /** Its number among the connections accepted (1 for the first). */
+  serial: number;
 }
 
 export class TcpFaultProxy {
@@ -25,7 +27,8 @@ export class TcpFaultProxy {
   private flip = false;
   private trickleBytes = 0;
   private trickleMs = 0;
-  private resetAt?: { direction: Direction; bytes: number };
+  /** The next reset; `later`: those after it, each on a connection accepted after the one before fired; `from`: connections up to it are spared. */
+  private resetAt?: { direction: Direction; bytes: number; later: number[]; from: number };
   private connectionCount = 0;
   /** Connections accepted while black-holed, waiting for the link to come back. */
   private held: Pair[] = [];
@@ -99,9 +102,15 @@ export class TcpFaultProxy {
     this.trickleMs = ms;
   }
 
-  /** The connection that forwards its `bytes`th byte in `direction` is reset there (RST both ways), once. */
-  resetAfter(direction: Direction, bytes: number): void {
-    this.resetAt = { direction, bytes };
+  /**
+   * The connection that forwards its `bytes`th byte in `direction` is reset there (RST both ways),
+   * once; then, with `later`, the first connection accepted after that one to forward its
+   * `later[0]`th byte, and so on: each armed before its connection starts, whatever the load
+   * (arming the next one from the test after a new connection was seen let that connection's
+   * whole stream go by first on a loaded machine).
+   */
+  resetAfter(direction: Direction, bytes: number, ...later: number[]): void {
+    this.resetAt = { direction, bytes, later, from: 0 };
   }
 
   /** Every connection closed at once (both sides see it). */
@@ -126,7 +135,7 @@ export class TcpFaultProxy {
 
   private accept(client: net.Socket): void {
     this.connectionCount++;
-    const pair: Pair = { client, forwarded: { upstream: 0, downstream: 0 } };
+    const pair: Pair = { client, forwarded: { upstream: 0, downstream: 0 }, serial: this.connectionCount };
     this.pairs.add(pair);
     client.on('error', () => this.sideClosed(pair));
     client.on('close', () => this.sideClosed(pair));
@@ -155,8 +164,9 @@ export class TcpFaultProxy {
         data[5] ^= 0x40;
       }
       const reset = this.resetAt;
-      if (reset?.direction === direction && pair.forwarded[direction] + data.length >= reset.bytes) {
-        this.resetAt = undefined;
+      if (reset?.direction === direction && pair.serial > reset.from && pair.forwarded[direction] + data.length >= reset.bytes) {
+        const [next, ...rest] = reset.later;
+        this.resetAt = next === undefined ? undefined : { direction, bytes: next, later: rest, from: pair.serial };
         to.write(data.subarray(0, reset.bytes - pair.forwarded[direction]), () => {
           pair.client.resetAndDestroy();
           pair.upstream?.resetAndDestroy();

@@ -75,14 +75,14 @@ describe('replica resync from a snapshot', () => {
       open: (dir) => Store.open(dir, { create: true, ...small }),
       fill: (store) => fillAndRetire(store, 300, 2000),
       primary: { log: (line) => logs.push(line) },
-      // the new replica's first connection takes the identity; each reset hits a resync stream
-      beforeReplica: (proxy) => proxy.resetAfter('downstream', 40_000),
+      // the new replica's first connection takes the identity; each reset hits a resync stream:
+      // the first in its snapshot, the next (the connection after it) in its packs
+      beforeReplica: (proxy) => proxy.resetAfter('downstream', 40_000, 400_000),
       replica: { storeOptions: small },
     });
     const { key, primaryStore, proxy, replica } = pair;
     try {
       await until(() => proxy.connections() >= 3, 10_000, 'a connection after the first reset');
-      proxy.resetAfter('downstream', 400_000);
       await until(() => proxy.connections() >= 4, 10_000, 'a connection after the second reset');
       proxy.blackhole();
       await new Promise((done) => setTimeout(done, 500));
