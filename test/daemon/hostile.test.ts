@@ -205,7 +205,7 @@ describe('idle, silent and slow clients', () => {
     expect(running.server.connectionCount).toBe(1000);
     const started = Date.now();
     await stillServes(running);
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(10_000); // held up, it would wait for ever; room for a loaded CI
     const perConnection = (process.memoryUsage().rss - before) / 1000;
     expect(perConnection).toBeLessThan(64 * 1024); // both ends of 1,000 sockets live in this process
     for (const socket of idle) socket.destroy();
@@ -258,7 +258,7 @@ describe('idle, silent and slow clients', () => {
     await sleep(300);
     const started = Date.now();
     await stillServes(running);
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(10_000); // held up, it would wait for ever; room for a loaded CI
     stream.destroy();
     slowRaw.destroy();
     await slow.close();

@@ -591,7 +591,8 @@ describe('LMTP delivery', () => {
     await c.replies(1);
     const started = Date.now();
     await server.close();
-    expect(Date.now() - started).toBeLessThan(2000);
+    // below the 10 s grace it would wait out (lmtpLimits.closeGraceMs), with room for a loaded CI
+    expect(Date.now() - started).toBeLessThan(8000);
     expect((await c.replies(1))[0]).toMatch(/^421 /);
     await c.closed;
     open.splice(0, 1, { store: open[0].store }); // closed already
