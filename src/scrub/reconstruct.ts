@@ -22,6 +22,8 @@ import type { BlobRecord, JournalPayload } from '../store/records.js';
 import { decodeCbor } from '../index/codec.js';
 import { hashBytes } from '../hash/blake3.js';
 import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
+import { unreadableInlineBodies } from './scrub.js';
+import type { Finding } from './findings.js';
 
 /** 'snapshot': the newest valid snapshot and the journal after it (the journal, read from a snapshot). */
 export type RecoverySource = 'journal' | 'snapshot' | 'index' | 'packs';
@@ -69,6 +71,12 @@ export interface ReconstructResult extends RebuildComparison {
   findings: string[];
   /** Set by a scoped check (`mailbox`): the subtree and the keys of it that differ. */
   scope?: { mailbox: string; mailboxes: number; differences: number };
+  /**
+   * Inline bodies the index keeps that do not read back from their journal records (scrub's
+   * blob-missing findings, with the messages using each), and how many messages use them: mail
+   * the rebuilt index lists and fetch refuses CORRUPT. Set by every run but a scoped check.
+   */
+  unreadable?: { messages: number; bodies: Finding[] };
 }
 
 /** Aborts the index swap inside reconstructIndex when the index is the better source. */
@@ -140,15 +148,21 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       if (scope.result.mailboxes === 0 && scope.result.differences === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${scope.result.mailbox} or below it, in the index or the journal`, { path: scope.result.mailbox });
       result.scope = scope.result;
     }
-    if (options.check) return result;
-    if (decision.source === 'index') result.journalRewritten = await store.maintenance().rewriteJournalFromIndex();
-    if (options.fromPacks) {
-      result.lostAndFound = await adoptUnreferenced(store);
-      if (result.before.messages === 0 && result.lostAndFound.messages > 0) {
-        result.source = 'packs';
-        result.reason = 'neither the journal nor the index holds any message: the messages were recovered from the packs';
+    if (!options.check) {
+      if (decision.source === 'index') result.journalRewritten = await store.maintenance().rewriteJournalFromIndex();
+      if (options.fromPacks) {
+        result.lostAndFound = await adoptUnreferenced(store);
+        if (result.before.messages === 0 && result.lostAndFound.messages > 0) {
+          result.source = 'packs';
+          result.reason = 'neither the journal nor the index holds any message: the messages were recovered from the packs';
+        }
+        result.messagesAfter += result.lostAndFound.messages;
       }
-      result.messagesAfter += result.lostAndFound.messages;
+    }
+    if (!scope) {
+      // A rebuild from a snapshot reads no record below it: "rebuilt" said nothing of the bodies there
+      const bodies = await unreadableInlineBodies(store);
+      result.unreadable = { messages: bodies.reduce((sum, f) => sum + ('refs' in f ? f.refs.length : 0), 0), bodies };
     }
     return result;
   } finally {

@@ -21,7 +21,7 @@ import { ID_BYTES, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from
 import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
-import type { ScanHeader, ScanItem, ScanOptions } from '../blob/pack-store.js';
+import { INLINE_PACK, type ScanHeader, type ScanItem, type ScanOptions } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { quarantineUse, type QuarantineUse } from '../store/quarantine.js';
@@ -1106,10 +1106,10 @@ function compareTotals(findings: Finding[], journal: LiveTotals, index: LiveTota
  * was written after its pack was scanned (the next cycle verifies it). An entry into an object
  * whose checksum matched is not read: its object holds the bytes a full pass verified.
  */
-async function checkBlobLocations(store: Store, findings: Finding[], corrupt: ReadonlySet<string>, confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>): Promise<void> {
+async function checkBlobLocations(store: Store, findings: Finding[], corrupt: ReadonlySet<string>, confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>, only?: (blob: BlobRecord) => boolean): Promise<void> {
   const inScanned = (pack: number, offset: number) => scanned.some((r) => r.pack === pack && offset >= r.from && offset < r.to);
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
-    if (confirmed.has(blob.p, blob.o) || byChecksum.has(blob.p)) continue;
+    if ((only && !only(blob)) || confirmed.has(blob.p, blob.o) || byChecksum.has(blob.p)) continue;
     const hash = key.subarray(1);
     const hex = hashHex(hash);
     if (corrupt.has(hex)) continue;
@@ -1126,6 +1126,24 @@ async function checkBlobLocations(store: Store, findings: Finding[], corrupt: Re
       }
     }
   }
+}
+
+/**
+ * The inline bodies (docs/FORMAT.md, "Inline bodies") the index refers to that do not read back
+ * from their journal records, found and reported as scrub finds them (blob-missing, with the
+ * messages using each). For reconstruct: a rebuild from a snapshot reads none of the records below
+ * it, and a journal written from the index leaves a body it could not move in the old journal
+ * (quarantine/), so "rebuilt" said nothing of these bodies, each the only copy of its message.
+ */
+export async function unreadableInlineBodies(store: Store): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  if (!(await store.maintenance().index.get<number>(meta.inlineUsed))) return findings; // no inline body was ever stored: no scan
+  await store.maintenance().runExclusive(async () => {
+    await checkBlobLocations(store, findings, new Set(), new Confirmed(), [], new Set(), (blob) => blob.p === INLINE_PACK);
+    await attachRefs(store, findings);
+    await classifyDropped(store, findings);
+  });
+  return findings.filter(isDamage);
 }
 
 /** murmur3's 32-bit finalizer: spreads (mailbox, uid, modseq) over both digest lanes. */

@@ -306,6 +306,83 @@ describe('reconstruct uses the best surviving source', () => {
   });
 });
 
+describe('an inline body that does not read back after a recovery', () => {
+  /** 8 deliveries inside their journal records (segments of 1 KiB), a snapshot at seq 9, 2 more; and a copy of it. */
+  async function inlineUnderSnapshot(): Promise<{ dir: string; copy: string; bodies: Buffer[] }> {
+    const dir = tmpDir('inline-under-snapshot');
+    const bodies: Buffer[] = [];
+    const store = await InlineStore.open(dir, { create: true, journalSegmentBytesMax: 1024 });
+    try {
+      await store.createMailbox('INBOX');
+      for (let i = 0; i < 10; i++) {
+        if (i === 8) expect((await store.snapshot()).seq).toBe(9);
+        bodies.push(Buffer.from(`Subject: ${i}\r\n\r\ninline body ${i} ${'x'.repeat(200)}\r\n`));
+        await store.append('INBOX', bodies[i]);
+      }
+    } finally {
+      await store.close();
+    }
+    const copy = tmpDir('inline-under-snapshot-copy');
+    cpSync(dir, copy, { recursive: true });
+    return { dir, copy, bodies };
+  }
+
+  /** Flips a bit inside the body of message i where its record is (the body is its only copy). */
+  function flipInBody(dir: string, i: number): string {
+    for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) {
+      const path = join(dir, 'journal', name);
+      const bytes = readFileSync(path);
+      const at = bytes.indexOf(`inline body ${i} `);
+      if (at < 0) continue;
+      bytes[at + 40] ^= 0x04;
+      writeFileSync(path, bytes);
+      return name;
+    }
+    throw new Error(`no body ${i}`);
+  }
+
+  it('below the newest snapshot: reconstruct rebuilds from it, and says which message has no readable body (exit 1, --json too), until scrub --repair --source COPY heals it', async () => {
+    const { dir, copy, bodies } = await inlineUnderSnapshot();
+    expect(flipInBody(dir, 1)).toBe('0000000000000001.jnl'); // uid 2, record 3: below the snapshot, in a segment no longer written
+    const json = cli(['reconstruct', '--json'], dir);
+    expect(json.status, json.stderr).toBe(1); // before: 0, "the index is rebuilt", and fetch of uid 2 CORRUPT
+    const result = JSON.parse(json.stdout);
+    expect(result).toMatchObject({ source: 'snapshot', journalIntact: true, degraded: true, unreadable: { messages: 1 } });
+    expect(result.unreadable.bodies).toHaveLength(1);
+    expect(result.unreadable.bodies[0]).toMatchObject({ kind: 'blob-missing', pack: -1, offset: 3, refs: [{ mailbox: 'INBOX', uid: 2 }] });
+    const text = cli(['reconstruct'], dir);
+    expect(text.status, text.stderr).toBe(1);
+    expect(text.stdout).toMatch(/^source: snapshot/);
+    expect(text.stdout).toMatch(/1 message\(s\) have no readable body.*INBOX:2.*'mailstore scrub --repair --source COPY'/);
+    // scrub finds the same, and heals it from the copy; reconstruct is then whole again
+    expect(cli(['scrub'], dir).status).toBe(1);
+    const repaired = cli(['scrub', '--repair', '--source', copy], dir);
+    expect(repaired.status, repaired.stdout + repaired.stderr).toBe(0);
+    const again = cli(['reconstruct', '--json'], dir);
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ degraded: false, unreadable: { messages: 0, bodies: [] } });
+    const store = await InlineStore.open(dir);
+    try {
+      for (let uid = 1; uid <= bodies.length; uid++) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('in the newest segment: the index writes a new journal (the damaged one to quarantine/) and reconstruct says the body is unreadable, exit 1; --check too', async () => {
+    const { dir } = await inlineUnderSnapshot();
+    const newest = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl')).sort().at(-1);
+    expect(flipInBody(dir, 9)).toBe(newest); // uid 10, record 11, after the snapshot: open finds the damage
+    const check = cli(['reconstruct', '--check', '--json'], dir);
+    expect(check.status, check.stderr).toBe(1);
+    expect(JSON.parse(check.stdout).unreadable).toMatchObject({ messages: 1, bodies: [{ refs: [{ mailbox: 'INBOX', uid: 10 }] }] });
+    const done = cli(['reconstruct'], dir);
+    expect(done.status, done.stderr).toBe(1); // before: 0
+    expect(done.stdout).toMatch(/^source: index/);
+    expect(done.stdout).toMatch(/1 message\(s\) have no readable body.*INBOX:10/);
+  });
+});
+
 describe('a journal rewrite that fails', () => {
   it('a full disk while writing the new journal: NO_SPACE, journal/ and the index untouched, journal.rebuild/ gone, the store goes on', async () => {
     const { FaultFileSystem } = await import('../sim/faultfs.js');

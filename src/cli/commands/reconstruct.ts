@@ -40,7 +40,8 @@ index (without --mailbox) and is refused when it would keep less.
 Exit codes: 0 done, the store whole (or --check: the journal is complete and matches the index,
 or the subtree); 1 --check found differences (in the subtree, with --mailbox) or an incomplete
 journal, or a recovery rebuilt from a damaged or incomplete journal (done, the store still
-degraded: what is missing is said); 2 could not
+degraded: what is missing is said), or the index keeps a message whose body does not read back
+(its only copy, inside a journal record, damaged or gone: scrub's blob-missing; --check too); 2 could not
 run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or the journal);
 5 invalid options (--mailbox without --check).`)
     .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean; mailbox?: string; identityFromMarkers?: boolean }, command: Command) => {
@@ -56,15 +57,18 @@ run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or 
         ...lockWaitOptions(command),
       });
       // rebuilt from a journal with a gap: the index is marked and the store stays degraded (exit 0
-      // had told a script the store was whole again)
-      const degraded = !options.check && !result.journalIntact && !result.journalRewritten;
+      // had told a script the store was whole again); so is a store whose index keeps messages
+      // with no readable body (scrub's damage, its exit code)
+      const journalDegraded = !options.check && !result.journalIntact && !result.journalRewritten;
+      const unreadable = result.unreadable?.bodies.length ?? 0;
+      const degraded = journalDegraded || (!options.check && unreadable > 0);
       if (wantsJson(command)) await printJson({ ...result, degraded, sampleDifferences: differences });
       else await printResult(result, Boolean(options.check), differences);
-      if (degraded && !wantsJson(command)) {
+      if (journalDegraded && !wantsJson(command)) {
         await printLine(`the store is still degraded: the journal is damaged or incomplete (${result.journalProblems.slice(0, 2).join('; ')}). Put the missing segments back (a copy, the journal archive) and run 'mailstore reconstruct' again; or, to accept the loss, 'mailstore reconstruct --from-packs' (messages in packs into lost+found), then 'mailstore reconstruct --from-index' (RECOVERY.md)`);
       }
       const differing = result.scope ? result.scope.differences : result.differences;
-      if ((options.check && (differing > 0 || !result.journalIntact)) || degraded) process.exitCode = 1;
+      if ((options.check && (differing > 0 || !result.journalIntact || unreadable > 0)) || degraded) process.exitCode = 1;
     });
 }
 
@@ -91,6 +95,15 @@ async function printResult(result: ReconstructResult, check: boolean, difference
   for (const dir of result.markersRestored ?? []) await printLine(`${dir}/STORE-ID was missing or damaged: written again, since every ${dir === 'packs' ? 'pack' : 'journal segment'} there names this store (the old marker, if any, is in quarantine/)`);
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
+  if (result.unreadable && result.unreadable.bodies.length > 0) await printLine(unreadableLine(result.unreadable));
   for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);
   for (const p of result.journalProblems.filter((text) => text.startsWith('snapshot ')).slice(0, 5)) await printLine(p);
+}
+
+/** The messages whose body does not read back, and what to run. */
+function unreadableLine(unreadable: NonNullable<ReconstructResult['unreadable']>): string {
+  const refs = unreadable.bodies.flatMap((f) => ('refs' in f ? f.refs : []));
+  const named = refs.slice(0, 5).map((m) => `${m.mailbox}:${m.uid}`).join(', ') + (refs.length > 5 ? ` and ${refs.length - 5} more` : '');
+  return `${unreadable.messages} message(s) have no readable body (${named || `${unreadable.bodies.length} blob(s) no message uses`}): their only copy, inside a journal record, is damaged or gone; the index keeps them. ` +
+    `'mailstore scrub' lists each; 'mailstore scrub --repair --source COPY' (a copy or replica of this store) brings them back (RECOVERY.md)`;
 }
