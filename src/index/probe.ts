@@ -19,15 +19,23 @@ export interface ProbeResult {
 /** Opens the index read-mostly in a child process and reads a little of it. */
 export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs): ProbeResult {
   const level = createRequire(import.meta.url).resolve('classic-level');
+  // LevelDB's message and code on stderr, exit 3 (4: locked) when the open fails, 5 when a read
+  // after it does (a damaged data block): before, that read's failure was an uncaught rejection,
+  // and node's dump of it (its source line, a caret, its version) became the admin's message
   const script = `
     const { ClassicLevel } = require(${JSON.stringify(level)});
+    const fail = (status) => (e) => {
+      const c = (e && e.cause) || e;
+      process.stderr.write(String((c && c.message) || c) + (c && c.code ? ' (' + c.code + ')' : ''));
+      process.exit(c && c.code === 'LEVEL_LOCKED' ? 4 : status);
+    };
     const db = new ClassicLevel(process.argv[1], { createIfMissing: false, keyEncoding: 'buffer', valueEncoding: 'buffer' });
     db.open().then(async () => {
       let n = 0;
       for await (const _ of db.keys({ limit: ${limits.indexProbeKeys} })) n++;
       await db.close();
       process.exit(0);
-    }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(e && e.cause && e.cause.code === 'LEVEL_LOCKED' ? 4 : 3); });`;
+    }, fail(3)).catch(fail(5));`;
   // loaded here, not at the top: only an open after a crash probes, and child_process costs every CLI start ~3 ms
   const { spawnSync } = createRequire(import.meta.url)('node:child_process') as { spawnSync: typeof SpawnSync };
   const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
@@ -48,7 +56,7 @@ export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs)
     const text = child.stderr.trim().slice(0, 300);
     const failure = classifyLevelError(new Error(text));
     if (failure.kind === 'system') return { ok: false, system: failure.code, detail: `opening the index at ${path} in a probe: ${text}${systemAdvice(failure.code)}` };
-    return { ok: false, detail: `the index does not open: ${text}` };
+    return { ok: false, detail: `${child.status === 5 ? 'the index opens, but a read of it fails' : 'the index does not open'}: ${text}` };
   }
   return { ok: true, detail: 'ok' };
 }

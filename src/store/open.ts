@@ -10,7 +10,6 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { shadowLevelDb } from '../fs/level-shadow.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { IndexDb } from '../index/index-db.js';
-import { probeIndex } from '../index/probe.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
@@ -220,6 +219,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
 async function indexPassesProbe(r: Recovering, indexPath: string, options: StoreOptions, stale: boolean): Promise<boolean> {
   const probe = options.probeIndex ?? 'after-crash';
   if (!(probe === 'always' || (probe === 'after-crash' && stale))) return true;
+  const { probeIndex } = await import('../index/probe.js'); // only an open after a crash probes: not in every append's start-up
   const result = probeIndex(indexPath);
   if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
   if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
@@ -251,6 +251,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   try {
     const probe = options.probeIndex ?? 'after-crash';
     if (probe === 'always' || (probe === 'after-crash' && stale)) {
+      const { probeIndex } = await import('../index/probe.js');
       const result = probeIndex(shadow.path);
       if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
       if (!result.ok) throw new MailstoreError('REFUSED', `the index at ${indexPath} failed its probe (${result.detail}); ${repairHint}`, { path: indexPath });
