@@ -56,13 +56,11 @@ function encodeIdentity(identity: StoreIdentity): Buffer {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
-  const text = bytes.toString('utf8');
-  const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(text);
+  const frame = identityFrame(bytes);
   const broken = (why: string) => new MailstoreError('UNMOUNTED', `${path} is not a valid mailstore identity (${why}); is this the right directory?` +
-    (identityDamaged(bytes) ? ` If it is, and STORE alone is damaged, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers (the damaged one to quarantine/).` : ''), { path });
-  if (!m) throw broken('unreadable');
-  if (crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) throw broken('checksum mismatch');
-  const identity = JSON.parse(m[1]) as StoreIdentity;
+    (frame.damaged ? ` If it is, and STORE alone is damaged, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers (the damaged one to quarantine/).` : ''), { path });
+  if (frame.damaged) throw broken(frame.damaged);
+  const identity = JSON.parse(frame.json) as StoreIdentity;
   if (identity.format !== STORE_FORMAT || typeof identity.storeId !== 'string') throw broken('foreign format');
   // the id's 16 bytes head every pack and journal segment: one of another form opened, and every
   // segment it wrote then read as damaged
@@ -73,10 +71,15 @@ function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
   return identity;
 }
 
-/** STORE's bytes fail its own checksum (or its frame): damage, not another store's or another program's file. */
-function identityDamaged(bytes: Buffer): boolean {
+/**
+ * STORE's frame: its JSON line, or why the bytes are not one whose checksum holds (`damaged`:
+ * damage, not another store's or another program's file, which reads whole).
+ */
+function identityFrame(bytes: Buffer): { json: string; damaged?: undefined } | { damaged: 'unreadable' | 'checksum mismatch' } {
   const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
-  return !m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2];
+  if (!m) return { damaged: 'unreadable' };
+  if (crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) return { damaged: 'checksum mismatch' };
+  return { json: m[1] };
 }
 
 export function storeIdBytes(identity: StoreIdentity): Buffer {
@@ -330,7 +333,7 @@ export async function recreateLostIdentity(fs: FileSystem, root: string): Promis
   const path = join(root, LAYOUT.identity);
   // a STORE that fails its checksum (a flipped byte) is as lost; one that reads (another store's) is not
   const existing = (await fs.statIfExists(path)) ? await fs.readFile(path).catch((e) => { throw fromSystemError(e, 'reading store identity', path); }) : undefined;
-  if (existing && !identityDamaged(existing)) return undefined;
+  if (existing && !identityFrame(existing).damaged) return undefined;
   const markers = await Promise.all([LAYOUT.packs, LAYOUT.journal].map(async (dir) => {
     const marker = join(root, dir, LAYOUT.marker);
     const text = await fs.readFile(marker).then((b) => b.toString('utf8').trim(), () => undefined);
