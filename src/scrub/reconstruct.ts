@@ -10,7 +10,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, fileTimeStamp, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { LAYOUT, recreateLostIdentity, takeLock, verifyIdentity, type LockWait } from '../store/identity.js';
+import { LAYOUT, recreateLostIdentity, storeIdAt, takeLock, verifyIdentity, type LockWait } from '../store/identity.js';
 import { decodeSegmentHeader, parseSegmentFileName, SEGMENT_HEADER_BYTES } from '../journal/journal-format.js';
 import { decodePackHeader, PACK_HEADER_BYTES, parsePackFileName } from '../blob/pack-format.js';
 import { uuidString } from '../store/types.js';
@@ -234,10 +234,12 @@ async function recreateLostJournal(fs: FileSystem, root: string): Promise<boolea
   } catch (error) {
     if (!journalLost(error, root)) throw error;
   }
-  const identity = JSON.parse((await fs.readFile(join(root, LAYOUT.identity))).toString('utf8').split('\n')[0]) as { storeId: string };
+  // checked as verifyIdentity checked it before it looked at the markers; gone since: the open says why
+  const storeId = await storeIdAt(fs, root);
+  if (storeId === undefined) return false;
   await moveAside(fs, root, join(root, LAYOUT.journal), 'journal-lost');
   await ensureDir(fs, join(root, LAYOUT.journal));
-  await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
+  await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(storeId + '\n'));
   await verifyIdentity(fs, root); // packs and STORE must still be right
   return true;
 }
@@ -268,7 +270,8 @@ async function restoreLostMarkers(fs: FileSystem, root: string): Promise<string[
     const error = await verifyIdentity(fs, root).then(() => undefined, (e: unknown) => e);
     const dir = markerLost(error, root);
     if (!dir || restored.includes(dir)) break;
-    const storeId = (JSON.parse((await fs.readFile(join(root, LAYOUT.identity))).toString('utf8').split('\n')[0]) as { storeId: string }).storeId;
+    const storeId = await storeIdAt(fs, root); // as recreateLostJournal
+    if (storeId === undefined) break;
     const owners = await headerStoreIds(fs, join(root, dir), dir === LAYOUT.packs);
     if (!owners.has(storeId) || owners.size > 1) break;
     const marker = join(root, dir, LAYOUT.marker);
