@@ -271,9 +271,7 @@ async function restoreLostMarkers(fs: FileSystem, root: string): Promise<string[
     const dir = markerLost(error, root);
     if (!dir || restored.includes(dir)) break;
     const storeId = await storeIdAt(fs, root); // as recreateLostJournal
-    if (storeId === undefined) break;
-    const owners = await headerStoreIds(fs, join(root, dir), dir === LAYOUT.packs);
-    if (!owners.has(storeId) || owners.size > 1) break;
+    if (storeId === undefined || !(await headersAllName(fs, join(root, dir), dir === LAYOUT.packs, storeId))) break;
     const marker = join(root, dir, LAYOUT.marker);
     await moveAside(fs, root, marker, `${dir}-marker-damaged`);
     await writeFileDurable(fs, marker, Buffer.from(storeId + '\n'));
@@ -282,10 +280,13 @@ async function restoreLostMarkers(fs: FileSystem, root: string): Promise<string[
   return restored;
 }
 
-/** The store ids named by the valid headers of the segments (or packs) in `dir`; empty when it holds none. */
-async function headerStoreIds(fs: FileSystem, dir: string, packs: boolean): Promise<Set<string>> {
+/**
+ * Whether the valid headers of the segments (or packs) in `dir` all name `storeId`, and at least
+ * one does; it stops at the first that names another store.
+ */
+async function headersAllName(fs: FileSystem, dir: string, packs: boolean, storeId: string): Promise<boolean> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
-  const owners = new Set<string>();
+  let named = false;
   for (const name of names) {
     if ((packs ? parsePackFileName(name) : parseSegmentFileName(name)) === undefined) continue;
     const head = Buffer.alloc(packs ? PACK_HEADER_BYTES : SEGMENT_HEADER_BYTES);
@@ -299,9 +300,11 @@ async function headerStoreIds(fs: FileSystem, dir: string, packs: boolean): Prom
       await handle.close();
     }
     const header = packs ? decodePackHeader(head) : decodeSegmentHeader(head);
-    if (header) owners.add(uuidString(header.storeId));
+    if (!header) continue;
+    if (uuidString(header.storeId) !== storeId) return false;
+    named = true;
   }
-  return owners;
+  return named;
 }
 
 /** Messages in the packs that the index does not know go to lost+found, oldest first, fresh UIDVALIDITY. */

@@ -161,7 +161,7 @@ describe('reconstruct uses the best surviving source', () => {
     expect(cli(['scrub'], dir).status).toBe(0);
   });
 
-  it('a journal/ or packs/ STORE-ID alone lost or damaged: reconstruct writes it again from the files\' headers, keeping the journal and its inline bodies; another store\'s journal is not adopted', async () => {
+  it('a journal/ or packs/ STORE-ID alone lost or damaged: reconstruct writes it again from the files\' headers, keeping the journal and its inline bodies; another store\'s journal is not adopted, nor one with another store\'s segment among them', async () => {
     const dir = tmpDir();
     const store = await InlineStore.open(dir, { create: true });
     const bodies: Buffer[] = [];
@@ -207,6 +207,15 @@ describe('reconstruct uses the best surviving source', () => {
     const foreign = cli(['reconstruct'], copy);
     expect(foreign.stdout).not.toContain('STORE-ID was missing or damaged');
     expect(readdirSync(join(copy, 'quarantine')).some((n) => n.startsWith('journal-lost'))).toBe(true); // set aside whole, as before
+    // this store's segments and one of another store's beside them: not all this store's, so the same
+    const mixed = tmpDir('mixed');
+    cpSync(dir, mixed, { recursive: true });
+    const foreignSegment = readdirSync(join(other, 'journal')).filter((n) => n.endsWith('.jnl'))[0];
+    cpSync(join(other, 'journal', foreignSegment), join(mixed, 'journal', '0000000000099999.jnl'));
+    rmSync(join(mixed, 'journal', 'STORE-ID'));
+    const mixedRun = cli(['reconstruct'], mixed);
+    expect(mixedRun.stdout).not.toContain('STORE-ID was missing or damaged');
+    expect(readdirSync(join(mixed, 'quarantine')).some((n) => n.startsWith('journal-lost'))).toBe(true);
   });
 
   it('both snapshots damaged over a retired journal, index lost: --from-packs files the inline bodies still in the journal into lost+found too, not an expunged one', async () => {
