@@ -40,9 +40,10 @@ export interface BackupSource {
    * Blobs at the locations the state gave, verified as fetchBlob's, many with one read (the
    * store's fetchBlobsAt); undefined for one that did not read there (fetchBlob is asked then).
    * `verify` false: their BLAKE3 is not checked (the compression workers hash them, and the copy
-   * checks each before it writes it); a source that verifies anyway may ignore it.
+   * checks each before it writes it); a source that verifies anyway may ignore it. `aside`: read
+   * off this thread where the source can (the copy has other work meanwhile).
    */
-  fetchBlobsAt?(blobs: readonly { hash: Buffer; location: { pack: number; offset: number; length: number } }[], lend?: () => ArrayBuffer | undefined, options?: { verify?: boolean }): Promise<(Buffer | undefined)[]>;
+  fetchBlobsAt?(blobs: readonly { hash: Buffer; location: { pack: number; offset: number; length: number } }[], lend?: () => ArrayBuffer | undefined, options?: { verify?: boolean; aside?: boolean }): Promise<(Buffer | undefined)[]>;
 }
 
 export interface BackupOptions {
@@ -777,7 +778,7 @@ class Compressors {
  */
 async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () => ArrayBuffer, verify: boolean, optional: Set<string>): Promise<{ bytes: Buffer[]; unverified: Set<number>; gone: Set<number> }> {
   const placed = source.fetchBlobsAt ? blobs.filter((blob) => blob.length !== undefined) : [];
-  const read = placed.length > 0 ? await source.fetchBlobsAt!(placed.map((blob) => ({ hash: blob.hash, location: locationOf(blob) })), lend, { verify }) : [];
+  const read = placed.length > 0 ? await source.fetchBlobsAt!(placed.map((blob) => ({ hash: blob.hash, location: locationOf(blob) })), lend, { verify, aside: true }) : [];
   const got = new Map<NeededBlob, Buffer>();
   placed.forEach((blob, i) => { if (read[i]) got.set(blob, read[i]!); });
   const unverified = new Set<number>();

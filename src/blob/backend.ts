@@ -40,8 +40,9 @@ export interface BlobBackend {
    * readRun for several runs of one pack at once: one buffer (`into` when big enough; a shared one
    * from `at`, never handed over), one pread a run, one hashing job (compaction's copy,
    * readMessages). `verify` false: headers and lengths checked, the caller checks each body's hash.
+   * `aside`: read on the thread pool (ReadOptions.aside).
    */
-  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBufferLike, verify?: boolean, at?: number): Promise<void>;
+  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBufferLike, verify?: boolean, at?: number, aside?: boolean): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

@@ -698,7 +698,7 @@ export class PackStore {
    * compression workers and checks them there before it writes one; inline bodies and blobs a
    * compaction moved are read verified all the same).
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBufferLike, verify = true, at = 0): Promise<void> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBufferLike, verify = true, at = 0, aside = false): Promise<void> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return;
@@ -710,7 +710,7 @@ export class PackStore {
       return;
     }
     try {
-      await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify, at);
+      await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify, at, aside);
     } finally {
       this.unpin(pack);
     }
@@ -736,7 +736,7 @@ export class PackStore {
    * with the digests, a shared one (readMessages' lent group buffers) stays where it is; only then
    * do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0): Promise<void> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0, aside = false): Promise<void> {
     const path = this.path(pack);
     // a loop and a comparison, not map/reduce and Math.max: the spans' fields once came out as
     // doubles and once as small integers, and the optimised code of this function was thrown away
@@ -768,7 +768,7 @@ export class PackStore {
     const ranges: number[] = []; // body start, length: what the pool hashes
     let base = 0;
     for (const { items, start, end } of spans) {
-      await this.readSpan(handle, path, bytes, base, start, end, items, intact, ranges);
+      await this.readSpan(handle, path, bytes, base, start, end, items, intact, ranges, aside);
       base += end - start;
     }
     let digests: Uint8Array | undefined;
@@ -779,7 +779,7 @@ export class PackStore {
         digests = done.digests;
       } catch {
         // a failed worker: this thread hashes, after reading the runs again if the worker kept them
-        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into, verify, at); // `into` went with it: a new buffer
+        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into, verify, at, aside); // `into` went with it: a new buffer
       }
     }
     for (let i = 0; i < intact.length; i++) {
@@ -798,10 +798,10 @@ export class PackStore {
    * One run's pread into `bytes` at `base`; its records whose headers hold go to `intact` (their
    * bodies' places to `ranges`), the others get their error (a failed read: every item of the run).
    */
-  private async readSpan(handle: FileHandle, path: string, bytes: Buffer, base: number, start: number, end: number, items: RunItem[], intact: RunItem[], ranges: number[]): Promise<void> {
+  private async readSpan(handle: FileHandle, path: string, bytes: Buffer, base: number, start: number, end: number, items: RunItem[], intact: RunItem[], ranges: number[], aside: boolean): Promise<void> {
     let n: number;
     try {
-      n = await handle.read(bytes, base, end - start, start);
+      n = await handle.read(bytes, base, end - start, start, { aside });
     } catch (error) {
       const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
       for (const item of items) item.error = failure;

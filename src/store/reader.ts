@@ -25,6 +25,8 @@ import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, chec
 export interface FetchAtOptions {
   /** false: each record's header and length are checked, not its body's BLAKE3; the caller must check it before trusting the body (a backup's compression workers do). Default true. */
   verify?: boolean;
+  /** true: the packs are read on the thread pool (ReadOptions.aside): the caller has other work meanwhile (a backup's copy). */
+  aside?: boolean;
 }
 
 export interface ReaderHost {
@@ -251,7 +253,7 @@ export class StoreReader {
       const pack = runs[i]![0]!.location.pack;
       let j = i + 1;
       while (j < runs.length && runs[j]![0]!.location.pack === pack) j++;
-      await this.host.packs.readRuns(pack, runs.slice(i, j), undefined, false, lend?.(), options.verify ?? true);
+      await this.host.packs.readRuns(pack, runs.slice(i, j), undefined, false, lend?.(), options.verify ?? true, 0, options.aside ?? false);
       i = j;
     }
     return items.map((item) => (item.error === undefined ? item.body : undefined));

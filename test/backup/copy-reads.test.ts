@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { runBackup, type BackupSource } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { zstdCallsInFlight } from '../../src/backup/compress-pool.js';
-import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileSystem, OpenMode, ReadOptions } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { backupLimits } from '../../src/limits.js';
 import type { Op } from '../../src/store/records.js';
@@ -33,27 +33,32 @@ async function locations(store: Store): Promise<Located[]> {
   return out;
 }
 
+/** The real file system, one method of every file it opens replaced by what `wrap` makes of the handle (opened at `path`). */
+function wrapHandles(method: 'read' | 'writev', wrap: (handle: FileHandle, path: string) => FileHandle[typeof method]): FileSystem {
+  return new Proxy(nodeFileSystem, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop);
+      if (prop !== 'open') return typeof value === 'function' ? value.bind(target) : value;
+      return async (path: string, mode: OpenMode): Promise<FileHandle> => {
+        const handle = await target.open(path, mode);
+        return new Proxy(handle, {
+          get(h, p) {
+            if (p === method) return wrap(h, path);
+            const v: unknown = Reflect.get(h, p);
+            return typeof v === 'function' ? v.bind(h) : v;
+          },
+        });
+      };
+    },
+  });
+}
+
 /**
  * The real file system, each vectored write (a data file's records) made a few ms late: the copy
  * reads the next batches meanwhile, so a record still pointing into a read buffer the copier
  * reused would be written with the next batch's bytes.
  */
-const lateWrites: FileSystem = new Proxy(nodeFileSystem, {
-  get(target, prop) {
-    const value: unknown = Reflect.get(target, prop);
-    if (prop !== 'open') return typeof value === 'function' ? value.bind(target) : value;
-    return async (path: string, mode: OpenMode): Promise<FileHandle> => {
-      const handle = await target.open(path, mode);
-      return new Proxy(handle, {
-        get(h, p) {
-          if (p === 'writev') return async (parts: Buffer[], position: number) => { await new Promise((go) => setTimeout(go, 5)); return h.writev(parts, position); };
-          const v: unknown = Reflect.get(h, p);
-          return typeof v === 'function' ? v.bind(h) : v;
-        },
-      });
-    };
-  },
-});
+const lateWrites = wrapHandles('writev', (h) => async (parts: Buffer[], position: number) => { await new Promise((go) => setTimeout(go, 5)); return h.writev(parts, position); });
 
 describe('the backup copy path', () => {
   it('fetchBlobsAt gives each blob exactly, into a lent buffer when it fits; a wrong place gives undefined, not other bytes', async () => {
@@ -84,6 +89,35 @@ describe('the backup copy path', () => {
     expect(wrong.slice(0, 4)).toEqual([undefined, undefined, undefined, undefined]);
     expect(wrong[4]!.equals(got[1]!)).toBe(true);
     await store.close();
+  });
+
+  it('the copy reads the packs off the main thread (fetchBlobsAt aside: every pack read asks for the thread pool); other reads do not', async () => {
+    const dir = tmpDir('bkaside');
+    const reads: { path: string; aside: boolean }[] = [];
+    // the real file system, each read's options recorded (a pack read of the copy must go to the pool)
+    const recorded = wrapHandles('read', (h, path) => (buffer: Buffer, offset: number, length: number, position: number, options?: ReadOptions) => {
+      reads.push({ path, aside: options?.aside === true });
+      return h.read(buffer, offset, length, position, options);
+    });
+    const store = await Store.init(join(dir, 's'), { fs: recorded });
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 30, 1, 3000);
+    const blobs = await locations(store);
+    const packReads = () => reads.filter((read) => read.path.includes('/packs/'));
+    reads.length = 0;
+    await store.fetchBlobsAt(blobs);
+    expect(packReads().length).toBeGreaterThan(0);
+    expect(packReads().every((read) => !read.aside)).toBe(true); // the default: in this thread
+    reads.length = 0;
+    const asked: ({ verify?: boolean; aside?: boolean } | undefined)[] = [];
+    const spied: BackupSource = { ...source(store, { full: true }), fetchBlobsAt: (list, lend, options) => { asked.push(options); return store.fetchBlobsAt(list, lend, options); } };
+    const repo = await openRepo(join(dir, 'repo'));
+    expect((await runBackup(spied, repo)).newBlobs).toBe(30);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((options) => options?.aside === true)).toBe(true);
+    expect(packReads().length).toBeGreaterThan(0);
+    expect(packReads().every((read) => read.aside)).toBe(true);
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 
   it('many batches through reused read buffers, half of the blobs stored as read (incompressible), the data files written late: restore and check --read-data give every byte back', async () => {
