@@ -2,7 +2,6 @@
 // use); only what the repository does not hold yet is read and copied. `backup check`,
 // `backup forget` and `backup repair` are its subcommands (backup-check.ts, backup-forget.ts, backup-repair.ts).
 import type { Command } from 'commander';
-import { availableParallelism } from 'node:os';
 import type { MailStore } from '../../store/api.js';
 import type { ChangeRecord, Op } from '../../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../../store/state-since.js';
@@ -202,7 +201,6 @@ async function backupInto(command: Command, store: MailStore, repo: Repository):
   if (repo.config.version >= 3 && zstdNote) warn(zstdNote); // Brotli instead: slower, never a failure
   let progress: Progress | undefined;
   let done = { blobs: 0, bytes: 0 };
-  await baselineCodeOnFewCores();
   return runBackup(await backupSource(store), repo, {
     whole: Boolean(command.opts<{ whole?: boolean }>().whole),
     // the copy may have begun before the plan (the journal's new blobs, a new repository's): counted from what it did already
@@ -212,25 +210,6 @@ async function backupInto(command: Command, store: MailStore, repo: Repository):
       done = { blobs, bytes };
     },
   }).finally(() => progress?.finish());
-}
-
-/**
- * A backup on a machine of 1 or 2 cores runs its JavaScript as baseline code (V8's --max-opt=1: no
- * optimising compiles). Its compression workers keep the cores busy while it copies, and V8's
- * optimising compiles of the copy's and the state read's functions (~165 in a full run, several
- * recompiled after deopts; most of them cold again by the next run, a new process) took the same
- * cores: ~0.5 s of a full run's ~4.5 s of CPU, more than the optimised code saved, and in an
- * incremental run the compiles of code that then runs for ~0.2 s. Measured (the bench's store,
- * alternating pairs, load 5-8 on 2 cores): a full backup's user+sys median 4.20 -> 3.81 s (6 of 6
- * lower; its main thread +0.2 s, baseline code being slower), the bench's incremental one 1.00 ->
- * 0.85 s (5 of 6), one with nothing new 0.33 -> 0.34 s. With more cores the compiles have cores
- * of their own and the main thread is what the copy waits on: left as it is. Set once the
- * command's modules are loaded (their code caches are checked against the flags) and never
- * undone: this process ends with the backup. node:v8 (~4 ms: it loads node's stream internals)
- * only then.
- */
-async function baselineCodeOnFewCores(): Promise<void> {
-  if (availableParallelism() <= 2) (await import('node:v8')).setFlagsFromString('--max-opt=1');
 }
 
 /**
