@@ -13,6 +13,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 import { meta } from '../store/apply.js';
 import { decodeForeignRecord } from '../store/op-shape.js';
 import { LAYOUT, initStore } from '../store/identity.js';
@@ -199,10 +200,15 @@ export class Replica {
     };
   }
 
+  /** The seq this replica holds durable: committed, or as a tentative round. */
+  private heldSeq(): number {
+    return Math.max(this.store.changes.lastSeq, this.pending.heldSeq);
+  }
+
   /** Waits, at most `timeoutMs`, until this replica holds `seq`, committed or as a durable tentative round (promote commits those). */
   async received(seq: number, timeoutMs: number): Promise<void> {
     const until = performance.now() + timeoutMs;
-    while (Math.max(this.store.changes.lastSeq, this.pending.heldSeq) < seq && performance.now() < until && !this.stopped) await sleep(20);
+    while (this.heldSeq() < seq && performance.now() < until && !this.stopped) await sleep(20);
   }
 
   async closePending(): Promise<void> {
@@ -217,22 +223,34 @@ export class Replica {
     await this.loop;
   }
 
-  /** Connects again and again (backing off) until stopped; a refusal is logged each time. */
+  /**
+   * Connects again and again (backing off) until stopped; a failure is logged when it differs from
+   * the last one. The back-off starts again at its minimum only after a session that took
+   * something or lasted: one that fails after its handshake (a full disk refusing every round) is
+   * retried as a failed connect is, not every replicationRetryMinMs for as long as it lasts.
+   */
   private async run(): Promise<void> {
+    let logged: string | undefined;
     while (!this.stopped) {
+      const heldBefore = this.heldSeq();
+      const startedMs = monotonicMs();
       try {
         this.connection = await connect(this.primary, this.psk, TENTATIVE_RAW);
         await this.session(this.connection);
       } catch (error) {
         this.attempted?.();
         const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
-        if (message !== this.lastError) this.log(`replication: replica of ${this.primary}: ${message}`);
-        this.lastError = message;
+        if (message !== logged) this.log(`replication: replica of ${this.primary}: ${message}`);
+        this.lastError = logged = message;
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
       } finally {
         this.connection?.close();
       }
       if (this.stopped) return;
+      if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
+        this.retryMs = limits.replicationRetryMinMs;
+        logged = undefined;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
         this.wake = () => { clearTimeout(timer); resolve(); };
@@ -265,7 +283,6 @@ export class Replica {
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;
-    this.retryMs = limits.replicationRetryMinMs;
     while (!this.stopped) {
       const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
       if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
