@@ -275,6 +275,7 @@ export class Replica {
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
+    await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
     const noted = settings ? notePrimarySettings(this.store.fs, this.store.root, settings) : forgetPrimarySettings(this.store.fs, this.store.root);
@@ -289,6 +290,20 @@ export class Replica {
       this.lastContact = Date.now();
       await this.handle(connection, message);
     }
+  }
+
+  /**
+   * A primary promoted since this replica was made (it was pointed at the promoted node) is at a
+   * higher epoch: held in REPLICATION before anything is taken from it, so this replica, promoted
+   * in turn, takes the epoch above it and fences it, and its hello carries it to an older primary.
+   * Kept at the epoch it was made with, a replica promoted after a second failover took the epoch
+   * its running primary had, which answered the fence 'not newer' and went on taking writes.
+   */
+  private async takeEpoch(role: ReplicationRole, announced: unknown): Promise<void> {
+    const epoch = Number(announced);
+    if (!Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
+    await this.store.replication().setRole({ ...role, epoch });
+    this.log(`replication: ${this.primary} is at epoch ${epoch} (this replica was at ${role.epoch}): a promoted primary; taken`);
   }
 
   private async handle(connection: Connection, message: Message): Promise<void> {

@@ -105,6 +105,42 @@ describe('promote', () => {
   }, 30_000);
 });
 
+describe('a second failover', () => {
+  // Found by an outside test (session 48), with daemons: P's two replicas R1 and R2; P died, R1 was
+  // promoted (epoch 1) and R2 pointed at it; then a planned switchover, promote R2 while R1 runs.
+  // R2's REPLICATION still said epoch 0 (a replica took its primary's epoch when it was made, never
+  // later), so it was promoted at epoch 1 too: R1 answered its fence "epoch 1 is not newer than
+  // this primary's", stayed a primary and took writes, R2 as well, each giving uid 71 to other mail.
+  it('a replica that followed a promoted primary takes its epoch: promoted in turn, it fences that one (epoch 2)', async () => {
+    const pair = await startPair();
+    const second = join(tmpDir('replica'), 'r2');
+    let r2 = await startReplica(second, { primary: pair.address, keyFile: pair.key, log: quiet });
+    let r1Primary: Awaited<ReturnType<typeof startPrimary>> | undefined;
+    try {
+      await pair.primaryStore.append('INBOX', msg(1));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq && r2.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'both replicas');
+      await pair.primary.close();
+      await pair.primaryStore.close();
+      const r1 = pair.replica;
+      expect((await r1.promote()).epoch).toBe(1);
+      r1Primary = await startPrimary(r1.store, { listen: '127.0.0.1:0', keyFile: pair.key, log: quiet });
+      await r2.close();
+      r2 = await startReplica(second, { primary: `127.0.0.1:${(await r1Primary.status()).port}`, keyFile: pair.key, log: quiet });
+      await r1.store.append('INBOX', msg(2));
+      await until(() => r2.store.changes.lastSeq === r1.store.changes.lastSeq, 15_000, 'R2 following R1');
+      const promoted = await r2.promote(); // a switchover: R1 still runs and is reached
+      expect(promoted).toMatchObject({ epoch: 2, oldPrimaryFenced: true, uidValidity: 'kept' });
+      expect(await codeOf(r1.store.append('INBOX', msg(3)))).toBe('READ_ONLY_REPLICA');
+      expect((await r1Primary.status()).role).toBe('fenced');
+      expect((await r2.store.append('INBOX', msg(4))).uid).toBe(3);
+    } finally {
+      await r2.close();
+      await r1Primary?.close();
+      await pair.replica.close();
+    }
+  }, 60_000);
+});
+
 describe('promote: a copy in parts the old primary left half done', () => {
   it('is undone by the promotion: the copies so far expunged, the source whole, the same copy run again copies each message once', async () => {
     const part = limits.uidChangePartMessages;
