@@ -79,6 +79,11 @@ export class PendingRounds {
 
   constructor(private readonly store: Store) {}
 
+  /** The file holds frames of an earlier session (in doubt: kept until this session's first round replaces them). */
+  get heldFromEarlierSession(): boolean {
+    return this.stale;
+  }
+
   /** A new session: rounds of the last one are in doubt (kept on disk until replaced). */
   async beginSession(): Promise<void> {
     this.rounds = [];

@@ -26,7 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, historyProbes, refuseDivergedHistory } from './history.js';
+import { aheadError, historyProbes, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
 
@@ -235,6 +235,10 @@ class Primary {
     if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
     if (lastSeq > this.store.changes.lastSeq) throw aheadError(lastSeq, this.store.changes.lastSeq);
     await refuseDivergedHistory(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.history);
+    const replicaEpoch = Number(hello.epoch ?? 0);
+    if (replicaEpoch < epoch) {
+      await refuseDroppedTentative(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, { replica: replicaEpoch, primary: epoch });
+    }
     const refused = this.refusedOlder.get(nodeId);
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
     await this.refuseTwin(nodeId);

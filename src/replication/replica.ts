@@ -25,9 +25,9 @@ import { fenceOldPrimary, promoteStore, worthFollowing, type PromoteResult } fro
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
-import { historyProbes } from './history.js';
+import { heldProbes, historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
@@ -268,7 +268,13 @@ export class Replica {
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     const lastSeq = this.store.changes.lastSeq;
     const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
-    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION });
+    // tentative records an earlier session left (its primary died before it said they committed): a
+    // promoted primary must hold them before its records replace them (refuseDroppedTentative)
+    const held = this.pending.heldFromEarlierSession ? heldProbes((await readPendingRounds(this.store)).rounds.flatMap((r) => r.records), lastSeq) : [];
+    await connection.send({
+      t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
+      ...(held.length > 0 ? { held } : {}),
+    });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;
     // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record

@@ -12,6 +12,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
+import { storedReplicationStatus } from '../../src/replication/status.js';
 import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -72,13 +73,13 @@ async function heldTentative(replica: ReplicaHandle, seq: number): Promise<void>
   await until(async () => (await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
 }
 
-async function pair(failing: 'sync' | 'write' = 'sync') {
+async function pair(failing: 'sync' | 'write' = 'sync', syncWaitMs = 20_000) {
   const key = keyFile();
   const faults = journalFaultFs(failing);
   const primaryRoot = tmpDir('primary');
   const primaryStore = await Store.open(primaryRoot, { create: true, fs: faults.fs });
   await primaryStore.createMailbox('INBOX');
-  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs: 20_000, log: quiet });
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs, log: quiet });
   const address = `127.0.0.1:${(await primary.status()).port}`;
   const replicaRoot = join(tmpDir('replica'), 'r');
   const replica = await startReplica(replicaRoot, { primary: address, keyFile: key, log: quiet });
@@ -170,6 +171,67 @@ describe('tentative rounds of a synchronous replica', () => {
       await replica.close();
       await primary.close();
       await primaryStore.close();
+    }
+  }, 60_000);
+});
+
+describe('a tentative round held from a primary that died, and a promoted replica that lacks it', () => {
+  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
+  // once one holds it, and after the primary's death the other may be the one promoted (`replica
+  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
+  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
+  // acknowledged change was gone from the only node that still had it, silently.
+  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+    const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
+    const otherRoot = join(tmpDir('replica'), 'r2');
+    let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
+    let release: (() => void) | undefined;
+    let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
+    let follower: ReplicaHandle | undefined;
+    try {
+      const committed = primaryStore.changes.lastSeq;
+      await until(() => replica.store.changes.lastSeq === committed && other!.store.changes.lastSeq === committed, 15_000, 'both replicas');
+      await other.close(); // the other replica misses the last change
+      other = undefined;
+      faults.arm(async () => {
+        await heldTentative(replica, committed + 1);
+        await new Promise<void>((resolve) => { release = resolve; });
+      });
+      const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
+      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
+      await replica.close(); // stopped to be pointed at the new primary; its round is durable, uncommitted
+      release!(); // the primary's sync completes: the change is acknowledged (the replica held it) ...
+      const outcome = await inDoubt;
+      if (!(outcome instanceof Error)) expect(outcome).toMatchObject({ uid: 3 });
+      await primary.close(); // ... and the primary dies before any commit notice
+      await primaryStore.close();
+      other = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
+      const promoted = await other.promote();
+      expect(promoted.epoch).toBe(1);
+      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+      const lines: string[] = [];
+      follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      await other.store.append('INBOX', msg(4)); // the new primary goes on
+      await until(() => lines.some((l) => /REFUSED/.test(l)) || follower!.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+      expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
+      expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
+      expect(follower.store.changes.lastSeq).toBe(committed);
+      expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+      // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
+      expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
+      // promoted instead, it has the change
+      await follower.stop();
+      await promotedPrimary.close();
+      promotedPrimary = undefined;
+      await follower.promote();
+      expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+    } finally {
+      release?.();
+      await follower?.close();
+      await promotedPrimary?.close();
+      await other?.close();
+      await primary.close();
+      await primaryStore.close().catch(() => undefined);
     }
   }, 60_000);
 });
