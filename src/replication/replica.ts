@@ -325,8 +325,10 @@ export class Replica {
       case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records
         const bytes = Buffer.from(message.bytes as Uint8Array);
-        await control.admitPackBytes(bytes.length, message.room === true);
-        return control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
+        return this.tellingPrimary(connection, async () => {
+          await control.admitPackBytes(bytes.length, message.room === true);
+          await control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
+        });
       }
       case 'records': {
         await this.commitNow();
@@ -336,7 +338,7 @@ export class Replica {
         // a compaction's old packs: listed durably before the round commits, deleted after it (pack-removal.ts)
         const removed = packsRemovedIn(records);
         if (removed.length > 0) await notePacksToRemove(this.store, seq, removed);
-        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
+        await this.tellingPrimary(connection, () => control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] }));
         if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         if (this.pending.idle) await this.pending.clear(); // rounds of an earlier session: the primary's own records replaced them
         this.primarySeq = Math.max(this.primarySeq, seq);
@@ -366,6 +368,20 @@ export class Replica {
         throw peerError(message, this.primary);
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
+    }
+  }
+
+  /**
+   * A round this replica cannot take (its disk full, an I/O error) ends the session; the primary
+   * is told why first, so its log says it (before, only 'disconnected', again at every retry).
+   */
+  private async tellingPrimary(connection: Connection, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      const failure = isMailstoreError(error) ? error : fromSystemError(error, 'taking a round into', this.store.root);
+      await connection.send({ t: 'error', code: failure.code, message: failure.message }).catch(() => undefined);
+      throw failure;
     }
   }
 

@@ -67,7 +67,8 @@ describe('a replica whose every round fails after the handshake', () => {
   it('backs off to replicationRetryMaxMs (the error not logged again), and catches up once its disk takes writes again', async () => {
     const faults = new FaultFileSystem();
     const lines: string[] = [];
-    const pair = await startPair({ replica: { fs: faults, log: (l) => lines.push(l) } });
+    const primaryLines: string[] = [];
+    const pair = await startPair({ replica: { fs: faults, log: (l) => lines.push(l) }, primary: { log: (l) => primaryLines.push(l) } });
     try {
       await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 10_000, 'the mailbox on the replica');
       faults.failAll('ENOSPC', { pathPrefix: `${pair.replicaDir}${sep}packs${sep}`, ops: ['write', 'create'] });
@@ -84,6 +85,8 @@ describe('a replica whose every round fails after the handshake', () => {
       // that took nothing; not once a session (before: the dedup was reset at every handshake)
       expect(lines.filter((l) => /ENOSPC|NO_SPACE/.test(l)).length, lines.join('\n')).toBeLessThanOrEqual(2);
       expect(pair.replica.store.changes.lastSeq).toBeLessThan(pair.primaryStore.changes.lastSeq);
+      // the primary's log says why (before: only 'disconnected at seq 1', at every retry)
+      expect(primaryLines.some((l) => /replica [0-9a-f]+ reports: .*ENOSPC/.test(l)), primaryLines.join('\n')).toBe(true);
       faults.clear(); // room again: the next session (within replicationRetryMaxMs) takes the round
       await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 3 * limits.replicationRetryMaxMs, 'catch-up once the disk takes writes');
       expect(await pair.replica.store.fetch('INBOX', 1)).toEqual(msg(1, 100_000));
