@@ -187,7 +187,7 @@ class Primary {
     if (!role || epoch <= role.epoch || role.role !== 'primary') return false;
     const fenced: ReplicationRole = { ...role, role: 'fenced', fencedBy: epoch };
     await control.setRole(fenced);
-    this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`));
+    this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`, { mayHaveCommitted: true }));
     this.log(`replication: FENCED: ${connection.remote} is at epoch ${epoch} > ${role.epoch}: a replica was promoted; this store refuses writes from now on`);
     return true;
   }
