@@ -175,6 +175,43 @@ describe('tentative rounds of a synchronous replica', () => {
   }, 60_000);
 });
 
+describe('a replica whose disk filled, its primary dead', () => {
+  // Found by an outside test (session 48): a synchronous replica on a 20 MB tmpfs past its
+  // free-space reserve, the primary SIGKILLed: 10 acknowledged messages were held in
+  // REPLICATION-PENDING (replica status: 'holds tentative changes up to seq 964'), and promote
+  // failed NO_SPACE (committing them was held to the mail reserve) naming 'mailstore config
+  // --free-space-reserve', which a replica refused (READ_ONLY_REPLICA): no failover until the disk grew.
+  it('sets its own reserve (a node setting), and promote commits the held rounds below the mail reserve', async () => {
+    const { faults, primaryStore, primary, replica } = await pair();
+    let release: (() => void) | undefined;
+    const tunable = limits as { promoteFenceAnswerMs: number };
+    const answerMs = tunable.promoteFenceAnswerMs;
+    tunable.promoteFenceAnswerMs = 500;
+    try {
+      const committed = primaryStore.changes.lastSeq;
+      await until(() => replica.store.changes.lastSeq === committed);
+      faults.arm(async () => {
+        await heldTentative(replica, committed + 1);
+        await new Promise<void>((resolve) => { release = resolve; });
+      });
+      void primaryStore.append('INBOX', msg(3)).catch(() => undefined);
+      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
+      // a disk past its reserve (the floor, an eighth of it, still below the free space); setting it was READ_ONLY_REPLICA
+      await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!);
+      const promoted = await replica.promote(); // was NO_SPACE
+      expect(promoted).toMatchObject({ heldSeq: committed + 1 });
+      expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+      expect(await codeOf(replica.store.append('INBOX', msg(4)))).toBe('NO_SPACE'); // new mail is still deferred
+    } finally {
+      tunable.promoteFenceAnswerMs = answerMs;
+      release?.();
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 60_000);
+});
+
 describe('a tentative round held from a primary that died, and a promoted replica that lacks it', () => {
   // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
   // once one holds it, and after the primary's death the other may be the one promoted (`replica
