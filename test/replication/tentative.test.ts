@@ -73,6 +73,43 @@ async function heldTentative(replica: ReplicaHandle, seq: number): Promise<void>
   await until(async () => (await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
 }
 
+/**
+ * The primary's next journal sync waits, once the replica holds `seq` as a tentative round, until
+ * release(): the primary "dies" before its commit. `held` resolves when the round is there.
+ */
+function holdRound(faults: { arm: (hook: () => Promise<void>) => void }, replica: ReplicaHandle, seq: number): { held: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  let heldNow!: () => void;
+  const held = new Promise<void>((resolve) => { heldNow = resolve; });
+  faults.arm(async () => {
+    await heldTentative(replica, seq);
+    heldNow();
+    await gate;
+  });
+  return { held, release };
+}
+
+/** A pair (as pair() makes it), caught up, whose primary's next round is held on the replica and then hangs (holdRound). */
+async function pairHoldingNextRound() {
+  const made = await pair();
+  const committed = made.primaryStore.changes.lastSeq;
+  await until(() => made.replica.store.changes.lastSeq === committed);
+  return { ...made, committed, round: holdRound(made.faults, made.replica, committed + 1) };
+}
+
+/** Runs `work` with the old primary's fence answer waited for 500 ms (its writer hangs in its sync: it cannot say its last seq). */
+async function withShortFenceAnswer<T>(work: () => Promise<T>): Promise<T> {
+  const tunable = limits as { promoteFenceAnswerMs: number };
+  const answerMs = tunable.promoteFenceAnswerMs;
+  tunable.promoteFenceAnswerMs = 500;
+  try {
+    return await work();
+  } finally {
+    tunable.promoteFenceAnswerMs = answerMs;
+  }
+}
+
 async function pair(failing: 'sync' | 'write' = 'sync', syncWaitMs = 20_000) {
   const key = keyFile();
   const faults = journalFaultFs(failing);
@@ -136,38 +173,29 @@ describe('tentative rounds of a synchronous replica', () => {
   }
 
   it('promote commits a round the replica holds durable whose commit notice never came', async () => {
-    const { faults, primaryStore, primary, replica } = await pair();
-    let release!: () => void;
-    const tunable = limits as { promoteFenceAnswerMs: number };
-    const answerMs = tunable.promoteFenceAnswerMs;
-    tunable.promoteFenceAnswerMs = 500; // the old primary's writer hangs in its sync: it is fenced, and cannot say its last seq
+    const { primaryStore, primary, replica, committed, round } = await pairHoldingNextRound();
     try {
-      const committed = primaryStore.changes.lastSeq;
-      await until(() => replica.store.changes.lastSeq === committed);
-      faults.arm(async () => {
-        await heldTentative(replica, committed + 1);
-        await new Promise<void>((resolve) => { release = resolve; }); // the primary "dies" before its commit
+      await withShortFenceAnswer(async () => {
+        const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
+        await round.held;
+        expect(replica.store.changes.lastSeq).toBe(committed); // held, not committed, while it follows
+        const promoted = await replica.promote();
+        expect(promoted.seq).toBe(committed + 3); // the round, the mailboxes' new uidValidity, then the epoch record
+        expect(promoted).toMatchObject({ heldSeq: committed + 1, uidValidity: 'new' });
+        expect((await replica.store.status('INBOX')).messages).toBe(3);
+        expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+        expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
+        // the old primary's sync completes: the change is acknowledged (the replica acknowledged the
+        // round before it went) or, when the session's end came first, fails UNAVAILABLE saying it may
+        // have committed; either way it is on the promoted replica
+        round.release();
+        await primary.close();
+        const outcome = await inDoubt;
+        if (outcome instanceof Error) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
+        else expect(outcome).toMatchObject({ uid: 3 });
       });
-      const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
-      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
-      expect(replica.store.changes.lastSeq).toBe(committed); // held, not committed, while it follows
-      const promoted = await replica.promote();
-      expect(promoted.seq).toBe(committed + 3); // the round, the mailboxes' new uidValidity, then the epoch record
-      expect(promoted).toMatchObject({ heldSeq: committed + 1, uidValidity: 'new' });
-      expect((await replica.store.status('INBOX')).messages).toBe(3);
-      expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
-      expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
-      // the old primary's sync completes: the change is acknowledged (the replica acknowledged the
-      // round before it went) or, when the session's end came first, fails UNAVAILABLE saying it may
-      // have committed; either way it is on the promoted replica
-      release();
-      await primary.close();
-      const outcome = await inDoubt;
-      if (outcome instanceof Error) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
-      else expect(outcome).toMatchObject({ uid: 3 });
     } finally {
-      tunable.promoteFenceAnswerMs = answerMs;
-      release?.();
+      round.release();
       await replica.close();
       await primary.close();
       await primaryStore.close();
@@ -182,29 +210,20 @@ describe('a replica whose disk filled, its primary dead', () => {
   // failed NO_SPACE (committing them was held to the mail reserve) naming 'mailstore config
   // --free-space-reserve', which a replica refused (READ_ONLY_REPLICA): no failover until the disk grew.
   it('sets its own reserve (a node setting), and promote commits the held rounds below the mail reserve', async () => {
-    const { faults, primaryStore, primary, replica } = await pair();
-    let release: (() => void) | undefined;
-    const tunable = limits as { promoteFenceAnswerMs: number };
-    const answerMs = tunable.promoteFenceAnswerMs;
-    tunable.promoteFenceAnswerMs = 500;
+    const { primaryStore, primary, replica, committed, round } = await pairHoldingNextRound();
     try {
-      const committed = primaryStore.changes.lastSeq;
-      await until(() => replica.store.changes.lastSeq === committed);
-      faults.arm(async () => {
-        await heldTentative(replica, committed + 1);
-        await new Promise<void>((resolve) => { release = resolve; });
+      await withShortFenceAnswer(async () => {
+        void primaryStore.append('INBOX', msg(3)).catch(() => undefined);
+        await round.held;
+        // a disk past its reserve (the floor, an eighth of it, still below the free space); setting it was READ_ONLY_REPLICA
+        await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!);
+        const promoted = await replica.promote(); // was NO_SPACE
+        expect(promoted).toMatchObject({ heldSeq: committed + 1 });
+        expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+        expect(await codeOf(replica.store.append('INBOX', msg(4)))).toBe('NO_SPACE'); // new mail is still deferred
       });
-      void primaryStore.append('INBOX', msg(3)).catch(() => undefined);
-      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
-      // a disk past its reserve (the floor, an eighth of it, still below the free space); setting it was READ_ONLY_REPLICA
-      await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!);
-      const promoted = await replica.promote(); // was NO_SPACE
-      expect(promoted).toMatchObject({ heldSeq: committed + 1 });
-      expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
-      expect(await codeOf(replica.store.append('INBOX', msg(4)))).toBe('NO_SPACE'); // new mail is still deferred
     } finally {
-      tunable.promoteFenceAnswerMs = answerMs;
-      release?.();
+      round.release();
       await replica.close();
       await primary.close();
       await primaryStore.close();
@@ -222,7 +241,7 @@ describe('a tentative round held from a primary that died, and a promoted replic
     const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
     const otherRoot = join(tmpDir('replica'), 'r2');
     let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
-    let release: (() => void) | undefined;
+    let round: ReturnType<typeof holdRound> | undefined;
     let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
     let follower: ReplicaHandle | undefined;
     try {
@@ -230,14 +249,11 @@ describe('a tentative round held from a primary that died, and a promoted replic
       await until(() => replica.store.changes.lastSeq === committed && other!.store.changes.lastSeq === committed, 15_000, 'both replicas');
       await other.close(); // the other replica misses the last change
       other = undefined;
-      faults.arm(async () => {
-        await heldTentative(replica, committed + 1);
-        await new Promise<void>((resolve) => { release = resolve; });
-      });
+      round = holdRound(faults, replica, committed + 1);
       const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
-      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
+      await round.held;
       await replica.close(); // stopped to be pointed at the new primary; its round is durable, uncommitted
-      release!(); // the primary's sync completes: the change is acknowledged (the replica held it) ...
+      round.release(); // the primary's sync completes: the change is acknowledged (the replica held it) ...
       const outcome = await inDoubt;
       if (!(outcome instanceof Error)) expect(outcome).toMatchObject({ uid: 3 });
       await primary.close(); // ... and the primary dies before any commit notice
@@ -263,7 +279,7 @@ describe('a tentative round held from a primary that died, and a promoted replic
       await follower.promote();
       expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
     } finally {
-      release?.();
+      round?.release();
       await follower?.close();
       await promotedPrimary?.close();
       await other?.close();
