@@ -142,7 +142,7 @@ export class SyncGate implements ReplicationGate {
     }
     waiter.reject(new MailstoreError('UNAVAILABLE',
       `the change (seq ${waiter.seq}) is durable here but ${this.replicasNeeded} synchronous replicas did not confirm it within ${this.waitMs} ms: it may have committed; check before retrying`,
-      { mayHaveCommitted: true })); // as error.mayHaveCommitted says to a program (it was absent: read as "not made", retried, delivered twice)
+      { mayHaveCommitted: true }));
   }
 
   private markUnprotected(why: string): void {

@@ -83,11 +83,7 @@ export interface ReplicatedBatch {
   records: JournalRecord[];
   /** Index meta entries written in the same index batch (the replica's durable pack tails). */
   meta?: [key: Buffer, value: unknown][];
-  /**
-   * Rounds this replica already holds durable (REPLICATION-PENDING) and its primary may have
-   * acknowledged, committed by a promotion: held to the floor, not to the mail reserve. The reserve
-   * defers new mail; refusing these only blocked the failover of a replica whose disk filled.
-   */
+  /** Held rounds promote commits: to the floor, not the mail reserve. */
   held?: boolean;
 }
 
