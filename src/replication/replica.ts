@@ -21,7 +21,7 @@ import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/r
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
-import { fenceOldPrimary, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
+import { fenceOldPrimary, keepFencing, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
@@ -93,6 +93,7 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     throw error;
   }
   replica.start();
+  let fencer: { stop(): void } | undefined;
   // Serve only once the first session is up (or has failed): a daemon that opens its socket right
   // after this should not meet a primary that does not know its synchronous replica yet.
   await replica.firstAttempt(limits.replicationHandshakeMs);
@@ -100,7 +101,10 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     store,
     port: listener?.port,
     status: () => replica.status(),
-    stop: () => replica.stop(),
+    stop: async () => {
+      fencer?.stop();
+      await replica.stop();
+    },
     promote: async () => {
       // the old primary fenced first, while this replica still receives: the records it committed
       // before the fence are on their way here, and held, they prove no reader there saw a uid this
@@ -112,9 +116,14 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
       await replica.closePending();
       await listener?.close();
       listener = undefined;
-      return promoteStore(store, log, {}, fenced);
+      const role = store.replication().role();
+      const result = await promoteStore(store, log, {}, fenced);
+      // not reached: told again until it answers, so one that comes back stops taking writes
+      if (!result.oldPrimaryFenced && role?.primary && role.keyFile) fencer = keepFencing(store, role.primary, role.keyFile, result.epoch, log);
+      return result;
     },
     close: async () => {
+      fencer?.stop();
       await replica.stop();
       await replica.closePending();
       await listener?.close();

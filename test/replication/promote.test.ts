@@ -80,6 +80,40 @@ describe('promote', () => {
     }
   }, 30_000);
 
+  it('an old primary unreachable at promotion (down, hung, cut off) is fenced once it is back: the promoted replica keeps telling it', async () => {
+    // Found by an outside test (session 48): a primary SIGSTOPped through the promotion ('old
+    // primary not reached') and resumed went on as a primary at epoch 0 and took writes; nothing
+    // told it again unless some replica happened to connect to it.
+    const tunable = limits as { promoteFenceRetryMs: number };
+    const retryMs = tunable.promoteFenceRetryMs;
+    tunable.promoteFenceRetryMs = 200;
+    const key = keyFile();
+    const p = tmpDir('primary');
+    let primaryStore = await Store.open(p, { create: true });
+    await primaryStore.createMailbox('INBOX');
+    let primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const port = (await primary.status()).port;
+    const lines: string[] = [];
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: (l) => lines.push(l) });
+    try {
+      await primaryStore.append('INBOX', msg(1));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await primary.close();
+      await primaryStore.close();
+      expect((await replica.promote()).oldPrimaryFenced).toBe(false);
+      primaryStore = await Store.open(p);
+      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: quiet }); // back, and no peer talks to it
+      await until(async () => (await primary.status()).role === 'fenced', 15_000, 'the old primary fenced by the promoted replica');
+      expect(await codeOf(primaryStore.append('INBOX', msg(2)))).toBe('READ_ONLY_REPLICA');
+      expect(lines.some((l) => new RegExp(`old primary 127.0.0.1:${port} was reached and fenced \\(epoch 1\\); it had committed up to seq ${primaryStore.changes.lastSeq}`).test(l)), lines.join('\n')).toBe(true);
+    } finally {
+      tunable.promoteFenceRetryMs = retryMs;
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
+
   it('a mailbox delete the old primary began and did not end is finished by the promotion, not only at the next open: its messages go, its blobs are released', async () => {
     const pair = await startPair();
     const { primaryStore, replica } = pair;
