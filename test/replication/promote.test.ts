@@ -16,6 +16,28 @@ import { tmpDir } from '../helpers/tmp.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 
+/**
+ * A primary with one message, down while its replica was promoted (not fenced: it was not
+ * reached), then back on its port as a primary that does not know: its store, its handle, the promoted replica.
+ */
+async function promotedWhileDown(logs: { primaryLog?: (line: string) => void; replicaLog?: (line: string) => void }) {
+  const key = keyFile();
+  const p = tmpDir('primary');
+  const first = await Store.open(p, { create: true });
+  await first.createMailbox('INBOX');
+  const down = await startPrimary(first, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  const port = (await down.status()).port;
+  const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: logs.replicaLog ?? quiet });
+  await first.append('INBOX', msg(1));
+  await until(() => replica.store.changes.lastSeq === first.changes.lastSeq);
+  await down.close();
+  await first.close();
+  expect((await replica.promote()).oldPrimaryFenced).toBe(false);
+  const primaryStore = await Store.open(p);
+  const primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: logs.primaryLog ?? quiet });
+  return { key, port, replica, primaryStore, primary };
+}
+
 describe('promote', () => {
   it('the promoted replica takes writes; the reachable old primary is fenced at once; nothing acknowledged is lost', async () => {
     const key = keyFile();
@@ -53,22 +75,9 @@ describe('promote', () => {
   }, 30_000);
 
   it('an old primary that was down at promotion is fenced by the first node that brings the newer epoch', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    let primaryStore = await Store.open(p, { create: true });
-    await primaryStore.createMailbox('INBOX');
-    let primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const port = (await primary.status()).port;
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: quiet });
+    const lines: string[] = [];
+    const { key, port, replica, primaryStore, primary } = await promotedWhileDown({ primaryLog: (l) => lines.push(l) });
     try {
-      await primaryStore.append('INBOX', msg(1));
-      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
-      await primary.close();
-      await primaryStore.close();
-      expect((await replica.promote()).oldPrimaryFenced).toBe(false);
-      primaryStore = await Store.open(p);
-      const lines: string[] = [];
-      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: (l) => lines.push(l) });
       await primaryStore.append('INBOX', msg(2)); // it does not know yet
       expect(await codeOf(checkReplica(replica.store, { primary: `127.0.0.1:${port}`, keyFile: key, catchUpMs: 0 }))).toBe('READ_ONLY_REPLICA');
       expect(lines.some((l) => /FENCED/.test(l))).toBe(true);
@@ -87,22 +96,9 @@ describe('promote', () => {
     const tunable = limits as { promoteFenceRetryMs: number };
     const retryMs = tunable.promoteFenceRetryMs;
     tunable.promoteFenceRetryMs = 200;
-    const key = keyFile();
-    const p = tmpDir('primary');
-    let primaryStore = await Store.open(p, { create: true });
-    await primaryStore.createMailbox('INBOX');
-    let primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const port = (await primary.status()).port;
     const lines: string[] = [];
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: (l) => lines.push(l) });
+    const { port, replica, primaryStore, primary } = await promotedWhileDown({ replicaLog: (l) => lines.push(l) }); // back, and no peer talks to it
     try {
-      await primaryStore.append('INBOX', msg(1));
-      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
-      await primary.close();
-      await primaryStore.close();
-      expect((await replica.promote()).oldPrimaryFenced).toBe(false);
-      primaryStore = await Store.open(p);
-      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: quiet }); // back, and no peer talks to it
       await until(async () => (await primary.status()).role === 'fenced', 15_000, 'the old primary fenced by the promoted replica');
       expect(await codeOf(primaryStore.append('INBOX', msg(2)))).toBe('READ_ONLY_REPLICA');
       expect(lines.some((l) => new RegExp(`old primary 127.0.0.1:${port} was reached and fenced \\(epoch 1\\); it had committed up to seq ${primaryStore.changes.lastSeq}`).test(l)), lines.join('\n')).toBe(true);
