@@ -51,7 +51,9 @@ the kept digest, which 'mailstore scrub' finds too).`)
 }
 
 async function printCheck(result: CheckResult): Promise<void> {
-  await printLine(`${result.mailboxes} mailboxes compared at primary seq ${result.primarySeq} (replica at ${result.replicaSeq}): ${result.identical ? 'identical' : `${result.differences.length} difference(s)`}`);
+  // what it compares, said where it says identical: a flipped byte in the replica's copy of a body is not among it
+  const same = "identical (mailboxes, uids, flags and each message's hash; the stored bytes: 'mailstore scrub')";
+  await printLine(`${result.mailboxes} mailboxes compared at primary seq ${result.primarySeq} (replica at ${result.replicaSeq}): ${result.identical ? same : `${result.differences.length} difference(s)`}`);
   for (const d of result.differences) {
     await printLine(`${d.mailbox}: ${d.kind}${d.detail ? ` (${d.detail})` : ''}`);
     for (const m of d.messages ?? []) await printLine(`  uid ${m.uid}: primary ${JSON.stringify(m.primary)}, replica ${JSON.stringify(m.replica)}`);
