@@ -754,6 +754,8 @@ export const limits = {
    * gives every mailbox a new uidValidity (docs/REPLICATION.md).
    */
   promoteFenceAnswerMs: 10_000,
+  /** promote did not reach the old primary: told again this often until it answers fenced (keepFencing). */
+  promoteFenceRetryMs: 5_000,
   /**
    * promote: an old primary reached and fenced that committed more than the replica holds is
    * followed this long for the rest (a switchover under load), so the uidValidity can be kept: by

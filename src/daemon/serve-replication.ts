@@ -22,6 +22,8 @@ export interface ServeReplicationOptions {
 export class ServeReplication {
   private primary?: PrimaryHandle;
   private replica?: ReplicaHandle;
+  /** The replica handle this daemon promoted (its replication stopped; it may still be fencing the old primary). */
+  private promoted?: ReplicaHandle;
   private readonly keyFile?: string;
 
   constructor(private readonly options: ServeReplicationOptions, private readonly logger: Logger) {
@@ -56,6 +58,7 @@ export class ServeReplication {
   private async promote(store: Store) {
     if (!this.replica) return promoteStore(store, this.log);
     const result = await this.replica.promote();
+    this.promoted = this.replica; // its stop() ends the old primary's fencing (keepFencing)
     this.replica = undefined;
     this.logger.info('promoted', { epoch: result.epoch, seq: result.seq, oldPrimaryFenced: result.oldPrimaryFenced, uidValidity: result.uidValidity, mailboxesRenewed: result.mailboxesRenewed, heldSeq: result.heldSeq, ...(result.oldPrimarySeq === undefined ? {} : { oldPrimarySeq: result.oldPrimarySeq }) });
     await this.startPrimary(store);
@@ -74,6 +77,7 @@ export class ServeReplication {
 
   /** Stops replicating; the daemon closes the store after. */
   async stop(): Promise<void> {
+    await this.promoted?.stop();
     await this.replica?.stop();
     await this.primary?.close();
     this.primary = undefined;

@@ -67,6 +67,40 @@ export async function sameRecords(journal: Pick<Journal, 'readRecordAt'>, firstS
   }
 }
 
+/**
+ * The replica's side: its tentative records past its journal (REPLICATION-PENDING, from a session
+ * before this one), newest first, as [seq, crc32 of the payload]. Its primary acknowledged changes
+ * once it held them, and died before saying they committed: they may be acknowledged mail.
+ */
+export function heldProbes(records: { seq: number; payload: Buffer }[], lastSeq: number): HistoryProbe[] {
+  return records.filter((r) => r.seq > lastSeq).sort((a, b) => b.seq - a.seq).slice(0, probesMax).map((r) => [r.seq, crc32(r.payload)]);
+}
+
+/**
+ * The primary's side, when it is at a newer epoch than the replica's hello (it was promoted since
+ * the replica's tentative records came from its old primary): REFUSED, before anything is sent,
+ * unless this journal holds each of those records as it is. Taking this primary's records for
+ * those seqs would empty the replica's REPLICATION-PENDING, and with it changes its old primary
+ * may have acknowledged that this one never received (it was not the replica that held them).
+ * The same primary's records replace its own tentative rounds, as before: it knows what it committed.
+ */
+export async function refuseDroppedTentative(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, committedSeq: number, probes: unknown, epochs: { replica: number; primary: number }): Promise<void> {
+  if (probes === undefined) return; // a replica holding none, or an older one
+  if (!Array.isArray(probes) || probes.length > probesMax) throw new MailstoreError('INVALID', 'a replica names its held records as a list of [seq, crc32]');
+  for (const probe of probes as unknown[]) {
+    const [seq, crc] = Array.isArray(probe) ? probe as unknown[] : [];
+    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(crc) || (seq as number) < 1) throw new MailstoreError('INVALID', 'a replica names its held records as a list of [seq, crc32]');
+    if ((seq as number) < firstSeq) continue; // retired here: nothing to compare it with
+    const payload = (seq as number) <= committedSeq ? await journal.readRecordAt(seq as number) : undefined;
+    if (payload && crc32(payload) === crc) continue;
+    throw new MailstoreError('REFUSED',
+      `the replica holds a tentative change at seq ${seq as number} from its primary of epoch ${epochs.replica}, which may have acknowledged it before it died, ` +
+      `and this primary (epoch ${epochs.primary}, promoted since) ${payload ? 'has another record there' : `does not have it (its journal ends at seq ${committedSeq})`}. ` +
+      `Nothing was sent, and the replica keeps it (in REPLICATION-PENDING). To keep that change, stop this primary and run 'mailstore promote' on the replica ` +
+      `(it commits what it holds); to go on with this primary's history without it, move the replica's directory aside and start the replica in an empty one`);
+  }
+}
+
 /** The replica's seq is past this primary's newest: the same two cases, without a record to compare. */
 export function aheadError(replicaSeq: number, primarySeq: number): MailstoreError {
   return refusal(`the replica is at seq ${replicaSeq}, ahead of this primary (${primarySeq})`);

@@ -79,6 +79,11 @@ export class PendingRounds {
 
   constructor(private readonly store: Store) {}
 
+  /** The file holds frames of an earlier session (in doubt: kept until this session's first round replaces them). */
+  get heldFromEarlierSession(): boolean {
+    return this.stale;
+  }
+
   /** A new session: rounds of the last one are in doubt (kept on disk until replaced). */
   async beginSession(): Promise<void> {
     this.rounds = [];
@@ -235,7 +240,7 @@ export async function commitPendingRounds(store: Store, log: Log, options: { qua
   for (const round of rounds) {
     if (lastSeqOf(round) <= store.changes.lastSeq) continue;
     if (round.records[0].seq !== store.changes.lastSeq + 1) break;
-    await control.applyReplicated({ packs: round.packs, records: round.records, meta: [[meta.named('replication/packTails'), round.tails]] });
+    await control.applyReplicated({ packs: round.packs, records: round.records, meta: [[meta.named('replication/packTails'), round.tails]], held: true });
     committed += round.records.length;
   }
   if (committed > 0) log(`replication: committed ${committed} records the old primary had sent as tentative (they may have been acknowledged)`);

@@ -26,7 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, historyProbes, refuseDivergedHistory } from './history.js';
+import { aheadError, historyProbes, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
 
@@ -187,7 +187,7 @@ class Primary {
     if (!role || epoch <= role.epoch || role.role !== 'primary') return false;
     const fenced: ReplicationRole = { ...role, role: 'fenced', fencedBy: epoch };
     await control.setRole(fenced);
-    this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`));
+    this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`, { mayHaveCommitted: true }));
     this.log(`replication: FENCED: ${connection.remote} is at epoch ${epoch} > ${role.epoch}: a replica was promoted; this store refuses writes from now on`);
     return true;
   }
@@ -235,6 +235,10 @@ class Primary {
     if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
     if (lastSeq > this.store.changes.lastSeq) throw aheadError(lastSeq, this.store.changes.lastSeq);
     await refuseDivergedHistory(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.history);
+    const replicaEpoch = Number(hello.epoch ?? 0);
+    if (replicaEpoch < epoch) {
+      await refuseDroppedTentative(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, { replica: replicaEpoch, primary: epoch });
+    }
     const refused = this.refusedOlder.get(nodeId);
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
     await this.refuseTwin(nodeId);

@@ -139,6 +139,33 @@ export function renewedWhy(oldPrimarySeq: number | undefined, heldSeq: number): 
 }
 
 /**
+ * After a promotion that did not reach the old primary: tells it the epoch again every
+ * limits.promoteFenceRetryMs until it answers fenced (logged, with the last seq it had committed:
+ * what it took after this store's is not here), or stop(). Found by an outside test (session 48):
+ * an old primary SIGSTOPped through the promotion and resumed, or cut off and back, was fenced by
+ * no one and took writes again (with --sync-fallback async, or beside a replica still following it).
+ */
+export function keepFencing(store: Store, address: string, keyFile: string, epoch: number, log: Log): { stop(): void } {
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  void (async () => {
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, limits.promoteFenceRetryMs);
+        wake = () => { clearTimeout(timer); resolve(); };
+      });
+      if (stopped) return;
+      const answer = await tellOldPrimary(store, address, keyFile, epoch);
+      if (stopped || !answer.fenced) continue;
+      const committed = answer.lastSeq === undefined ? '' : `; it had committed up to seq ${answer.lastSeq}`;
+      log(`replication: the old primary ${address} was reached and fenced (epoch ${epoch})${committed}`);
+      return;
+    }
+  })();
+  return { stop: () => { stopped = true; wake?.(); } };
+}
+
+/**
  * Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica.
  * `lastSeq`: the last seq it committed, which it says once fenced (primary.ts answerFence).
  */

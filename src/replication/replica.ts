@@ -13,6 +13,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 import { meta } from '../store/apply.js';
 import { decodeForeignRecord } from '../store/op-shape.js';
 import { LAYOUT, initStore } from '../store/identity.js';
@@ -20,13 +21,13 @@ import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/r
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
-import { fenceOldPrimary, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
+import { fenceOldPrimary, keepFencing, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
-import { historyProbes } from './history.js';
+import { heldProbes, historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
@@ -92,6 +93,7 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     throw error;
   }
   replica.start();
+  let fencer: { stop(): void } | undefined;
   // Serve only once the first session is up (or has failed): a daemon that opens its socket right
   // after this should not meet a primary that does not know its synchronous replica yet.
   await replica.firstAttempt(limits.replicationHandshakeMs);
@@ -99,7 +101,10 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     store,
     port: listener?.port,
     status: () => replica.status(),
-    stop: () => replica.stop(),
+    stop: async () => {
+      fencer?.stop();
+      await replica.stop();
+    },
     promote: async () => {
       // the old primary fenced first, while this replica still receives: the records it committed
       // before the fence are on their way here, and held, they prove no reader there saw a uid this
@@ -111,9 +116,14 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
       await replica.closePending();
       await listener?.close();
       listener = undefined;
-      return promoteStore(store, log, {}, fenced);
+      const role = store.replication().role();
+      const result = await promoteStore(store, log, {}, fenced);
+      // not reached: told again until it answers, so one that comes back stops taking writes
+      if (!result.oldPrimaryFenced && role?.primary && role.keyFile) fencer = keepFencing(store, role.primary, role.keyFile, result.epoch, log);
+      return result;
     },
     close: async () => {
+      fencer?.stop();
       await replica.stop();
       await replica.closePending();
       await listener?.close();
@@ -199,10 +209,15 @@ export class Replica {
     };
   }
 
+  /** The seq this replica holds durable: committed, or as a tentative round. */
+  private heldSeq(): number {
+    return Math.max(this.store.changes.lastSeq, this.pending.heldSeq);
+  }
+
   /** Waits, at most `timeoutMs`, until this replica holds `seq`, committed or as a durable tentative round (promote commits those). */
   async received(seq: number, timeoutMs: number): Promise<void> {
     const until = performance.now() + timeoutMs;
-    while (Math.max(this.store.changes.lastSeq, this.pending.heldSeq) < seq && performance.now() < until && !this.stopped) await sleep(20);
+    while (this.heldSeq() < seq && performance.now() < until && !this.stopped) await sleep(20);
   }
 
   async closePending(): Promise<void> {
@@ -217,22 +232,34 @@ export class Replica {
     await this.loop;
   }
 
-  /** Connects again and again (backing off) until stopped; a refusal is logged each time. */
+  /**
+   * Connects again and again (backing off) until stopped; a failure is logged when it differs from
+   * the last one. The back-off starts again at its minimum only after a session that took
+   * something or lasted: one that fails after its handshake (a full disk refusing every round) is
+   * retried as a failed connect is, not every replicationRetryMinMs for as long as it lasts.
+   */
   private async run(): Promise<void> {
+    let logged: string | undefined;
     while (!this.stopped) {
+      const heldBefore = this.heldSeq();
+      const startedMs = monotonicMs();
       try {
         this.connection = await connect(this.primary, this.psk, TENTATIVE_RAW);
         await this.session(this.connection);
       } catch (error) {
         this.attempted?.();
         const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
-        if (message !== this.lastError) this.log(`replication: replica of ${this.primary}: ${message}`);
-        this.lastError = message;
+        if (message !== logged) this.log(`replication: replica of ${this.primary}: ${message}`);
+        this.lastError = logged = message;
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
       } finally {
         this.connection?.close();
       }
       if (this.stopped) return;
+      if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
+        this.retryMs = limits.replicationRetryMinMs;
+        logged = undefined;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
         this.wake = () => { clearTimeout(timer); resolve(); };
@@ -250,13 +277,20 @@ export class Replica {
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     const lastSeq = this.store.changes.lastSeq;
     const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
-    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION });
+    // tentative records an earlier session left (its primary died before it said they committed): a
+    // promoted primary must hold them before its records replace them (refuseDroppedTentative)
+    const held = this.pending.heldFromEarlierSession ? heldProbes((await readPendingRounds(this.store)).rounds.flatMap((r) => r.records), lastSeq) : [];
+    await connection.send({
+      t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
+      ...(held.length > 0 ? { held } : {}),
+    });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;
     // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
+    await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
     const noted = settings ? notePrimarySettings(this.store.fs, this.store.root, settings) : forgetPrimarySettings(this.store.fs, this.store.root);
@@ -265,13 +299,26 @@ export class Replica {
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;
-    this.retryMs = limits.replicationRetryMinMs;
     while (!this.stopped) {
       const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
       if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
       this.lastContact = Date.now();
       await this.handle(connection, message);
     }
+  }
+
+  /**
+   * A primary promoted since this replica was made (it was pointed at the promoted node) is at a
+   * higher epoch: held in REPLICATION before anything is taken from it, so this replica, promoted
+   * in turn, takes the epoch above it and fences it, and its hello carries it to an older primary.
+   * Kept at the epoch it was made with, a replica promoted after a second failover took the epoch
+   * its running primary had, which answered the fence 'not newer' and went on taking writes.
+   */
+  private async takeEpoch(role: ReplicationRole, announced: unknown): Promise<void> {
+    const epoch = Number(announced);
+    if (!Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
+    await this.store.replication().setRole({ ...role, epoch });
+    this.log(`replication: ${this.primary} is at epoch ${epoch} (this replica was at ${role.epoch}): a promoted primary; taken`);
   }
 
   private async handle(connection: Connection, message: Message): Promise<void> {
@@ -287,8 +334,10 @@ export class Replica {
       case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records
         const bytes = Buffer.from(message.bytes as Uint8Array);
-        await control.admitPackBytes(bytes.length, message.room === true);
-        return control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
+        return this.tellingPrimary(connection, async () => {
+          await control.admitPackBytes(bytes.length, message.room === true);
+          await control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
+        });
       }
       case 'records': {
         await this.commitNow();
@@ -298,7 +347,7 @@ export class Replica {
         // a compaction's old packs: listed durably before the round commits, deleted after it (pack-removal.ts)
         const removed = packsRemovedIn(records);
         if (removed.length > 0) await notePacksToRemove(this.store, seq, removed);
-        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
+        await this.tellingPrimary(connection, () => control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] }));
         if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         if (this.pending.idle) await this.pending.clear(); // rounds of an earlier session: the primary's own records replaced them
         this.primarySeq = Math.max(this.primarySeq, seq);
@@ -328,6 +377,20 @@ export class Replica {
         throw peerError(message, this.primary);
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
+    }
+  }
+
+  /**
+   * A round this replica cannot take (its disk full, an I/O error) ends the session; the primary
+   * is told why first, so its log says it (before, only 'disconnected', again at every retry).
+   */
+  private async tellingPrimary(connection: Connection, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      const failure = isMailstoreError(error) ? error : fromSystemError(error, 'taking a round into', this.store.root);
+      await connection.send({ t: 'error', code: failure.code, message: failure.message }).catch(() => undefined);
+      throw failure;
     }
   }
 

@@ -89,7 +89,7 @@ export class SyncGate implements ReplicationGate {
       return;
     }
     if (this.fallback === 'refuse') {
-      throw new MailstoreError('UNAVAILABLE', `only ${this.connected} of the ${this.replicasNeeded} synchronous replicas are connected; nothing was written (temporary: retry once they are back)`);
+      throw new MailstoreError('UNAVAILABLE', `only ${this.connected} of the ${this.replicasNeeded} synchronous replicas are connected; nothing was written (temporary: retry once they are back)`, { mayHaveCommitted: false });
     }
     this.markUnprotected(`only ${this.connected} of ${this.replicasNeeded} synchronous replicas are connected`);
   }
@@ -141,7 +141,8 @@ export class SyncGate implements ReplicationGate {
       return;
     }
     waiter.reject(new MailstoreError('UNAVAILABLE',
-      `the change (seq ${waiter.seq}) is durable here but ${this.replicasNeeded} synchronous replicas did not confirm it within ${this.waitMs} ms: it may have committed; check before retrying`));
+      `the change (seq ${waiter.seq}) is durable here but ${this.replicasNeeded} synchronous replicas did not confirm it within ${this.waitMs} ms: it may have committed; check before retrying`,
+      { mayHaveCommitted: true }));
   }
 
   private markUnprotected(why: string): void {

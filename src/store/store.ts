@@ -718,7 +718,7 @@ export class Store implements MailStore {
    */
   async setInlineBodies(bytes: number | undefined): Promise<void> {
     this.live();
-    this.writable();
+    if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkInlineBodyBytes(bytes, 'inline bytes max');
     await writeInlineBodyBytes(this.fs, this.root, bytes);
     this.inlineBodyBytesMax = bytes ?? limits.inlineBodyBytesDefault;
@@ -736,7 +736,7 @@ export class Store implements MailStore {
    */
   async setFreeSpaceReserve(bytes: number | undefined): Promise<void> {
     this.live();
-    this.writable();
+    if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkReserveBytes(bytes, 'free space reserve');
     await writeReserveBytes(this.fs, this.root, bytes);
     this.space.setReserve(bytes);

@@ -83,6 +83,8 @@ export interface ReplicatedBatch {
   records: JournalRecord[];
   /** Index meta entries written in the same index batch (the replica's durable pack tails). */
   meta?: [key: Buffer, value: unknown][];
+  /** Held rounds promote commits: to the floor, not the mail reserve. */
+  held?: boolean;
 }
 
 interface Pending {
@@ -574,7 +576,7 @@ export class Writer {
       // made). Expunges and flag changes go on down to the floor: they are how room is made.
       const need: SpaceNeed = {
         bytes: batch.packs.reduce((n, c) => n + c.bytes.length, 0) + records.reduce((n, r) => n + r.payload.length, 0),
-        mail: batch.packs.length > 0 || decoded.some((p) => p.ops.some((op) => op.op === 'message.add' && op.fresh === true)),
+        mail: batch.held !== true && (batch.packs.length > 0 || decoded.some((p) => p.ops.some((op) => op.op === 'message.add' && op.fresh === true))),
       };
       const refusal = await space.refusal(need);
       if (refusal) return pending.reject(refusal);

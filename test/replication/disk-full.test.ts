@@ -1,16 +1,20 @@
 // A replica whose disk fills: its rounds fail NO_SPACE (logged), it stays a prefix of its primary
-// and keeps retrying; once there is room again it catches up and equals the primary. Needs root
-// (a small tmpfs); skipped otherwise.
+// and keeps retrying, backing off; once there is room again it catches up and equals the primary.
+// The tmpfs test needs root (skipped otherwise); the back-off one fails the replica's pack writes
+// ENOSPC through FaultFileSystem.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { afterEach } from 'vitest';
 import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
+import { sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
+import { limits } from '../../src/limits.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, logicalState, msg, until } from './helpers.js';
+import { keyFile, logicalState, msg, startPair, until } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const mounts: string[] = [];
@@ -48,6 +52,47 @@ describe('replica disk full', () => {
       await replica.close();
       await primary.close();
       await primaryStore.close();
+    }
+  }, 60_000);
+});
+
+describe('a replica whose every round fails after the handshake', () => {
+  // Found by an outside test (session 48): a replica on a full disk connected, was sent the round,
+  // failed it NO_SPACE and connected again 100 ms later, for as long as the disk stayed full (2,162
+  // times in 5 minutes, ~7 a second): the back-off began again at its minimum with every
+  // handshake, so each session resent the round (1.7 MB there), logged the error again on the
+  // replica and a connect and a disconnect on the primary, and reopened a synchronous primary's
+  // window to admit writes that then waited out syncWaitMs. A session that takes nothing now backs
+  // off as a failed connect does; one that takes a round starts again from the minimum.
+  it('backs off to replicationRetryMaxMs (the error not logged again), and catches up once its disk takes writes again', async () => {
+    const faults = new FaultFileSystem();
+    const lines: string[] = [];
+    const primaryLines: string[] = [];
+    const pair = await startPair({ replica: { fs: faults, log: (l) => lines.push(l) }, primary: { log: (l) => primaryLines.push(l) } });
+    try {
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 10_000, 'the mailbox on the replica');
+      faults.failAll('ENOSPC', { pathPrefix: `${pair.replicaDir}${sep}packs${sep}`, ops: ['write', 'create'] });
+      await pair.primaryStore.append('INBOX', msg(1, 100_000)); // past the inline threshold: pack bytes
+      await until(() => lines.some((l) => /ENOSPC|NO_SPACE/.test(l)), 10_000, 'the round failing on the replica');
+      const sessions = () => lines.filter((l) => /replication: connected to /.test(l)).length;
+      const first = sessions();
+      // Delays of 100, 200, 400, 800, 1,600 and 3,200 ms fit in 6.4 s: at most 6 sessions more, however
+      // slow the machine (a delay is a least); before, each began again at 100 ms (about 40 here).
+      const windowMs = 100 + 200 + 400 + 800 + 1_600 + 3_200;
+      await new Promise((r) => setTimeout(r, windowMs));
+      expect(sessions() - first).toBeLessThanOrEqual(6);
+      // logged once by the session that took the mailbox's record and then failed, once by the first
+      // that took nothing; not once a session (before: the dedup was reset at every handshake)
+      expect(lines.filter((l) => /ENOSPC|NO_SPACE/.test(l)).length, lines.join('\n')).toBeLessThanOrEqual(2);
+      expect(pair.replica.store.changes.lastSeq).toBeLessThan(pair.primaryStore.changes.lastSeq);
+      // the primary's log says why (before: only 'disconnected at seq 1', at every retry)
+      expect(primaryLines.some((l) => /replica [0-9a-f]+ reports: .*ENOSPC/.test(l)), primaryLines.join('\n')).toBe(true);
+      faults.clear(); // room again: the next session (within replicationRetryMaxMs) takes the round
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 3 * limits.replicationRetryMaxMs, 'catch-up once the disk takes writes');
+      expect(await pair.replica.store.fetch('INBOX', 1)).toEqual(msg(1, 100_000));
+      await pair.expectIdentical();
+    } finally {
+      await pair.close();
     }
   }, 60_000);
 });

@@ -16,6 +16,28 @@ import { tmpDir } from '../helpers/tmp.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 
+/**
+ * A primary with one message, down while its replica was promoted (not fenced: it was not
+ * reached), then back on its port as a primary that does not know: its store, its handle, the promoted replica.
+ */
+async function promotedWhileDown(logs: { primaryLog?: (line: string) => void; replicaLog?: (line: string) => void }) {
+  const key = keyFile();
+  const p = tmpDir('primary');
+  const first = await Store.open(p, { create: true });
+  await first.createMailbox('INBOX');
+  const down = await startPrimary(first, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  const port = (await down.status()).port;
+  const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: logs.replicaLog ?? quiet });
+  await first.append('INBOX', msg(1));
+  await until(() => replica.store.changes.lastSeq === first.changes.lastSeq);
+  await down.close();
+  await first.close();
+  expect((await replica.promote()).oldPrimaryFenced).toBe(false);
+  const primaryStore = await Store.open(p);
+  const primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: logs.primaryLog ?? quiet });
+  return { key, port, replica, primaryStore, primary };
+}
+
 describe('promote', () => {
   it('the promoted replica takes writes; the reachable old primary is fenced at once; nothing acknowledged is lost', async () => {
     const key = keyFile();
@@ -53,27 +75,35 @@ describe('promote', () => {
   }, 30_000);
 
   it('an old primary that was down at promotion is fenced by the first node that brings the newer epoch', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    let primaryStore = await Store.open(p, { create: true });
-    await primaryStore.createMailbox('INBOX');
-    let primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const port = (await primary.status()).port;
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: quiet });
+    const lines: string[] = [];
+    const { key, port, replica, primaryStore, primary } = await promotedWhileDown({ primaryLog: (l) => lines.push(l) });
     try {
-      await primaryStore.append('INBOX', msg(1));
-      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
-      await primary.close();
-      await primaryStore.close();
-      expect((await replica.promote()).oldPrimaryFenced).toBe(false);
-      primaryStore = await Store.open(p);
-      const lines: string[] = [];
-      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: (l) => lines.push(l) });
       await primaryStore.append('INBOX', msg(2)); // it does not know yet
       expect(await codeOf(checkReplica(replica.store, { primary: `127.0.0.1:${port}`, keyFile: key, catchUpMs: 0 }))).toBe('READ_ONLY_REPLICA');
       expect(lines.some((l) => /FENCED/.test(l))).toBe(true);
       expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('READ_ONLY_REPLICA');
     } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
+
+  it('an old primary unreachable at promotion (down, hung, cut off) is fenced once it is back: the promoted replica keeps telling it', async () => {
+    // Found by an outside test (session 48): a primary SIGSTOPped through the promotion ('old
+    // primary not reached') and resumed went on as a primary at epoch 0 and took writes; nothing
+    // told it again unless some replica happened to connect to it.
+    const tunable = limits as { promoteFenceRetryMs: number };
+    const retryMs = tunable.promoteFenceRetryMs;
+    tunable.promoteFenceRetryMs = 200;
+    const lines: string[] = [];
+    const { port, replica, primaryStore, primary } = await promotedWhileDown({ replicaLog: (l) => lines.push(l) }); // back, and no peer talks to it
+    try {
+      await until(async () => (await primary.status()).role === 'fenced', 15_000, 'the old primary fenced by the promoted replica');
+      expect(await codeOf(primaryStore.append('INBOX', msg(2)))).toBe('READ_ONLY_REPLICA');
+      expect(lines.some((l) => new RegExp(`old primary 127.0.0.1:${port} was reached and fenced \\(epoch 1\\); it had committed up to seq ${primaryStore.changes.lastSeq}`).test(l)), lines.join('\n')).toBe(true);
+    } finally {
+      tunable.promoteFenceRetryMs = retryMs;
       await replica.close();
       await primary.close();
       await primaryStore.close();
@@ -103,6 +133,42 @@ describe('promote', () => {
       await replica.close();
     }
   }, 30_000);
+});
+
+describe('a second failover', () => {
+  // Found by an outside test (session 48), with daemons: P's two replicas R1 and R2; P died, R1 was
+  // promoted (epoch 1) and R2 pointed at it; then a planned switchover, promote R2 while R1 runs.
+  // R2's REPLICATION still said epoch 0 (a replica took its primary's epoch when it was made, never
+  // later), so it was promoted at epoch 1 too: R1 answered its fence "epoch 1 is not newer than
+  // this primary's", stayed a primary and took writes, R2 as well, each giving uid 71 to other mail.
+  it('a replica that followed a promoted primary takes its epoch: promoted in turn, it fences that one (epoch 2)', async () => {
+    const pair = await startPair();
+    const second = join(tmpDir('replica'), 'r2');
+    let r2 = await startReplica(second, { primary: pair.address, keyFile: pair.key, log: quiet });
+    let r1Primary: Awaited<ReturnType<typeof startPrimary>> | undefined;
+    try {
+      await pair.primaryStore.append('INBOX', msg(1));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq && r2.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'both replicas');
+      await pair.primary.close();
+      await pair.primaryStore.close();
+      const r1 = pair.replica;
+      expect((await r1.promote()).epoch).toBe(1);
+      r1Primary = await startPrimary(r1.store, { listen: '127.0.0.1:0', keyFile: pair.key, log: quiet });
+      await r2.close();
+      r2 = await startReplica(second, { primary: `127.0.0.1:${(await r1Primary.status()).port}`, keyFile: pair.key, log: quiet });
+      await r1.store.append('INBOX', msg(2));
+      await until(() => r2.store.changes.lastSeq === r1.store.changes.lastSeq, 15_000, 'R2 following R1');
+      const promoted = await r2.promote(); // a switchover: R1 still runs and is reached
+      expect(promoted).toMatchObject({ epoch: 2, oldPrimaryFenced: true, uidValidity: 'kept' });
+      expect(await codeOf(r1.store.append('INBOX', msg(3)))).toBe('READ_ONLY_REPLICA');
+      expect((await r1Primary.status()).role).toBe('fenced');
+      expect((await r2.store.append('INBOX', msg(4))).uid).toBe(3);
+    } finally {
+      await r2.close();
+      await r1Primary?.close();
+      await pair.replica.close();
+    }
+  }, 60_000);
 });
 
 describe('promote: a copy in parts the old primary left half done', () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
 import { msg, startPair, until } from './helpers.js';
+import { requireBuilt, run } from '../cli/helpers.js';
 
 describe('scrub on a replica', () => {
   it('runs check-only, whole and scoped, and finds damage there', async () => {
@@ -27,4 +28,31 @@ describe('scrub on a replica', () => {
       await pair.close();
     }
   });
+});
+
+describe('the scrub command on a damaged replica', () => {
+  // Found by an outside test (session 48): it said "run 'mailstore scrub --repair --source COPY' to
+  // heal", which a replica refuses (READ_ONLY_REPLICA, exit 3); what heals one is a new copy of its primary.
+  it('names what heals a replica instead of a repair it refuses', async () => {
+    requireBuilt();
+    const pair = await startPair({ fill: async (store) => { for (let i = 0; i < 3; i++) await store.append('INBOX', msg(i, 40_000)); } });
+    try {
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
+      await pair.replica.close(); // the CLI opens the directory itself
+      const pack = join(pair.replicaDir, 'packs', readdirSync(join(pair.replicaDir, 'packs')).find((n) => n.endsWith('.pack'))!);
+      const bytes = readFileSync(pack);
+      bytes[bytes.indexOf('body 1 ')] ^= 0x20;
+      writeFileSync(pack, bytes);
+      const checked = await run(['scrub'], { store: pair.replicaDir });
+      expect(checked.code).toBe(1);
+      expect(checked.stdout.toString()).toMatch(/this store is a replica, which takes no repair .*start the replica again in an empty one/);
+      expect(checked.stdout.toString()).not.toMatch(/to heal/);
+      const repair = await run(['scrub', '--repair', '--source', pair.address, '--replication-key', pair.key], { store: pair.replicaDir });
+      expect(repair.code).toBe(3); // what the old hint led to
+      expect(repair.stderr.toString()).toMatch(/READ_ONLY_REPLICA/);
+    } finally {
+      await pair.primary.close();
+      await pair.primaryStore.close();
+    }
+  }, 60_000);
 });

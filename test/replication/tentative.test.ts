@@ -12,6 +12,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
+import { storedReplicationStatus } from '../../src/replication/status.js';
 import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -72,13 +73,50 @@ async function heldTentative(replica: ReplicaHandle, seq: number): Promise<void>
   await until(async () => (await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
 }
 
-async function pair(failing: 'sync' | 'write' = 'sync') {
+/**
+ * The primary's next journal sync waits, once the replica holds `seq` as a tentative round, until
+ * release(): the primary "dies" before its commit. `held` resolves when the round is there.
+ */
+function holdRound(faults: { arm: (hook: () => Promise<void>) => void }, replica: ReplicaHandle, seq: number): { held: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  let heldNow!: () => void;
+  const held = new Promise<void>((resolve) => { heldNow = resolve; });
+  faults.arm(async () => {
+    await heldTentative(replica, seq);
+    heldNow();
+    await gate;
+  });
+  return { held, release };
+}
+
+/** A pair (as pair() makes it), caught up, whose primary's next round is held on the replica and then hangs (holdRound). */
+async function pairHoldingNextRound() {
+  const made = await pair();
+  const committed = made.primaryStore.changes.lastSeq;
+  await until(() => made.replica.store.changes.lastSeq === committed);
+  return { ...made, committed, round: holdRound(made.faults, made.replica, committed + 1) };
+}
+
+/** Runs `work` with the old primary's fence answer waited for 500 ms (its writer hangs in its sync: it cannot say its last seq). */
+async function withShortFenceAnswer<T>(work: () => Promise<T>): Promise<T> {
+  const tunable = limits as { promoteFenceAnswerMs: number };
+  const answerMs = tunable.promoteFenceAnswerMs;
+  tunable.promoteFenceAnswerMs = 500;
+  try {
+    return await work();
+  } finally {
+    tunable.promoteFenceAnswerMs = answerMs;
+  }
+}
+
+async function pair(failing: 'sync' | 'write' = 'sync', syncWaitMs = 20_000) {
   const key = keyFile();
   const faults = journalFaultFs(failing);
   const primaryRoot = tmpDir('primary');
   const primaryStore = await Store.open(primaryRoot, { create: true, fs: faults.fs });
   await primaryStore.createMailbox('INBOX');
-  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs: 20_000, log: quiet });
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs, log: quiet });
   const address = `127.0.0.1:${(await primary.status()).port}`;
   const replicaRoot = join(tmpDir('replica'), 'r');
   const replica = await startReplica(replicaRoot, { primary: address, keyFile: key, log: quiet });
@@ -135,41 +173,118 @@ describe('tentative rounds of a synchronous replica', () => {
   }
 
   it('promote commits a round the replica holds durable whose commit notice never came', async () => {
-    const { faults, primaryStore, primary, replica } = await pair();
-    let release!: () => void;
-    const tunable = limits as { promoteFenceAnswerMs: number };
-    const answerMs = tunable.promoteFenceAnswerMs;
-    tunable.promoteFenceAnswerMs = 500; // the old primary's writer hangs in its sync: it is fenced, and cannot say its last seq
+    const { primaryStore, primary, replica, committed, round } = await pairHoldingNextRound();
     try {
-      const committed = primaryStore.changes.lastSeq;
-      await until(() => replica.store.changes.lastSeq === committed);
-      faults.arm(async () => {
-        await heldTentative(replica, committed + 1);
-        await new Promise<void>((resolve) => { release = resolve; }); // the primary "dies" before its commit
+      await withShortFenceAnswer(async () => {
+        const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
+        await round.held;
+        expect(replica.store.changes.lastSeq).toBe(committed); // held, not committed, while it follows
+        const promoted = await replica.promote();
+        expect(promoted.seq).toBe(committed + 3); // the round, the mailboxes' new uidValidity, then the epoch record
+        expect(promoted).toMatchObject({ heldSeq: committed + 1, uidValidity: 'new' });
+        expect((await replica.store.status('INBOX')).messages).toBe(3);
+        expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+        expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
+        // the old primary's sync completes: the change is acknowledged (the replica acknowledged the
+        // round before it went) or, when the session's end came first, fails UNAVAILABLE saying it may
+        // have committed; either way it is on the promoted replica
+        round.release();
+        await primary.close();
+        const outcome = await inDoubt;
+        if (outcome instanceof Error) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
+        else expect(outcome).toMatchObject({ uid: 3 });
       });
-      const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
-      await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
-      expect(replica.store.changes.lastSeq).toBe(committed); // held, not committed, while it follows
-      const promoted = await replica.promote();
-      expect(promoted.seq).toBe(committed + 3); // the round, the mailboxes' new uidValidity, then the epoch record
-      expect(promoted).toMatchObject({ heldSeq: committed + 1, uidValidity: 'new' });
-      expect((await replica.store.status('INBOX')).messages).toBe(3);
-      expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
-      expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
-      // the old primary's sync completes: the change is acknowledged (the replica acknowledged the
-      // round before it went) or, when the session's end came first, fails UNAVAILABLE saying it may
-      // have committed; either way it is on the promoted replica
-      release();
-      await primary.close();
-      const outcome = await inDoubt;
-      if (outcome instanceof Error) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
-      else expect(outcome).toMatchObject({ uid: 3 });
     } finally {
-      tunable.promoteFenceAnswerMs = answerMs;
-      release?.();
+      round.release();
       await replica.close();
       await primary.close();
       await primaryStore.close();
+    }
+  }, 60_000);
+});
+
+describe('a replica whose disk filled, its primary dead', () => {
+  // Found by an outside test (session 48): a synchronous replica on a 20 MB tmpfs past its
+  // free-space reserve, the primary SIGKILLed: 10 acknowledged messages were held in
+  // REPLICATION-PENDING (replica status: 'holds tentative changes up to seq 964'), and promote
+  // failed NO_SPACE (committing them was held to the mail reserve) naming 'mailstore config
+  // --free-space-reserve', which a replica refused (READ_ONLY_REPLICA): no failover until the disk grew.
+  it('sets its own reserve (a node setting), and promote commits the held rounds below the mail reserve', async () => {
+    const { primaryStore, primary, replica, committed, round } = await pairHoldingNextRound();
+    try {
+      await withShortFenceAnswer(async () => {
+        void primaryStore.append('INBOX', msg(3)).catch(() => undefined);
+        await round.held;
+        // a disk past its reserve (the floor, an eighth of it, still below the free space); setting it was READ_ONLY_REPLICA
+        await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!);
+        const promoted = await replica.promote(); // was NO_SPACE
+        expect(promoted).toMatchObject({ heldSeq: committed + 1 });
+        expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+        expect(await codeOf(replica.store.append('INBOX', msg(4)))).toBe('NO_SPACE'); // new mail is still deferred
+      });
+    } finally {
+      round.release();
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 60_000);
+});
+
+describe('a tentative round held from a primary that died, and a promoted replica that lacks it', () => {
+  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
+  // once one holds it, and after the primary's death the other may be the one promoted (`replica
+  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
+  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
+  // acknowledged change was gone from the only node that still had it, silently.
+  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+    const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
+    const otherRoot = join(tmpDir('replica'), 'r2');
+    let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
+    let round: ReturnType<typeof holdRound> | undefined;
+    let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
+    let follower: ReplicaHandle | undefined;
+    try {
+      const committed = primaryStore.changes.lastSeq;
+      await until(() => replica.store.changes.lastSeq === committed && other!.store.changes.lastSeq === committed, 15_000, 'both replicas');
+      await other.close(); // the other replica misses the last change
+      other = undefined;
+      round = holdRound(faults, replica, committed + 1);
+      const inDoubt = primaryStore.append('INBOX', msg(3)).catch((error: unknown) => error);
+      await round.held;
+      await replica.close(); // stopped to be pointed at the new primary; its round is durable, uncommitted
+      round.release(); // the primary's sync completes: the change is acknowledged (the replica held it) ...
+      const outcome = await inDoubt;
+      if (!(outcome instanceof Error)) expect(outcome).toMatchObject({ uid: 3 });
+      await primary.close(); // ... and the primary dies before any commit notice
+      await primaryStore.close();
+      other = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
+      const promoted = await other.promote();
+      expect(promoted.epoch).toBe(1);
+      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+      const lines: string[] = [];
+      follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      await other.store.append('INBOX', msg(4)); // the new primary goes on
+      await until(() => lines.some((l) => /REFUSED/.test(l)) || follower!.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+      expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
+      expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
+      expect(follower.store.changes.lastSeq).toBe(committed);
+      expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+      // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
+      expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
+      // promoted instead, it has the change
+      await follower.stop();
+      await promotedPrimary.close();
+      promotedPrimary = undefined;
+      await follower.promote();
+      expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+    } finally {
+      round?.release();
+      await follower?.close();
+      await promotedPrimary?.close();
+      await other?.close();
+      await primary.close();
+      await primaryStore.close().catch(() => undefined);
     }
   }, 60_000);
 });

@@ -21,7 +21,8 @@ Without a daemon this reads the store: a replica's position is the durable curso
     .action(async (_options: unknown, command: Command) => {
       const status = await withReadStore(command, (store) => procedures(store).replicationStatus());
       if (wantsJson(command)) return printJson(status);
-      await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}`);
+      const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
+      await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
       for (const r of status.replicas) {
         const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
         await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}${resync}`);
@@ -50,7 +51,9 @@ the kept digest, which 'mailstore scrub' finds too).`)
 }
 
 async function printCheck(result: CheckResult): Promise<void> {
-  await printLine(`${result.mailboxes} mailboxes compared at primary seq ${result.primarySeq} (replica at ${result.replicaSeq}): ${result.identical ? 'identical' : `${result.differences.length} difference(s)`}`);
+  // what it compares, said where it says identical: a flipped byte in the replica's copy of a body is not among it
+  const same = "identical (mailboxes, uids, flags and each message's hash; the stored bytes: 'mailstore scrub')";
+  await printLine(`${result.mailboxes} mailboxes compared at primary seq ${result.primarySeq} (replica at ${result.replicaSeq}): ${result.identical ? same : `${result.differences.length} difference(s)`}`);
   for (const d of result.differences) {
     await printLine(`${d.mailbox}: ${d.kind}${d.detail ? ` (${d.detail})` : ''}`);
     for (const m of d.messages ?? []) await printLine(`  uid ${m.uid}: primary ${JSON.stringify(m.primary)}, replica ${JSON.stringify(m.replica)}`);

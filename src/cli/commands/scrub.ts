@@ -167,7 +167,9 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
-    await print(report.findings, report, output, detail);
+    // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead
+    const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationStatus()).role === 'replica';
+    await print(report.findings, report, output, detail, replica);
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
   }
   return repairAndReport(store, options, report, output);
@@ -224,7 +226,7 @@ async function printTable(findings: Finding[]): Promise<void> {
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
 
-async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail): Promise<void> {
+async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail, replica = false): Promise<void> {
   const s = report.summary;
   if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
   if (output === 'jsonl') {
@@ -244,7 +246,10 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   if (s.damage === 0) return printLine(`clean${info}`);
   const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
   // the one line of a damaged run at err in the journal (the nightly unit's): the table stays at its default
-  await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; run 'mailstore scrub --repair --source COPY' to heal${hint}`);
+  const heal = replica
+    ? `this store is a replica, which takes no repair (READ_ONLY_REPLICA): move its directory aside and start the replica again in an empty one (it copies its primary afresh); once promoted instead, 'mailstore scrub --repair --source COPY' heals it from the old primary or a copy`
+    : `run 'mailstore scrub --repair --source COPY' to heal${hint}`;
+  await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; ${heal}`);
 }
 
 /** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
