@@ -20,7 +20,7 @@ import type { ChangeFeed } from './changes.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT, refuseOthersMayWrite } from './identity.js';
-import { fileTimeStamp, unusedPath } from '../fs/durable.js';
+import { fileTimeStamp, unusedPath, writeFileDurable } from '../fs/durable.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
 } from './snapshot-file.js';
@@ -371,11 +371,10 @@ export class Snapshotter {
     let throughSeq = Math.min(olderKept, slowest ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
     const archive = await readJournalArchive(fs, root);
-    if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
-      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };
-    }
-    if (archive && (await insideStore(fs, root, archive))) { // set by an older mailstore, which did not refuse it
-      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is inside the store: nothing was retired; set one outside it ('mailstore snapshot --journal-archive DIR' or 'off')` };
+    if (archive) {
+      const problem = await journalArchiveProblem(fs, root, archive, this.host.storeId);
+      if (problem) return { throughSeq, segments: [], bytes: 0, archive, skipped: `${problem.why}: nothing was retired; ${problem.todo}` };
+      await markJournalArchive(fs, archive, this.host.storeId); // one an older mailstore set holds segments, not yet the marker
     }
     const done = await journal.retireThrough(throughSeq, archive);
     return { throughSeq, ...done, ...(archive ? { archive } : {}) };
@@ -459,13 +458,77 @@ export async function readJournalArchive(fs: FileSystem, root: string): Promise<
   return stored.text;
 }
 
-/** Sets (an absolute path to an existing directory outside the store) or clears (undefined) the journal archive. */
-export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
+/**
+ * Sets (an absolute path to an existing directory outside the store) or clears (undefined) the
+ * journal archive. Marks the directory as this store's archive (ARCHIVE_MARKER) first.
+ */
+export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined, storeId: Buffer): Promise<void> {
   if (dir !== undefined) {
     await checkJournalArchive(fs, dir);
     if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
+    const marked = await archiveMarker(fs, dir);
+    if (marked && marked !== storeIdText(storeId)) throw new MailstoreError('INVALID', `the journal archive ${dir} is the archive of store ${marked} (its ${ARCHIVE_MARKER}): give each store a directory of its own`, { path: dir });
+    await markJournalArchive(fs, dir, storeId);
   }
   await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
+}
+
+/**
+ * The file in a journal archive naming its store, as packs/ and journal/ hold one: a directory
+ * without it is an empty mount point (the archive's file system not mounted), not the archive.
+ * Before session 48 a retirement moved segments into such a directory, on the file system below,
+ * where the mounted archive hides them.
+ */
+export const ARCHIVE_MARKER = 'STORE-ID';
+
+/** Why the journal may not be retired into the archive now, and what the admin does about it. */
+export interface ArchiveProblem {
+  why: string;
+  todo: string;
+}
+
+/**
+ * Why the journal may not be retired into `archive` now, or undefined: it is not a directory (not
+ * mounted?), it is inside the store (set by an older mailstore, which did not refuse it), it holds
+ * another store's marker, or neither this store's marker nor any segment (an empty mount point).
+ * Reads only: scrub asks it too.
+ */
+export async function journalArchiveProblem(fs: FileSystem, root: string, archive: string, storeId: Buffer): Promise<ArchiveProblem | undefined> {
+  const another = `or set another ('mailstore snapshot --journal-archive DIR', or 'off' to delete retired segments)`;
+  const stat = await fs.statIfExists(archive).catch((e) => { throw fromSystemError(e, 'looking at the journal archive', archive); });
+  if (!stat?.isDirectory) return { why: `the journal archive ${archive} is not a directory (not mounted?)`, todo: `mount it (or create it), ${another}` };
+  if (await insideStore(fs, root, archive)) return { why: `the journal archive ${archive} is inside the store`, todo: `set one outside it ('mailstore snapshot --journal-archive DIR' or 'off')` };
+  const marked = await archiveMarker(fs, archive);
+  if (marked === storeIdText(storeId)) return undefined;
+  if (marked) return { why: `the journal archive ${archive} is the archive of store ${marked} (its ${ARCHIVE_MARKER}), not of this one`, todo: `mount this store's archive there, ${another}` };
+  const names = await fs.readdir(archive).catch((e) => { throw fromSystemError(e, 'listing the journal archive', archive); });
+  if (names.some((name) => parseSegmentFileName(name) !== undefined)) return undefined; // set by an older mailstore: marked at its next retirement
+  return {
+    why: `the journal archive ${archive} holds no ${ARCHIVE_MARKER} of this store (an empty mount point: its file system not mounted?)`,
+    todo: `mount it; if it is this store's archive, set it again to mark it ('mailstore snapshot --journal-archive ${archive}'), ${another}`,
+  };
+}
+
+/** The store id an archive's marker names, or undefined when it has none. */
+async function archiveMarker(fs: FileSystem, archive: string): Promise<string | undefined> {
+  const path = join(archive, ARCHIVE_MARKER);
+  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw fromSystemError(error, 'reading the journal archive\'s marker', path);
+  });
+  return bytes?.toString('utf8').trim();
+}
+
+async function markJournalArchive(fs: FileSystem, archive: string, storeId: Buffer): Promise<void> {
+  if ((await archiveMarker(fs, archive)) === storeIdText(storeId)) return;
+  const path = join(archive, ARCHIVE_MARKER);
+  await writeFileDurable(fs, path, Buffer.from(`${storeIdText(storeId)}\n`)).catch((e) => { throw fromSystemError(e, 'marking the journal archive', path); });
+}
+
+/** The store id as STORE and the markers spell it (a UUID). */
+function storeIdText(storeId: Buffer): string {
+  const hex = storeId.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**

@@ -703,7 +703,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
-    await writeJournalArchive(this.fs, this.root, dir);
+    await writeJournalArchive(this.fs, this.root, dir, this.storeId);
   }
 
   /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
@@ -748,6 +748,9 @@ export class Store implements MailStore {
     if (error && this.health.findings.length < limits.healthFindingsMax) {
       this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
     }
+    // the journal archive not mounted: said once (every snapshot retires nothing until it is back), as serve's journal-not-retired warning
+    const notRetired = result?.retired.skipped && `automatic snapshots retire no journal segment: ${result.retired.skipped}`;
+    if (notRetired && !this.health.findings.includes(notRetired) && this.health.findings.length < limits.healthFindingsMax) this.health.findings.push(notRetired);
     for (const d of result?.damagedSnapshots ?? []) {
       if (this.health.findings.length >= limits.healthFindingsMax) break;
       this.health.findings.push(`snapshot ${d.name} (older than the kept ones) is damaged: ${d.why}; ${d.quarantined ? `moved to ${d.quarantined}` : 'deleted (quarantine/ holds enough damaged snapshots)'}`);

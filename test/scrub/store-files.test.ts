@@ -2,7 +2,7 @@
 // while reads and deliveries go on, so the journal grows with history. Scrub called such a store
 // clean (an outside tester's finding, wt47b): now each is a store-file-damage finding, exit 1.
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
@@ -62,6 +62,23 @@ describe('scrub reports damaged store files that an open does not read', () => {
       expect(run.status, run.stderr).toBe(1);
       expect(run.stdout).toContain(`store-file-damage  ${file}`);
     }
+  });
+
+  it('a journal archive whose file system is gone (the directory missing): journal-archive-unusable naming it and what to do, exit 1; back, clean', async () => {
+    const dir = await storeWithCursors();
+    const store = await Store.open(dir);
+    const archive = (await store.journalArchive())!;
+    await store.close();
+    const mounted = `${archive}-mounted`;
+    cpSync(archive, mounted, { recursive: true });
+    rmSync(archive, { recursive: true });
+    const run = cli(['scrub', '--quiet'], dir);
+    expect(run.status, run.stderr).toBe(1); // before: 0, clean
+    expect(run.stdout).toContain(`journal-archive-unusable  JOURNAL-ARCHIVE  the journal archive ${archive} is not a directory (not mounted?): until it is back no journal segment is retired (none is deleted; the journal grows); mount it (or create it), or set another ('mailstore snapshot --journal-archive DIR'`);
+    const json = JSON.parse(cli(['scrub', '--json'], dir).stdout);
+    expect(json.findings).toEqual([expect.objectContaining({ kind: 'journal-archive-unusable', archive, damage: true })]);
+    cpSync(mounted, archive, { recursive: true });
+    expect(cli(['scrub', '--quiet'], dir).status).toBe(0);
   });
 
   it('the cursors the store derives (snapshot, compact) are written again by the next compaction and snapshot, as if lost: scrub is clean after them; another consumer\'s is not guessed', async () => {

@@ -411,7 +411,7 @@ describe('journal retirement', () => {
     const result = await store.snapshot();
     expect(result.retired.archive).toBe(archive);
     expect(result.retired.segments.length).toBeGreaterThan(0);
-    expect(readdirSync(archive).sort()).toEqual(result.retired.segments);
+    expect(readdirSync(archive).sort()).toEqual([...result.retired.segments, 'STORE-ID']);
     rmSync(archive, { recursive: true });
     await churn(store, 100, 60);
     const skipped = await store.snapshot();
@@ -441,7 +441,10 @@ describe('journal retirement', () => {
     await first.close();
     const secondRoot = tmpDir();
     const second = await seeded(secondRoot, 60); // the same history: the same segment names
-    await second.setJournalArchive(archive);
+    await expect(second.setJournalArchive(archive)).rejects.toMatchObject({ code: 'INVALID' }); // the first's STORE-ID is there (session 48)
+    // as an older mailstore left them: the setting written without that check, the archive without a marker
+    await writeSetting(nodeFileSystem, secondRoot, 'JOURNAL-ARCHIVE', archive, 'the journal archive setting');
+    rmSync(join(archive, 'STORE-ID'));
     await second.snapshot();
     await churn(second, 70, 10);
     const segmentsBefore = readdirSync(join(secondRoot, 'journal')).sort();
@@ -499,6 +502,90 @@ describe('journal retirement', () => {
     expect(result.retired.skipped).toMatch(/inside the store/);
     expect(segments(root)).toEqual(expect.arrayContaining(before));
     await store.close();
+  });
+
+  it('an archive whose file system is not mounted (the directory gone, or an empty mount point) or another store\'s: nothing retired, nothing deleted, scrub reports it (exit 1) with the path and what to do; mounted again, it retires there', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await seeded(root, 60);
+    await store.setJournalArchive(archive);
+    expect(readFileSync(join(archive, 'STORE-ID'), 'utf8')).toBe(`${store.identity.storeId}\n`);
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const unmounted = join(tmpDir(), 'mounted-archive');
+    renameSync(archive, unmounted); // its file system unmounted: an empty mount point stays
+    mkdirSync(archive, { mode: 0o700 });
+    const other = join(tmpDir(), 'other');
+    mkdirSync(other);
+    for (const [state, why] of [
+      ['an empty mount point', /holds no STORE-ID of this store \(an empty mount point: its file system not mounted\?\)/],
+      ['another store\'s archive', /is the archive of store 0{8}-0{4}-0{4}-0{4}-0{12} \(its STORE-ID\), not of this one/],
+      ['the directory gone', /is not a directory \(not mounted\?\)/],
+    ] as const) {
+      if (state === 'another store\'s archive') writeFileSync(join(archive, 'STORE-ID'), '00000000-0000-0000-0000-000000000000\n');
+      if (state === 'the directory gone') rmSync(archive, { recursive: true });
+      const before = segments(root);
+      const result = await store.snapshot();
+      expect(result.retired.segments, state).toEqual([]); // before: an empty mount point took every segment, hidden below the archive once mounted
+      expect(result.retired.skipped).toMatch(why);
+      expect(segments(root)).toEqual(expect.arrayContaining(before));
+      const report = await scrub(store);
+      const found = report.findings.filter((f) => f.kind === 'journal-archive-unusable');
+      expect(found, state).toEqual([{ kind: 'journal-archive-unusable', archive, why: expect.stringMatching(why), todo: expect.stringContaining('mailstore snapshot --journal-archive') }]); // before: none, scrub clean
+      expect(report.summary.damage).toBe(1);
+      if (state !== 'the directory gone') rmSync(join(archive, 'STORE-ID'), { force: true });
+    }
+    writeFileSync(join(other, 'STORE-ID'), '00000000-0000-0000-0000-000000000000\n');
+    await expect(store.setJournalArchive(other)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('give each store a directory of its own') });
+    expect(await store.journalArchive()).toBe(archive);
+    renameSync(unmounted, archive); // mounted again
+    const retired = await store.snapshot();
+    expect(retired.retired.segments.length).toBeGreaterThan(0);
+    expect(readdirSync(archive)).toEqual(expect.arrayContaining(retired.retired.segments));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+
+  it('an archive an older mailstore set (segments in it, no STORE-ID) is marked at the next retirement and used', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await seeded(root, 60);
+    await store.setJournalArchive(archive);
+    await store.snapshot();
+    await churn(store, 70, 10);
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    rmSync(join(archive, 'STORE-ID'));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await churn(store, 100, 60);
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    expect(readFileSync(join(archive, 'STORE-ID'), 'utf8')).toBe(`${store.identity.storeId}\n`);
+    await store.close();
+  });
+
+  it('an automatic snapshot that retires nothing for the archive says so once in store.health.findings (a library without onSnapshot)', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: true });
+    const before = { ...limits };
+    limits.snapshotEveryRecords = 20;
+    limits.snapshotAutoPauseFactor = 0;
+    try {
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Sent');
+      await store.setJournalArchive(archive);
+      rmSync(archive, { recursive: true });
+      await churn(store, 1, 120);
+      await store.snapshot(); // waits for the automatic ones
+      const said = store.health.findings.filter((f) => f.includes(`the journal archive ${archive} is not a directory`));
+      expect(said).toHaveLength(1); // before: none
+      expect(said[0]).toMatch(/^automatic snapshots retire no journal segment: .*nothing was retired; mount it/);
+    } finally {
+      Object.assign(limits, before);
+      await store.close();
+    }
   });
 
   /** A store with a journal archive and a second snapshot's worth of changes: its oldest segment retires next. */
