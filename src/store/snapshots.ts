@@ -69,6 +69,12 @@ export interface RetireResult {
   skipped?: string;
   /** Why retirement waits: fewer than limits.snapshotsKept snapshots verify (the journal is kept whole). */
   held?: string;
+  /**
+   * A file retirement must read is damaged (a consumer cursor, JOURNAL-ARCHIVE: scrub's
+   * store-file-damage): nothing was retired until it is mended; `why` names it and what to do.
+   * The snapshot itself is durable and verified.
+   */
+  damagedFile?: { path: string; why: string };
 }
 
 /** What the snapshotter needs of its Store. */
@@ -157,6 +163,7 @@ export class Snapshotter {
    * (the bound a second generation gives) that is not the newest, with no consumer below it.
    */
   private async secondRetiresMore(first: SnapshotResult): Promise<boolean> {
+    if (first.retired.damagedFile) return false; // a second would meet the same damaged file
     const segments = this.host.journal.segmentNames;
     const second = segments.length >= 2 ? parseSegmentFileName(segments[1]) : undefined;
     if (second === undefined || second - 1 > first.seq || first.retired.throughSeq >= second - 1) return false;
@@ -359,18 +366,19 @@ export class Snapshotter {
    * whole journal, plus the journal after it to fall back to), and below every consumer's cursor.
    */
   private async retire(kept: SnapshotInfo[]): Promise<RetireResult> {
-    const { fs, root, journal, changes } = this.host;
+    const { fs, root, journal } = this.host;
     this.heldByConsumer = undefined;
     if (kept.length < limits.snapshotsKept) {
       const held = `${kept.length} verified snapshot${kept.length === 1 ? '' : 's'} of the ${limits.snapshotsKept} kept: the journal is retired only below the older of ${limits.snapshotsKept}, so it is kept whole until then`;
       return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, held };
     }
-    const slowest = await changes.slowest();
+    const read = await this.retirementFiles();
+    if ('damagedFile' in read) return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, damagedFile: read.damagedFile };
+    const { slowest, archive } = read;
     const olderKept = kept[kept.length - 1].seq;
     this.heldByConsumer = slowest !== undefined && slowest < olderKept ? kept : undefined;
     let throughSeq = Math.min(olderKept, slowest ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
-    const archive = await readJournalArchive(fs, root);
     if (archive) {
       const problem = await journalArchiveProblem(fs, root, archive, this.host.storeId);
       if (problem) return { throughSeq, segments: [], bytes: 0, archive, skipped: `${problem.why}: nothing was retired; ${problem.todo}` };
@@ -378,6 +386,20 @@ export class Snapshotter {
     }
     const done = await journal.retireThrough(throughSeq, archive);
     return { throughSeq, ...done, ...(archive ? { archive } : {}) };
+  }
+
+  /**
+   * The slowest consumer's cursor and the journal archive, or the damaged file among them: the
+   * snapshot before is durable and verified, so that is a result (scrub's store-file-damage), not
+   * the snapshot's failure (before session 48 it failed CORRUPT, exit 6, the snapshot written).
+   */
+  private async retirementFiles(): Promise<{ slowest: number | undefined; archive: string | undefined } | { damagedFile: { path: string; why: string } }> {
+    try {
+      return { slowest: await this.host.changes.slowest(), archive: await readJournalArchive(this.host.fs, this.host.root) };
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || error.path === undefined) throw error;
+      return { damagedFile: { path: error.path, why: error.message } };
+    }
   }
 }
 

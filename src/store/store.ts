@@ -748,8 +748,9 @@ export class Store implements MailStore {
     if (error && this.health.findings.length < limits.healthFindingsMax) {
       this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
     }
-    // the journal archive not mounted: said once (every snapshot retires nothing until it is back), as serve's journal-not-retired warning
-    const notRetired = result?.retired.skipped && `automatic snapshots retire no journal segment: ${result.retired.skipped}`;
+    // the journal archive not mounted, a damaged cursor: said once (every snapshot retires nothing until then), as serve's journal-not-retired warning
+    const why = result?.retired.skipped ?? result?.retired.damagedFile?.why;
+    const notRetired = why && `automatic snapshots retire no journal segment: ${why}`;
     if (notRetired && !this.health.findings.includes(notRetired) && this.health.findings.length < limits.healthFindingsMax) this.health.findings.push(notRetired);
     for (const d of result?.damagedSnapshots ?? []) {
       if (this.health.findings.length >= limits.healthFindingsMax) break;

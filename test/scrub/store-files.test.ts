@@ -2,7 +2,7 @@
 // while reads and deliveries go on, so the journal grows with history. Scrub called such a store
 // clean (an outside tester's finding, wt47b): now each is a store-file-damage finding, exit 1.
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
@@ -81,6 +81,28 @@ describe('scrub reports damaged store files that an open does not read', () => {
     expect(cli(['scrub', '--quiet'], dir).status).toBe(0);
   });
 
+  it('mailstore snapshot with a damaged replica cursor: the snapshot is written and said so, nothing retired, exit 1 naming the cursor (was CORRUPT, exit 6, as if it had failed)', async () => {
+    const dir = await storeWithCursors();
+    const store = await Store.open(dir);
+    await store.append('INBOX', Buffer.from('Subject: more\r\n\r\nmore\r\n'));
+    await store.snapshot(); // the second: from the next one on, retirement reads every cursor
+    await store.append('INBOX', Buffer.from('Subject: again\r\n\r\nagain\r\n'));
+    await store.close();
+    const cursor = join(dir, 'consumers/replica-0123456789abcdef');
+    flipByte(cursor, 3);
+    const journal = readdirSync(join(dir, 'journal')).sort();
+    const text = cli(['snapshot'], dir);
+    expect(text.status, text.stderr).toBe(1);
+    expect(text.stderr).toBe('');
+    expect(text.stdout).toMatch(/^snapshot 0+7\.snap: seq 7, /);
+    expect(text.stdout).toContain(`journal not retired, the snapshot is written and verified: a file retirement reads is damaged (scrub reports it as store-file-damage; exit 1): consumer cursor ${cursor} is damaged; 'mailstore consumers --remove replica-0123456789abcdef' forgets it`);
+    const json = cli(['snapshot', '--json'], dir);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ seq: 7, reused: true, retired: { segments: [], damagedFile: { path: cursor } } });
+    expect(readdirSync(join(dir, 'snapshots'))).toContain('0000000000000007.snap');
+    expect(readdirSync(join(dir, 'journal')).sort()).toEqual(journal);
+  });
+
   it('the cursors the store derives (snapshot, compact) are written again by the next compaction and snapshot, as if lost: scrub is clean after them; another consumer\'s is not guessed', async () => {
     const dir = await storeWithCursors();
     for (const file of ['consumers/snapshot', 'consumers/compact']) flipByte(join(dir, file), 3);
@@ -93,7 +115,10 @@ describe('scrub reports damaged store files that an open does not read', () => {
       expect((await scrub(store)).summary.damage).toBe(0);
       expect((await store.changes.cursor('snapshot'))!.seq).toBe(taken.seq);
       flipByte(join(dir, 'consumers/replica-0123456789abcdef'), 3);
-      await expect(store.snapshot()).rejects.toMatchObject({ code: 'CORRUPT' }); // retirement must not pass a replica it cannot read
+      const segments = store.changes.firstSeq;
+      const held = await store.snapshot(); // before: rejected CORRUPT, the snapshot written all the same
+      expect(held.retired).toMatchObject({ segments: [], damagedFile: { path: join(dir, 'consumers/replica-0123456789abcdef'), why: expect.stringContaining('is damaged') } });
+      expect(store.changes.firstSeq).toBe(segments); // retirement must not pass a replica it cannot read
       await expect(store.changes.cursor('replica-0123456789abcdef')).rejects.toMatchObject({ code: 'CORRUPT' });
     } finally {
       await store.close();

@@ -588,6 +588,26 @@ describe('journal retirement', () => {
     }
   });
 
+  it('a damaged consumer cursor: the snapshot is written and resolves, retiring nothing (damagedFile names the cursor); the consumer removed, the next one retires', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    await store.changes.register('replica-0123456789abcdef');
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const cursor = join(root, 'consumers', 'replica-0123456789abcdef');
+    const bytes = readFileSync(cursor);
+    bytes[3] ^= 0x20;
+    writeFileSync(cursor, bytes);
+    const before = segments(root);
+    const result = await store.snapshot(); // before: rejected CORRUPT after the snapshot was durable
+    expect(result.retired).toEqual({ throughSeq: 0, segments: [], bytes: 0, damagedFile: { path: cursor, why: expect.stringContaining(`'mailstore consumers --remove replica-0123456789abcdef' forgets it`) } });
+    expect(snapshotNames(root)).toContain(result.name);
+    expect(segments(root)).toEqual(before);
+    await store.changes.remove('replica-0123456789abcdef');
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    await store.close();
+  });
+
   /** A store with a journal archive and a second snapshot's worth of changes: its oldest segment retires next. */
   async function segmentToRetire(): Promise<{ archive: string; root: string; store: Store; oldest: string }> {
     const archive = join(tmpDir(), 'archive');

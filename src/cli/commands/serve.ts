@@ -191,7 +191,8 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
       else if (result) logger.info('snapshot', { ...result });
       // the journal archive unmounted (or inside the store): nothing is retired and the journal grows
       // at every snapshot until it is fixed, which an info line alone hid from an admin's alerts
-      if (result?.retired.skipped) logger.warn('journal-not-retired', { why: result.retired.skipped });
+      const notRetired = result?.retired.skipped ?? result?.retired.damagedFile?.why;
+      if (notRetired) logger.warn('journal-not-retired', { why: notRetired });
     },
   };
 }
