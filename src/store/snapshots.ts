@@ -90,7 +90,7 @@ export interface SnapshotHost {
    * into packs first: compact-inline.ts); absent: no bound.
    */
   boundRetirement?(throughSeq: number): Promise<number>;
-  /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires. */
+  /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires (it is not tried again before). */
   retireFailed?(error: unknown): void;
 }
 
@@ -234,7 +234,12 @@ export class Snapshotter {
       const listed = new Set((await listSnapshots(this.host.fs, this.host.root)).map((s) => s.name));
       if (!kept.every((s) => listed.has(s.name))) { this.heldByConsumer = undefined; return; } // scrub moved one away: the next snapshot decides
       await this.retire(kept);
-    }).catch((error: unknown) => this.host.retireFailed?.(error));
+    }).catch((error: unknown) => {
+      // not again at every cursor move (a replica moves its own at every round, and each failure
+      // was a health finding or a daemon warning): the next snapshot retires, or says why not
+      if (this.heldByConsumer === kept) this.heldByConsumer = undefined;
+      this.host.retireFailed?.(error);
+    });
   }
 
   /** Automatic snapshots may start (after open has finished its own work). */

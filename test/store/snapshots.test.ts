@@ -26,6 +26,7 @@ import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { monotonicMs } from '../../src/monotonic.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(i % 50)}\r\n`);
 /** Small segments, so a few hundred records span many of them. */
@@ -359,6 +360,74 @@ describe('journal retirement', () => {
     expect(store.changes.firstSeq).toBeGreaterThan(11);
     await store.close();
   });
+
+  for (const fault of ['EIO on a segment unlink', 'EACCES on a segment unlink', 'another consumer\'s cursor damaged'] as const) {
+    it(`the retirement a consumer's removal starts in the background fails (${fault}): a health finding says so, the journal and every message stay; the next snapshot retires`, async () => {
+      const root = tmpDir();
+      const fs = new FaultFileSystem();
+      const store = await Store.open(root, { create: true, ...SMALL, fs });
+      try {
+        await store.createMailbox('INBOX');
+        await store.createMailbox('Sent');
+        await churn(store, 1, 40);
+        await store.changes.register('slow', 10);
+        await store.changes.register('gone', 10);
+        await store.changes.register('live', 10);
+        await store.snapshot();
+        await churn(store, 100, 60);
+        expect((await store.snapshot()).retired.throughSeq).toBe(10); // held by the consumers
+        await store.changes.advance('live', store.changes.lastSeq);
+        await store.changes.advance('slow', store.changes.lastSeq);
+        const messages = await everyMessage(store);
+        const journal = internalsOf(store).journal;
+        const [firstSeq, kept] = [store.changes.firstSeq, segments(root)];
+        const cursor = join(root, 'consumers', 'slow');
+        if (fault === 'another consumer\'s cursor damaged') {
+          const bytes = readFileSync(cursor);
+          bytes[3] ^= 0x20;
+          writeFileSync(cursor, bytes);
+        } else {
+          fs.failAll(fault.startsWith('EIO') ? 'EIO' : 'EACCES', { pathPrefix: join(root, 'journal'), ops: ['unlink'] });
+        }
+        expect(await store.changes.remove('gone')).toBe(true); // starts the retirement in the background
+        const snapshotter = (internalsOf(store) as unknown as { snapshots: { chain: Promise<unknown> } }).snapshots;
+        for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+        await snapshotter.chain;
+        // the other consumer moves on (a replica's cursor moves at every round): no retry, no finding, at each move
+        for (let i = 0; i < 3; i++) {
+          await store.append('INBOX', msg(400 + i));
+          await store.changes.advance('live', store.changes.lastSeq);
+          for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));
+          await snapshotter.chain;
+        }
+        const said = store.health.findings.filter((f) => f.startsWith('retiring the journal after a consumer caught up failed (no record was lost; the next snapshot retires it, or says why not): '));
+        const [code, path] = fault === 'another consumer\'s cursor damaged' ? ['is damaged', cursor] : [fault.startsWith('EIO') ? 'EIO' : 'EACCES', join(root, 'journal', kept[0])];
+        expect(said, `${store.health.findings.join('\n')}`).toHaveLength(1); // before: one more at each move (tried again, failed again); the old text promised the next snapshot would retire
+        expect(said[0]).toContain(path);
+        expect(said[0]).toContain(code);
+        // nothing acknowledged lost: the journal as it was, every record and message there
+        expect(store.changes.firstSeq).toBe(firstSeq);
+        // (the retirement moved inline bodies into packs first: its record may have started a segment)
+        expect(segments(root)).toEqual(expect.arrayContaining(kept));
+        expect(journal.segmentNames).toEqual(expect.arrayContaining(kept));
+        const read: number[] = [];
+        for await (const c of store.changes.read(firstSeq - 1)) read.push(c.seq);
+        expect(read).toEqual(Array.from({ length: store.changes.lastSeq - firstSeq + 1 }, (_, i) => firstSeq + i));
+        const now = await everyMessage(store);
+        expect(now).toEqual(expect.arrayContaining(messages));
+        expect(now).toHaveLength(messages.length + 3); // and the three appended since
+        // mended (the fault gone, the damaged consumer removed): the next snapshot retires, clean
+        fs.clear();
+        if (fault === 'another consumer\'s cursor damaged') await store.changes.remove('slow');
+        await store.append('INBOX', msg(500));
+        expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+        expect(store.changes.firstSeq).toBeGreaterThan(firstSeq);
+        expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    });
+  }
 
   it('retires again as soon as the consumer that held it catches up or is removed, without waiting for the next snapshot', async () => {
     const root = tmpDir();
