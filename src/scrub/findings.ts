@@ -31,7 +31,7 @@ export type Finding =
    */
   | { kind: 'store-file-damage'; file: string; why: string }
   /**
-   * The journal archive (JOURNAL-ARCHIVE) is not there to retire into (snapshots.ts,
+   * The journal archive (JOURNAL-ARCHIVE) is not there to retire into (journal-archive.ts,
    * journalArchiveProblem: not mounted, an empty mount point, another store's): no segment is
    * retired, none deleted, and the journal grows until it is back.
    */

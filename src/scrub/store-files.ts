@@ -4,7 +4,7 @@
 // history and nothing else says so; before, scrub called such a store clean. So does a journal
 // archive that is not there (its file system not mounted): each snapshot retires nothing.
 import { isMailstoreError } from '../errors.js';
-import { journalArchiveProblem, readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/snapshots.js';
+import { journalArchiveProblem, readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/journal-archive.js';
 import { CONSUMERS_DIR } from '../store/changes.js';
 import type { Store } from '../store/store.js';
 import type { Finding } from './findings.js';

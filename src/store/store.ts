@@ -43,7 +43,7 @@ import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
-import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
+import { Snapshotter, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
@@ -694,8 +694,8 @@ export class Store implements MailStore {
   }
 
   /** The journal archive (retired segments are moved there), or undefined: they are deleted. */
-  journalArchive(): Promise<string | undefined> {
-    return readJournalArchive(this.fs, this.root);
+  async journalArchive(): Promise<string | undefined> {
+    return (await import('./journal-archive.js')).readJournalArchive(this.fs, this.root);
   }
 
   /** Sets the journal archive (an absolute path to an existing directory) or, with undefined, clears it. */
@@ -703,7 +703,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
-    await writeJournalArchive(this.fs, this.root, dir, this.storeId);
+    await (await import('./journal-archive.js')).writeJournalArchive(this.fs, this.root, dir, this.storeId);
   }
 
   /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
