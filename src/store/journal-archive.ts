@@ -4,7 +4,7 @@
 // point (and insideStore, which import and export use too). Apart from snapshots.ts so that a
 // store's open and an append do not load it.
 import { join } from 'node:path';
-import { MailstoreError, fromSystemError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
@@ -128,4 +128,15 @@ export async function insideStore(fs: FileSystem, root: string, dir: string): Pr
     below = here;
     at = `${at}/..`; // not path.join: that would drop a link's '..' lexically
   }
+}
+
+/** stats' journalArchive (StoreStats): where retired segments go, and why none can go there now. */
+export async function journalArchiveState(fs: FileSystem, root: string, storeId: Buffer): Promise<{ journalArchive?: { path: string; retirementHeld?: string } }> {
+  const path = await readJournalArchive(fs, root).catch((error: unknown) => {
+    if (isMailstoreError(error, 'CORRUPT')) return undefined; // scrub's store-file-damage
+    throw error;
+  });
+  if (path === undefined) return {};
+  const problem = await journalArchiveProblem(fs, root, path, storeId);
+  return { journalArchive: { path, ...(problem ? { retirementHeld: `${problem.why}: nothing is retired (nor deleted) until then; ${problem.todo}` } : {}) } };
 }

@@ -1522,6 +1522,7 @@ export class Store implements MailStore {
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
       freeSpace: await this.space.state(),
       quarantine: await quarantineUse(this.fs, this.root),
+      ...(await (await import('./journal-archive.js')).journalArchiveState(this.fs, this.root, this.storeId)),
     };
   }
 

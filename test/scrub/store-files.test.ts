@@ -64,7 +64,7 @@ describe('scrub reports damaged store files that an open does not read', () => {
     }
   });
 
-  it('a journal archive whose file system is gone (the directory missing): journal-archive-unusable naming it and what to do, exit 1; back, clean', async () => {
+  it('a journal archive whose file system is gone (the directory missing): journal-archive-unusable naming it and what to do, exit 1, and stats says retirement is held; back, clean', async () => {
     const dir = await storeWithCursors();
     const store = await Store.open(dir);
     const archive = (await store.journalArchive())!;
@@ -77,8 +77,12 @@ describe('scrub reports damaged store files that an open does not read', () => {
     expect(run.stdout).toContain(`journal-archive-unusable  JOURNAL-ARCHIVE  the journal archive ${archive} is not a directory (not mounted?): until it is back no journal segment is retired (none is deleted; the journal grows); mount it (or create it), or set another ('mailstore snapshot --journal-archive DIR'`);
     const json = JSON.parse(cli(['scrub', '--json'], dir).stdout);
     expect(json.findings).toEqual([expect.objectContaining({ kind: 'journal-archive-unusable', archive, damage: true })]);
+    const stats = cli(['stats'], dir); // before: no word of the archive
+    expect(stats.stdout).toContain(`journal archive   ${archive}: RETIREMENT HELD: the journal archive ${archive} is not a directory (not mounted?): nothing is retired (nor deleted) until then; mount it`);
+    expect(JSON.parse(cli(['stats', '--json'], dir).stdout).journalArchive).toEqual({ path: archive, retirementHeld: expect.stringContaining('not a directory') });
     cpSync(mounted, archive, { recursive: true });
     expect(cli(['scrub', '--quiet'], dir).status).toBe(0);
+    expect(JSON.parse(cli(['stats', '--json'], dir).stdout).journalArchive).toEqual({ path: archive });
   });
 
   it('mailstore snapshot with a damaged replica cursor: the snapshot is written and said so, nothing retired, exit 1 naming the cursor (was CORRUPT, exit 6, as if it had failed)', async () => {
