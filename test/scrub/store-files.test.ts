@@ -74,6 +74,7 @@ describe('scrub reports damaged store files that an open does not read', () => {
     rmSync(archive, { recursive: true });
     const run = cli(['scrub', '--quiet'], dir);
     expect(run.status, run.stderr).toBe(1); // before: 0, clean
+    expect(run.stdout).toContain('1 finding(s) of damage; each says what to do (--repair does not mend these)'); // was: run 'scrub --repair --source COPY' to heal
     expect(run.stdout).toContain(`journal-archive-unusable  JOURNAL-ARCHIVE  the journal archive ${archive} is not a directory (not mounted?): until it is back no journal segment is retired (none is deleted; the journal grows); mount it (or create it), or set another ('mailstore snapshot --journal-archive DIR'`);
     const json = JSON.parse(cli(['scrub', '--json'], dir).stdout);
     expect(json.findings).toEqual([expect.objectContaining({ kind: 'journal-archive-unusable', archive, damage: true })]);
