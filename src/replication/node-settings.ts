@@ -7,7 +7,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { INLINE_BODIES_FILE, readInlineBodyBytes } from '../store/inline-setting.js';
 import { FREE_SPACE_RESERVE_FILE, readReserveBytes } from '../store/reserve-setting.js';
 import { readSetting, writeSetting } from '../store/setting-file.js';
-import { JOURNAL_ARCHIVE_FILE, readJournalArchive } from '../store/snapshots.js';
+import { JOURNAL_ARCHIVE_FILE, readJournalArchive } from '../store/journal-archive.js';
 
 /** The file in a replica's root holding its primary's last announced settings. */
 export const PRIMARY_SETTINGS_FILE = 'PRIMARY-SETTINGS';

@@ -30,6 +30,12 @@ export type Finding =
    * open and append goes on, but journal retirement and the commands that read it are refused.
    */
   | { kind: 'store-file-damage'; file: string; why: string }
+  /**
+   * The journal archive (JOURNAL-ARCHIVE) is not there to retire into (journal-archive.ts,
+   * journalArchiveProblem: not mounted, an empty mount point, another store's): no segment is
+   * retired, none deleted, and the journal grows until it is back.
+   */
+  | { kind: 'journal-archive-unusable'; archive: string; why: string; todo: string }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
   /** A LevelDB file of the index failing its own checksums (a table block's CRC32C, the MANIFEST's records): src/index/table-check.ts. */
@@ -86,6 +92,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
     case 'store-file-damage': return { where: f.file, what: `${f.why} (until then no journal segment is retired: the journal grows)` };
+    case 'journal-archive-unusable': return { where: 'JOURNAL-ARCHIVE', what: `${f.why}: until it is back no journal segment is retired (none is deleted; the journal grows); ${f.todo}` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
     case 'index-table-corrupt': return { where: `index/${f.file}`, what: `${f.detail} (a damaged LevelDB file: lookups can miss entries iteration still finds, or reads fail); '--repair' rebuilds the index from the journal` };
     case 'index-unreadable': return { where: 'index', what: `${f.detail} (the index pass stopped there; '--repair' rebuilds the index from the journal)` };

@@ -133,9 +133,13 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   // every byte of a pack in the object store read from the bucket during this run, none from
   // blocks a read cached earlier (they passed for an object damaged since: a clean report)
   store.maintenance().packs.forgetRemoteCache();
+  // Counted first: one it may not read stops the run before its passes (ACCESS, exit 2), as an
+  // unreadable pack, snapshots/ or consumer cursor does, not after hours of them; before, it was
+  // taken for empty and the notice that mail waits there was never said.
+  const quarantine = await quarantineUse(store.fs, store.root);
   if (options.mailbox !== undefined) {
     const report = await scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
-    report.summary.quarantine = await quarantineUse(store.fs, store.root);
+    report.summary.quarantine = quarantine;
     return report;
   }
   const now = options.now ?? monotonicNow;
@@ -177,7 +181,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
-  summary.quarantine = await quarantineUse(store.fs, store.root);
+  summary.quarantine = quarantine;
   return { findings, summary };
 }
 

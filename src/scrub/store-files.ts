@@ -1,14 +1,15 @@
 // Scrub's look at the small files beside the data that an open does not read: the change-log
 // consumers' cursors and the journal archive setting. Damaged, they refuse every snapshot's
 // journal retirement (CORRUPT) while reads and deliveries go on, so the journal grows with
-// history and nothing else says so; before, scrub called such a store clean.
+// history and nothing else says so; before, scrub called such a store clean. So does a journal
+// archive that is not there (its file system not mounted): each snapshot retires nothing.
 import { isMailstoreError } from '../errors.js';
-import { readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/snapshots.js';
+import { journalArchiveProblem, readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/journal-archive.js';
 import { CONSUMERS_DIR } from '../store/changes.js';
 import type { Store } from '../store/store.js';
 import type { Finding } from './findings.js';
 
-/** Adds a store-file-damage finding for each consumer cursor and setting that does not read. */
+/** Adds a store-file-damage finding for each consumer cursor and setting that does not read, and one for a journal archive retirement cannot use. */
 export async function checkStoreFiles(store: Store, findings: Finding[]): Promise<void> {
   const checks: [string, () => Promise<unknown>][] = (await store.changes.names()).map((name) => [`${CONSUMERS_DIR}/${name}`, () => store.changes.cursor(name)]);
   checks.push([JOURNAL_ARCHIVE_FILE, () => readJournalArchive(store.fs, store.root)]);
@@ -20,4 +21,7 @@ export async function checkStoreFiles(store: Store, findings: Finding[]): Promis
       findings.push({ kind: 'store-file-damage', file, why: error.message });
     }
   }
+  const archive = await readJournalArchive(store.fs, store.root).catch(() => undefined); // damaged: reported above
+  const problem = archive === undefined ? undefined : await journalArchiveProblem(store.fs, store.root, archive, store.storeId);
+  if (archive !== undefined && problem) findings.push({ kind: 'journal-archive-unusable', archive, ...problem });
 }

@@ -11,15 +11,14 @@
 // "Journal retirement").
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import type { FileStat, FileSystem } from '../fs/filesystem.js';
-import { readSetting, writeSetting } from './setting-file.js';
+import type { FileSystem } from '../fs/filesystem.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
-import { LAYOUT, refuseOthersMayWrite } from './identity.js';
+import { LAYOUT } from './identity.js';
 import { fileTimeStamp, unusedPath } from '../fs/durable.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
@@ -29,8 +28,6 @@ import { parseSegmentFileName } from '../journal/journal-format.js';
 
 /** The consumer whose cursor is the newest snapshot's seq. */
 export const SNAPSHOT_CONSUMER = 'snapshot';
-/** The store setting naming the journal archive directory (absent: retired segments are deleted). */
-export const JOURNAL_ARCHIVE_FILE = 'JOURNAL-ARCHIVE';
 
 export interface SnapshotResult {
   name: string;
@@ -69,6 +66,12 @@ export interface RetireResult {
   skipped?: string;
   /** Why retirement waits: fewer than limits.snapshotsKept snapshots verify (the journal is kept whole). */
   held?: string;
+  /**
+   * A file retirement must read is damaged (a consumer cursor, JOURNAL-ARCHIVE: scrub's
+   * store-file-damage): nothing was retired until it is mended; `why` names it and what to do.
+   * The snapshot itself is durable and verified.
+   */
+  damagedFile?: { path: string; why: string };
 }
 
 /** What the snapshotter needs of its Store. */
@@ -84,7 +87,7 @@ export interface SnapshotHost {
    * into packs first: compact-inline.ts); absent: no bound.
    */
   boundRetirement?(throughSeq: number): Promise<number>;
-  /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires. */
+  /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires (it is not tried again before). */
   retireFailed?(error: unknown): void;
 }
 
@@ -157,6 +160,7 @@ export class Snapshotter {
    * (the bound a second generation gives) that is not the newest, with no consumer below it.
    */
   private async secondRetiresMore(first: SnapshotResult): Promise<boolean> {
+    if (first.retired.damagedFile) return false; // a second would meet the same damaged file
     const segments = this.host.journal.segmentNames;
     const second = segments.length >= 2 ? parseSegmentFileName(segments[1]) : undefined;
     if (second === undefined || second - 1 > first.seq || first.retired.throughSeq >= second - 1) return false;
@@ -227,7 +231,12 @@ export class Snapshotter {
       const listed = new Set((await listSnapshots(this.host.fs, this.host.root)).map((s) => s.name));
       if (!kept.every((s) => listed.has(s.name))) { this.heldByConsumer = undefined; return; } // scrub moved one away: the next snapshot decides
       await this.retire(kept);
-    }).catch((error: unknown) => this.host.retireFailed?.(error));
+    }).catch((error: unknown) => {
+      // not again at every cursor move (a replica moves its own at every round, and each failure
+      // was a health finding or a daemon warning): the next snapshot retires, or says why not
+      if (this.heldByConsumer === kept) this.heldByConsumer = undefined;
+      this.host.retireFailed?.(error);
+    });
   }
 
   /** Automatic snapshots may start (after open has finished its own work). */
@@ -359,26 +368,43 @@ export class Snapshotter {
    * whole journal, plus the journal after it to fall back to), and below every consumer's cursor.
    */
   private async retire(kept: SnapshotInfo[]): Promise<RetireResult> {
-    const { fs, root, journal, changes } = this.host;
+    const { fs, root, journal } = this.host;
     this.heldByConsumer = undefined;
     if (kept.length < limits.snapshotsKept) {
       const held = `${kept.length} verified snapshot${kept.length === 1 ? '' : 's'} of the ${limits.snapshotsKept} kept: the journal is retired only below the older of ${limits.snapshotsKept}, so it is kept whole until then`;
       return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, held };
     }
-    const slowest = await changes.slowest();
+    const read = await this.retirementFiles();
+    if ('damagedFile' in read) return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, damagedFile: read.damagedFile };
+    const { slowest, archive } = read;
     const olderKept = kept[kept.length - 1].seq;
     this.heldByConsumer = slowest !== undefined && slowest < olderKept ? kept : undefined;
     let throughSeq = Math.min(olderKept, slowest ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
-    const archive = await readJournalArchive(fs, root);
-    if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
-      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };
-    }
-    if (archive && (await insideStore(fs, root, archive))) { // set by an older mailstore, which did not refuse it
-      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is inside the store: nothing was retired; set one outside it ('mailstore snapshot --journal-archive DIR' or 'off')` };
+    if (archive) {
+      const { journalArchiveProblem, markJournalArchive } = await import('./journal-archive.js');
+      const problem = await journalArchiveProblem(fs, root, archive, this.host.storeId);
+      if (problem) return { throughSeq, segments: [], bytes: 0, archive, skipped: `${problem.why}: nothing was retired; ${problem.todo}` };
+      await markJournalArchive(fs, archive, this.host.storeId); // one an older mailstore set holds segments, not yet the marker
     }
     const done = await journal.retireThrough(throughSeq, archive);
     return { throughSeq, ...done, ...(archive ? { archive } : {}) };
+  }
+
+  /**
+   * The slowest consumer's cursor and the journal archive, or the damaged file among them: the
+   * snapshot before is durable and verified, so that is a result (scrub's store-file-damage), not
+   * the snapshot's failure (before session 48 it failed CORRUPT, exit 6, the snapshot written).
+   */
+  private async retirementFiles(): Promise<{ slowest: number | undefined; archive: string | undefined } | { damagedFile: { path: string; why: string } }> {
+    try {
+      const slowest = await this.host.changes.slowest();
+      // loaded here, not with the store: an append never needs it (test/cli/start-up.test.ts)
+      return { slowest, archive: await (await import('./journal-archive.js')).readJournalArchive(this.host.fs, this.host.root) };
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || error.path === undefined) throw error;
+      return { damagedFile: { path: error.path, why: error.message } };
+    }
   }
 }
 
@@ -445,58 +471,6 @@ async function snapshotHeaderHolds(fs: FileSystem, entry: { path: string; seq: n
     return 'seq' in header && header.seq === entry.seq;
   } finally {
     await handle.close();
-  }
-}
-
-/** The journal archive directory, or undefined when retired segments are deleted. */
-export async function readJournalArchive(fs: FileSystem, root: string): Promise<string | undefined> {
-  const stored = await readSetting(fs, root, JOURNAL_ARCHIVE_FILE, 'the journal archive setting');
-  if (!stored) return undefined;
-  if (!stored.intact || !stored.text.startsWith('/')) {
-    const path = join(root, JOURNAL_ARCHIVE_FILE);
-    throw new MailstoreError('CORRUPT', `${path} is damaged; set it again with 'mailstore snapshot --journal-archive DIR' (or 'off')`, { path });
-  }
-  return stored.text;
-}
-
-/** Sets (an absolute path to an existing directory outside the store) or clears (undefined) the journal archive. */
-export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
-  if (dir !== undefined) {
-    await checkJournalArchive(fs, dir);
-    if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
-  }
-  await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
-}
-
-/**
- * What a journal archive must be, whatever the store: an absolute path to an existing directory
- * only its owner may write. init asks before it makes the store: refused after, it left a store
- * without the setting (or its --object-store), and the same init again failed EXISTS.
- */
-export async function checkJournalArchive(fs: FileSystem, dir: string): Promise<void> {
-  if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
-  // a directory on the way the store's user may not search (EACCES) was INTERNAL, "a bug", exit 70
-  const stat = await fs.statIfExists(dir).catch((e) => { throw fromSystemError(e, 'looking at the journal archive', dir); });
-  if (!stat?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
-  // whoever else may write it could remove the archived history, or take a segment's name first (EXISTS: nothing retires)
-  refuseOthersMayWrite(stat, dir, 'the archived segments');
-}
-
-/**
- * Whether `dir` is the store's root or below it, by device and inode, climbing through `..` (the
- * kernel's, after links: a link into the store counts, as does a path spelled another way).
- */
-export async function insideStore(fs: FileSystem, root: string, dir: string): Promise<boolean> {
-  const store = await fs.stat(root);
-  let at = dir;
-  let below: FileStat | undefined;
-  for (;;) {
-    const here = await fs.statIfExists(at);
-    if (!here) return false;
-    if (here.dev === store.dev && here.ino === store.ino) return true;
-    if (below && here.dev === below.dev && here.ino === below.ino) return false; // '/': its own parent
-    below = here;
-    at = `${at}/..`; // not path.join: that would drop a link's '..' lexically
   }
 }
 

@@ -43,7 +43,7 @@ import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
-import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
+import { Snapshotter, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
@@ -291,7 +291,7 @@ export class Store implements MailStore {
     this.snapshots = new Snapshotter({
       fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
       boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
-      retireFailed: (error) => this.reportBackground(error, 'retiring the journal after a consumer caught up failed (the next snapshot retires it)'),
+      retireFailed: (error) => this.reportBackground(error, 'retiring the journal after a consumer caught up failed (no record was lost; the next snapshot retires it, or says why not)'),
     });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     this.autoSnapshot = autoSnapshot;
@@ -694,8 +694,8 @@ export class Store implements MailStore {
   }
 
   /** The journal archive (retired segments are moved there), or undefined: they are deleted. */
-  journalArchive(): Promise<string | undefined> {
-    return readJournalArchive(this.fs, this.root);
+  async journalArchive(): Promise<string | undefined> {
+    return (await import('./journal-archive.js')).readJournalArchive(this.fs, this.root);
   }
 
   /** Sets the journal archive (an absolute path to an existing directory) or, with undefined, clears it. */
@@ -703,7 +703,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
-    await writeJournalArchive(this.fs, this.root, dir);
+    await (await import('./journal-archive.js')).writeJournalArchive(this.fs, this.root, dir, this.storeId);
   }
 
   /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
@@ -748,6 +748,10 @@ export class Store implements MailStore {
     if (error && this.health.findings.length < limits.healthFindingsMax) {
       this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
     }
+    // the journal archive not mounted, a damaged cursor: said once (every snapshot retires nothing until then), as serve's journal-not-retired warning
+    const why = result?.retired.skipped ?? result?.retired.damagedFile?.why;
+    const notRetired = why && `automatic snapshots retire no journal segment: ${why}`;
+    if (notRetired && !this.health.findings.includes(notRetired) && this.health.findings.length < limits.healthFindingsMax) this.health.findings.push(notRetired);
     for (const d of result?.damagedSnapshots ?? []) {
       if (this.health.findings.length >= limits.healthFindingsMax) break;
       this.health.findings.push(`snapshot ${d.name} (older than the kept ones) is damaged: ${d.why}; ${d.quarantined ? `moved to ${d.quarantined}` : 'deleted (quarantine/ holds enough damaged snapshots)'}`);
@@ -1518,6 +1522,7 @@ export class Store implements MailStore {
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
       freeSpace: await this.space.state(),
       quarantine: await quarantineUse(this.fs, this.root),
+      ...(await (await import('./journal-archive.js')).journalArchiveState(this.fs, this.root, this.storeId)),
     };
   }
 

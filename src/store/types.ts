@@ -259,6 +259,12 @@ export interface StoreStats {
   freeSpace: FreeSpaceState;
   /** What quarantine/ holds (quarantine.ts): never removed automatically, so an admin must see it grow. */
   quarantine: QuarantineUse;
+  /**
+   * The journal archive, when one is set (journal-archive.ts); `retirementHeld`: why nothing can be
+   * retired into it now (not mounted, an empty mount point, another store's) and what to do.
+   * Absent from a daemon before session 48, and when the setting is damaged (scrub reports that).
+   */
+  journalArchive?: { path: string; retirementHeld?: string };
 }
 
 /** A lone writer's journal flush: in this thread or through the thread pool, the faster median of the last commits each way (ms; null until measured). */

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * a measure: on the CI machine (2 cores, two vitest workers each spawning node children: load 4-20)
  * a node start or a store's open takes many times its idle time.
  */
-export async function until(test: () => boolean, what: string, ms = 30_000): Promise<void> {
-  for (let waited = 0; !test(); waited += 50) {
+export async function until(test: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  for (let waited = 0; !(await test()); waited += 50) {
     if (waited > ms) throw new Error(`never: ${what}`);
     await sleep(50);
   }

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Bucket, parseBucketUrl } from '../../src/objstore/s3.js';
 import { limits } from '../../src/limits.js';
+import { until } from '../helpers/until.js';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -101,13 +102,15 @@ describe('an object store that stops answering (black-holed, hung)', () => {
     server!.on('connection', (socket) => { open++; socket.on('close', () => open--); });
     for (let i = 0; i < 4; i++) {
       const started = Date.now();
+      // the message names the 200 ms timer that fired; the time only shows it was not the default
+      // 30 s one (a 2 s bound here, 10 times the timer, failed on a loaded machine for no fault)
       await expect(bucket.getRange(i % 2 === 0 ? 'hung' : 'half', 0, 1000)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/no progress within 200 ms/) });
-      expect(Date.now() - started).toBeLessThan(2000);
+      expect(Date.now() - started).toBeLessThan(saved / 2);
     }
     await expect(bucket.stat('hung')).rejects.toMatchObject({ code: 'IO' });
     await expect(bucket.put('hung', Buffer.alloc(100))).rejects.toMatchObject({ code: 'IO' });
     // each abandoned request's connection is closed (a descriptor and its buffers each, for ever, before)
-    for (let i = 0; i < 50 && open > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(open).toBe(0);
+    // waited 1 s for them, then asserted: under load their close events came later (a hang guard now)
+    await until(() => open === 0, 'every abandoned connection closed');
   });
 });

@@ -2,14 +2,19 @@
 // of a damaged record into it failed with the raw EACCES of a stat, which the CLI printed as
 // "INTERNAL ... (a bug)" (an outside tester's finding, wt47b). It is ACCESS naming the path now,
 // and nothing else changed: every other message reads back, the damaged one stays reported.
+// A plain scrub (and `stats`) with quarantine/ unreadable took it for empty: the notice that mail
+// waits there was never said. It is ACCESS naming it now (exit 2), as an unreadable pack is.
 import { describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PackedStore as Store } from '../helpers/packed.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipReason } from '../sim/helpers.js';
+import { bin } from '../cli/helpers.js';
 
 describe('scrub --repair with quarantine/ unreadable', () => {
   it('fails ACCESS naming quarantine/, not a plain error; the messages are as before', async () => {
@@ -36,5 +41,63 @@ describe('scrub --repair with quarantine/ unreadable', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('scrub and stats with quarantine/ unreadable', () => {
+  it('fail ACCESS naming the directory they could not read, quarantine/ or one below it; readable again, the notice is back', async () => {
+    const root = tmpDir();
+    const fs = new FaultFileSystem();
+    const store = await Store.open(root, { create: true, fs });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', Buffer.from('Subject: 1\r\n\r\nbody\r\n'));
+      mkdirSync(join(root, 'quarantine', 'journal-tail-1'));
+      writeFileSync(join(root, 'quarantine', 'journal-tail-1', 'tail'), Buffer.alloc(100));
+      for (const unreadable of [join(root, 'quarantine'), join(root, 'quarantine', 'journal-tail-1')]) {
+        fs.failAll('EACCES', { pathPrefix: unreadable, ops: ['readdir'] });
+        for (const call of [() => scrub(store), () => scrub(store, { mailbox: 'INBOX' }), () => store.stats()]) {
+          const error = await call().then(() => undefined, (e: unknown) => e);
+          expect(error).toMatchObject({ code: 'ACCESS', path: unreadable }); // before: resolved, quarantine { entries: 0 } (or its bytes left out)
+          expect((error as Error).message).toContain('quarantine/');
+        }
+        fs.clear();
+      }
+      const report = await scrub(store);
+      expect(report.summary.damage).toBe(0);
+      expect(report.summary.quarantine).toEqual({ entries: 1, bytes: 100 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  const isRoot = process.getuid?.() === 0;
+  const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+  const privSkip = !isRoot ? 'needs root (setpriv)' : !has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(bin) ? `${bin} missing: run npm run build` : undefined;
+  it.skipIf(skipReason(!!privSkip, `quarantine/ unreadable to the CLI: ${privSkip}`))('the CLI as the store\'s owner, quarantine/ mode 000: scrub and stats exit 2 with ACCESS naming it', async () => {
+    const work = tmpDir('quarantine-mode');
+    chmodSync(work, 0o755);
+    const dir = join(work, 'store');
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', Buffer.from('Subject: 1\r\n\r\nbody\r\n'));
+    await store.close();
+    writeFileSync(join(dir, 'quarantine', 'journal-tail-1'), Buffer.alloc(100));
+    spawnSync('chown', ['-R', 'nobody:nogroup', dir]);
+    const cli = (args: string[]) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', dir, ...args], { encoding: 'utf8', cwd: work });
+    chmodSync(join(dir, 'quarantine'), 0o000);
+    for (const args of [['scrub'], ['scrub', '--quiet'], ['stats']]) {
+      const result = cli(args);
+      // before: scrub exit 0, "clean" and no word of quarantine/; stats "quarantine  empty"
+      expect(result.status, `${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain(`mailstore: ACCESS: counting what quarantine/ holds (damaged or replaced data set aside, for an admin to look at): cannot read ${join(dir, 'quarantine')}: EACCES (check ownership, mode`);
+    }
+    const json = cli(['scrub', '--json']);
+    expect(json.status).toBe(2);
+    expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'ACCESS', path: join(dir, 'quarantine'), exitCode: 2 });
+    chmodSync(join(dir, 'quarantine'), 0o750);
+    const again = cli(['scrub', '--quiet']);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toContain('clean; quarantine/ holds 1 entry (100 B)');
   });
 });

@@ -2,7 +2,7 @@
 // while reads and deliveries go on, so the journal grows with history. Scrub called such a store
 // clean (an outside tester's finding, wt47b): now each is a store-file-damage finding, exit 1.
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
@@ -64,6 +64,50 @@ describe('scrub reports damaged store files that an open does not read', () => {
     }
   });
 
+  it('a journal archive whose file system is gone (the directory missing): journal-archive-unusable naming it and what to do, exit 1, and stats says retirement is held; back, clean', async () => {
+    const dir = await storeWithCursors();
+    const store = await Store.open(dir);
+    const archive = (await store.journalArchive())!;
+    await store.close();
+    const mounted = `${archive}-mounted`;
+    cpSync(archive, mounted, { recursive: true });
+    rmSync(archive, { recursive: true });
+    const run = cli(['scrub', '--quiet'], dir);
+    expect(run.status, run.stderr).toBe(1); // before: 0, clean
+    expect(run.stdout).toContain('1 finding(s) of damage; each says what to do (--repair does not mend these)'); // was: run 'scrub --repair --source COPY' to heal
+    expect(run.stdout).toContain(`journal-archive-unusable  JOURNAL-ARCHIVE  the journal archive ${archive} is not a directory (not mounted?): until it is back no journal segment is retired (none is deleted; the journal grows); mount it (or create it), or set another ('mailstore snapshot --journal-archive DIR'`);
+    const json = JSON.parse(cli(['scrub', '--json'], dir).stdout);
+    expect(json.findings).toEqual([expect.objectContaining({ kind: 'journal-archive-unusable', archive, damage: true })]);
+    const stats = cli(['stats'], dir); // before: no word of the archive
+    expect(stats.stdout).toContain(`journal archive   ${archive}: RETIREMENT HELD: the journal archive ${archive} is not a directory (not mounted?): nothing is retired (nor deleted) until then; mount it`);
+    expect(JSON.parse(cli(['stats', '--json'], dir).stdout).journalArchive).toEqual({ path: archive, retirementHeld: expect.stringContaining('not a directory') });
+    cpSync(mounted, archive, { recursive: true });
+    expect(cli(['scrub', '--quiet'], dir).status).toBe(0);
+    expect(JSON.parse(cli(['stats', '--json'], dir).stdout).journalArchive).toEqual({ path: archive });
+  });
+
+  it('mailstore snapshot with a damaged replica cursor: the snapshot is written and said so, nothing retired, exit 1 naming the cursor (was CORRUPT, exit 6, as if it had failed)', async () => {
+    const dir = await storeWithCursors();
+    const store = await Store.open(dir);
+    await store.append('INBOX', Buffer.from('Subject: more\r\n\r\nmore\r\n'));
+    await store.snapshot(); // the second: from the next one on, retirement reads every cursor
+    await store.append('INBOX', Buffer.from('Subject: again\r\n\r\nagain\r\n'));
+    await store.close();
+    const cursor = join(dir, 'consumers/replica-0123456789abcdef');
+    flipByte(cursor, 3);
+    const journal = readdirSync(join(dir, 'journal')).sort();
+    const text = cli(['snapshot'], dir);
+    expect(text.status, text.stderr).toBe(1);
+    expect(text.stderr).toBe('');
+    expect(text.stdout).toMatch(/^snapshot 0+7\.snap: seq 7, /);
+    expect(text.stdout).toContain(`journal not retired, the snapshot is written and verified: a file retirement reads is damaged (scrub reports it as store-file-damage; exit 1): consumer cursor ${cursor} is damaged; 'mailstore consumers --remove replica-0123456789abcdef' forgets it`);
+    const json = cli(['snapshot', '--json'], dir);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ seq: 7, reused: true, retired: { segments: [], damagedFile: { path: cursor } } });
+    expect(readdirSync(join(dir, 'snapshots'))).toContain('0000000000000007.snap');
+    expect(readdirSync(join(dir, 'journal')).sort()).toEqual(journal);
+  });
+
   it('the cursors the store derives (snapshot, compact) are written again by the next compaction and snapshot, as if lost: scrub is clean after them; another consumer\'s is not guessed', async () => {
     const dir = await storeWithCursors();
     for (const file of ['consumers/snapshot', 'consumers/compact']) flipByte(join(dir, file), 3);
@@ -76,7 +120,10 @@ describe('scrub reports damaged store files that an open does not read', () => {
       expect((await scrub(store)).summary.damage).toBe(0);
       expect((await store.changes.cursor('snapshot'))!.seq).toBe(taken.seq);
       flipByte(join(dir, 'consumers/replica-0123456789abcdef'), 3);
-      await expect(store.snapshot()).rejects.toMatchObject({ code: 'CORRUPT' }); // retirement must not pass a replica it cannot read
+      const segments = store.changes.firstSeq;
+      const held = await store.snapshot(); // before: rejected CORRUPT, the snapshot written all the same
+      expect(held.retired).toMatchObject({ segments: [], damagedFile: { path: join(dir, 'consumers/replica-0123456789abcdef'), why: expect.stringContaining('is damaged') } });
+      expect(store.changes.firstSeq).toBe(segments); // retirement must not pass a replica it cannot read
       await expect(store.changes.cursor('replica-0123456789abcdef')).rejects.toMatchObject({ code: 'CORRUPT' });
     } finally {
       await store.close();

@@ -16,6 +16,7 @@ import { limits } from '../../src/limits.js';
 import type { MessageRecord, Op } from '../../src/store/records.js';
 import { internalsOf as internals } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { until } from '../helpers/until.js';
 import { codeOf } from '../helpers/errors.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -143,12 +144,14 @@ describe('runConsumer', () => {
       }
       for (const c of changes) seen.push(c.seq);
     }, { signal: stop.signal, onError: (e) => errors.push(e) });
-    await new Promise((r) => setTimeout(r, 100));
+    // registered before the append (100 ms was waited for it: under load the consumer could
+    // register after it, at the newest record, and never see the append)
+    await until(async () => (await store.changes.cursor('test')) !== undefined, 'the consumer registered');
     const { uid } = await store.append('INBOX', msg(1));
     expect(uid).toBe(1);
     const target = store.changes.lastSeq;
-    for (let i = 0; i < 100 && (await store.changes.cursor('test'))?.seq !== target; i++) await new Promise((r) => setTimeout(r, 20));
-    expect((await store.changes.cursor('test'))?.seq).toBe(target);
+    // a poll of 2 s at most, then the assertion: a loaded machine took longer (the bound a hang guard)
+    await until(async () => (await store.changes.cursor('test'))?.seq === target, 'the consumer handled the append', 60_000);
     expect(seen).toEqual([target]); // the refused round came again, once handled
     expect(refusals).toBe(-1);
     stop.abort();

@@ -26,6 +26,7 @@ import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { monotonicMs } from '../../src/monotonic.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(i % 50)}\r\n`);
 /** Small segments, so a few hundred records span many of them. */
@@ -360,6 +361,74 @@ describe('journal retirement', () => {
     await store.close();
   });
 
+  for (const fault of ['EIO on a segment unlink', 'EACCES on a segment unlink', 'another consumer\'s cursor damaged'] as const) {
+    it(`the retirement a consumer's removal starts in the background fails (${fault}): a health finding says so, the journal and every message stay; the next snapshot retires`, async () => {
+      const root = tmpDir();
+      const fs = new FaultFileSystem();
+      const store = await Store.open(root, { create: true, ...SMALL, fs });
+      try {
+        await store.createMailbox('INBOX');
+        await store.createMailbox('Sent');
+        await churn(store, 1, 40);
+        await store.changes.register('slow', 10);
+        await store.changes.register('gone', 10);
+        await store.changes.register('live', 10);
+        await store.snapshot();
+        await churn(store, 100, 60);
+        expect((await store.snapshot()).retired.throughSeq).toBe(10); // held by the consumers
+        await store.changes.advance('live', store.changes.lastSeq);
+        await store.changes.advance('slow', store.changes.lastSeq);
+        const messages = await everyMessage(store);
+        const journal = internalsOf(store).journal;
+        const [firstSeq, kept] = [store.changes.firstSeq, segments(root)];
+        const cursor = join(root, 'consumers', 'slow');
+        if (fault === 'another consumer\'s cursor damaged') {
+          const bytes = readFileSync(cursor);
+          bytes[3] ^= 0x20;
+          writeFileSync(cursor, bytes);
+        } else {
+          fs.failAll(fault.startsWith('EIO') ? 'EIO' : 'EACCES', { pathPrefix: join(root, 'journal'), ops: ['unlink'] });
+        }
+        expect(await store.changes.remove('gone')).toBe(true); // starts the retirement in the background
+        const snapshotter = (internalsOf(store) as unknown as { snapshots: { chain: Promise<unknown> } }).snapshots;
+        for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+        await snapshotter.chain;
+        // the other consumer moves on (a replica's cursor moves at every round): no retry, no finding, at each move
+        for (let i = 0; i < 3; i++) {
+          await store.append('INBOX', msg(400 + i));
+          await store.changes.advance('live', store.changes.lastSeq);
+          for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));
+          await snapshotter.chain;
+        }
+        const said = store.health.findings.filter((f) => f.startsWith('retiring the journal after a consumer caught up failed (no record was lost; the next snapshot retires it, or says why not): '));
+        const [code, path] = fault === 'another consumer\'s cursor damaged' ? ['is damaged', cursor] : [fault.startsWith('EIO') ? 'EIO' : 'EACCES', join(root, 'journal', kept[0])];
+        expect(said, `${store.health.findings.join('\n')}`).toHaveLength(1); // before: one more at each move (tried again, failed again); the old text promised the next snapshot would retire
+        expect(said[0]).toContain(path);
+        expect(said[0]).toContain(code);
+        // nothing acknowledged lost: the journal as it was, every record and message there
+        expect(store.changes.firstSeq).toBe(firstSeq);
+        // (the retirement moved inline bodies into packs first: its record may have started a segment)
+        expect(segments(root)).toEqual(expect.arrayContaining(kept));
+        expect(journal.segmentNames).toEqual(expect.arrayContaining(kept));
+        const read: number[] = [];
+        for await (const c of store.changes.read(firstSeq - 1)) read.push(c.seq);
+        expect(read).toEqual(Array.from({ length: store.changes.lastSeq - firstSeq + 1 }, (_, i) => firstSeq + i));
+        const now = await everyMessage(store);
+        expect(now).toEqual(expect.arrayContaining(messages));
+        expect(now).toHaveLength(messages.length + 3); // and the three appended since
+        // mended (the fault gone, the damaged consumer removed): the next snapshot retires, clean
+        fs.clear();
+        if (fault === 'another consumer\'s cursor damaged') await store.changes.remove('slow');
+        await store.append('INBOX', msg(500));
+        expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+        expect(store.changes.firstSeq).toBeGreaterThan(firstSeq);
+        expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
   it('retires again as soon as the consumer that held it catches up or is removed, without waiting for the next snapshot', async () => {
     const root = tmpDir();
     const store = await seeded(root, 40);
@@ -411,7 +480,7 @@ describe('journal retirement', () => {
     const result = await store.snapshot();
     expect(result.retired.archive).toBe(archive);
     expect(result.retired.segments.length).toBeGreaterThan(0);
-    expect(readdirSync(archive).sort()).toEqual(result.retired.segments);
+    expect(readdirSync(archive).sort()).toEqual([...result.retired.segments, 'STORE-ID']);
     rmSync(archive, { recursive: true });
     await churn(store, 100, 60);
     const skipped = await store.snapshot();
@@ -441,7 +510,10 @@ describe('journal retirement', () => {
     await first.close();
     const secondRoot = tmpDir();
     const second = await seeded(secondRoot, 60); // the same history: the same segment names
-    await second.setJournalArchive(archive);
+    await expect(second.setJournalArchive(archive)).rejects.toMatchObject({ code: 'INVALID' }); // the first's STORE-ID is there (session 48)
+    // as an older mailstore left them: the setting written without that check, the archive without a marker
+    await writeSetting(nodeFileSystem, secondRoot, 'JOURNAL-ARCHIVE', archive, 'the journal archive setting');
+    rmSync(join(archive, 'STORE-ID'));
     await second.snapshot();
     await churn(second, 70, 10);
     const segmentsBefore = readdirSync(join(secondRoot, 'journal')).sort();
@@ -498,6 +570,110 @@ describe('journal retirement', () => {
     expect(result.retired.segments).toEqual([]);
     expect(result.retired.skipped).toMatch(/inside the store/);
     expect(segments(root)).toEqual(expect.arrayContaining(before));
+    await store.close();
+  });
+
+  it('an archive whose file system is not mounted (the directory gone, or an empty mount point) or another store\'s: nothing retired, nothing deleted, scrub reports it (exit 1) with the path and what to do; mounted again, it retires there', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await seeded(root, 60);
+    await store.setJournalArchive(archive);
+    expect(readFileSync(join(archive, 'STORE-ID'), 'utf8')).toBe(`${store.identity.storeId}\n`);
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const unmounted = join(tmpDir(), 'mounted-archive');
+    renameSync(archive, unmounted); // its file system unmounted: an empty mount point stays
+    mkdirSync(archive, { mode: 0o700 });
+    const other = join(tmpDir(), 'other');
+    mkdirSync(other);
+    for (const [state, why] of [
+      ['an empty mount point', /holds no STORE-ID of this store \(an empty mount point: its file system not mounted\?\)/],
+      ['another store\'s archive', /is the archive of store 0{8}-0{4}-0{4}-0{4}-0{12} \(its STORE-ID\), not of this one/],
+      ['the directory gone', /is not a directory \(not mounted\?\)/],
+    ] as const) {
+      if (state === 'another store\'s archive') writeFileSync(join(archive, 'STORE-ID'), '00000000-0000-0000-0000-000000000000\n');
+      if (state === 'the directory gone') rmSync(archive, { recursive: true });
+      const before = segments(root);
+      const result = await store.snapshot();
+      expect(result.retired.segments, state).toEqual([]); // before: an empty mount point took every segment, hidden below the archive once mounted
+      expect(result.retired.skipped).toMatch(why);
+      expect(segments(root)).toEqual(expect.arrayContaining(before));
+      const report = await scrub(store);
+      const found = report.findings.filter((f) => f.kind === 'journal-archive-unusable');
+      expect(found, state).toEqual([{ kind: 'journal-archive-unusable', archive, why: expect.stringMatching(why), todo: expect.stringContaining('mailstore snapshot --journal-archive') }]); // before: none, scrub clean
+      expect(report.summary.damage).toBe(1);
+      if (state !== 'the directory gone') rmSync(join(archive, 'STORE-ID'), { force: true });
+    }
+    writeFileSync(join(other, 'STORE-ID'), '00000000-0000-0000-0000-000000000000\n');
+    await expect(store.setJournalArchive(other)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('give each store a directory of its own') });
+    expect(await store.journalArchive()).toBe(archive);
+    renameSync(unmounted, archive); // mounted again
+    const retired = await store.snapshot();
+    expect(retired.retired.segments.length).toBeGreaterThan(0);
+    expect(readdirSync(archive)).toEqual(expect.arrayContaining(retired.retired.segments));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+
+  it('an archive an older mailstore set (segments in it, no STORE-ID) is marked at the next retirement and used', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await seeded(root, 60);
+    await store.setJournalArchive(archive);
+    await store.snapshot();
+    await churn(store, 70, 10);
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    rmSync(join(archive, 'STORE-ID'));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await churn(store, 100, 60);
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    expect(readFileSync(join(archive, 'STORE-ID'), 'utf8')).toBe(`${store.identity.storeId}\n`);
+    await store.close();
+  });
+
+  it('an automatic snapshot that retires nothing for the archive says so once in store.health.findings (a library without onSnapshot)', async () => {
+    const root = tmpDir();
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: true });
+    const before = { ...limits };
+    limits.snapshotEveryRecords = 20;
+    limits.snapshotAutoPauseFactor = 0;
+    try {
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Sent');
+      await store.setJournalArchive(archive);
+      rmSync(archive, { recursive: true });
+      await churn(store, 1, 120);
+      await store.snapshot(); // waits for the automatic ones
+      const said = store.health.findings.filter((f) => f.includes(`the journal archive ${archive} is not a directory`));
+      expect(said).toHaveLength(1); // before: none
+      expect(said[0]).toMatch(/^automatic snapshots retire no journal segment: .*nothing was retired; mount it/);
+    } finally {
+      Object.assign(limits, before);
+      await store.close();
+    }
+  });
+
+  it('a damaged consumer cursor: the snapshot is written and resolves, retiring nothing (damagedFile names the cursor); the consumer removed, the next one retires', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    await store.changes.register('replica-0123456789abcdef');
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const cursor = join(root, 'consumers', 'replica-0123456789abcdef');
+    const bytes = readFileSync(cursor);
+    bytes[3] ^= 0x20;
+    writeFileSync(cursor, bytes);
+    const before = segments(root);
+    const result = await store.snapshot(); // before: rejected CORRUPT after the snapshot was durable
+    expect(result.retired).toEqual({ throughSeq: 0, segments: [], bytes: 0, damagedFile: { path: cursor, why: expect.stringContaining(`'mailstore consumers --remove replica-0123456789abcdef' forgets it`) } });
+    expect(snapshotNames(root)).toContain(result.name);
+    expect(segments(root)).toEqual(before);
+    await store.changes.remove('replica-0123456789abcdef');
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
     await store.close();
   });
 

@@ -9,7 +9,7 @@ import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';
 import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withReadStore } from '../context.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
-import { insideStore } from '../../store/snapshots.js';
+import { insideStore } from '../../store/journal-archive.js';
 
 interface ExportCommandOptions {
   format: ExportFormat;

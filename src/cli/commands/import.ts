@@ -8,7 +8,7 @@ import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
 import { importMail, type ImportLayout, type ImportOptions, type ImportSummary } from '../../import/importer.js';
 import { importLimits, limits } from '../../limits.js';
-import { insideStore } from '../../store/snapshots.js';
+import { insideStore } from '../../store/journal-archive.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt, type Interrupt } from '../interrupt.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';

@@ -6,7 +6,7 @@ import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
 import { refuseExistingStore } from '../../store/identity.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
-import { checkJournalArchive } from '../../store/snapshots.js';
+import { checkJournalArchive } from '../../store/journal-archive.js';
 import { parseSize } from '../../store/tier-policy.js';
 import { MailstoreError } from '../../errors.js';
 import { absolutePath, printJson, printLine, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';

@@ -245,12 +245,18 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
   const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
+  // a damaged cursor or setting, an archive not mounted: --repair heals none of them, each line says what does
   // the one line of a damaged run at err in the journal (the nightly unit's): the table stays at its default
-  const heal = replica
-    ? `this store is a replica, which takes no repair (READ_ONLY_REPLICA): move its directory aside and start the replica again in an empty one (it copies its primary afresh); once promoted instead, 'mailstore scrub --repair --source COPY' heals it from the old primary or a copy`
-    : `run 'mailstore scrub --repair --source COPY' to heal${hint}`;
+  const heal = findings.filter(isDamage).every((f) => OWN_REMEDY.has(f.kind))
+    ? 'each says what to do (--repair does not mend these)'
+    : replica
+      ? `this store is a replica, which takes no repair (READ_ONLY_REPLICA): move its directory aside and start the replica again in an empty one (it copies its primary afresh); once promoted instead, 'mailstore scrub --repair --source COPY' heals it from the old primary or a copy`
+      : `run 'mailstore scrub --repair --source COPY' to heal${hint}`;
   await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; ${heal}`);
 }
+
+/** Damage whose finding names its own remedy, which no `scrub --repair` applies. */
+const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-archive-unusable']);
 
 /** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
 function quarantineNote(held: QuarantineUse | undefined): string {

@@ -94,17 +94,21 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const stalls = startStallWatch({ format: 'json', logPath: options.log, prefixes: { error: journalPrefix('error'), warn: journalPrefix('warn') } });
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
+  // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
+  // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
+  // counts an end by SIGHUP as clean: it was not started again. Before the log check below, which
+  // creates the log file: one sent once the file was there, before the handler, ended serve
+  // (packaging/reload.test.ts, now and then on a loaded machine); until the logger exists it does nothing.
+  let reopenLog = () => undefined as void;
+  const onReload = () => reopenLog();
+  process.on('SIGHUP', onReload);
+  process.on('SIGUSR1', onReload); // logrotate recipes of nginx and Dovecot send it (program.ts: never node's inspector)
   if (options.log !== undefined) {
     await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
     await refuseUnwritableLog(absolutePath(options.log));
   }
   const logger = new Logger(options.log);
-  // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
-  // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
-  // counts an end by SIGHUP as clean: it was not started again.
-  const reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
-  process.on('SIGHUP', reopenLog);
-  process.on('SIGUSR1', reopenLog); // logrotate recipes of nginx and Dovecot send it (program.ts: never node's inspector)
+  reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
   hooks.metrics.watchStalls(() => stalls?.ongoing() ?? []);
@@ -191,7 +195,8 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
       else if (result) logger.info('snapshot', { ...result });
       // the journal archive unmounted (or inside the store): nothing is retired and the journal grows
       // at every snapshot until it is fixed, which an info line alone hid from an admin's alerts
-      if (result?.retired.skipped) logger.warn('journal-not-retired', { why: result.retired.skipped });
+      const notRetired = result?.retired.skipped ?? result?.retired.damagedFile?.why;
+      if (notRetired) logger.warn('journal-not-retired', { why: notRetired });
     },
   };
 }

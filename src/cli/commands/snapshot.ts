@@ -8,6 +8,7 @@ import { procedures } from '../../daemon/procedures.js';
 import { limits } from '../../limits.js';
 import { formatBytes } from '../progress.js';
 import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
+import { EXIT } from '../exit-codes.js';
 
 export function register(program: Command): void {
   program
@@ -24,18 +25,26 @@ all while fewer than ${limits.snapshotsKept} snapshots verify, so a damaged newe
 before it, or the whole journal, to fall back to. A damaged snapshot older than the kept ones is
 moved to quarantine/ (at most ${limits.snapshotsQuarantinedMax} there; a further one is deleted). Retirement happens
 only after the snapshot is durable and verified; a crash at any point leaves every record in the
-journal or in a snapshot.`)
+journal or in a snapshot.
+
+Exit codes: 0 the snapshot is written (whether or not the journal could be retired: the output
+says why not); 1 it is written, but a consumer cursor or JOURNAL-ARCHIVE is damaged, so nothing
+was retired (the line names the file and what to do; scrub reports it as store-file-damage);
+otherwise as every command (mailstore --help).`)
     .action(async (options: { journalArchive?: string }, command: Command) => {
       const { result, archive } = await withStore(command, async (store) => {
         const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : absolutePath(options.journalArchive);
         return procedures(store).snapshot(archive);
       });
+      // the snapshot is durable and verified; a damaged cursor or JOURNAL-ARCHIVE held the retirement: a finding, as scrub's store-file-damage (before: CORRUPT, exit 6, as if nothing was written)
+      if (result.retired.damagedFile) process.exitCode = EXIT.findings;
       if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });
       await printLine(`snapshot ${result.name}: seq ${result.seq}, ${result.records} records, ${formatBytes(result.bytes)}, ${result.durationMs} ms${result.reused ? ' (already there, verified)' : ''}`);
       if (result.removedSnapshots.length > 0) await printLine(`removed older snapshots: ${result.removedSnapshots.join(', ')}`);
       for (const d of result.damagedSnapshots) await printLine(`damaged older snapshot ${d.name} ${d.quarantined ? `moved to ${d.quarantined}` : `deleted (${limits.snapshotsQuarantinedMax} damaged snapshots are in quarantine/ already)`}: ${d.why}`);
       const r = result.retired;
-      if (r.skipped) await printLine(`journal not retired: ${r.skipped}`);
+      if (r.damagedFile) await printLine(`journal not retired, the snapshot is written and verified: a file retirement reads is damaged (scrub reports it as store-file-damage; exit 1): ${r.damagedFile.why}`);
+      else if (r.skipped) await printLine(`journal not retired: ${r.skipped}`);
       else if (r.held) await printLine(`journal not retired: ${r.held}`);
       else if (r.segments.length === 0) await printLine(`journal: nothing to retire (retirement may pass seq ${r.throughSeq}; the newest segment is never retired)`);
       else await printLine(`journal: retired ${r.segments.length} segment${r.segments.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}) through seq ${r.throughSeq}${r.archive ? `, moved to ${r.archive}` : ', deleted'}`);

@@ -35,6 +35,8 @@ export function register(program: Command): void {
       // a daemon before session 37 reports none
       const held = stats.quarantine;
       if (held) rows.push(['quarantine', held.entries === 0 ? 'empty' : `${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}): damaged or replaced data set aside, never removed automatically; look, then remove by hand (RECOVERY.md)`]);
+      const archive = stats.journalArchive; // none from a daemon before session 48
+      if (archive) rows.push(['journal archive', archive.retirementHeld ? `${archive.path}: RETIREMENT HELD: ${archive.retirementHeld}` : archive.path]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
