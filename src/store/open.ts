@@ -138,7 +138,7 @@ async function identityAfterWait(fs: FileSystem, root: string, checked: StoreIde
   return identity;
 }
 
-/** Before a new pack or segment file is created: the store's file system must still be the one opened. */
+/** Before a new pack, segment, snapshot, consumer cursor or setting file is created: the store's file system must still be the one opened. */
 function mountCheck(fs: FileSystem, root: string, rootDev: number): CheckMounted {
   return async (path: string) => {
     const now = await fs.statIfExists(root).catch(() => undefined);
