@@ -223,6 +223,9 @@ describe('a snapshot of a store whose file system left it', () => {
     await expect(store.setJournalArchive(archive)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.setInlineBodies(1000)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.setFreeSpaceReserve(1 << 20)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // a compaction or a scrub then finds no packs/: UNMOUNTED, not NOT_FOUND (nor damage)
+    await expect(store.compact()).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(scrub(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     expect(readdirSync(dir), 'nothing written into the empty mount point').toEqual([]);
     expect(existsSync(join(away, 'snapshots')), 'nor a snapshot taken elsewhere').toBe(false);
     rmSync(dir, { recursive: true });
