@@ -332,7 +332,10 @@ export class PackStore {
   }
   /** The names in packs/: a failure (EMFILE, EIO) is the world's, with a code, never a bug. */
   private fileNames(): Promise<string[]> {
-    return this.fs.readdir(this.dir).catch((error: unknown) => { throw fromSystemError(error, 'listing packs', this.dir); });
+    return this.fs.readdir(this.dir).catch(async (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') await this.options.checkMounted(this.dir); // a vanished partition: UNMOUNTED
+      throw fromSystemError(error, 'listing packs', this.dir);
+    });
   }
 
 

@@ -41,7 +41,7 @@ export interface ConsumerState {
 export interface ChangeFeedHost {
   fs: FileSystem;
   root: string;
-  journal: Pick<Journal, 'read' | 'firstSeq'>;
+  journal: Pick<Journal, 'read' | 'firstSeq' | 'checkMounted'>;
   /**
    * The newest seq whose batch fully committed (StoreReplication.committedSeq): its index changes
    * are what readers see. Not journal.lastSeq, which moves as soon as the journal fsync returns,
@@ -280,6 +280,7 @@ export class ChangeFeed {
   private async store(name: string, seq: number): Promise<void> {
     this.checkName(name);
     this.writable();
+    await this.host.journal.checkMounted(this.path(name)); // umount -l: not into the empty mount point
     // the raw errno would reach a caller (a consumer loop, the CLI) without a code it can act on
     try {
       await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));

@@ -138,13 +138,13 @@ async function identityAfterWait(fs: FileSystem, root: string, checked: StoreIde
   return identity;
 }
 
-/** Before a new pack or segment file is created: the store's file system must still be the one opened. */
+/** Before a new pack, segment, snapshot, consumer cursor or setting file is created, and when packs/ is gone: the store's file system must still be the one opened. */
 function mountCheck(fs: FileSystem, root: string, rootDev: number): CheckMounted {
   return async (path: string) => {
     const now = await fs.statIfExists(root).catch(() => undefined);
     const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
     if (!now || now.dev !== rootDev || !id) {
-      throw new MailstoreError('UNMOUNTED', `refusing to create ${path}: the store's file system changed under it (unmounted or replaced); nothing was written`, { path });
+      throw new MailstoreError('UNMOUNTED', `${path}: the store's file system changed under it (unmounted or replaced); nothing was written: mount it there again`, { path });
     }
   };
 }

@@ -270,6 +270,7 @@ export class Snapshotter {
       info = await verifiedAt(fs, root, storeId, state.appliedSeq);
       reused = Boolean(info);
       if (!info) {
+        await this.host.journal.checkMounted(snapshotsDir(root)); // umount -l: not into the empty mount point
         const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.entries);
         // Verified as a reader will read it: "verified" is a property of the bytes on disk.
         info = await readSnapshotFile(fs, written.path, written.name, storeId);

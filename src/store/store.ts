@@ -42,7 +42,7 @@ import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
-import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
+import { INLINE_BODIES_FILE, checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
@@ -70,10 +70,10 @@ import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { AppendBatchMeta, MailStore } from './api.js';
 import { FreeSpace, type FreeSpaceState, type SpaceNeed } from './free-space.js';
-import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
+import { FREE_SPACE_RESERVE_FILE, checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type Prepared, type ReplicatedBatch } from './writer.js';
 import { finishResync, stageResync, type StagedResync } from './resync.js';
-import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
+import { ROLE_FILE, readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
 
 /**
@@ -703,7 +703,9 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
-    await (await import('./journal-archive.js')).writeJournalArchive(this.fs, this.root, dir, this.storeId);
+    const archive = await import('./journal-archive.js');
+    await this.journal.checkMounted(join(this.root, archive.JOURNAL_ARCHIVE_FILE)); // umount -l: not into the empty mount point
+    await archive.writeJournalArchive(this.fs, this.root, dir, this.storeId);
   }
 
   /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
@@ -720,6 +722,7 @@ export class Store implements MailStore {
     this.live();
     if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkInlineBodyBytes(bytes, 'inline bytes max');
+    await this.journal.checkMounted(join(this.root, INLINE_BODIES_FILE));
     await writeInlineBodyBytes(this.fs, this.root, bytes);
     this.inlineBodyBytesMax = bytes ?? limits.inlineBodyBytesDefault;
   }
@@ -738,6 +741,7 @@ export class Store implements MailStore {
     this.live();
     if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkReserveBytes(bytes, 'free space reserve');
+    await this.journal.checkMounted(join(this.root, FREE_SPACE_RESERVE_FILE));
     await writeReserveBytes(this.fs, this.root, bytes);
     this.space.setReserve(bytes);
   }
@@ -813,6 +817,7 @@ export class Store implements MailStore {
       role: () => this.replicationRole,
       setRole: async (role) => {
         if (this.readOnly) this.writable();
+        await this.journal.checkMounted(join(this.root, ROLE_FILE));
         await writeRole(this.fs, this.root, role);
         this.replicationRole = role;
       },

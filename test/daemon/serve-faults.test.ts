@@ -1,12 +1,14 @@
 // `mailstore serve` (a process, with LMTP) while the environment changes under it: a disk that
-// fills up. With the free-space reserve (the default) mail is deferred (452) and the daemon serves
+// fills up, a file system unmounted under it, an ext4 that meets an error and turns read-only. With the free-space reserve (the default) mail is deferred (452) and the daemon serves
 // on; without it (0) the index meets the full disk and the daemon stops, as a store that stops
 // itself for any reason does. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../../src/client/client.js';
+import type { MailstoreError } from '../../src/errors.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { converse, type Conversation } from './lmtp-client.js';
 import { INBOX, freePort, serve, type Daemon } from './processes.js';
@@ -30,6 +32,18 @@ function mountTmpfs(dir: string, size: string): string | undefined {
   if (r.status !== 0) return `mount -t tmpfs failed: ${r.stderr.trim()}`;
   mounts.push(dir);
   return undefined;
+}
+
+/** A 32 MiB ext4 image mounted with `options` at DIR/mnt (a fresh temporary DIR); `failed` says why not. */
+function mountExt4(prefix: string, options: string): { mnt: string; image: string; failed?: string } {
+  const dir = tempDir(prefix);
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  const image = join(dir, 'img');
+  const made = spawnSync('sh', ['-c', `truncate -s 32M ${image} && mkfs.ext4 -q -F ${image} && mount -o ${options} ${image} ${mnt}`], { encoding: 'utf8' });
+  if (made.status !== 0) return { mnt, image, failed: `loop-mounted ext4: ${made.stderr.trim()}` };
+  mounts.push(mnt);
+  return { mnt, image };
 }
 
 /** Fills the file system of `dir` with the file `name` until nothing is free. */
@@ -191,14 +205,9 @@ describe('serve on a disk that fills up (root only)', () => {
 });
 
 describe('serve on a file system unmounted under it (root only)', () => {
-  it.skipIf(skipped(noRoot))('umount -l: the daemon stops, non-zero, saying UNMOUNTED (was: it went on taking mail into the detached file system, 250 for each, while every command said "no store"), nothing lands in the empty mount point, and every 250 is there once the disk is mounted again', async () => {
-    const dir = tempDir('mailstore-serve-umount-');
-    const mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
-    const image = join(dir, 'img');
-    const made = spawnSync('sh', ['-c', `truncate -s 32M ${image} && mkfs.ext4 -q -F ${image} && mount -o loop ${image} ${mnt}`], { encoding: 'utf8' });
-    if (skipped(made.status === 0 ? undefined : `loop-mounted ext4: ${made.stderr.trim()}`)) return;
-    mounts.push(mnt);
+  it.skipIf(skipped(noRoot))('umount -l: the daemon stops, non-zero, saying UNMOUNTED (was: it went on taking mail into the detached file system, 250 for each, while every command said "no store"), nothing lands in the empty mount point, and every 250 is there once the disk is mounted again', { timeout: 60_000 }, async () => {
+    const { mnt, image, failed } = mountExt4('mailstore-serve-umount-', 'loop');
+    if (skipped(failed)) return;
     const store = join(mnt, 'store');
     await ok(['init'], { store });
     await ok(['mailbox', 'create', INBOX], { store });
@@ -228,6 +237,65 @@ describe('serve on a file system unmounted under it (root only)', () => {
     mounts.push(mnt);
     await expectAcknowledged(store, acknowledged);
     expect((await json<{ messages: number }>(['mailbox', 'status', INBOX], { store })).messages).toBe(acknowledged.size);
+    expect((await run(['scrub'], { store })).code).toBe(0);
+  });
+});
+
+describe('serve on an ext4 that meets an error under it (root only)', () => {
+  // `-o errors=remount-ro` and the kernel's own switch: from one instant every write, fsync and
+  // create fails EROFS, also on files already open (docs/FAULTS.md). LMTP and the client library
+  // deliver at once when it comes, so it lands in journal writes, fsyncs and index writes alike.
+  it.skipIf(skipped(noRoot))('the daemon stops non-zero (store-stopped), LMTP says 4xx and the client a clear code, never a 250 or a uid for what is not durable; after e2fsck and a mount every acknowledged message is there byte-exact and scrub is clean', { timeout: 90_000 }, async () => {
+    const { mnt, image, failed } = mountExt4('mailstore-serve-fserror-', 'loop,errors=remount-ro');
+    if (skipped(failed)) return;
+    const loop = spawnSync('losetup', ['-j', image], { encoding: 'utf8' }).stdout.split(':')[0].replace('/dev/', '');
+    const trigger = `/sys/fs/ext4/${loop}/trigger_fs_error`;
+    if (skipped(existsSync(trigger) ? undefined : `no ${trigger} in this kernel`)) return;
+    const store = join(mnt, 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', INBOX], { store });
+    const { daemon, lmtp } = await lmtpDaemon(store);
+    const client = await Client.connect(join(store, 'run', 'mailstore.sock'), { callTimeoutMs: 20_000, reconnectWaitMs: 200 });
+    const acknowledged = new Map<number, Buffer>();
+    const replies: string[] = [];
+    const clientCodes = new Set<string>();
+    let triggered = false;
+    const viaLmtp = async (i: number) => {
+      const reply = await deliver(lmtp, mail(i)).catch((error: Error) => error.message); // gone before DATA's 354
+      replies.push(reply);
+      if (uidOf(reply)) acknowledged.set(Number(uidOf(reply)), mail(i));
+    };
+    const viaClient = async (i: number) => {
+      try {
+        const { uid } = await client.append(INBOX, mail(i));
+        acknowledged.set(uid, mail(i));
+      } catch (error) {
+        if (!triggered) throw error;
+        clientCodes.add((error as MailstoreError).code);
+      }
+    };
+    const fail = async () => { await sleep(2); writeFileSync(trigger, '1'); triggered = true; };
+    // rounds of one LMTP delivery and two client appends at once; the error comes amid the 9th
+    for (let round = 0; round < 40 && daemon.child.exitCode === null && !lmtp.socket.destroyed; round++) {
+      await Promise.all([viaLmtp(round), viaClient(1000 + 2 * round), viaClient(1001 + 2 * round), round === 8 && fail()]);
+      if (triggered) await sleep(100);
+    }
+    await client.close();
+    expect(triggered, `the error came: ${replies.slice(-3).join(' | ')}`).toBe(true);
+    const exit = await Promise.race([daemon.exited, sleep(10_000, 'running')]);
+    expect(exit, `the daemon stops itself; last replies: ${replies.slice(-3).join(' | ')}`).not.toBe('running');
+    expect(exit).not.toBe(0);
+    expect(daemon.stderr()).toMatch(/"event":"store-stopped","code":"(CLOSED|HALTED)"/);
+    for (const reply of replies) expect(reply, 'a 250 or a temporary refusal').toMatch(/^(250 |4\d\d |expected \d replies)/);
+    for (const code of clientCodes) expect(['ACCESS', 'CLOSED', 'HALTED', 'UNAVAILABLE']).toContain(code);
+    expect(spawnSync('umount', [mnt]).status).toBe(0);
+    mounts.pop();
+    const fsck = spawnSync('e2fsck', ['-fy', image], { encoding: 'utf8' });
+    expect(fsck.status, fsck.stdout).toBeLessThanOrEqual(1); // 1: errors corrected (the error flag itself)
+    expect(spawnSync('mount', ['-o', 'loop', image, mnt]).status).toBe(0);
+    mounts.push(mnt);
+    await expectAcknowledged(store, acknowledged);
+    expect((await json<{ messages: number }>(['mailbox', 'status', INBOX], { store })).messages).toBeGreaterThanOrEqual(acknowledged.size);
     expect((await run(['scrub'], { store })).code).toBe(0);
   });
 });

@@ -203,6 +203,39 @@ async function reopenAfterDamage(root: string, snapshot: string): Promise<Store>
   return reopened;
 }
 
+describe('a snapshot of a store whose file system left it', () => {
+  // `umount -l` under a running store, whose root is the mount point: its open files go on, its
+  // paths now name the empty mount-point directory. Within the daemon's mount look (1 s) a snapshot
+  // wrote snapshots/<seq>.snap and consumers/snapshot there and said it succeeded, and `snapshot`
+  // with a journal archive wrote JOURNAL-ARCHIVE there (wt48e's outside run). As a new pack or
+  // segment, each is UNMOUNTED and nothing lands in the mount point.
+  it('UNMOUNTED, nothing created in the directory now at the store\'s path; the store, mounted again, snapshots', async () => {
+    const dir = join(tmpDir('snapshot-unmounted'), 'store');
+    const store = await Store.open(dir, { create: true, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    const away = `${dir}-detached`;
+    renameSync(dir, away); // the open files keep their file system, as a lazily unmounted one
+    mkdirSync(dir); // the empty mount point
+    await expect(store.snapshot()).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.changes.register('indexer', 0), 'a consumer cursor is a new file too').rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // and so is a setting beside STORE (the journal archive was written there before the snapshot that named it)
+    const archive = tmpDir('snapshot-unmounted-archive');
+    await expect(store.setJournalArchive(archive)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.setInlineBodies(1000)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.setFreeSpaceReserve(1 << 20)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // a compaction or a scrub then finds no packs/: UNMOUNTED, not NOT_FOUND (nor damage)
+    await expect(store.compact()).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(scrub(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    expect(readdirSync(dir), 'nothing written into the empty mount point').toEqual([]);
+    expect(existsSync(join(away, 'snapshots')), 'nor a snapshot taken elsewhere').toBe(false);
+    rmSync(dir, { recursive: true });
+    renameSync(away, dir); // mounted again
+    expect((await store.snapshot()).seq).toBeGreaterThan(0);
+    await store.close();
+  });
+});
+
 describe('a damaged snapshot is never the only copy of the metadata', () => {
   it('one snapshot, damaged, index lost: every message is rebuilt from the whole journal (it retired nothing), and the open says so', async () => {
     // The reproduction: the first snapshot retired the whole journal it covered, so 4 KiB of zeros
