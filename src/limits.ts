@@ -117,6 +117,22 @@ export const limits = {
    */
   inlineMoveBatchBytes: 1024 * 1024,
   /**
+   * Scrub and reconstruct verify inline bodies in groups of about this many body bytes and at most
+   * inlineCheckBatchBodies bodies, each group read at once in the order of its records (one pread
+   * per run of records at most readGapBytes apart, into one buffer used again by the next group):
+   * read one by one, a body cost ~100 µs of CPU. A run reads over the records between the ones it
+   * wants, so a group's buffer stays below inlineCheckBatchBytes + inlineCheckBatchBodies ×
+   * readGapBytes (5 MiB).
+   */
+  inlineCheckBatchBytes: 1024 * 1024,
+  inlineCheckBatchBodies: 256,
+  /**
+   * The inline entries scrub gathers (in index order: by hash) before it sorts them by record and
+   * reads them (inlineCheckBatchBytes at a time): 48 bytes an entry in typed arrays, so 100k cost
+   * ~5 MB, and a store of up to that many inline bodies reads each segment once, front to back.
+   */
+  inlineCheckEntriesMax: 100_000,
+  /**
    * The journal writes this many filler bytes (journal-format.ts FILLER_PATTERN, never zeros) ahead of its last record (within journalSegmentBytesMax),
    * so most commits write into space the file already has and their fdatasync commits no size
    * change (BENCHMARKS.md: sync-one-zeroed vs sync-one). 0 turns it off.

@@ -197,13 +197,22 @@ export class Journal {
       if (!header || !header.storeId.equals(this.storeId)) {
         onDamage({ segment: segment.name, offset: 0, length: Math.min(bytes.length, SEGMENT_HEADER_BYTES), where: 'header' });
       }
+      // a segment before the newest read whole gives its table of record offsets as locate would
+      // build it (inline bodies are read by seq: scrub's check after its journal pass, reconstruct's
+      // after its rebuild), instead of a second read and CRC of every segment
+      const table = start === undefined && next && !this.offsets.has(segment.name) ? { offsets: [] as number[], generation: this.offsets.generation } : undefined;
       for (const item of parseSegment(bytes, this.options.recordBytesMax, start)) {
         if (item.kind === 'damage') {
           const last = !next && item.offset + item.length >= bytes.length;
           onDamage({ segment: segment.name, offset: item.offset, length: item.length, where: last ? 'tail' : 'middle' });
-        } else if (item.seq > afterSeq) {
-          yield { seq: item.seq, payload: options.views ? item.payload : Buffer.from(item.payload) };
+        } else {
+          if (table) placeRecord(table.offsets, segment.firstSeq, item.seq, item.offset);
+          if (item.seq > afterSeq) yield { seq: item.seq, payload: options.views ? item.payload : Buffer.from(item.payload) };
         }
+      }
+      // read to its end, and still the journal it was read from (no cut, reload or retirement since)
+      if (table && table.generation === this.offsets.generation && this.segments.includes(segment) && !this.offsets.has(segment.name)) {
+        this.offsets.set(segment.name, { firstSeq: segment.firstSeq, offsets: Int32Array.from(table.offsets) });
       }
     }
     bytes = undefined;

@@ -15,6 +15,8 @@ export interface OffsetTable {
 export class RecordOffsets {
   private readonly tables = new Map<string, OffsetTable>();
   private entries = 0;
+  /** Counts clear(): a table built from bytes read before a clear describes a journal that is gone. */
+  generation = 0;
 
   constructor(private readonly entriesMax: number) {}
 
@@ -28,6 +30,11 @@ export class RecordOffsets {
     this.tables.delete(segment);
     this.tables.set(segment, table);
     return offset;
+  }
+
+  /** Whether a table of `segment` is kept. */
+  has(segment: string): boolean {
+    return this.tables.has(segment);
   }
 
   /** Replaces the table of `segment` (built from a whole read of it). */
@@ -65,6 +72,7 @@ export class RecordOffsets {
   clear(): void {
     this.tables.clear();
     this.entries = 0;
+    this.generation++;
   }
 
   /** Forgets the table of a segment that is gone (retired). */

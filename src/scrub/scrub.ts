@@ -37,6 +37,8 @@ import { checkSnapshots } from './snapshot-check.js';
 import { checkStoreFiles } from './store-files.js';
 import type { SnapshotInfo } from '../store/snapshot-file.js';
 import { monotonicMs } from '../monotonic.js';
+import { InlineScan } from '../store/compact-inline.js';
+import { checkInlineBodies } from './inline-check.js';
 
 export interface ScrubOptions {
   /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
@@ -1112,24 +1114,46 @@ function compareTotals(findings: Finding[], journal: LiveTotals, index: LiveTota
  */
 async function checkBlobLocations(store: Store, findings: Finding[], corrupt: ReadonlySet<string>, confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>, only?: (blob: BlobRecord) => boolean): Promise<void> {
   const inScanned = (pack: number, offset: number) => scanned.some((r) => r.pack === pack && offset >= r.from && offset < r.to);
+  // inline entries are gathered (up to limits.inlineCheckEntriesMax) and read in the order of their
+  // records (checkInlineBodies); the window's findings go out in index order (by hash), as before
+  let inline = new InlineScan();
+  const window: Finding[] = [];
+  const flush = async () => {
+    await checkInlineBodies(store, inline, window);
+    inline = new InlineScan();
+    for (const finding of window.sort(byHash)) findings.push(finding);
+    window.length = 0;
+  };
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
     if ((only && !only(blob)) || confirmed.has(blob.p, blob.o) || byChecksum.has(blob.p)) continue;
     const hash = key.subarray(1);
     const hex = hashHex(hash);
     if (corrupt.has(hex)) continue;
+    if (blob.p === INLINE_PACK) {
+      inline.add(hash, blob.o, blob.l);
+      if (inline.count >= limits.inlineCheckEntriesMax) await flush();
+      continue;
+    }
     const location = { pack: blob.p, offset: blob.o, length: blob.l };
     const why = await store.maintenance().packs.checkLocation(location, hash);
     if (why) {
-      findings.push({ kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] });
+      window.push({ kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] });
     } else if (inScanned(blob.p, blob.o)) {
       try {
         await store.maintenance().packs.read(location, hash);
       } catch (error) {
         if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
-        findings.push({ kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] });
+        window.push({ kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] });
       }
     }
   }
+  await flush();
+}
+
+/** Blob findings in the order of their index entries (B keys: the hash's bytes, as its hex sorts). */
+function byHash(a: Finding, b: Finding): number {
+  const x = (a as { hash: string }).hash, y = (b as { hash: string }).hash;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /**

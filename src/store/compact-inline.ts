@@ -153,15 +153,19 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
   return result;
 }
 
-/** The blobs in seq order, in groups of about limits.inlineMoveBatchBytes and at most limits.compactOpsPerRecord. */
-function* groupsOf(scan: InlineScan): Generator<InlineBodyRef[]> {
+/**
+ * The blobs in seq order, in groups of about `bytesMax` body bytes and at most `bodiesMax` bodies
+ * (the move's: limits.inlineMoveBatchBytes, and limits.compactOpsPerRecord a record; scrub's
+ * check: limits.inlineCheckBatchBytes and limits.inlineCheckBatchBodies).
+ */
+export function* groupsOf(scan: InlineScan, bytesMax: number = limits.inlineMoveBatchBytes, bodiesMax: number = limits.compactOpsPerRecord): Generator<InlineBodyRef[]> {
   let group: InlineBodyRef[] = [];
   let bytes = 0;
   for (const i of scan.inSeqOrder()) {
     const blob = scan.blob(i);
     group.push(blob);
     bytes += blob.length;
-    if (bytes >= limits.inlineMoveBatchBytes || group.length >= limits.compactOpsPerRecord) {
+    if (bytes >= bytesMax || group.length >= bodiesMax) {
       yield group;
       group = [];
       bytes = 0;

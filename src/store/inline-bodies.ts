@@ -43,7 +43,7 @@ export interface InlineBodyRef {
  */
 export type InlineRunSource = (blobs: InlineBodyRef[], into?: Buffer) => Promise<{ bodies: (Buffer | undefined)[]; buffer: Buffer }>;
 
-export function journalInlineRuns(journal: Journal): InlineRunSource {
+export function journalInlineRuns(journal: Pick<Journal, 'readRecordsAt'>): InlineRunSource {
   return async (blobs, into) => {
     const seqs = [...new Set(blobs.map((b) => b.seq))].sort((a, b) => a - b);
     const { payloads, buffer } = await journal.readRecordsAt(seqs, limits.readGapBytes, into);

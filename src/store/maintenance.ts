@@ -31,7 +31,7 @@ export type IndexReader = Pick<IndexDb, 'path' | 'get' | 'getNow' | 'getMany' | 
 /** The packs as maintenance reads them; skipPackNumbersTo keeps a repair off a lost pack's number. */
 export type PackAccess = Pick<PackStore, 'listPacks' | 'path' | 'scan' | 'scanBatches' | 'read' | 'checkLocation' | 'skipPackNumbersTo' | 'packBytes' | 'isRemote' | 'remoteChecksumMatches' | 'forgetRemoteCache'>;
 /** The journal as scrub reads it. */
-export type JournalReader = Pick<Journal, 'read' | 'lastSeq' | 'firstSeq'>;
+export type JournalReader = Pick<Journal, 'read' | 'readRecordsAt' | 'lastSeq' | 'firstSeq'>;
 
 export interface ReconstructOptions {
   check?: boolean;

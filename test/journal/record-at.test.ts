@@ -49,6 +49,17 @@ async function fortyRecords(): Promise<Journal> {
   return journal;
 }
 
+/** Flips a payload byte of the first record of segment `name` (its checksum then fails); returns that record. */
+function damageFirstRecord(dir: string, name: string): { seq: number; offset: number } {
+  const segment = join(dir, name);
+  const bytes = readFileSync(segment);
+  const victim = [...parseSegment(bytes, 4096)].find((item) => item.kind === 'record')!;
+  assert(victim.kind === 'record');
+  bytes[victim.offset + 40] ^= 0xff;
+  writeFileSync(segment, bytes);
+  return victim;
+}
+
 describe('Journal.readRecordAt', () => {
   it('finds every record by seq, live and after a reopen, across segments', async () => {
     const { dir, fs } = journalDir();
@@ -95,12 +106,7 @@ describe('Journal.readRecordsAt', () => {
     // a seq never written is absent; so is one whose record is damaged, its neighbours are not
     expect((await journal.readRecordsAt([61, 70], 4096)).payloads.size).toBe(0);
     await journal.close();
-    const segment = join(dir, journal.segmentNames[1]);
-    const bytes = readFileSync(segment);
-    const victim = [...parseSegment(bytes, 4096)].find((item) => item.kind === 'record')!;
-    assert(victim.kind === 'record');
-    bytes[victim.offset + 40] ^= 0xff;
-    writeFileSync(segment, bytes);
+    const victim = damageFirstRecord(dir, journal.segmentNames[1]!);
     journal = await openJournal(dir, fs); // offsets unknown again: built from one read of each segment
     const around = [victim.seq - 1, victim.seq, victim.seq + 1];
     const { payloads } = await journal.readRecordsAt(around, 4096);
@@ -112,6 +118,34 @@ describe('Journal.readRecordsAt', () => {
     const after = await journal.readRecordsAt([1, 2, 40, 41], 4096);
     expect([...after.payloads.keys()]).toEqual([40, 41]);
     expect(after.payloads.get(41)).toEqual(payload(41));
+    await journal.close();
+  });
+});
+
+describe('Journal.read leaves record offsets behind', () => {
+  it('a whole read of the journal gives each older segment its table: records by seq then read no segment again, and find what locate\'s own tables find, a damaged record absent', async () => {
+    const { dir, fs } = journalDir();
+    let journal = await openJournal(dir, fs);
+    await writeTriples(journal);
+    await journal.close();
+    const victim = damageFirstRecord(dir, journal.segmentNames[2]!);
+    const byLocate = await openJournal(dir, fs); // tables built by readRecordAt itself
+    const expected = await Promise.all(Array.from({ length: 62 }, (_, i) => byLocate.readRecordAt(i + 1)));
+    await byLocate.close();
+    expect(expected[victim.seq - 1]).toBeUndefined();
+    journal = await openJournal(dir, fs);
+    const damage: unknown[] = [];
+    for await (const record of journal.read(0, (d) => damage.push(d))) expect(record.payload).toEqual(payload(record.seq));
+    expect(damage).toHaveLength(1);
+    const spied = journal as unknown as { readSegment: (...args: unknown[]) => Promise<Buffer> };
+    const readSegment = spied.readSegment.bind(journal);
+    const wholeReads: string[] = [];
+    spied.readSegment = (...args) => { wholeReads.push((args[0] as { name: string }).name); return readSegment(...args); };
+    for (let seq = 1; seq <= 62; seq++) expect(await journal.readRecordAt(seq)).toEqual(expected[seq - 1]);
+    // read again: the newest segment (its table is the writer's, not one a read leaves) and, once,
+    // the damaged record's (a seq with no valid record is looked for anew, as before)
+    const newest = journal.segmentNames[journal.segmentNames.length - 1]!;
+    expect(wholeReads.filter((name) => name !== newest)).toEqual([journal.segmentNames[2]]);
     await journal.close();
   });
 });
