@@ -32,23 +32,28 @@ export function loadCrc32c(): Promise<Crc32c> {
   loaded ??= (async () => {
     if (typeof WebAssembly === 'undefined') return crc32cTable;
     // a literal specifier: tools/bundle-cli.ts routes it through the CLI's module loader
-    const imported = (await import('hash-wasm/dist/crc32.umd.min.js')) as Crc32Module & { default?: Crc32Module };
-    let hasher: Crc32Hasher;
-    try {
-      hasher = await (imported.default ?? imported).createCRC32(CASTAGNOLI);
-    } catch (error) {
-      // V8 reserves ~10 GiB of address space for every WebAssembly memory, so under an address
-      // space limit (ulimit -v, systemd's LimitAS=) instantiation fails with a RangeError: the
-      // checksums are the same without it, only slower
-      if (!(error instanceof RangeError)) throw error;
-      return crc32cTable;
-    }
-    return (bytes: Uint8Array) => {
-      const digest = hasher.init().update(bytes).digest('binary');
-      return ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0;
-    };
+    return crc32cFrom(await import('hash-wasm/dist/crc32.umd.min.js'));
   })();
   return loaded;
+}
+
+/** hash-wasm's CRC32C, or the table's where it cannot serve (no createCRC32: seen under load, cause unknown). */
+export async function crc32cFrom(imported: unknown): Promise<Crc32c> {
+  const exports = imported as (Partial<Crc32Module> & { default?: Partial<Crc32Module> }) | undefined;
+  const module = exports?.default ?? exports;
+  if (typeof module?.createCRC32 !== 'function') return crc32cTable;
+  let hasher: Crc32Hasher;
+  try {
+    hasher = await module.createCRC32(CASTAGNOLI);
+  } catch (error) {
+    // V8 reserves ~10 GiB of address space a WebAssembly memory: under ulimit -v / LimitAS= a RangeError
+    if (!(error instanceof RangeError)) throw error;
+    return crc32cTable;
+  }
+  return (bytes: Uint8Array) => {
+    const digest = hasher.init().update(bytes).digest('binary');
+    return ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0;
+  };
 }
 
 let table: Uint32Array | undefined;

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileS
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { describe, expect, it } from 'vitest';
-import { crc32cTable, loadCrc32c, maskCrc } from '../../src/index/crc32c.js';
+import { crc32cFrom, crc32cTable, loadCrc32c, maskCrc } from '../../src/index/crc32c.js';
 import { checkIndexFiles, readTableLayout, snappyUncompress, verifyTable } from '../../src/index/table-check.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -54,6 +54,18 @@ describe('CRC32C', () => {
       }
     }
     expect(crc32cTable(bytes)).toBe(crc(bytes));
+  });
+
+  it('hash-wasm\'s module as import() gives it (default or namespace) serves; one without createCRC32 falls back to the table, never INTERNAL', async () => {
+    const imported = await import('hash-wasm/dist/crc32.umd.min.js');
+    const data = Buffer.from('123456789');
+    for (const shape of [imported, { default: (imported as { default?: unknown }).default ?? imported }]) {
+      const crc = await crc32cFrom(shape);
+      expect(crc).not.toBe(crc32cTable);
+      expect(crc(data)).toBe(0xe3069283);
+    }
+    // seen in session 48 in CLI runs under load: "createCRC32 is not a function" (INTERNAL)
+    for (const broken of [{}, { default: {} }, undefined, { createCRC32: 'no' }]) expect(await crc32cFrom(broken)).toBe(crc32cTable);
   });
 
   it('masks as LevelDB does (rotate right 15, add 0xa282ead8)', () => {
