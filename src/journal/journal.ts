@@ -809,15 +809,6 @@ export class Journal {
     await this.undo(pending.start, failure);
   }
 
-  /**
-   * Throws UNMOUNTED when the store's root left its file system (JournalOptions.checkMounted): for
-   * a file the store is about to create beside the journal (a snapshot, a consumer cursor), which
-   * would otherwise land in an empty mount point.
-   */
-  checkMounted(path: string): Promise<void> {
-    return this.options.checkMounted(path);
-  }
-
   private async createSegment(firstSeq: number): Promise<void> {
     const segment = { firstSeq, name: segmentFileName(firstSeq) };
     const path = this.path(segment);

@@ -6,7 +6,7 @@
 import type { FileSystem } from '../fs/filesystem.js';
 import { INLINE_BODIES_FILE, readInlineBodyBytes } from '../store/inline-setting.js';
 import { FREE_SPACE_RESERVE_FILE, readReserveBytes } from '../store/reserve-setting.js';
-import { readSetting, writeSetting } from '../store/setting-file.js';
+import { readSetting, writeSetting, type StoreRoot } from '../store/setting-file.js';
 import { JOURNAL_ARCHIVE_FILE, readJournalArchive } from '../store/journal-archive.js';
 
 /** The file in a replica's root holding its primary's last announced settings. */
@@ -47,10 +47,10 @@ export function announcedSettings(value: unknown): NodeSettings | undefined {
 }
 
 /** Keeps the primary's announcement durably (written only when it changed), for a later promote. */
-export async function notePrimarySettings(fs: FileSystem, root: string, settings: NodeSettings): Promise<void> {
+export async function notePrimarySettings(store: StoreRoot, settings: NodeSettings): Promise<void> {
   const text = JSON.stringify(settings);
-  if ((await readSetting(fs, root, PRIMARY_SETTINGS_FILE, 'the primary settings note'))?.text === text) return;
-  await writeSetting(fs, root, PRIMARY_SETTINGS_FILE, text, 'the primary settings note');
+  if ((await readSetting(store.fs, store.root, PRIMARY_SETTINGS_FILE, 'the primary settings note'))?.text === text) return;
+  await writeSetting(store, PRIMARY_SETTINGS_FILE, text, 'the primary settings note');
 }
 
 /**
@@ -58,8 +58,8 @@ export async function notePrimarySettings(fs: FileSystem, root: string, settings
  * older one), it is of a primary this node no longer follows, and a later promote warned about
  * that one's settings as if they were the current primary's.
  */
-export async function forgetPrimarySettings(fs: FileSystem, root: string): Promise<void> {
-  await writeSetting(fs, root, PRIMARY_SETTINGS_FILE, undefined, 'the primary settings note');
+export async function forgetPrimarySettings(store: StoreRoot): Promise<void> {
+  await writeSetting(store, PRIMARY_SETTINGS_FILE, undefined, 'the primary settings note');
 }
 
 /** The primary's last announcement, or undefined (none kept, or damaged: it is only a reminder). */

@@ -7,7 +7,7 @@
 // and the deletions is finished when the replica connects again.
 import { join } from 'node:path';
 import { fromSystemError } from '../errors.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { removeStoreFile, writeStoreFile } from '../store/setting-file.js';
 import { decodeCbor } from '../index/codec.js';
 import { limits } from '../limits.js';
 import { packsInUse } from '../store/compact-plan.js';
@@ -33,7 +33,7 @@ export function packsRemovedIn(records: { payload: Buffer }[]): number[] {
 export async function notePacksToRemove(store: Store, seq: number, packs: number[]): Promise<void> {
   const earlier = await readNoted(store);
   const all = [...new Set([...(earlier?.packs ?? []), ...packs])];
-  await writeFileDurable(store.fs, join(store.root, PACKS_TO_REMOVE_FILE), Buffer.from(JSON.stringify({ seq, packs: all })));
+  await writeStoreFile(store, PACKS_TO_REMOVE_FILE, Buffer.from(JSON.stringify({ seq, packs: all })), 'the list of packs to remove');
 }
 
 /**
@@ -44,7 +44,6 @@ export async function notePacksToRemove(store: Store, seq: number, packs: number
 export async function removeNotedPacks(store: Store, log: Log): Promise<number[]> {
   const noted = await readNoted(store);
   if (!noted) return [];
-  const path = join(store.root, PACKS_TO_REMOVE_FILE);
   const removed: number[] = [];
   const left: number[] = [];
   if (store.changes.lastSeq >= noted.seq) {
@@ -58,11 +57,8 @@ export async function removeNotedPacks(store: Store, log: Log): Promise<number[]
     }
     if (removed.length > 0) await packs.syncDir();
   }
-  if (left.length > 0) await writeFileDurable(store.fs, path, Buffer.from(JSON.stringify({ seq: noted.seq, packs: left })));
-  else {
-    await store.fs.unlink(path).catch((e) => { throw fromSystemError(e, 'removing the list of packs to remove', path); });
-    await store.fs.syncDir(store.root);
-  }
+  if (left.length > 0) await writeStoreFile(store, PACKS_TO_REMOVE_FILE, Buffer.from(JSON.stringify({ seq: noted.seq, packs: left })), 'the list of packs to remove');
+  else await removeStoreFile(store, PACKS_TO_REMOVE_FILE, 'the list of packs to remove');
   return removed;
 }
 

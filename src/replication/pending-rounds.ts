@@ -18,6 +18,7 @@ import type { FileHandle } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
 import { unusedPath } from '../fs/durable.js';
+import { openStoreFile } from '../store/setting-file.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
 
@@ -88,7 +89,7 @@ export class PendingRounds {
   async beginSession(): Promise<void> {
     this.rounds = [];
     this.heldSeq = 0;
-    this.handle ??= await this.store.fs.open(join(this.store.root, PENDING_FILE), 'createOrOpen');
+    this.handle ??= await openStoreFile(this.store, PENDING_FILE);
     const length = await this.handle.size();
     const first = Buffer.alloc(FRAME_HEADER_BYTES);
     if (length >= FRAME_HEADER_BYTES) await this.handle.read(first, 0, FRAME_HEADER_BYTES, 0);

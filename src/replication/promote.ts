@@ -124,7 +124,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   control.finishInterrupted().catch((error: unknown) => log(`replication: finishing the mailbox deletes and copies the old primary left half-done failed (${(error as Error).message}); the next open finishes them`));
   const warnings = settingWarnings(await readPrimarySettings(store.fs, store.root), await readNodeSettings(store.fs, store.root), role.primary ?? '?');
   for (const line of warnings) log(line);
-  await forgetPrimarySettings(store.fs, store.root).catch((error: unknown) => log(`replication: could not remove ${PRIMARY_SETTINGS_FILE} (${(error as Error).message}); it names the old primary's settings: remove it`));
+  await forgetPrimarySettings(store).catch((error: unknown) => log(`replication: could not remove ${PRIMARY_SETTINGS_FILE} (${(error as Error).message}); it names the old primary's settings: remove it`));
   return {
     epoch, seq, oldPrimaryFenced: oldPrimary.fenced, ...(oldPrimary.lastSeq === undefined ? {} : { oldPrimarySeq: oldPrimary.lastSeq }), heldSeq,
     uidValidity: keep ? 'kept' : 'new', mailboxesRenewed, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };

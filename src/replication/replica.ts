@@ -18,6 +18,7 @@ import { meta } from '../store/apply.js';
 import { decodeForeignRecord } from '../store/op-shape.js';
 import { LAYOUT, initStore } from '../store/identity.js';
 import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/role.js';
+import { unopenedRoot } from '../store/unopened-root.js';
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
@@ -142,7 +143,7 @@ async function prepareReplicaDirectory(fs: FileSystem, root: string, psk: Buffer
     if (role?.role !== 'replica') {
       throw new MailstoreError('REFUSED', `the store at ${root} is ${role ? `a ${role.role}` : 'a standalone store'}, not a replica; a replica starts from an empty directory`, { path: root });
     }
-    if (role.primary !== options.primary || role.keyFile !== options.keyFile) await writeRole(fs, root, { ...role, primary: options.primary, keyFile: options.keyFile });
+    if (role.primary !== options.primary || role.keyFile !== options.keyFile) await writeRole(unopenedRoot(fs, root), { ...role, primary: options.primary, keyFile: options.keyFile });
     return;
   }
   const connection = await connect(options.primary, psk);
@@ -152,7 +153,7 @@ async function prepareReplicaDirectory(fs: FileSystem, root: string, psk: Buffer
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     await initStore(fs, root, Buffer.from(welcome.identity as Uint8Array));
     const role: ReplicationRole = { role: 'replica', epoch: Number(welcome.epoch), nodeId, primary: options.primary, keyFile: options.keyFile };
-    await writeRole(fs, root, role);
+    await writeRole(unopenedRoot(fs, root), role);
     log(`replication: ${root} is now an empty replica of store ${String(welcome.storeId)} at ${options.primary}`);
   } finally {
     connection.close();
@@ -293,7 +294,7 @@ export class Replica {
     await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
-    const noted = settings ? notePrimarySettings(this.store.fs, this.store.root, settings) : forgetPrimarySettings(this.store.fs, this.store.root);
+    const noted = settings ? notePrimarySettings(this.store, settings) : forgetPrimarySettings(this.store);
     await noted.catch((error: unknown) => this.log(`replication: could not keep the primary's settings for a later promote: ${(error as Error).message}`));
     if (settings) for (const line of settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary)) this.log(line);
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { writeStoreFile } from '../store/setting-file.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue, valueChecksumHolds } from '../index/codec.js';
 import { readBlobCounts, type BlobCounts } from '../index/flat-cbor.js';
@@ -1268,8 +1268,5 @@ async function readCursor(store: Store): Promise<Cursor> {
 }
 
 async function writeCursor(store: Store, cursor: Cursor): Promise<void> {
-  const path = join(store.root, CURSOR_FILE);
-  await writeFileDurable(store.fs, path, Buffer.from(JSON.stringify(cursor) + '\n')).catch((error) => {
-    throw fromSystemError(error, 'saving the scrub cursor', path);
-  });
+  await writeStoreFile(store, CURSOR_FILE, Buffer.from(JSON.stringify(cursor) + '\n'), 'the scrub cursor');
 }

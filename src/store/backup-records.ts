@@ -13,7 +13,7 @@ import { backupLimits, limits } from '../limits.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { monotonicMs } from '../monotonic.js';
 import { LAYOUT } from './identity.js';
-import { readSetting, writeSetting } from './setting-file.js';
+import { readSetting, writeSetting, type StoreRoot } from './setting-file.js';
 
 export const BACKUPS_FILE = 'BACKUPS';
 
@@ -57,7 +57,7 @@ export async function readBackupRecords(fs: FileSystem, root: string): Promise<B
  * backup of a store another user owns, open read-only for that reason alone (its nightly cron job
  * with the daemon stopped): the file is written as that user's, as the daemon would write it.
  */
-export async function recordBackup(store: { fs: FileSystem; root: string; readOnly: boolean }, record: BackupRecord, owner?: FileOwner,
+export async function recordBackup(store: StoreRoot & { readOnly: boolean }, record: BackupRecord, owner?: FileOwner,
   lockWaitMs = backupLimits.recordLockWaitMs): Promise<void> {
   if (!isRecord(record)) throw new MailstoreError('INVALID', 'a backup record needs an id, a path, a snapshot and a time');
   if (store.readOnly && !owner) throw new MailstoreError('ACCESS', `the store at ${store.root} is open read-only: the backup cannot be recorded there`, { path: store.root });
@@ -69,7 +69,7 @@ export async function recordBackup(store: { fs: FileSystem; root: string; readOn
     kept.push(record);
     kept.sort((a, b) => a.time - b.time);
     const text = JSON.stringify({ records: kept.slice(-backupLimits.recordsMax) });
-    await writeSetting(store.fs, store.root, BACKUPS_FILE, text, 'the record of backups', owner);
+    await writeSetting(store, BACKUPS_FILE, text, 'the record of backups', owner);
   } finally {
     await lock?.release();
   }

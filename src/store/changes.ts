@@ -9,11 +9,11 @@ import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { decodeCbor } from '../index/codec.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { JournalPayload, Op } from './records.js';
+import { writeStoreFile, type StoreRoot } from './setting-file.js';
 
 export const CONSUMERS_DIR = 'consumers';
 
@@ -38,10 +38,8 @@ export interface ConsumerState {
 }
 
 /** What the feed needs of its Store. */
-export interface ChangeFeedHost {
-  fs: FileSystem;
-  root: string;
-  journal: Pick<Journal, 'read' | 'firstSeq' | 'checkMounted'>;
+export interface ChangeFeedHost extends StoreRoot {
+  journal: Pick<Journal, 'read' | 'firstSeq'>;
   /**
    * The newest seq whose batch fully committed (StoreReplication.committedSeq): its index changes
    * are what readers see. Not journal.lastSeq, which moves as soon as the journal fsync returns,
@@ -280,14 +278,7 @@ export class ChangeFeed {
   private async store(name: string, seq: number): Promise<void> {
     this.checkName(name);
     this.writable();
-    await this.host.journal.checkMounted(this.path(name)); // umount -l: not into the empty mount point
-    // the raw errno would reach a caller (a consumer loop, the CLI) without a code it can act on
-    try {
-      await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
-      await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
-    } catch (error) {
-      throw fromSystemError(error, 'saving a consumer cursor', this.path(name));
-    }
+    await writeStoreFile(this.host, join(CONSUMERS_DIR, name), encodeCursor({ seq, updated: Date.now() }), 'a consumer cursor');
   }
 }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
-import { readSetting, writeSetting } from './setting-file.js';
+import { readSetting, writeSetting, type StoreRoot } from './setting-file.js';
 
 /** The setting's file in the store root (absent: limits.inlineBodyBytesDefault). */
 export const INLINE_BODIES_FILE = 'INLINE-BODIES';
@@ -37,6 +37,6 @@ export async function readInlineBodyBytes(fs: FileSystem, root: string): Promise
 }
 
 /** Stores a threshold (durably), or with undefined removes the setting (the default applies again). */
-export async function writeInlineBodyBytes(fs: FileSystem, root: string, value: number | undefined): Promise<void> {
-  await writeSetting(fs, root, INLINE_BODIES_FILE, value === undefined ? undefined : line(checkInlineBodyBytes(value)), 'the inline bodies setting');
+export async function writeInlineBodyBytes(store: StoreRoot, value: number | undefined): Promise<void> {
+  await writeSetting(store, INLINE_BODIES_FILE, value === undefined ? undefined : line(checkInlineBodyBytes(value)), 'the inline bodies setting');
 }

@@ -9,7 +9,7 @@ import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { refuseOthersMayWrite } from './identity.js';
-import { readSetting, writeSetting } from './setting-file.js';
+import { readSetting, writeSetting, type StoreRoot } from './setting-file.js';
 import { uuidString } from './types.js';
 
 /** The store setting naming the journal archive directory (absent: retired segments are deleted). */
@@ -30,7 +30,8 @@ export async function readJournalArchive(fs: FileSystem, root: string): Promise<
  * Sets (an absolute path to an existing directory outside the store) or clears (undefined) the
  * journal archive. Marks the directory as this store's archive (ARCHIVE_MARKER) first.
  */
-export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined, storeId: Buffer): Promise<void> {
+export async function writeJournalArchive(store: StoreRoot, dir: string | undefined, storeId: Buffer): Promise<void> {
+  const { fs, root } = store;
   if (dir !== undefined) {
     await checkJournalArchive(fs, dir);
     if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
@@ -38,7 +39,7 @@ export async function writeJournalArchive(fs: FileSystem, root: string, dir: str
     if (marked && marked !== uuidString(storeId)) throw new MailstoreError('INVALID', `the journal archive ${dir} is the archive of store ${marked} (its ${ARCHIVE_MARKER}): give each store a directory of its own`, { path: dir });
     await markJournalArchive(fs, dir, storeId);
   }
-  await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
+  await writeSetting(store, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
 }
 
 /**

@@ -38,6 +38,8 @@ export interface StoreParts {
   db: IndexDb;
   packs: PackStore;
   journal: Journal;
+  /** UNMOUNTED when the root is no longer the file system this open found there (every file written under it asks: setting-file.ts). */
+  checkMounted: CheckMounted;
   /** Releases the lock (read-write) or removes the index shadow (read-only). */
   release: () => Promise<void>;
   health: Health;
@@ -101,7 +103,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     packs.setInlineSource(journalInlineSource(journal));
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
     await removeCrashTemporaries(fs, root);
-    return { root, fs, identity, storeId, db, packs, journal, release, health, readOnly: false };
+    return { root, fs, identity, storeId, db, packs, journal, checkMounted, release, health, readOnly: false };
   } catch (error) {
     await closeOpened(opened, release);
     throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
@@ -138,7 +140,7 @@ async function identityAfterWait(fs: FileSystem, root: string, checked: StoreIde
   return identity;
 }
 
-/** Before a new pack, segment, snapshot, consumer cursor or setting file is created, and when packs/ is gone: the store's file system must still be the one opened. */
+/** Before a new pack, segment or any other file under the root is written, and when packs/ is gone: the store's file system must still be the one opened. */
 function mountCheck(fs: FileSystem, root: string, rootDev: number): CheckMounted {
   return async (path: string) => {
     const now = await fs.statIfExists(root).catch(() => undefined);
@@ -237,6 +239,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const fs = options.fs ?? nodeFileSystem;
   if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
   const checked = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
+  const rootDev = (await fs.stat(root)).dev; // root's backup record is written beside a read-only open (backup-records.ts)
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   const identity = await identityAfterWait(fs, root, checked);
   const storeId = storeIdBytes(identity);
@@ -265,7 +268,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
     packs.setInlineSource(journalInlineSource(journal));
     await checkPacksPresent(db, packs, root);
     await catchUpShadow(journal, packs, db, existing.appliedSeq, health, indexPath, repairHint);
-    return { root, fs, identity, storeId, db, packs, journal, release: shadow.remove, health, readOnly: true };
+    return { root, fs, identity, storeId, db, packs, journal, checkMounted: mountCheck(fs, root, rootDev), release: shadow.remove, health, readOnly: true };
   } catch (error) {
     await closeOpened(opened, shadow.remove);
     throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store read-only', root);

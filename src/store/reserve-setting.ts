@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { readSetting, writeSetting } from './setting-file.js';
+import { readSetting, writeSetting, type StoreRoot } from './setting-file.js';
 
 /** The setting's file in the store root (absent: the default reserve). */
 export const FREE_SPACE_RESERVE_FILE = 'FREE-SPACE-RESERVE';
@@ -33,6 +33,6 @@ export async function readReserveBytes(fs: FileSystem, root: string): Promise<nu
 }
 
 /** Stores a reserve (durably), or with undefined removes the setting (the default applies again). */
-export async function writeReserveBytes(fs: FileSystem, root: string, value: number | undefined): Promise<void> {
-  await writeSetting(fs, root, FREE_SPACE_RESERVE_FILE, value === undefined ? undefined : `free-space-reserve ${checkReserveBytes(value)}`, 'the free space reserve setting');
+export async function writeReserveBytes(store: StoreRoot, value: number | undefined): Promise<void> {
+  await writeSetting(store, FREE_SPACE_RESERVE_FILE, value === undefined ? undefined : `free-space-reserve ${checkReserveBytes(value)}`, 'the free space reserve setting');
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { writeStoreFile, type StoreRoot } from './setting-file.js';
 
 export const ROLE_FILE = 'REPLICATION';
 
@@ -58,14 +58,9 @@ export async function readRole(fs: FileSystem, root: string): Promise<Replicatio
   return parsed;
 }
 
-export async function writeRole(fs: FileSystem, root: string, role: ReplicationRole): Promise<void> {
+export async function writeRole(store: StoreRoot, role: ReplicationRole): Promise<void> {
   const body = JSON.stringify(role);
-  const path = join(root, ROLE_FILE);
-  try {
-    await writeFileDurable(fs, path, Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`));
-  } catch (error) {
-    throw fromSystemError(error, 'writing the replication role', path);
-  }
+  await writeStoreFile(store, ROLE_FILE, Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`), 'the replication role');
 }
 
 /** The error every client write meets on a replica or a fenced primary. */

@@ -16,6 +16,7 @@ import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
+import type { StoreRoot } from './setting-file.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT } from './identity.js';
@@ -75,9 +76,7 @@ export interface RetireResult {
 }
 
 /** What the snapshotter needs of its Store. */
-export interface SnapshotHost {
-  fs: FileSystem;
-  root: string;
+export interface SnapshotHost extends StoreRoot {
   storeId: Buffer;
   journal: Journal;
   changes: ChangeFeed;
@@ -270,7 +269,7 @@ export class Snapshotter {
       info = await verifiedAt(fs, root, storeId, state.appliedSeq);
       reused = Boolean(info);
       if (!info) {
-        await this.host.journal.checkMounted(snapshotsDir(root)); // umount -l: not into the empty mount point
+        await this.host.checkMounted(snapshotsDir(root)); // umount -l: not into the empty mount point (setting-file.ts)
         const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.entries);
         // Verified as a reader will read it: "verified" is a property of the bytes on disk.
         info = await readSnapshotFile(fs, written.path, written.name, storeId);

@@ -42,7 +42,7 @@ import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
-import { INLINE_BODIES_FILE, checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
+import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
@@ -70,10 +70,10 @@ import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { AppendBatchMeta, MailStore } from './api.js';
 import { FreeSpace, type FreeSpaceState, type SpaceNeed } from './free-space.js';
-import { FREE_SPACE_RESERVE_FILE, checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
+import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type Prepared, type ReplicatedBatch } from './writer.js';
 import { finishResync, stageResync, type StagedResync } from './resync.js';
-import { ROLE_FILE, readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
+import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
 
 /**
@@ -215,6 +215,8 @@ export class Store implements MailStore {
   readonly health: Health;
   /** Opened with `readOnly`: nothing is written; every change throws ACCESS. */
   readonly readOnly: boolean;
+  /** UNMOUNTED when the root left the file system this open found (every file written under it asks: setting-file.ts). */
+  readonly checkMounted: (path: string) => Promise<void>;
   private db: IndexDb;
   private readonly packs: PackStore;
   private readonly journal: Journal;
@@ -273,7 +275,7 @@ export class Store implements MailStore {
   private readonly reportBackground: (error: unknown, what: string) => void;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
-    ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
+    ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly, checkMounted: this.checkMounted } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     // a message must read back (NaN once meant no limit at all)
     this.messageBytesMax = checkByteBound(options.messageBytesMax ?? limits.messageBytesMax, 'messageBytesMax', 0, limits.messageBytesSettingMax);
@@ -284,12 +286,12 @@ export class Store implements MailStore {
     this.clock = new StoreClock(() => this.db, Date.parse(this.identity.created), this.readOnly);
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({
-      fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly,
+      fs: this.fs, root: this.root, checkMounted: this.checkMounted, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly,
       released: () => this.snapshots.consumerReleased(),
     });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     this.snapshots = new Snapshotter({
-      fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
+      fs: this.fs, root: this.root, checkMounted: this.checkMounted, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
       boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
       retireFailed: (error) => this.reportBackground(error, 'retiring the journal after a consumer caught up failed (no record was lost; the next snapshot retires it, or says why not)'),
     });
@@ -434,7 +436,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     const remote = this.requireRemote();
-    remote.policy = await (await import('./tier.js')).setTierPolicy(this.fs, this.root, change);
+    remote.policy = await (await import('./tier.js')).setTierPolicy(this, change);
     return remote.policy;
   }
 
@@ -704,8 +706,7 @@ export class Store implements MailStore {
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
     const archive = await import('./journal-archive.js');
-    await this.journal.checkMounted(join(this.root, archive.JOURNAL_ARCHIVE_FILE)); // umount -l: not into the empty mount point
-    await archive.writeJournalArchive(this.fs, this.root, dir, this.storeId);
+    await archive.writeJournalArchive(this, dir, this.storeId);
   }
 
   /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
@@ -722,8 +723,7 @@ export class Store implements MailStore {
     this.live();
     if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkInlineBodyBytes(bytes, 'inline bytes max');
-    await this.journal.checkMounted(join(this.root, INLINE_BODIES_FILE));
-    await writeInlineBodyBytes(this.fs, this.root, bytes);
+    await writeInlineBodyBytes(this, bytes);
     this.inlineBodyBytesMax = bytes ?? limits.inlineBodyBytesDefault;
   }
 
@@ -741,8 +741,7 @@ export class Store implements MailStore {
     this.live();
     if (this.readOnly) this.writable(); // per node: a replica sets its own
     if (bytes !== undefined) checkReserveBytes(bytes, 'free space reserve');
-    await this.journal.checkMounted(join(this.root, FREE_SPACE_RESERVE_FILE));
-    await writeReserveBytes(this.fs, this.root, bytes);
+    await writeReserveBytes(this, bytes);
     this.space.setReserve(bytes);
   }
 
@@ -817,8 +816,7 @@ export class Store implements MailStore {
       role: () => this.replicationRole,
       setRole: async (role) => {
         if (this.readOnly) this.writable();
-        await this.journal.checkMounted(join(this.root, ROLE_FILE));
-        await writeRole(this.fs, this.root, role);
+        await writeRole(this, role);
         this.replicationRole = role;
       },
       applyReplicated: (batch) => {

@@ -25,6 +25,7 @@ import { limits } from '../limits.js';
 import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
 import { Bucket, parseBucketUrl, parseCredentials, refuseCredentialsInUrl, type Credentials } from '../objstore/s3.js';
 import type { Op } from './records.js';
+import { writeStoreFile, type StoreRoot } from './setting-file.js';
 import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
 
@@ -103,7 +104,7 @@ export async function checkTierSettings(fs: FileSystem, settings: TierSettings):
   await bucket.check();
 }
 
-/** Records the bucket in the store: from the next open on, sealed packs may move there. */
+/** Records the bucket in a store being made (init, rebuild-from-bucket: no open yet); from its first open on, sealed packs may move there. */
 export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
   const path = join(root, TIER_SETTINGS_FILE);
   await writeFileDurable(fs, path, encodeSettings(settings)).catch((error) => {
@@ -115,16 +116,16 @@ export async function writeTierSettings(fs: FileSystem, root: string, settings: 
  * Changes the move policy kept in the store's settings (`init --local-bytes-max`, `tier set`);
  * fields given as null return to their default. INVALID when the store has no object store.
  */
-export async function setTierPolicy(fs: FileSystem, root: string, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
-  const settings = await readTierSettings(fs, root);
-  if (!settings) throw noObjectStore(root);
+export async function setTierPolicy(store: StoreRoot, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
+  const settings = await readTierSettings(store.fs, store.root);
+  if (!settings) throw noObjectStore(store.root);
   const policy: TierPolicy = { ...settings.policy };
   for (const [name, value] of Object.entries(change) as [keyof TierPolicy, number | null | undefined][]) {
     if (value === null) delete policy[name];
     else if (value !== undefined) policy[name] = value;
   }
   checkPolicy(policy);
-  await writeTierSettings(fs, root, { ...settings, policy });
+  await writeStoreFile(store, TIER_SETTINGS_FILE, encodeSettings({ ...settings, policy }), 'the object-store settings');
   return policy;
 }
 

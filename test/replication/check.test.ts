@@ -15,6 +15,7 @@ import { mailboxDigests } from '../../src/replication/digest.js';
 import { IndexView } from '../../src/index/index-db.js';
 import type { MessageRecord } from '../../src/store/records.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 
 describe('replica check', () => {
   it('finds no difference after catch-up, and narrows a divergence down to the messages', async () => {
@@ -36,13 +37,13 @@ describe('replica check', () => {
       await replica.close();
       // change the replica behind the primary's back (as damage or a bug would)
       const role = (await readRole(nodeFileSystem, r))!;
-      await writeRole(nodeFileSystem, r, { ...role, role: 'primary' });
+      await writeRole(unopenedRoot(nodeFileSystem, r), { ...role, role: 'primary' });
       const tampered = await Store.open(r);
       await tampered.setFlags('user/alice/Archive', [123], { add: ['\\Deleted'] });
       await tampered.expunge('user/alice/Archive', [250]);
       await tampered.setAcl('user/alice/INBOX', 'bob', 'lr');
       await tampered.close();
-      await writeRole(nodeFileSystem, r, role);
+      await writeRole(unopenedRoot(nodeFileSystem, r), role);
       const stale = await Store.open(r);
       try {
         const found = await checkReplica(stale, { primary: address, keyFile: key, catchUpMs: 0 });

@@ -12,6 +12,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { json, requireBuilt, run } from '../cli/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 
 describe('replication commands', () => {
   it('status, check, a refused write, promote, xfer', async () => {
@@ -42,11 +43,11 @@ describe('replication commands', () => {
       expect(refused.stderr).toMatch(/READ_ONLY_REPLICA/);
       // a difference: exit 1, listed
       const role = (await readRole(nodeFileSystem, r))!;
-      await writeRole(nodeFileSystem, r, { ...role, role: 'primary' });
+      await writeRole(unopenedRoot(nodeFileSystem, r), { ...role, role: 'primary' });
       const tamper = await Store.open(r);
       await tamper.setFlags('user/bob/INBOX', [2], { add: ['\\Answered'] });
       await tamper.close();
-      await writeRole(nodeFileSystem, r, role);
+      await writeRole(unopenedRoot(nodeFileSystem, r), role);
       const diff = await run(['replica', 'check'], { store: r });
       expect(diff.code).toBe(1);
       expect(diff.stdout.toString()).toMatch(/uid 2/);

@@ -12,6 +12,7 @@ import { PRIMARY_SETTINGS_FILE, notePrimarySettings } from '../../src/replicatio
 import { existsSync } from 'node:fs';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 
 let relay: Listener | undefined;
 afterEach(async () => {
@@ -72,7 +73,7 @@ describe('a replica of an older primary', () => {
     await until(() => first.status().seq === primaryStore.changes.lastSeq);
     await first.close();
     // as if a newer primary it followed before had named a journal archive
-    await notePrimarySettings(nodeFileSystem, root, { 'JOURNAL-ARCHIVE': '/srv/archive' });
+    await notePrimarySettings(unopenedRoot(nodeFileSystem, root), { 'JOURNAL-ARCHIVE': '/srv/archive' });
     const replica = await startReplica(root, { primary: address, keyFile: key, log: quiet });
     try {
       await until(() => !existsSync(join(root, PRIMARY_SETTINGS_FILE)));

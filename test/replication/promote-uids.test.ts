@@ -16,6 +16,7 @@ import { checkReplica } from '../../src/replication/check.js';
 import { readRole, writeRole } from '../../src/store/role.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { codeOf, keyFile, logicalState, msg, pairBehindProxy, quiet, until } from './helpers.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const mutable = limits as Mutable<typeof limits>;
@@ -123,7 +124,7 @@ describe('promote: no uid of the old primary is given again', () => {
       await pair.closePrimary();
       expect(await codeOf(startReplica(primaryStore.root, { primary: address, keyFile: key, log: quiet }))).toBe('REFUSED'); // fenced, not a replica
       const role = (await readRole(nodeFileSystem, primaryStore.root))!;
-      await writeRole(nodeFileSystem, primaryStore.root, { ...role, role: 'replica', primary: address, keyFile: key }); // an admin's hand
+      await writeRole(unopenedRoot(nodeFileSystem, primaryStore.root), { ...role, role: 'replica', primary: address, keyFile: key }); // an admin's hand
       third = await startReplica(primaryStore.root, { primary: address, keyFile: key, log: quiet });
       await until(() => /diverged/.test(third!.status().lastError ?? ''), 15_000, 'the old primary refused as diverged');
       expect((await third.store.status('INBOX')).messages).toBe(2); // kept as it was, nothing applied

@@ -9,12 +9,13 @@ import { kernelLockAvailable } from '../../src/fs/kernel-lock.js';
 import { BACKUPS_FILE, readBackupRecords, recordBackup, type BackupRecord } from '../../src/store/backup-records.js';
 import { closedStoreWithInbox, kernelLockHolder, releaseHolder } from '../helpers/lock-holder.js';
 import { expectCode } from '../sim/helpers.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 
 const fs = new NodeFileSystem();
 // the store directory's owner as root would give it: here the caller itself, so no root is needed
 const owner = { uid: process.getuid!(), gid: process.getgid!() };
 const record = (n: number): BackupRecord => ({ id: `repo-${n}`, path: `/backup/${n}`, snapshot: `snap-${n}`, time: 1_000 + n });
-const readOnly = (root: string) => ({ fs, root, readOnly: true });
+const readOnly = (root: string) => ({ ...unopenedRoot(fs, root), readOnly: true });
 
 describe.skipIf(!kernelLockAvailable())('root recording a backup beside no writer', () => {
   it('eight records written at once (nightly jobs into eight repositories) all stay: each takes the writer lock for its read and rename', async () => {

@@ -16,6 +16,7 @@ import { meta } from '../../src/store/apply.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
 import { writeSetting } from '../../src/store/setting-file.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import type { SnapshotResult } from '../../src/store/snapshots.js';
 import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
@@ -27,6 +28,10 @@ import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { monotonicMs } from '../../src/monotonic.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
+import { recordBackup } from '../../src/store/backup-records.js';
+import { forgetPrimarySettings, notePrimarySettings } from '../../src/replication/node-settings.js';
+import { notePacksToRemove } from '../../src/replication/pack-removal.js';
+import { PendingRounds } from '../../src/replication/pending-rounds.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(i % 50)}\r\n`);
 /** Small segments, so a few hundred records span many of them. */
@@ -224,6 +229,14 @@ describe('a snapshot of a store whose file system left it', () => {
     await expect(store.setJournalArchive(archive)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.setInlineBodies(1000)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.setFreeSpaceReserve(1 << 20)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.replication().setRole({ role: 'primary', epoch: 1, nodeId: 'a1' })).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // and every other file under the root, which wrote there before (each writer had its own check, or none):
+    // a backup's record, a replica's settings note, its list of packs to remove and its tentative rounds
+    await expect(recordBackup(store, { id: 'r1', path: '/backup', snapshot: 's1', time: 1 })).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(notePrimarySettings(store, { 'JOURNAL-ARCHIVE': null })).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(forgetPrimarySettings(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(notePacksToRemove(store, 1, [0])).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(new PendingRounds(store).beginSession()).rejects.toMatchObject({ code: 'UNMOUNTED' });
     // a compaction or a scrub then finds no packs/: UNMOUNTED, not NOT_FOUND (nor damage)
     await expect(store.compact()).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(scrub(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
@@ -545,7 +558,7 @@ describe('journal retirement', () => {
     const second = await seeded(secondRoot, 60); // the same history: the same segment names
     await expect(second.setJournalArchive(archive)).rejects.toMatchObject({ code: 'INVALID' }); // the first's STORE-ID is there (session 48)
     // as an older mailstore left them: the setting written without that check, the archive without a marker
-    await writeSetting(nodeFileSystem, secondRoot, 'JOURNAL-ARCHIVE', archive, 'the journal archive setting');
+    await writeSetting(unopenedRoot(nodeFileSystem, secondRoot), 'JOURNAL-ARCHIVE', archive, 'the journal archive setting');
     rmSync(join(archive, 'STORE-ID'));
     await second.snapshot();
     await churn(second, 70, 10);
@@ -595,7 +608,7 @@ describe('journal retirement', () => {
     }
     expect(await store.journalArchive()).toBeUndefined();
     // a setting written by an older mailstore: the retirement keeps the segments and says why
-    await writeSetting(nodeFileSystem, root, 'JOURNAL-ARCHIVE', join(root, 'journal'), 'the journal archive setting');
+    await writeSetting(unopenedRoot(nodeFileSystem, root), 'JOURNAL-ARCHIVE', join(root, 'journal'), 'the journal archive setting');
     await store.snapshot();
     await churn(store, 70, 10);
     const before = segments(root);
