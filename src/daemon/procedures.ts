@@ -31,6 +31,7 @@ import { closeSession, openSession, readSession, type ReadPart, type SessionPart
 import { checkReplica, type CheckResult } from '../replication/check.js';
 import { promoteStore, type PromoteOptions, type PromoteResult } from '../replication/promote.js';
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
+import type { ReplicationRole } from '../store/role.js';
 import { xferUser, type XferResult } from '../replication/xfer.js';
 import { monotonicMs } from '../monotonic.js';
 import { readBackupRecords, recordBackup, type BackupRecord, type BackupRecords } from '../store/backup-records.js';
@@ -113,6 +114,8 @@ export const PROCEDURES = {
     store.fetchBlobsAt(blobs.map((b) => ({ hash: Buffer.from(b.hash), location: b.location })), undefined, options).then((bodies) => bodies.map((b) => b ?? null)),
   // replication (src/replication): the daemon of the store runs them
   replicationStatus: (store: Store): Promise<StoredReplicationStatus> => storedReplicationStatus(store),
+  /** The role alone (REPLICATION, read at open): what scrub's hint asks, which reads no cursor. */
+  replicationRole: async (store: Store): Promise<ReplicationRole['role'] | 'standalone'> => store.replication().role()?.role ?? 'standalone',
   replicaCheck: (store: Store, options: { primary?: string; keyFile?: string; scan?: boolean }): Promise<CheckResult> => {
     const role = store.replication().role();
     const primary = options.primary ?? role?.primary;

@@ -29,6 +29,7 @@ import { sendPackBytes, sendResync } from './resync-source.js';
 import { aheadError, historyProbes, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
+import { replicaCursors } from './status.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -297,10 +298,8 @@ class Primary {
         lagBytes: -1, lastContact: Date.now(), ...(cursor ? { resyncingTo: cursor.seq } : {}),
       });
     }
-    for (const consumer of await this.store.changes.consumers()) {
-      const nodeId = consumer.name.replace(/^replica-/, '');
-      if (!consumer.name.startsWith('replica-') || seen.has(nodeId)) continue;
-      out.push({ nodeId, remote: '', connected: false, seq: consumer.seq, lagRecords: consumer.lagRecords, lagBytes: -1, lastContact: consumer.updated });
+    for (const { nodeId, seq, lagRecords, lastContact } of (await replicaCursors(this.store)).replicas) {
+      if (!seen.has(nodeId)) out.push({ nodeId, remote: '', connected: false, seq, lagRecords, lagBytes: -1, lastContact }); // a damaged cursor: that status's finding
     }
     return out;
   }

@@ -1,6 +1,9 @@
 // What `replica status` shows when no daemon runs: the store's role, and on a primary each
 // replica's durable cursor (replica-NODEID) with its lag in records and when it last moved. A
 // running primary has more (connected, lag in bytes, last contact): PrimaryHandle.status().
+import { join } from 'node:path';
+import { isMailstoreError } from '../errors.js';
+import { CONSUMERS_DIR } from '../store/changes.js';
 import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
 import { lastSeqOf, readPendingRounds } from './pending-rounds.js';
@@ -18,14 +21,52 @@ export interface StoredReplicationStatus {
   heldSeq?: number;
   /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
   replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
+  /**
+   * Replicas whose cursor (consumers/replica-NODEID) does not read: each a finding (`replica status`
+   * exits 1), not a failure of the whole status. Absent when there is none.
+   */
+  damagedCursors?: DamagedReplicaCursor[];
+}
+
+export interface DamagedReplicaCursor {
+  nodeId: string;
+  path: string;
+  /** What to do (RECOVERY.md, consumers/NAME). */
+  todo: string;
 }
 
 export async function storedReplicationStatus(store: Store): Promise<StoredReplicationStatus> {
   const role = store.replication().role();
-  const replicas = (await store.changes.consumers())
-    .filter((c) => c.name.startsWith('replica-'))
-    .map((c) => ({ nodeId: c.name.slice('replica-'.length), seq: c.seq, lagRecords: c.lagRecords, lastContact: c.updated }));
   const lastSeq = store.changes.lastSeq;
+  const { replicas, damagedCursors } = await replicaCursors(store);
   const heldSeq = role?.role === 'replica' ? Math.max(0, ...(await readPendingRounds(store)).rounds.map(lastSeqOf)) : 0;
-  return { role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}), replicas };
+  return {
+    role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}), replicas,
+    ...(damagedCursors.length > 0 ? { damagedCursors } : {}),
+  };
+}
+
+/** Each replica's durable cursor, read alone: one that does not read (CORRUPT) is that replica's finding. */
+export async function replicaCursors(store: Store): Promise<{ replicas: StoredReplicationStatus['replicas']; damagedCursors: DamagedReplicaCursor[] }> {
+  const replicas: StoredReplicationStatus['replicas'] = [];
+  const damagedCursors: DamagedReplicaCursor[] = [];
+  for (const name of (await store.changes.names()).filter((n) => n.startsWith('replica-'))) {
+    const cursor = await store.changes.cursor(name).catch((error: unknown) => {
+      if (isMailstoreError(error, 'CORRUPT')) return void damagedCursors.push(damagedCursor(store, name));
+      throw error;
+    });
+    if (cursor) replicas.push({ nodeId: name.slice('replica-'.length), seq: cursor.seq, lagRecords: Math.max(0, store.changes.lastSeq - cursor.seq), lastContact: cursor.updated });
+  }
+  return { replicas, damagedCursors };
+}
+
+/**
+ * A damaged cursor pins nothing and stops its replica's next connection (CORRUPT): removed, it is
+ * written again at the seq the replica holds when that replica next connects.
+ */
+function damagedCursor(store: Store, name: string): DamagedReplicaCursor {
+  return {
+    nodeId: name.slice('replica-'.length), path: join(store.root, CONSUMERS_DIR, name),
+    todo: `'mailstore consumers --remove ${name}' forgets it; the replica registers again when it next connects (until then it cannot connect)`,
+  };
 }

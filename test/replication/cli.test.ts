@@ -73,4 +73,26 @@ describe('replication commands', () => {
       await b.close();
     }
   }, 40_000);
+
+  // status read every consumer cursor, so one damaged cursor (a replica's or another consumer's)
+  // failed the whole command CORRUPT (exit 6) and showed no replica at all
+  it('status: a damaged replica cursor is a finding of that replica (named, what to do, exit 1), the rest shown', async () => {
+    requireBuilt();
+    const dir = tmpDir('primary');
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    for (const name of ['replica-aa11', 'replica-bb22', 'indexer']) await store.changes.register(name, 1);
+    await store.close();
+    for (const name of ['replica-aa11', 'indexer']) writeFileSync(join(dir, 'consumers', name), 'garbage\n');
+    const asJson = await run(['replica', 'status', '--json'], { store: dir });
+    expect(asJson.code, asJson.stderr.toString()).toBe(1);
+    const status = JSON.parse(asJson.stdout.toString());
+    expect(status.replicas.map((r: { nodeId: string }) => r.nodeId)).toEqual(['bb22']);
+    expect(status.damagedCursors).toEqual([{ nodeId: 'aa11', path: join(dir, 'consumers', 'replica-aa11'), todo: expect.stringContaining("'mailstore consumers --remove replica-aa11'") }]);
+    const text = await run(['replica', 'status'], { store: dir });
+    expect(text.code).toBe(1);
+    expect(text.stdout.toString()).toMatch(/replica bb22: seq 1/);
+    expect(text.stdout.toString()).toMatch(new RegExp(`replica aa11: its cursor ${join(dir, 'consumers', 'replica-aa11')} is damaged: 'mailstore consumers --remove replica-aa11' forgets it`));
+  }, 40_000);
 });

@@ -1,6 +1,6 @@
 // scrub on a replica: the nightly check-only scrub (mailstore-scrub.timer) runs on every node, so a
 // replica's scrub holds its writer (as a primary's does) without being taken for a client write.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
@@ -50,6 +50,14 @@ describe('the scrub command on a damaged replica', () => {
       const repair = await run(['scrub', '--repair', '--source', pair.address, '--replication-key', pair.key], { store: pair.replicaDir });
       expect(repair.code).toBe(3); // what the old hint led to
       expect(repair.stderr.toString()).toMatch(/READ_ONLY_REPLICA/);
+      // a damaged consumer cursor too (a finding of its own): the hint asks the role alone, not the
+      // replication status, which read every cursor (it failed, and the hint was left out)
+      mkdirSync(join(pair.replicaDir, 'consumers'), { recursive: true });
+      writeFileSync(join(pair.replicaDir, 'consumers', 'indexer'), 'garbage\n');
+      const withCursor = await run(['scrub'], { store: pair.replicaDir });
+      expect(withCursor.code).toBe(1);
+      expect(withCursor.stdout.toString()).toMatch(/consumers\/indexer/);
+      expect(withCursor.stdout.toString()).toMatch(/this store is a replica, which takes no repair/);
     } finally {
       await pair.primary.close();
       await pair.primaryStore.close();

@@ -17,9 +17,12 @@ export function register(program: Command): void {
     .addHelpText('after', `
 Without a daemon this reads the store: a replica's position is the durable cursor replica-NODEID
 (written at most once a second while it is connected). 'mailstore serve' shows live figures too
-(connected, lag in bytes).`)
+(connected, lag in bytes). Exit codes: 0; 1 a replica's cursor is damaged (named, with what to
+do); others as for every command.`)
     .action(async (_options: unknown, command: Command) => {
       const status = await withReadStore(command, (store) => procedures(store).replicationStatus());
+      // a finding, as scrub's: the rest of the status is still right
+      if (status.damagedCursors) process.exitCode = EXIT.findings;
       if (wantsJson(command)) return printJson(status);
       const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
@@ -27,6 +30,7 @@ Without a daemon this reads the store: a replica's position is the durable curso
         const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
         await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}${resync}`);
       }
+      for (const d of status.damagedCursors ?? []) await printLine(`replica ${d.nodeId}: its cursor ${d.path} is damaged: ${d.todo}`);
     });
   replica
     .command('check')

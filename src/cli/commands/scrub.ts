@@ -167,10 +167,9 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
-    // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. Only the
-    // hint: the status also reads the consumers' cursors, and a damaged one (scrub's own finding,
-    // exit 1) must not turn the run into CORRUPT, exit 6, after its report
-    const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationStatus().then((s) => s.role === 'replica', () => false));
+    // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. A daemon
+    // older than the question (an upgrade it has not been restarted for) leaves the hint out
+    const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationRole().then((role) => role === 'replica', () => false));
     await print(report.findings, report, output, detail, replica);
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
   }
