@@ -60,6 +60,8 @@ export interface FenceAnswer {
   fenced: boolean;
   lastSeq?: number;
   history?: unknown;
+  /** Not fenced: why (not reachable, no answer, the key file unreadable, its answer). */
+  why?: string;
 }
 
 /**
@@ -148,6 +150,7 @@ export function renewedWhy(oldPrimarySeq: number | undefined, heldSeq: number): 
 export function keepFencing(store: Store, address: string, keyFile: string, epoch: number, log: Log): { stop(): void } {
   let stopped = false;
   let wake: (() => void) | undefined;
+  let told: string | undefined;
   void (async () => {
     while (!stopped) {
       await new Promise<void>((resolve) => {
@@ -156,12 +159,18 @@ export function keepFencing(store: Store, address: string, keyFile: string, epoc
       });
       if (stopped) return;
       const answer = await tellOldPrimary(store, address, keyFile, epoch);
-      if (stopped || !answer.fenced) continue;
+      if (stopped) return;
+      if (!answer.fenced) {
+        // each new reason once (a key file gone is the admin's to mend), not a line every retry
+        if (answer.why !== told) log(`replication: the old primary ${address} is not fenced yet (${answer.why}); told again every ${limits.promoteFenceRetryMs / 1000} s`);
+        told = answer.why;
+        continue;
+      }
       const committed = answer.lastSeq === undefined ? '' : `; it had committed up to seq ${answer.lastSeq}`;
       log(`replication: the old primary ${address} was reached and fenced (epoch ${epoch})${committed}`);
       return;
     }
-  })();
+  })().catch((error: unknown) => log(`replication: telling the old primary ${address} of epoch ${epoch} stopped: ${(error as Error).message}; promote again to fence it`));
   return { stop: () => { stopped = true; wake?.(); } };
 }
 
@@ -181,15 +190,16 @@ async function tellOldPrimary(store: Store, address: string, keyFile: string, ep
       // by the clock, not by silence: a primary whose writer hangs (a dead disk) still answers pings
       let answer: Message | undefined;
       const answered = connection.next().then((message) => { answer = message; });
-      if (!(await answeredWithin(answered, limits.promoteFenceAnswerMs))) return { fenced: false };
+      if (!(await answeredWithin(answered, limits.promoteFenceAnswerMs))) return { fenced: false, why: `no answer within ${limits.promoteFenceAnswerMs} ms` };
       const fenced = answer?.t === 'error' && answer.code === 'READ_ONLY_REPLICA';
       const lastSeq = Number(answer?.lastSeq);
-      return fenced && Number.isSafeInteger(lastSeq) && lastSeq >= 0 ? { fenced, lastSeq, history: answer?.history } : { fenced };
+      if (!fenced) return { fenced, why: `it answered ${String(answer?.t)} ${String(answer?.code ?? '')}`.trimEnd() };
+      return Number.isSafeInteger(lastSeq) && lastSeq >= 0 ? { fenced, lastSeq, history: answer?.history } : { fenced };
     } finally {
       connection.close();
     }
-  } catch {
-    return { fenced: false };
+  } catch (error) {
+    return { fenced: false, why: (error as Error).message };
   }
 }
 

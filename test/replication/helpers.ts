@@ -99,6 +99,11 @@ function replicaOptionsFor(address: string, key: string, options: PairOptions): 
   return { primary: address, keyFile: key, log: quiet, ...options.replica };
 }
 
+/** A test's `finally`: closes each in order (a replica before its primary, a primary's listener before its store); undefined ones skipped. */
+export async function closeInOrder(...handles: ({ close(): Promise<unknown> } | undefined)[]): Promise<void> {
+  for (const handle of handles) await handle?.close();
+}
+
 /**
  * A primary listening on 127.0.0.1 (its store made by `open`, default a new Store; INBOX created,
  * then `fill` before it listens) and a replica of it in a new directory; both quiet unless the

@@ -2,7 +2,8 @@
 // journal); the old primary refuses writes once it hears of that epoch, at once when reachable, or
 // from the next node that talks to it; nothing it acknowledged with a synchronous replica is lost.
 import { describe, expect, it } from 'vitest';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
+import { copyFileSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { limits } from '../../src/limits.js';
 import { postEvents } from '../../src/events/webhook.js';
@@ -13,14 +14,17 @@ import { checkReplica } from '../../src/replication/check.js';
 import { EPOCH_META } from '../../src/replication/promote.js';
 import { meta } from '../../src/store/apply.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { readRole } from '../../src/store/role.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { keys } from '../../src/keys/index-keys.js';
-import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
+import { closeInOrder, codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 
 /**
  * A primary with one message, down while its replica was promoted (not fenced: it was not
  * reached), then back on its port as a primary that does not know: its store, its handle, the promoted replica.
  */
-async function promotedWhileDown(logs: { primaryLog?: (line: string) => void; replicaLog?: (line: string) => void }) {
+async function promotedWhileDown(logs: { primaryLog?: (line: string) => void; replicaLog?: (line: string) => void; afterPromote?: (key: string) => string }) {
   const key = keyFile();
   const p = tmpDir('primary');
   const first = await Store.open(p, { create: true });
@@ -33,9 +37,18 @@ async function promotedWhileDown(logs: { primaryLog?: (line: string) => void; re
   await down.close();
   await first.close();
   expect((await replica.promote()).oldPrimaryFenced).toBe(false);
+  const primaryKey = logs.afterPromote?.(key) ?? key; // the key file the old primary starts again with
   const primaryStore = await Store.open(p);
-  const primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: logs.primaryLog ?? quiet });
+  const primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: primaryKey, log: logs.primaryLog ?? quiet });
   return { key, port, replica, primaryStore, primary };
+}
+
+/** limits.promoteFenceRetryMs set to `ms` for a test; returns what puts it back. */
+function fenceRetryEvery(ms: number): () => void {
+  const tunable = limits as { promoteFenceRetryMs: number };
+  const saved = tunable.promoteFenceRetryMs;
+  tunable.promoteFenceRetryMs = ms;
+  return () => { tunable.promoteFenceRetryMs = saved; };
 }
 
 describe('promote', () => {
@@ -60,9 +73,7 @@ describe('promote', () => {
       expect(await codeOf(primaryStore.append('INBOX', msg(99)))).toBe('READ_ONLY_REPLICA');
       expect((await primary.status()).role).toBe('fenced');
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await closeInOrder(replica, primary, primaryStore);
     }
     // the fence is in the store: a direct open (the CLI without a daemon) refuses writes too
     const reopened = await Store.open(p);
@@ -83,9 +94,7 @@ describe('promote', () => {
       expect(lines.some((l) => /FENCED/.test(l))).toBe(true);
       expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('READ_ONLY_REPLICA');
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await closeInOrder(replica, primary, primaryStore);
     }
   }, 30_000);
 
@@ -93,9 +102,7 @@ describe('promote', () => {
     // Found by an outside test (session 48): a primary SIGSTOPped through the promotion ('old
     // primary not reached') and resumed went on as a primary at epoch 0 and took writes; nothing
     // told it again unless some replica happened to connect to it.
-    const tunable = limits as { promoteFenceRetryMs: number };
-    const retryMs = tunable.promoteFenceRetryMs;
-    tunable.promoteFenceRetryMs = 200;
+    const restoreRetry = fenceRetryEvery(200);
     const lines: string[] = [];
     const { port, replica, primaryStore, primary } = await promotedWhileDown({ replicaLog: (l) => lines.push(l) }); // back, and no peer talks to it
     try {
@@ -103,10 +110,30 @@ describe('promote', () => {
       expect(await codeOf(primaryStore.append('INBOX', msg(2)))).toBe('READ_ONLY_REPLICA');
       expect(lines.some((l) => new RegExp(`old primary 127.0.0.1:${port} was reached and fenced \\(epoch 1\\); it had committed up to seq ${primaryStore.changes.lastSeq}`).test(l)), lines.join('\n')).toBe(true);
     } finally {
-      tunable.promoteFenceRetryMs = retryMs;
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      restoreRetry();
+      await closeInOrder(replica, primary, primaryStore);
+    }
+  }, 30_000);
+
+  it('a retry that fails for a reason of its own (the key file gone) is logged once, not at every retry, and the retries go on: the key back, the old primary is fenced', async () => {
+    const restoreRetry = fenceRetryEvery(100);
+    const lines: string[] = [];
+    // the promoted node's key file moved away before its first retry; the old primary has a copy
+    const afterPromote = (key: string) => { copyFileSync(key, `${key}.copy`); renameSync(key, `${key}.away`); return `${key}.copy`; };
+    const { key, port, replica, primaryStore, primary } = await promotedWhileDown({ replicaLog: (l) => lines.push(l), afterPromote });
+    const notFenced = () => lines.filter((l) => l.includes(`the old primary 127.0.0.1:${port} is not fenced yet`));
+    try {
+      await until(() => notFenced().length > 0, 15_000, 'the failed retry logged');
+      expect(notFenced()[0]).toContain(key); // why: its key file
+      await new Promise((resolve) => setTimeout(resolve, 1_000)); // ~10 more retries, failing the same way
+      expect(notFenced(), lines.join('\n')).toHaveLength(1);
+      expect((await primary.status()).role).toBe('primary');
+      renameSync(`${key}.away`, key);
+      await until(async () => (await primary.status()).role === 'fenced', 15_000, 'the old primary fenced once the key is back');
+      expect(lines.some((l) => l.includes(`old primary 127.0.0.1:${port} was reached and fenced (epoch 1)`)), lines.join('\n')).toBe(true);
+    } finally {
+      restoreRetry();
+      await closeInOrder(replica, primary, primaryStore);
     }
   }, 30_000);
 
@@ -167,6 +194,34 @@ describe('a second failover', () => {
       await r2.close();
       await r1Primary?.close();
       await pair.replica.close();
+    }
+  }, 60_000);
+
+  it("a replica whose REPLICATION write fails as it takes its primary's epoch (EIO at that moment): the session fails, nothing half-written, taken at a later session", async () => {
+    const faults = new FaultFileSystem();
+    const lines: string[] = [];
+    const pair = await startPair({ replica: { fs: faults, log: (l) => lines.push(l) } });
+    try {
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica');
+      await pair.replica.close();
+      const role = pair.primaryStore.replication().role()!;
+      await pair.primaryStore.replication().setRole({ ...role, epoch: 2 }); // as a promoted primary is
+      await pair.primaryStore.append('INBOX', msg(1));
+      const roleFile = join(pair.replicaDir, 'REPLICATION');
+      const before = readFileSync(roleFile);
+      faults.injectAt((info) => info.kind === 'sync' && info.path.split(sep).pop()!.startsWith('.REPLICATION.'), 'EIO', { times: 2 });
+      pair.replica = await startReplica(pair.replicaDir, pair.replicaOptions);
+      await until(() => faults.firedFaults().length >= 1, 15_000, 'the failed write');
+      expect(readFileSync(roleFile), 'REPLICATION as it was').toEqual(before);
+      expect(readdirSync(pair.replicaDir).filter((n) => n.startsWith('.REPLICATION.')), 'no temp file left').toEqual([]);
+      await until(() => pair.replica.store.replication().role()!.epoch === 2, 15_000, 'the epoch taken once the write works');
+      expect(faults.firedFaults()).toHaveLength(2);
+      expect(lines.some((l) => /replica of .*: IO: .*REPLICATION.*EIO/.test(l)), lines.join('\n')).toBe(true);
+      expect((await readRole(nodeFileSystem, pair.replicaDir))!.epoch).toBe(2);
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica follows on');
+      await pair.expectIdentical();
+    } finally {
+      await pair.close();
     }
   }, 60_000);
 });

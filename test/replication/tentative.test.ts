@@ -16,7 +16,7 @@ import { storedReplicationStatus } from '../../src/replication/status.js';
 import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
+import { closeInOrder, codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
 
 /**
  * nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead;
@@ -165,9 +165,7 @@ describe('tentative rounds of a synchronous replica', () => {
         samePacks(primaryRoot, replicaRoot);
       } finally {
         tunable.journalInThreadFlushBytesMax = saved;
-        await replica.close();
-        await primary.close();
-        await primaryStore.close();
+        await closeInOrder(replica, primary, primaryStore);
       }
     }, 60_000);
   }
@@ -196,9 +194,7 @@ describe('tentative rounds of a synchronous replica', () => {
       });
     } finally {
       round.release();
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await closeInOrder(replica, primary, primaryStore);
     }
   }, 60_000);
 });
@@ -224,9 +220,7 @@ describe('a replica whose disk filled, its primary dead', () => {
       });
     } finally {
       round.release();
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await closeInOrder(replica, primary, primaryStore);
     }
   }, 60_000);
 });
