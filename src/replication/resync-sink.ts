@@ -18,6 +18,7 @@ export async function receiveResync(store: Store, connection: Connection, offer:
   if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(size) || !/^[\w.-]+$/.test(name)) throw new MailstoreError('INVALID', 'the primary offered a resync without a snapshot seq, name and size');
   log(`replication: this replica is behind the primary's retained journal: resyncing from its snapshot ${name} (seq ${seq}, ${size} bytes)`);
   const control = store.replication();
+  await store.checkMounted(stagedSnapshotPath(store.root)); // a stream into resync/, not setting-file.ts's whole files: umount -l, not into the empty mount point
   await startStaging(store.fs, store.root);
   const handle = await store.fs.open(stagedSnapshotPath(store.root), 'createNew');
   let received = 0;

@@ -32,6 +32,8 @@ import { recordBackup } from '../../src/store/backup-records.js';
 import { forgetPrimarySettings, notePrimarySettings } from '../../src/replication/node-settings.js';
 import { notePacksToRemove } from '../../src/replication/pack-removal.js';
 import { PendingRounds } from '../../src/replication/pending-rounds.js';
+import { receiveResync } from '../../src/replication/resync-sink.js';
+import type { Connection } from '../../src/replication/transport.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(i % 50)}\r\n`);
 /** Small segments, so a few hundred records span many of them. */
@@ -237,6 +239,7 @@ describe('a snapshot of a store whose file system left it', () => {
     await expect(forgetPrimarySettings(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(notePacksToRemove(store, 1, [0])).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(new PendingRounds(store).beginSession()).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(receiveResync(store, {} as Connection, { t: 'resync', seq: 1, bytes: 10, name: 'x.snap' }, () => undefined)).rejects.toMatchObject({ code: 'UNMOUNTED' });
     // a compaction or a scrub then finds no packs/: UNMOUNTED, not NOT_FOUND (nor damage)
     await expect(store.compact()).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(scrub(store)).rejects.toMatchObject({ code: 'UNMOUNTED' });
