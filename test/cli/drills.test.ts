@@ -14,6 +14,7 @@ import { bin, repoRoot, requireBuilt, sha256 as sha, tempDir } from './helpers.j
 // the documented commands in this process (in-process.ts, which checks a sample against the spawned
 // command); what only a process shows is commands.test.ts's and environment.test.ts's
 import { run } from './in-process.js';
+import { AS_NOBODY, nobodyCannotReach } from '../helpers/nobody.js';
 
 beforeAll(requireBuilt);
 
@@ -243,15 +244,14 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
 
   // As `nobody`, which must be able to reach the built CLI: a checkout under a 0700 directory
   // (mktemp -d) cannot be run by it, and the drill says so instead of failing.
-  const nobodyReaches = () => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(bin)})`]).status === 0;
-  const nobodySkip = process.getuid?.() !== 0 ? 'needs root (setpriv)' : !existsSync('/usr/bin/setpriv') ? 'setpriv is missing' : !nobodyReaches() ? `nobody cannot reach ${bin}` : undefined;
+  const nobodySkip = nobodyCannotReach(bin);
   if (nobodySkip) console.warn(`SKIPPED: the unreadable-directory drill: ${nobodySkip}`);
   it.skipIf(nobodySkip !== undefined)('an unreadable directory: ACCESS (exit 2) naming it; once its mode is back, everything is there', async () => {
     const { dir, acked } = await store();
     const parent = join(dir, '..');
     chmodSync(parent, 0o755);
     spawnSync('chmod', ['-R', 'a+rwX', dir]);
-    const asNobody = (...args: string[]) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
+    const asNobody = (...args: string[]) => spawnSync('setpriv', [...AS_NOBODY, process.execPath, bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
     for (const sub of ['packs', 'journal']) {
       chmodSync(join(dir, sub), 0o000);
       const r = asNobody('scrub');

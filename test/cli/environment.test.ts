@@ -11,6 +11,7 @@ import { untilAccepts } from '../daemon/processes.js';
 import { bin, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
 import * as here from './in-process.js';
 import { mountTmpfs, noRoot, unmountAll } from '../helpers/tmpfs.js';
+import { AS_NOBODY, nobodyCannotReach } from '../helpers/nobody.js';
 
 beforeAll(requireBuilt);
 
@@ -435,9 +436,8 @@ describe('a --log the daemon cannot append to', () => {
 
 describe('a store the caller may read but not write', () => {
   // As `nobody` (root ignores modes), who must reach the built CLI: see drills.test.ts
-  const nobody = (args: string[], store: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });
-  const skip = process.getuid?.() !== 0 ? 'needs root (setpriv)' : !existsSync('/usr/bin/setpriv') ? 'setpriv is missing'
-    : spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(bin)})`]).status !== 0 ? `nobody cannot reach ${bin}` : undefined;
+  const nobody = (args: string[], store: string) => spawnSync('setpriv', [...AS_NOBODY, process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });
+  const skip = nobodyCannotReach(bin);
   if (skip) console.warn(`SKIPPED: the read-only store test: ${skip}`);
 
   it.skipIf(skip !== undefined)('every command that only reads works (as fetch did), a change is ACCESS', async () => {
@@ -505,7 +505,7 @@ describe('a store the caller may read but not write', () => {
     spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
     const rootOnly = tempDir(); // 0700, root's
     for (const tmp of ['/nonexistent', rootOnly]) {
-      const result = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, 'messages', 'M'], { cwd: '/', encoding: 'utf8', env: { ...process.env, TMPDIR: tmp } });
+      const result = spawnSync('setpriv', [...AS_NOBODY, process.execPath, bin, '--store', store, 'messages', 'M'], { cwd: '/', encoding: 'utf8', env: { ...process.env, TMPDIR: tmp } });
       expect(result.status, `${tmp}: ${result.stderr}`).toBe(2);
       expect(result.stderr, tmp).toMatch(/^mailstore: (IO|ACCESS): .*\$TMPDIR \(/);
       expect(result.stderr, tmp).toContain(tmp);

@@ -9,9 +9,9 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { expectExactly, fingerprint, msg, skipReason } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { AS_NOBODY, nobodyCannotReach } from '../helpers/nobody.js';
 
 const isRoot = process.getuid?.() === 0;
-const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const DIST_STORE = new URL('../../dist/src/store/store.js', import.meta.url).pathname;
 const DIST_CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 const noRoot = !isRoot ? 'needs root (mount, setpriv)' : undefined;
@@ -28,14 +28,9 @@ function tryMount(args: string[], dir: string): string | undefined {
   return undefined;
 }
 
-function nobodyCanRead(path: string): boolean {
-  const probe = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(path)})`], { encoding: 'utf8' });
-  return probe.status === 0;
-}
-
 /** Runs an ES module as `nobody`; returns its last stdout line parsed. */
 function asNobody(script: string, cwd: string): any {
-  const child = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd });
+  const child = spawnSync('setpriv', [...AS_NOBODY, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd });
   expect(child.status, child.stderr).toBe(0);
   return JSON.parse(child.stdout.trim().split('\n').at(-1)!);
 }
@@ -141,7 +136,7 @@ describe('opening on a full disk or without permission (root only)', () => {
     }
   });
 
-  const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : !nobodyCanRead(DIST_STORE) ? `user nobody cannot read ${DIST_STORE}` : undefined);
+  const privSkip = noRoot ?? nobodyCannotReach(DIST_STORE);
   it.skipIf(skipReason(!!privSkip, `unreadable index: ${privSkip}`))('index files unreadable by the owner: ACCESS naming index/, also through the after-crash probe; nothing quarantined; readable again, all there', async () => {
     const work = tmpDir('perm');
     const dir = join(work, 'store');
@@ -203,7 +198,7 @@ describe('opening on a full disk or without permission (root only)', () => {
     expect(out.status.messages).toBe(1);
     expect(out.body).toBe('Subject: first\r\n\r\nbody\r\n');
     expect(out.append).toBe('ACCESS');
-    const cli = (args: string[]) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, DIST_CLI, '--store', dir, ...args], { encoding: 'utf8', cwd: work });
+    const cli = (args: string[]) => spawnSync('setpriv', [...AS_NOBODY, process.execPath, DIST_CLI, '--store', dir, ...args], { encoding: 'utf8', cwd: work });
     for (const args of [['mailbox', 'status', 'INBOX', '--json'], ['mailbox', 'list'], ['fetch', 'INBOX', String(first.uid)], ['fetch', '--info', 'INBOX', String(first.uid)], ['stats', '--json'], ['acl', 'get', 'INBOX'], ['acl', 'list', 'alice']]) {
       const result = cli(args);
       expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);

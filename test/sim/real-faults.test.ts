@@ -13,9 +13,9 @@ import { SoakLedger } from '../../tools/soak.js';
 import { LoopDisk, powerCutSkipReason, runUntilPowerCut } from './power-cut.js';
 import { expectCode, expectExactly, msg, skipReason } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { AS_NOBODY, nobodyCannotReach } from '../helpers/nobody.js';
 
 const isRoot = process.getuid?.() === 0;
-const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const SOAK_SCRIPT = new URL('../../dist/tools/soak.js', import.meta.url).pathname;
 const DIST_STORE = new URL('../../dist/src/store/store.js', import.meta.url).pathname;
 
@@ -34,11 +34,6 @@ function tryMount(args: string[], dir: string): string | undefined {
 
 const noRoot = !isRoot ? 'needs root (mount, losetup, setpriv)' : undefined;
 
-/** The permission test runs the built store as `nobody`, which must be able to reach the checkout. */
-function nobodyCanRead(path: string): boolean {
-  const probe = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(path)})`], { encoding: 'utf8' });
-  return probe.status === 0;
-}
 
 describe('real faults (root only)', () => {
   // The power cut by the image-copy model (power-cut.ts); test/sim/power-cut.test.ts cuts every
@@ -107,7 +102,7 @@ describe('real faults (root only)', () => {
     console.info(`tmpfs 2 MiB: ${acked.size} appends acknowledged, then ${error!.code}: ${error!.message}`);
   });
 
-  const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : !nobodyCanRead(DIST_STORE) ? `user nobody cannot read ${DIST_STORE} (the checkout is under a directory closed to other users, e.g. a mktemp -d)` : undefined);
+  const privSkip = noRoot ?? nobodyCannotReach(DIST_STORE);
   it.skipIf(skipReason(!!privSkip, `permissions: ${privSkip}`))('permissions as an unprivileged user: ACCESS at open naming the path; at runtime writes fail, reads work, writes resume', async () => {
     const work = tmpDir('perm');
     chownSync(work, 65534, 65534);
@@ -139,7 +134,7 @@ describe('real faults (root only)', () => {
       for await (const m of store.messages('INBOX')) out.messages.push((await store.fetch('INBOX', m.uid)).toString());
       await store.close();
       console.log(JSON.stringify(out));`;
-    const child = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: work });
+    const child = spawnSync('setpriv', [...AS_NOBODY, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: work });
     expect(child.status, child.stderr).toBe(0);
     const out = JSON.parse(child.stdout.trim().split('\n').at(-1)!);
     expect(out.packsDenied).toMatch(/^ACCESS .*packs/);

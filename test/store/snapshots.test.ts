@@ -58,6 +58,15 @@ async function seeded(root: string, records = 60): Promise<Store> {
   return store;
 }
 
+/** seeded(root) with a journal archive (a new directory) set: `{ root, archive, store }`. */
+async function seededWithArchive(root = tmpDir()): Promise<{ root: string; archive: string; store: Store }> {
+  const archive = join(tmpDir(), 'archive');
+  mkdirSync(archive);
+  const store = await seeded(root, 60);
+  await store.setJournalArchive(archive);
+  return { root, archive, store };
+}
+
 /** A seeded store, a snapshot, more churn and a second snapshot: that one retires the journal below the first. */
 async function twoGenerations(root: string, records = 60): Promise<{ store: Store; older: SnapshotResult; newest: SnapshotResult }> {
   const store = await seeded(root, records);
@@ -518,11 +527,7 @@ describe('journal retirement', () => {
   });
 
   it('moves retired segments into the journal archive when one is set, and refuses to retire into a missing one', async () => {
-    const root = tmpDir();
-    const archive = join(tmpDir(), 'archive');
-    mkdirSync(archive);
-    const store = await seeded(root, 60);
-    await store.setJournalArchive(archive);
+    const { root, archive, store } = await seededWithArchive();
     expect(await store.journalArchive()).toBe(archive);
     expect((await store.snapshot()).retired.segments).toEqual([]); // the first generation: nothing retires
     await churn(store, 70, 10);
@@ -547,10 +552,7 @@ describe('journal retirement', () => {
   });
 
   it('never overwrites a segment of the same name in the journal archive (two stores sharing one): EXISTS, the segment stays in the journal', async () => {
-    const archive = join(tmpDir(), 'archive');
-    mkdirSync(archive);
-    const first = await seeded(tmpDir(), 60);
-    await first.setJournalArchive(archive);
+    const { archive, store: first } = await seededWithArchive();
     await first.snapshot();
     await churn(first, 70, 10);
     const archived = (await first.snapshot()).retired.segments;
@@ -623,11 +625,7 @@ describe('journal retirement', () => {
   });
 
   it('an archive whose file system is not mounted (the directory gone, or an empty mount point) or another store\'s: nothing retired, nothing deleted, scrub reports it (exit 1) with the path and what to do; mounted again, it retires there', async () => {
-    const root = tmpDir();
-    const archive = join(tmpDir(), 'archive');
-    mkdirSync(archive);
-    const store = await seeded(root, 60);
-    await store.setJournalArchive(archive);
+    const { root, archive, store } = await seededWithArchive();
     expect(readFileSync(join(archive, 'STORE-ID'), 'utf8')).toBe(`${store.identity.storeId}\n`);
     await store.snapshot();
     await churn(store, 70, 10);
@@ -666,11 +664,7 @@ describe('journal retirement', () => {
   });
 
   it('an archive an older mailstore set (segments in it, no STORE-ID) is marked at the next retirement and used', async () => {
-    const root = tmpDir();
-    const archive = join(tmpDir(), 'archive');
-    mkdirSync(archive);
-    const store = await seeded(root, 60);
-    await store.setJournalArchive(archive);
+    const { root, archive, store } = await seededWithArchive();
     await store.snapshot();
     await churn(store, 70, 10);
     expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
@@ -728,11 +722,7 @@ describe('journal retirement', () => {
 
   /** A store with a journal archive and a second snapshot's worth of changes: its oldest segment retires next. */
   async function segmentToRetire(): Promise<{ archive: string; root: string; store: Store; oldest: string }> {
-    const archive = join(tmpDir(), 'archive');
-    mkdirSync(archive);
-    const root = tmpDir();
-    const store = await seeded(root, 60);
-    await store.setJournalArchive(archive);
+    const { root, archive, store } = await seededWithArchive();
     await store.snapshot();
     await churn(store, 70, 10);
     const oldest = readdirSync(join(root, 'journal')).filter((name) => name.endsWith('.jnl')).sort()[0];
