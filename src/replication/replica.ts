@@ -27,7 +27,7 @@ import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { heldProbes, historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, damageInDoubt, damageWhere, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
@@ -278,8 +278,10 @@ export class Replica {
     const lastSeq = this.store.changes.lastSeq;
     const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
     // tentative records an earlier session left (its primary died before it said they committed): a
-    // promoted primary must hold them before its records replace them (refuseDroppedTentative)
-    const held = this.pending.heldFromEarlierSession ? heldProbes((await readPendingRounds(this.store)).rounds.flatMap((r) => r.records), lastSeq) : [];
+    // promoted primary must hold them before its records replace them (refuseDroppedTentative);
+    // the valid frames after a damaged one too (refuseDamagedHeld: the damaged one itself)
+    const earlier = this.pending.heldFromEarlierSession ? await readPendingRounds(this.store) : { rounds: [] };
+    const held = heldProbes([...earlier.rounds, ...(earlier.damage?.following ?? [])].flatMap((r) => r.records), lastSeq);
     await connection.send({
       t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
       ...(held.length > 0 ? { held } : {}),
@@ -290,6 +292,7 @@ export class Replica {
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
+    await this.refuseDamagedHeld(connection, earlier, role, welcome.epoch);
     await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
@@ -305,6 +308,27 @@ export class Replica {
       this.lastContact = Date.now();
       await this.handle(connection, message);
     }
+  }
+
+  /**
+   * A damaged frame of an earlier session's tentative rounds (a torn write, a flipped byte) cannot
+   * be named in the hello's held probes: no one can say which seqs it held. From a primary promoted
+   * since (a newer epoch) this replica would take records for those seqs and empty the file, and a
+   * change its old primary may have acknowledged would be gone, silently. Refused here, before
+   * anything is taken, the file kept and the primary told. Its own primary (the same epoch) replaces
+   * its rounds as before: it knows what it committed.
+   */
+  private async refuseDamagedHeld(connection: Connection, earlier: Awaited<ReturnType<typeof readPendingRounds>>, role: ReplicationRole, announced: unknown): Promise<void> {
+    const epoch = Number(announced);
+    const lastSeq = this.store.changes.lastSeq;
+    if (!earlier.damage || !damageInDoubt(earlier.damage, lastSeq) || !Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
+    const refusal = new MailstoreError('REFUSED',
+      `${damageWhere(earlier.rounds.length, earlier.damage, lastSeq)}: the damaged frame may hold a change this replica's primary of epoch ${role.epoch} acknowledged ` +
+      `before it died, and ${this.primary} (epoch ${epoch}, promoted since) cannot be shown to hold it. Nothing was taken, and the file is kept. ` +
+      `To keep what this replica holds, stop that primary and run 'mailstore promote --quarantine-damaged-pending' here (the damaged frame itself cannot be applied; ` +
+      `it stays in the kept file); to follow ${this.primary} without it, stop this replica, move ${PENDING_FILE} into quarantine/ and start it again`, { path: join(this.store.root, PENDING_FILE) });
+    await connection.send({ t: 'error', code: refusal.code, message: refusal.message }).catch(() => undefined);
+    throw refusal;
   }
 
   /**

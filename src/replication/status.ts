@@ -3,7 +3,7 @@
 // running primary has more (connected, lag in bytes, last contact): PrimaryHandle.status().
 import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
-import { lastSeqOf, readPendingRounds } from './pending-rounds.js';
+import { doubtfulDamage, lastSeqOf, readPendingRounds } from './pending-rounds.js';
 
 export interface StoredReplicationStatus {
   role: ReplicationRole['role'] | 'standalone';
@@ -16,6 +16,13 @@ export interface StoredReplicationStatus {
    * primary's death the replica to promote is the one whose held (or else last) seq is highest.
    */
   heldSeq?: number;
+  /**
+   * A replica whose REPLICATION-PENDING has a damaged frame that may hold a change its primary
+   * acknowledged (no later frame shows its seqs committed): where, and the newest seq held before
+   * it. promote refuses it (CORRUPT) without --quarantine-damaged-pending; a primary promoted
+   * since is refused by the replica (replica.ts refuseDamagedHeld).
+   */
+  pendingDamage?: { offset: number; afterSeq: number };
   /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
   replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
 }
@@ -26,6 +33,11 @@ export async function storedReplicationStatus(store: Store): Promise<StoredRepli
     .filter((c) => c.name.startsWith('replica-'))
     .map((c) => ({ nodeId: c.name.slice('replica-'.length), seq: c.seq, lagRecords: c.lagRecords, lastContact: c.updated }));
   const lastSeq = store.changes.lastSeq;
-  const heldSeq = role?.role === 'replica' ? Math.max(0, ...(await readPendingRounds(store)).rounds.map(lastSeqOf)) : 0;
-  return { role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}), replicas };
+  const pending = role?.role === 'replica' ? await readPendingRounds(store) : { rounds: [] };
+  const heldSeq = Math.max(0, ...[...pending.rounds, ...(pending.damage?.following ?? [])].map(lastSeqOf));
+  const pendingDamage = doubtfulDamage(pending, lastSeq);
+  return {
+    role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}),
+    ...(pendingDamage ? { pendingDamage } : {}), replicas,
+  };
 }

@@ -5,6 +5,7 @@
 // shown there, and the primary's own next record for that seq replaces it. A replica promoted while it holds a round
 // whose commit notice never came commits it (it may have been acknowledged).
 import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
@@ -13,7 +14,9 @@ import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { storedReplicationStatus } from '../../src/replication/status.js';
-import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { PENDING_END, decodeRound, lastSeqOf, readPendingRounds, type Wire } from '../../src/replication/pending-rounds.js';
+import { decodeCbor } from '../../src/index/codec.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
@@ -232,18 +235,17 @@ describe('a replica whose disk filled, its primary dead', () => {
 });
 
 describe('a tentative round held from a primary that died, and a promoted replica that lacks it', () => {
-  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
-  // once one holds it, and after the primary's death the other may be the one promoted (`replica
-  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
-  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
-  // acknowledged change was gone from the only node that still had it, silently.
-  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+  /**
+   * Two synchronous replicas; the other misses the last change, which only `replica` holds, as a
+   * tentative round (stopped, not committed); the primary dies; the other is promoted and serves as
+   * primary (epoch 1), and `run` points the held replica at it.
+   */
+  async function heldOnlyHere(run: (s: { committed: number; replicaRoot: string; other: ReplicaHandle; promotedPrimary: Awaited<ReturnType<typeof startPrimary>>; key: string }) => Promise<void>): Promise<void> {
     const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
     const otherRoot = join(tmpDir('replica'), 'r2');
     let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
     let round: ReturnType<typeof holdRound> | undefined;
     let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
-    let follower: ReplicaHandle | undefined;
     try {
       const committed = primaryStore.changes.lastSeq;
       await until(() => replica.store.changes.lastSeq === committed && other!.store.changes.lastSeq === committed, 15_000, 'both replicas');
@@ -262,29 +264,83 @@ describe('a tentative round held from a primary that died, and a promoted replic
       const promoted = await other.promote();
       expect(promoted.epoch).toBe(1);
       promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-      const lines: string[] = [];
-      follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
-      await other.store.append('INBOX', msg(4)); // the new primary goes on
-      await until(() => lines.some((l) => /REFUSED/.test(l)) || follower!.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
-      expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
-      expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
-      expect(follower.store.changes.lastSeq).toBe(committed);
-      expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
-      // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
-      expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
-      // promoted instead, it has the change
-      await follower.stop();
-      await promotedPrimary.close();
-      promotedPrimary = undefined;
-      await follower.promote();
-      expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+      await run({ committed, replicaRoot, other, promotedPrimary, key });
     } finally {
       round?.release();
-      await follower?.close();
       await promotedPrimary?.close();
       await other?.close();
       await primary.close();
       await primaryStore.close().catch(() => undefined);
     }
+  }
+
+  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
+  // once one holds it, and after the primary's death the other may be the one promoted (`replica
+  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
+  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
+  // acknowledged change was gone from the only node that still had it, silently.
+  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, key }) => {
+      const lines: string[] = [];
+      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      try {
+        await other.store.append('INBOX', msg(4)); // the new primary goes on
+        await until(() => lines.some((l) => /REFUSED/.test(l)) || follower.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+        expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
+        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
+        expect(follower.store.changes.lastSeq).toBe(committed);
+        expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+        // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
+        expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
+        // promoted instead, it has the change
+        await follower.stop();
+        await promotedPrimary.close();
+        await follower.promote();
+        expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+      } finally {
+        await follower.close();
+      }
+    });
+  }, 60_000);
+
+  // Left by the session-48 outside tester: a damaged frame (a torn write, a flipped byte) was not
+  // in the hello's held probes, which name only the frames that decode; the promoted primary sent
+  // its records for those seqs and the replica emptied the file, the change gone without a word.
+  it('in a damaged frame is kept too: the replica refuses the promoted primary, keeps the file, and both logs and replica status say so', async () => {
+    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, key }) => {
+      const path = join(replicaRoot, 'REPLICATION-PENDING');
+      const bytes = readFileSync(path);
+      const frame = frameAt(bytes, committed + 1);
+      bytes[frame + 8 + 2] ^= 0x40; // a flipped byte in the held round's body: its CRC32 fails
+      writeFileSync(path, bytes);
+      const lines: string[] = [];
+      const primaryLines: string[] = [];
+      await promotedPrimary.close();
+      const served = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: (l) => primaryLines.push(l) });
+      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await served.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      try {
+        await other.store.append('INBOX', msg(4)); // the new primary goes on
+        await until(() => lines.some((l) => /REFUSED/.test(l)) || follower.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+        expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the file emptied
+        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`REPLICATION-PENDING is damaged at byte ${frame} .*may hold a change .*acknowledged.*file is kept.*quarantine`));
+        await until(() => primaryLines.some((l) => /damaged at byte/.test(l)), 15_000, "the primary's log line");
+        expect(readFileSync(path).equals(bytes)).toBe(true);
+        expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, pendingDamage: { offset: frame, afterSeq: committed } });
+        expect(follower.status().lastError).toMatch(/^REFUSED: .*damaged/);
+        expect((await scrub(follower.store)).findings).toContainEqual({ kind: 'pending-round-damage', offset: frame, afterSeq: committed });
+      } finally {
+        await follower.close();
+        await served.close();
+      }
+    });
   }, 60_000);
 });
+
+/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]). */
+function frameAt(bytes: Buffer, seq: number): number {
+  for (let at = 0; at + 8 <= bytes.length && !bytes.subarray(at, at + 8).equals(PENDING_END); at += 8 + bytes.readUInt32BE(at)) {
+    const round = decodeRound(decodeCbor<Wire>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at))));
+    if (lastSeqOf(round) === seq) return at;
+  }
+  throw new Error(`no frame ends at seq ${seq}`);
+}
