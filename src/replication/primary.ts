@@ -26,9 +26,13 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, historyProbes, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
+import { aheadError, historyProbes, refuseDamagedHeld, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
+import { RepeatedFailures } from './repeated-failures.js';
+
+/** A replica's node id (role.ts newNodeId): 16 hex digits. */
+const NODE_ID = /^[0-9a-f]{16}$/;
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -135,12 +139,20 @@ class Primary {
   /** Replicas being resynced (sendResync), by node id: where they were, and since when. */
   private readonly resyncs = new Map<string, { remote: string; seq: number; started: number }>();
   private closing = false;
+  /** Replicas refused at their hello, by node id: each logged once per reason (repeated-failures.ts). */
+  private readonly refusals: RepeatedFailures;
+  /** Connections whose replica was welcomed: a failure after it is its session's, logged as ever. */
+  private readonly welcomed = new WeakSet<Connection>();
 
-  constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {}
+  constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {
+    this.refusals = new RepeatedFailures(log);
+  }
 
   async accept(connection: Connection): Promise<void> {
+    let refusable: string | undefined; // a replica's node id until its welcome: a refusal then is logged once per reason (refusals)
     try {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
+      if (hello.kind === 'replica' && typeof hello.nodeId === 'string' && NODE_ID.test(hello.nodeId)) refusable = hello.nodeId;
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       if (hello.kind !== 'fence') await this.checkEpoch(hello, connection);
       const role = this.store.replication().role();
@@ -166,7 +178,10 @@ class Primary {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.log(`replication: ${connection.remote}: ${message}`); // also when the connection failed under it (a peer gone silent)
+      // also when the connection failed under it (a peer gone silent); a replica refused before its
+      // welcome retries every few seconds for as long as it stays so: logged once per reason
+      if (refusable !== undefined && !this.welcomed.has(connection)) this.refusals.note(refusable, `replication: ${connection.remote}: replica ${refusable} refused: `, message);
+      else this.log(`replication: ${connection.remote}: ${message}`);
       if (!connection.closed) {
         await connection.send({ t: 'error', code: isMailstoreError(error) ? error.code : 'INVALID', message }).catch(() => undefined);
       }
@@ -221,7 +236,7 @@ class Primary {
 
   private async replicate(connection: Connection, hello: Message): Promise<void> {
     const nodeId = String(hello.nodeId ?? '');
-    if (!/^[0-9a-f]{16}$/.test(nodeId)) throw new MailstoreError('INVALID', 'a replica names its node id (16 hex digits)');
+    if (!NODE_ID.test(nodeId)) throw new MailstoreError('INVALID', 'a replica names its node id (16 hex digits)');
     const identity = await this.store.fs.readFile(join(this.store.root, LAYOUT.identity));
     const epoch = this.store.replication().role()!.epoch;
     if (hello.storeId === null) {
@@ -238,6 +253,7 @@ class Primary {
     const replicaEpoch = Number(hello.epoch ?? 0);
     if (replicaEpoch < epoch) {
       await refuseDroppedTentative(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, { replica: replicaEpoch, primary: epoch });
+      refuseDamagedHeld(hello.heldDamage, { replica: replicaEpoch, primary: epoch });
     }
     const refused = this.refusedOlder.get(nodeId);
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
@@ -247,6 +263,8 @@ class Primary {
     let seq = lastSeq;
     const settings = await readNodeSettings(this.store.fs, this.store.root);
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId, settings });
+    this.welcomed.add(connection);
+    this.refusals.clear(nodeId);
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
     if (hello.version === undefined) {
       // served as before (one of session 33 reads every record), but never silently: see REPLICATION_VERSION

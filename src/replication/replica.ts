@@ -25,9 +25,10 @@ import { fenceOldPrimary, keepFencing, promoteStore, worthFollowing, type Promot
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
-import { heldProbes, historyProbes } from './history.js';
+import { damagedHeldError, heldProbes, historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PENDING_FILE, PendingRounds, damageInDoubt, damageWhere, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, decodeRound, doubtfulDamage, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
+import { RepeatedFailures } from './repeated-failures.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
@@ -54,6 +55,8 @@ export interface ReplicaStatus {
   primarySeq: number;
   lastContact: number;
   lastError?: string;
+  /** Since when (wall clock) it has failed to follow its primary, while lastError says why. */
+  failingSince?: number;
   /** Being resynced from the primary's snapshot of this seq (it was behind the retained journal). */
   resyncingTo?: number;
 }
@@ -168,10 +171,13 @@ export class Replica {
   private lastContact = 0;
   private lastError?: string;
   private retryMs: number = limits.replicationRetryMinMs;
+  /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
+  private readonly failures: RepeatedFailures;
   private wake?: () => void;
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {
     this.pending = new PendingRounds(store);
+    this.failures = new RepeatedFailures(log);
   }
 
   private resyncingTo?: number;
@@ -205,6 +211,7 @@ export class Replica {
     return {
       role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
+      ...(this.lastError === undefined ? {} : { failingSince: this.failures.since(this.primary) }),
       ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
   }
@@ -233,13 +240,12 @@ export class Replica {
   }
 
   /**
-   * Connects again and again (backing off) until stopped; a failure is logged when it differs from
-   * the last one. The back-off starts again at its minimum only after a session that took
+   * Connects again and again (backing off) until stopped; a failure is logged when its reason
+   * differs from the last one's, else every limits.replicationFailureRepeatLogMs. The back-off starts again at its minimum only after a session that took
    * something or lasted: one that fails after its handshake (a full disk refusing every round) is
    * retried as a failed connect is, not every replicationRetryMinMs for as long as it lasts.
    */
   private async run(): Promise<void> {
-    let logged: string | undefined;
     while (!this.stopped) {
       const heldBefore = this.heldSeq();
       const startedMs = monotonicMs();
@@ -249,8 +255,8 @@ export class Replica {
       } catch (error) {
         this.attempted?.();
         const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
-        if (message !== logged) this.log(`replication: replica of ${this.primary}: ${message}`);
-        this.lastError = logged = message;
+        this.failures.note(this.primary, `replication: replica of ${this.primary}: `, message);
+        this.lastError = message;
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
       } finally {
         this.connection?.close();
@@ -258,7 +264,7 @@ export class Replica {
       if (this.stopped) return;
       if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
         this.retryMs = limits.replicationRetryMinMs;
-        logged = undefined;
+        this.failures.clear(this.primary);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
@@ -282,9 +288,10 @@ export class Replica {
     // the valid frames after a damaged one too (refuseDamagedHeld: the damaged one itself)
     const earlier = this.pending.heldFromEarlierSession ? await readPendingRounds(this.store) : { rounds: [] };
     const held = heldProbes([...earlier.rounds, ...(earlier.damage?.following ?? [])].flatMap((r) => r.records), lastSeq);
+    const damage = doubtfulDamage(earlier, lastSeq);
     await connection.send({
       t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
-      ...(held.length > 0 ? { held } : {}),
+      ...(held.length > 0 ? { held } : {}), ...(damage ? { heldDamage: [damage.offset, damage.afterSeq] } : {}),
     });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;
@@ -292,7 +299,7 @@ export class Replica {
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
-    await this.refuseDamagedHeld(connection, earlier, role, welcome.epoch);
+    if (damage) await this.refuseDamagedHeld(connection, damage, role, welcome.epoch);
     await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
@@ -314,19 +321,15 @@ export class Replica {
    * A damaged frame of an earlier session's tentative rounds (a torn write, a flipped byte) cannot
    * be named in the hello's held probes: no one can say which seqs it held. From a primary promoted
    * since (a newer epoch) this replica would take records for those seqs and empty the file, and a
-   * change its old primary may have acknowledged would be gone, silently. Refused here, before
-   * anything is taken, the file kept and the primary told. Its own primary (the same epoch) replaces
-   * its rounds as before: it knows what it committed.
+   * change its old primary may have acknowledged would be gone, silently. Such a primary refuses it
+   * at the hello (`heldDamage`, history.ts refuseDamagedHeld); one before session 49 ignores that
+   * field, so the replica refuses it here, before anything is taken, the file kept and the primary
+   * told. Its own primary (the same epoch) replaces its rounds as before: it knows what it committed.
    */
-  private async refuseDamagedHeld(connection: Connection, earlier: Awaited<ReturnType<typeof readPendingRounds>>, role: ReplicationRole, announced: unknown): Promise<void> {
+  private async refuseDamagedHeld(connection: Connection, damage: { offset: number; afterSeq: number }, role: ReplicationRole, announced: unknown): Promise<void> {
     const epoch = Number(announced);
-    const lastSeq = this.store.changes.lastSeq;
-    if (!earlier.damage || !damageInDoubt(earlier.damage, lastSeq) || !Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
-    const refusal = new MailstoreError('REFUSED',
-      `${damageWhere(earlier.rounds.length, earlier.damage, lastSeq)}: the damaged frame may hold a change this replica's primary of epoch ${role.epoch} acknowledged ` +
-      `before it died, and ${this.primary} (epoch ${epoch}, promoted since) cannot be shown to hold it. Nothing was taken, and the file is kept. ` +
-      `To keep what this replica holds, stop that primary and run 'mailstore promote --quarantine-damaged-pending' here (the damaged frame itself cannot be applied; ` +
-      `it stays in the kept file); to follow ${this.primary} without it, stop this replica, move ${PENDING_FILE} into quarantine/ and start it again`, { path: join(this.store.root, PENDING_FILE) });
+    if (!Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
+    const refusal = damagedHeldError(damage, { replica: role.epoch, primary: epoch }, this.primary);
     await connection.send({ t: 'error', code: refusal.code, message: refusal.message }).catch(() => undefined);
     throw refusal;
   }

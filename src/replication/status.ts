@@ -3,6 +3,7 @@
 // running primary has more (connected, lag in bytes, last contact): PrimaryHandle.status().
 import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
+import type { ReplicaStatus } from './replica.js';
 import { doubtfulDamage, lastSeqOf, readPendingRounds } from './pending-rounds.js';
 
 export interface StoredReplicationStatus {
@@ -23,6 +24,8 @@ export interface StoredReplicationStatus {
    * since is refused by the replica (replica.ts refuseDamagedHeld).
    */
   pendingDamage?: { offset: number; afterSeq: number };
+  /** A replica's daemon: its replication client's live state, with why it does not follow its primary (lastError, since failingSince). */
+  replica?: Pick<ReplicaStatus, 'connected' | 'lastError' | 'failingSince'>;
   /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
   replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
 }

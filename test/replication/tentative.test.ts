@@ -20,6 +20,7 @@ import { decodeCbor } from '../../src/index/codec.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 
 /**
  * nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead;
@@ -240,7 +241,7 @@ describe('a tentative round held from a primary that died, and a promoted replic
    * tentative round (stopped, not committed); the primary dies; the other is promoted and serves as
    * primary (epoch 1), and `run` points the held replica at it.
    */
-  async function heldOnlyHere(run: (s: { committed: number; replicaRoot: string; other: ReplicaHandle; promotedPrimary: Awaited<ReturnType<typeof startPrimary>>; key: string }) => Promise<void>): Promise<void> {
+  async function heldOnlyHere(run: (s: { committed: number; replicaRoot: string; other: ReplicaHandle; promotedPrimary: Awaited<ReturnType<typeof startPrimary>>; primaryLines: string[]; key: string }) => Promise<void>): Promise<void> {
     const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
     const otherRoot = join(tmpDir('replica'), 'r2');
     let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
@@ -263,8 +264,9 @@ describe('a tentative round held from a primary that died, and a promoted replic
       other = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
       const promoted = await other.promote();
       expect(promoted.epoch).toBe(1);
-      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-      await run({ committed, replicaRoot, other, promotedPrimary, key });
+      const primaryLines: string[] = [];
+      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: (l) => primaryLines.push(l) });
+      await run({ committed, replicaRoot, other, promotedPrimary, primaryLines, key });
     } finally {
       round?.release();
       await promotedPrimary?.close();
@@ -303,34 +305,73 @@ describe('a tentative round held from a primary that died, and a promoted replic
     });
   }, 60_000);
 
+  // Left by the session-48 outside tester: a refused replica retries every replicationRetryMaxMs
+  // (5 s) and each refusal was a line on both nodes (on the replica whenever the message changed,
+  // and it names the primary's journal end, which moves with every delivery): a weekend, ~35,000.
+  it('refused, retrying: one line on each node, again only every replicationFailureRepeatLogMs ("still failing since"); replica status shows the refusal', async () => {
+    const tunable = limits as { replicationRetryMinMs: number; replicationRetryMaxMs: number; replicationFailureRepeatLogMs: number };
+    const saved = { ...tunable };
+    tunable.replicationRetryMinMs = 20;
+    tunable.replicationRetryMaxMs = 400; // a session that lasts this long counts as one that got through
+    try {
+      await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, primaryLines, key }) => {
+        const proxy = await TcpFaultProxy.start((await promotedPrimary.status()).port);
+        const lines: string[] = [];
+        const follower = await startReplica(replicaRoot, { primary: proxy.address, keyFile: key, log: (l) => lines.push(l) });
+        try {
+          // eight attempts or more, the new primary taking mail between them
+          for (let i = 0; proxy.connections() < 8; i++) {
+            await other.store.append('INBOX', msg(10 + i));
+            const seen = proxy.connections();
+            await until(() => proxy.connections() > seen, 15_000, 'the next attempt');
+          }
+          expect(follower.store.changes.lastSeq).toBe(committed);
+          const refused = (of: string[]) => of.filter((l) => /tentative change at seq/.test(l));
+          expect(refused(lines), lines.join('\n')).toEqual([expect.stringMatching(/^replication: replica of .*: REFUSED: .*tentative change at seq/)]);
+          expect(refused(primaryLines), primaryLines.join('\n')).toEqual([expect.stringMatching(/replica [0-9a-f]{16} refused: .*tentative change at seq/)]);
+          const status = follower.status();
+          expect(status).toMatchObject({ lastError: expect.stringMatching(/^REFUSED: .*tentative change at seq/) });
+          expect(status.failingSince).toBeLessThanOrEqual(Date.now());
+          // past the repeat interval: said again, with since when
+          tunable.replicationFailureRepeatLogMs = 0;
+          await until(() => refused(lines).length > 1 && refused(primaryLines).length > 1, 15_000, 'the reminders');
+          expect(refused(lines)[1]).toMatch(/replica of .*: still failing since \d{4}-\d\d-\d\dT.*: REFUSED: /);
+          expect(refused(primaryLines)[1]).toMatch(/refused: still failing since \d{4}-.*: /);
+        } finally {
+          await follower.close();
+          await proxy.close();
+        }
+      });
+    } finally {
+      Object.assign(tunable, saved);
+    }
+  }, 60_000);
+
   // Left by the session-48 outside tester: a damaged frame (a torn write, a flipped byte) was not
   // in the hello's held probes, which name only the frames that decode; the promoted primary sent
   // its records for those seqs and the replica emptied the file, the change gone without a word.
   it('in a damaged frame is kept too: the replica refuses the promoted primary, keeps the file, and both logs and replica status say so', async () => {
-    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, key }) => {
+    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, primaryLines, key }) => {
       const path = join(replicaRoot, 'REPLICATION-PENDING');
       const bytes = readFileSync(path);
       const frame = frameAt(bytes, committed + 1);
       bytes[frame + 8 + 2] ^= 0x40; // a flipped byte in the held round's body: its CRC32 fails
       writeFileSync(path, bytes);
       const lines: string[] = [];
-      const primaryLines: string[] = [];
-      await promotedPrimary.close();
-      const served = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: (l) => primaryLines.push(l) });
-      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await served.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
       try {
         await other.store.append('INBOX', msg(4)); // the new primary goes on
         await until(() => lines.some((l) => /REFUSED/.test(l)) || follower.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
         expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the file emptied
-        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`REPLICATION-PENDING is damaged at byte ${frame} .*may hold a change .*acknowledged.*file is kept.*quarantine`));
-        await until(() => primaryLines.some((l) => /damaged at byte/.test(l)), 15_000, "the primary's log line");
+        const refusal = new RegExp(`REPLICATION-PENDING is damaged at byte ${frame} \\(after seq ${committed}\\): .*may hold a change .*acknowledged.*keeps the file.*quarantine`);
+        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(refusal);
+        await until(() => primaryLines.some((l) => refusal.test(l)), 15_000, "the primary's log line");
         expect(readFileSync(path).equals(bytes)).toBe(true);
         expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, pendingDamage: { offset: frame, afterSeq: committed } });
         expect(follower.status().lastError).toMatch(/^REFUSED: .*damaged/);
         expect((await scrub(follower.store)).findings).toContainEqual({ kind: 'pending-round-damage', offset: frame, afterSeq: committed });
       } finally {
         await follower.close();
-        await served.close();
       }
     });
   }, 60_000);

@@ -23,6 +23,10 @@ Without a daemon this reads the store: a replica's position is the durable curso
       if (wantsJson(command)) return printJson(status);
       const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
+      if (status.replica?.lastError !== undefined) {
+        const since = status.replica.failingSince === undefined ? '' : ` since ${new Date(status.replica.failingSince).toISOString()}`;
+        await printLine(`not following its primary${since} (retried every few seconds; logged once, then when the reason changes): ${status.replica.lastError}`);
+      }
       if (status.pendingDamage) {
         await printLine(`DAMAGED: REPLICATION-PENDING has a damaged frame at byte ${status.pendingDamage.offset}, after seq ${status.pendingDamage.afterSeq}: it may hold a change its primary acknowledged; ` +
           "a primary promoted since is refused, and promote needs --quarantine-damaged-pending (docs/REPLICATION.md, 'Successive failovers')");
