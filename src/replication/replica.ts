@@ -173,6 +173,10 @@ export class Replica {
   private retryMs: number = limits.replicationRetryMinMs;
   /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
   private readonly failures: RepeatedFailures;
+  /** This run of failing sessions has had its connect line. */
+  private connectLogged = false;
+  /** The setting warnings the last session logged (settingWarnings): logged again only when they change. */
+  private warned: ReadonlySet<string> = new Set();
   private wake?: () => void;
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {
@@ -264,7 +268,7 @@ export class Replica {
       if (this.stopped) return;
       if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
         this.retryMs = limits.replicationRetryMinMs;
-        this.failures.clear(this.primary);
+        this.clearFailures();
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
@@ -305,8 +309,14 @@ export class Replica {
     // a reminder only: a full disk or a read-only root must not end the session over it
     const noted = settings ? notePrimarySettings(this.store.fs, this.store.root, settings) : forgetPrimarySettings(this.store.fs, this.store.root);
     await noted.catch((error: unknown) => this.log(`replication: could not keep the primary's settings for a later promote: ${(error as Error).message}`));
-    if (settings) for (const line of settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary)) this.log(line);
-    this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
+    // each difference once, and one connect line per run of failing sessions (each failure is logged
+    // once per reason): a replica failing after its handshake (a full disk) reconnects every few seconds
+    const warnings = settings ? settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary) : [];
+    for (const line of warnings) if (!this.warned.has(line)) this.log(line);
+    this.warned = new Set(warnings);
+    const failing = this.failures.since(this.primary) !== undefined;
+    if (!failing || !this.connectLogged) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
+    this.connectLogged = failing;
     this.attempted?.();
     this.lastError = undefined;
     while (!this.stopped) {
@@ -377,6 +387,7 @@ export class Replica {
         await this.tellingPrimary(connection, () => control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] }));
         if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         if (this.pending.idle) await this.pending.clear(); // rounds of an earlier session: the primary's own records replaced them
+        this.tookRound();
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
       }
@@ -387,6 +398,7 @@ export class Replica {
         await this.checkTentative(connection, round);
         if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
         await this.holdTentative(connection, round, connection.rawOf(message));
+        this.tookRound();
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
       case 'commit':
@@ -405,6 +417,19 @@ export class Replica {
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
     }
+  }
+
+  private clearFailures(): void {
+    this.failures.clear(this.primary);
+    this.connectLogged = false;
+  }
+
+  /** A round taken: a run of failing sessions is over, said once (its next failure is logged again). */
+  private tookRound(): void {
+    const since = this.failures.since(this.primary);
+    if (since === undefined) return;
+    this.clearFailures();
+    this.log(`replication: following ${this.primary} again at seq ${this.store.changes.lastSeq} (failing since ${new Date(since).toISOString()})`);
   }
 
   /**
