@@ -173,8 +173,6 @@ export class Replica {
   private retryMs: number = limits.replicationRetryMinMs;
   /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
   private readonly failures: RepeatedFailures;
-  /** This run of failing sessions has had its connect line. */
-  private connectLogged = false;
   /** The setting warnings the last session logged (settingWarnings): logged again only when they change. */
   private warned: ReadonlySet<string> = new Set();
   private wake?: () => void;
@@ -268,7 +266,7 @@ export class Replica {
       if (this.stopped) return;
       if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
         this.retryMs = limits.replicationRetryMinMs;
-        this.clearFailures();
+        this.failures.clear(this.primary);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
@@ -314,9 +312,7 @@ export class Replica {
     const warnings = settings ? settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary) : [];
     for (const line of warnings) if (!this.warned.has(line)) this.log(line);
     this.warned = new Set(warnings);
-    const failing = this.failures.since(this.primary) !== undefined;
-    if (!failing || !this.connectLogged) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
-    this.connectLogged = failing;
+    if (this.failures.once(this.primary, 'connected')) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;
     while (!this.stopped) {
@@ -419,16 +415,11 @@ export class Replica {
     }
   }
 
-  private clearFailures(): void {
-    this.failures.clear(this.primary);
-    this.connectLogged = false;
-  }
-
   /** A round taken: a run of failing sessions is over, said once (its next failure is logged again). */
   private tookRound(): void {
     const since = this.failures.since(this.primary);
     if (since === undefined) return;
-    this.clearFailures();
+    this.failures.clear(this.primary);
     this.log(`replication: following ${this.primary} again at seq ${this.store.changes.lastSeq} (failing since ${new Date(since).toISOString()})`);
   }
 

@@ -5,7 +5,7 @@ import { RepeatedFailures } from '../../src/replication/repeated-failures.js';
 import { limits } from '../../src/limits.js';
 
 describe('RepeatedFailures', () => {
-  it('logs a reason once whatever its numbers, a new reason at once, a reminder after the interval, and again after clear', () => {
+  it('logs a reason once a run whatever its numbers, a new reason at once, a reminder after the interval, and again after clear', () => {
     const tunable = limits as { replicationFailureRepeatLogMs: number };
     const saved = tunable.replicationFailureRepeatLogMs;
     const lines: string[] = [];
@@ -28,7 +28,14 @@ describe('RepeatedFailures', () => {
       expect(failures.since('a')).toBeUndefined();
       failures.note('a', 'a: ', 'NO_SPACE: 9 bytes free');
       expect(lines.at(-1)).toBe('a: NO_SPACE: 9 bytes free');
-      expect(lines.length).toBe(5);
+      // a session's two lines (its report, its end) alternate: each once, not at every retry
+      for (let i = 0; i < 3; i++) {
+        failures.note('c', 'c: ', 'reports: NO_SPACE');
+        failures.note('c', 'c: ', `disconnected at seq ${i}`);
+      }
+      expect(lines.slice(5)).toEqual(['c: reports: NO_SPACE', 'c: disconnected at seq 0']);
+      // a connect line once per run; always for a source not failing
+      expect([failures.once('c', 'connected'), failures.once('c', 'connected'), failures.once('d', 'connected'), failures.once('d', 'connected')]).toEqual([true, false, true, true]);
     } finally {
       tunable.replicationFailureRepeatLogMs = saved;
     }

@@ -250,27 +250,31 @@ describe('a replica past its free-space reserve holding a round its primary comm
     const made = await pair('sync', 2_000, (l) => primaryLines.push(l));
     const { key, primaryStore, primary, address, replicaRoot } = made;
     let replica = made.replica;
+    const proxy = await TcpFaultProxy.start((await primary.status()).port); // counts the sessions (connect lines stop while they fail)
     try {
       const committed = primaryStore.changes.lastSeq;
       await until(() => replica.store.changes.lastSeq === committed);
       await replica.stop();
       const lines: string[] = [];
-      const options = { primary: address, keyFile: key, log: (l: string) => lines.push(l) };
+      const options = { primary: proxy.address, keyFile: key, log: (l: string) => lines.push(l) };
       await replica.close();
       replica = await startReplica(replicaRoot, options);
       await until(async () => (await primary.status()).replicas.some((r) => r.connected), 15_000, 'the replica back');
       await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!); // past its reserve (its floor still below the free space)
       // held (the pending file is preallocated: no reserve), acknowledged, committed by the primary: the replica's commit meets the reserve
       expect(await primaryStore.append('INBOX', msg(3))).toMatchObject({ uid: 3 });
-      const sessions = () => primaryLines.filter((l) => / connected from /.test(l)).length;
+      const sessions = () => proxy.connections();
       const noSpace = () => lines.filter((l) => /NO_SPACE|ENOSPC/.test(l));
       await until(() => noSpace().length > 0 && sessions() >= 4, 20_000, 'sessions refused at the reserve');
       expect(noSpace()[0]).toMatch(/free-space reserve/);
       // the commit's, then the retries' once; the session that held the round and one of the failing
-      // run connect lines, and one settings warning, not one each a session
+      // run connect lines, and one settings warning, not one each a session; on the primary too
       expect(noSpace().length, lines.join('\n')).toBeLessThanOrEqual(2);
       expect(lines.filter((l) => /connected to /.test(l)).length, lines.join('\n')).toBeLessThanOrEqual(3);
       expect(lines.filter((l) => /WARNING: FREE-SPACE-RESERVE/.test(l)).length, lines.join('\n')).toBe(1);
+      for (const what of [/ connected from /, / reports: .*NO_SPACE/, / disconnected at /]) {
+        expect(primaryLines.filter((l) => what.test(l)).length, primaryLines.join('\n')).toBeLessThanOrEqual(3);
+      }
       expect(replica.store.changes.lastSeq).toBe(committed);
       expect((await readPendingRounds(replica.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
       expect(await storedReplicationStatus(replica.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
@@ -294,6 +298,7 @@ describe('a replica past its free-space reserve holding a round its primary comm
       await replica.close();
       await primary.close();
       await primaryStore.close();
+      await proxy.close();
     }
   }, 60_000);
 });
