@@ -102,7 +102,8 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'pending-round-damage': return {
       where: `REPLICATION-PENDING @${f.offset}`,
       what: `a tentative round after seq ${f.afterSeq} does not read (a torn write or bit rot): it may hold a change the primary acknowledged. ` +
-        "Kept; a primary promoted since is refused; promote needs --quarantine-damaged-pending (docs/REPLICATION.md, 'Successive failovers')",
+        'Kept; a primary promoted since is refused. Promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into ' +
+        "quarantine/ and start it again to follow the new primary without it (docs/REPLICATION.md, 'Successive failovers')",
     };
     case 'journal-archive-unusable': return { where: 'JOURNAL-ARCHIVE', what: `${f.why}: until it is back no journal segment is retired (none is deleted; the journal grows); ${f.todo}` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };

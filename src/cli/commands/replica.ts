@@ -29,7 +29,8 @@ Without a daemon this reads the store: a replica's position is the durable curso
       }
       if (status.pendingDamage) {
         await printLine(`DAMAGED: REPLICATION-PENDING has a damaged frame at byte ${status.pendingDamage.offset}, after seq ${status.pendingDamage.afterSeq}: it may hold a change its primary acknowledged; ` +
-          "a primary promoted since is refused, and promote needs --quarantine-damaged-pending (docs/REPLICATION.md, 'Successive failovers')");
+          'a primary promoted since is refused; promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into quarantine/ ' +
+          "and start it again to follow the new primary without it (docs/REPLICATION.md, 'Successive failovers')");
       }
       for (const r of status.replicas) {
         const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
