@@ -173,6 +173,8 @@ export class Replica {
   private retryMs: number = limits.replicationRetryMinMs;
   /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
   private readonly failures: RepeatedFailures;
+  /** This attempt got past its welcome (a session, not a refused handshake). */
+  private welcomed = false;
   /** The setting warnings the last session logged (settingWarnings): logged again only when they change. */
   private warned: ReadonlySet<string> = new Set();
   private wake?: () => void;
@@ -242,15 +244,17 @@ export class Replica {
   }
 
   /**
-   * Connects again and again (backing off) until stopped; a failure is logged when its reason
-   * differs from the last one's, else every limits.replicationFailureRepeatLogMs. The back-off starts again at its minimum only after a session that took
-   * something or lasted: one that fails after its handshake (a full disk refusing every round) is
-   * retried as a failed connect is, not every replicationRetryMinMs for as long as it lasts.
+   * Connects again and again (backing off) until stopped; each reason of a run of failures is
+   * logged once, else every limits.replicationFailureRepeatLogMs. The back-off (and the run) starts
+   * again only after a session that took something or lasted past its welcome: one that fails
+   * after its handshake (a full disk refusing every round) is retried as a failed connect is, not
+   * every replicationRetryMinMs for as long as it lasts.
    */
   private async run(): Promise<void> {
     while (!this.stopped) {
       const heldBefore = this.heldSeq();
       const startedMs = monotonicMs();
+      this.welcomed = false;
       try {
         this.connection = await connect(this.primary, this.psk, TENTATIVE_RAW);
         await this.session(this.connection);
@@ -264,7 +268,8 @@ export class Replica {
         this.connection?.close();
       }
       if (this.stopped) return;
-      if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
+      // lasted: a session past its welcome (a refused handshake slowed by a loaded machine is no session)
+      if (this.heldSeq() > heldBefore || (this.welcomed && monotonicMs() - startedMs >= limits.replicationRetryMaxMs)) {
         this.retryMs = limits.replicationRetryMinMs;
         this.failures.clear(this.primary);
       }
@@ -315,6 +320,7 @@ export class Replica {
     if (this.failures.once(this.primary, 'connected')) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;
+    this.welcomed = true;
     while (!this.stopped) {
       const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
       if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
