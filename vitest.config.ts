@@ -111,6 +111,7 @@ const ISOLATED = [
   'test/store/read-pool-start.test.ts', // vi.mock('node:worker_threads')
   'test/backup/worker-start.test.ts', // vi.mock('node:worker_threads')
   'test/backup/worker-lost.test.ts', // vi.mock of src/backup/zstd.js
+  'test/replication/older-primary-damage.test.ts', // vi.mock of src/replication/history.js
   'test/daemon/churn.test.ts', // /proc/self/fd, backup sessions, heap: back to a baseline
   'test/daemon/body-budget.test.ts', // the process's body bytes held, counted from 0
   'test/fs/stall-watch.test.ts', // watches every thread of the process

@@ -762,6 +762,8 @@ export const limits = {
   /** A replica reconnects after this, doubling up to replicationRetryMaxMs. */
   replicationRetryMinMs: 100,
   replicationRetryMaxMs: 5_000,
+  /** A replica failing for one reason is logged again only this often (repeated-failures.ts). */
+  replicationFailureRepeatLogMs: 600_000,
   /** A silent peer is sent a ping after this; one silent for three times as long is dropped. */
   replicationPingMs: 2_000,
   /**

@@ -101,6 +101,31 @@ export async function refuseDroppedTentative(journal: Pick<Journal, 'readRecordA
   }
 }
 
+/**
+ * The primary's side of a replica's held frame that does not read (`heldDamage` in its hello:
+ * [byte offset in REPLICATION-PENDING, the newest seq held before it]): its seqs cannot be named,
+ * so a primary promoted since cannot show it holds them. REFUSED before anything is sent when this
+ * primary's epoch is newer than the replica's; `probes` from the network: malformed is INVALID.
+ */
+export function refuseDamagedHeld(damage: unknown, epochs: { replica: number; primary: number }): void {
+  if (damage === undefined) return;
+  const [offset, afterSeq] = Array.isArray(damage) ? damage as unknown[] : [];
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(afterSeq) || (offset as number) < 0 || (afterSeq as number) < 0) {
+    throw new MailstoreError('INVALID', 'a replica names a damaged held frame as [offset, seq]');
+  }
+  throw damagedHeldError({ offset: offset as number, afterSeq: afterSeq as number }, epochs, 'this primary');
+}
+
+/** The refusal both sides give (the replica itself when its primary predates heldDamage: replica.ts). */
+export function damagedHeldError(damage: { offset: number; afterSeq: number }, epochs: { replica: number; primary: number }, primary: string): MailstoreError {
+  return new MailstoreError('REFUSED',
+    `the replica's REPLICATION-PENDING is damaged at byte ${damage.offset} (after seq ${damage.afterSeq}): the damaged frame may hold a change its primary of ` +
+    `epoch ${epochs.replica} acknowledged before it died, and ${primary} (epoch ${epochs.primary}, promoted since) cannot be shown to hold it. Nothing was ` +
+    `taken, and the replica keeps the file. To keep what the replica holds, stop that primary and run 'mailstore promote --quarantine-damaged-pending' on ` +
+    `the replica (the damaged frame itself cannot be applied; it stays in the kept file); to follow ${primary} without it, stop the replica, move its ` +
+    `REPLICATION-PENDING into quarantine/ and start it again`);
+}
+
 /** The replica's seq is past this primary's newest: the same two cases, without a record to compare. */
 export function aheadError(replicaSeq: number, primarySeq: number): MailstoreError {
   return refusal(`the replica is at seq ${replicaSeq}, ahead of this primary (${primarySeq})`);

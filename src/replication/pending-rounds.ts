@@ -206,6 +206,25 @@ function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; da
   return { rounds };
 }
 
+/**
+ * Whether a damaged frame may hold changes this journal lacks: no valid frame after it (they came
+ * later) holds a seq the journal has. Its seqs are unknown, so no probe can name them.
+ */
+export function damageInDoubt(damage: PendingDamage, lastSeq: number): boolean {
+  return !damage.following.some((r) => lastSeqOf(r) <= lastSeq);
+}
+
+/** A damaged frame in doubt (damageInDoubt), as `replica status` and scrub name it: its offset and the newest seq held before it. */
+export function doubtfulDamage(read: { rounds: TentativeRound[]; damage?: PendingDamage }, lastSeq: number): { offset: number; afterSeq: number } | undefined {
+  if (!read.damage || !damageInDoubt(read.damage, lastSeq)) return undefined;
+  return { offset: read.damage.offset, afterSeq: Math.max(lastSeq, ...read.rounds.map(lastSeqOf)) };
+}
+
+/** Where the damage is, as the admin is told: the byte, the valid frames before it, the journal's end. */
+export function damageWhere(validBefore: number, damage: PendingDamage, lastSeq: number): string {
+  return `${PENDING_FILE} is damaged at byte ${damage.offset} (after ${validBefore} valid frames; this store's journal ends at seq ${lastSeq})`;
+}
+
 export interface PendingCommitResult {
   /** Records committed from the file. */
   committed: number;
@@ -225,8 +244,8 @@ export async function commitPendingRounds(store: Store, log: Log, options: { qua
   const { rounds, damage } = await readPendingRounds(store);
   const path = join(store.root, PENDING_FILE);
   let damagedFrame: PendingCommitResult['damagedFrame'];
-  if (damage && !damage.following.some((r) => lastSeqOf(r) <= store.changes.lastSeq)) {
-    const where = `${PENDING_FILE} is damaged at byte ${damage.offset} (after ${rounds.length} valid frames; this store's journal ends at seq ${store.changes.lastSeq})`;
+  if (damage && damageInDoubt(damage, store.changes.lastSeq)) {
+    const where = damageWhere(rounds.length, damage, store.changes.lastSeq);
     if (!options.quarantineDamaged) {
       throw new MailstoreError('CORRUPT', `${where}: the frame may hold changes the old primary acknowledged, so nothing was promoted. ` +
         'Promote another synchronous replica, or promote this one with --quarantine-damaged-pending (the file is kept for inspection)', { path });

@@ -26,10 +26,14 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, historyProbes, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
+import { aheadError, historyProbes, refuseDamagedHeld, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
 import { replicaCursors } from './status.js';
+import { RepeatedFailures } from './repeated-failures.js';
+
+/** A replica's node id (role.ts newNodeId): 16 hex digits. */
+const NODE_ID = /^[0-9a-f]{16}$/;
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -136,12 +140,24 @@ class Primary {
   /** Replicas being resynced (sendResync), by node id: where they were, and since when. */
   private readonly resyncs = new Map<string, { remote: string; seq: number; started: number }>();
   private closing = false;
+  /**
+   * Replicas refused at their hello or whose sessions fail without taking anything, by node id:
+   * each logged once per reason, one connect line per run (repeated-failures.ts); a session that
+   * took something ends the run.
+   */
+  readonly failures: RepeatedFailures;
+  /** Connections whose replica was welcomed: a failure after it is its session's, logged as ever. */
+  private readonly welcomed = new WeakSet<Connection>();
 
-  constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {}
+  constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {
+    this.failures = new RepeatedFailures(log);
+  }
 
   async accept(connection: Connection): Promise<void> {
+    let refusable: string | undefined; // a replica's node id until its welcome: a refusal then is logged once per reason (failures)
     try {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
+      if (hello.kind === 'replica' && typeof hello.nodeId === 'string' && NODE_ID.test(hello.nodeId)) refusable = hello.nodeId;
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       if (hello.kind !== 'fence') await this.checkEpoch(hello, connection);
       const role = this.store.replication().role();
@@ -167,7 +183,10 @@ class Primary {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.log(`replication: ${connection.remote}: ${message}`); // also when the connection failed under it (a peer gone silent)
+      // also when the connection failed under it (a peer gone silent); a replica refused before its
+      // welcome retries every few seconds for as long as it stays so: logged once per reason
+      if (refusable !== undefined && !this.welcomed.has(connection)) this.failures.note(refusable, `replication: ${connection.remote}: replica ${refusable} refused: `, message);
+      else this.log(`replication: ${connection.remote}: ${message}`);
       if (!connection.closed) {
         await connection.send({ t: 'error', code: isMailstoreError(error) ? error.code : 'INVALID', message }).catch(() => undefined);
       }
@@ -222,7 +241,7 @@ class Primary {
 
   private async replicate(connection: Connection, hello: Message): Promise<void> {
     const nodeId = String(hello.nodeId ?? '');
-    if (!/^[0-9a-f]{16}$/.test(nodeId)) throw new MailstoreError('INVALID', 'a replica names its node id (16 hex digits)');
+    if (!NODE_ID.test(nodeId)) throw new MailstoreError('INVALID', 'a replica names its node id (16 hex digits)');
     const identity = await this.store.fs.readFile(join(this.store.root, LAYOUT.identity));
     const epoch = this.store.replication().role()!.epoch;
     if (hello.storeId === null) {
@@ -239,6 +258,7 @@ class Primary {
     const replicaEpoch = Number(hello.epoch ?? 0);
     if (replicaEpoch < epoch) {
       await refuseDroppedTentative(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, { replica: replicaEpoch, primary: epoch });
+      refuseDamagedHeld(hello.heldDamage, { replica: replicaEpoch, primary: epoch });
     }
     const refused = this.refusedOlder.get(nodeId);
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
@@ -248,7 +268,8 @@ class Primary {
     let seq = lastSeq;
     const settings = await readNodeSettings(this.store.fs, this.store.root);
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId, settings });
-    this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
+    this.welcomed.add(connection);
+    if (this.failures.once(nodeId, 'connected')) this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
     if (hello.version === undefined) {
       // served as before (one of session 33 reads every record), but never silently: see REPLICATION_VERSION
       this.log(`replication: WARNING: replica ${nodeId} runs a mailstore older than this primary's (its hello names no replication version): upgrade replicas before their primary; one before session 32 misses what later records carry (docs/FORMAT.md, "Compatibility")`);
@@ -366,8 +387,13 @@ class ReplicaSession implements BatchListener {
     private readonly version: number) {
     this.sentSeq = seq;
     this.ackedSeq = seq;
+    this.startSeq = seq;
     this.ackedPackBytes = sum(tails);
   }
+
+  /** Where the session began, and when: one that took nothing and did not last is one of a run of failures (end). */
+  private readonly startSeq: number;
+  private readonly startedMs = monotonicMs();
 
   private get cursorName(): string {
     return `replica-${this.nodeId}`;
@@ -427,7 +453,13 @@ class ReplicaSession implements BatchListener {
     this.primary.forget(this);
     await this.writeCursor().catch(() => undefined);
     const why = this.connection.error ? `: ${this.connection.error.message}` : '';
-    this.primary.log(`replication: replica ${this.nodeId} disconnected at seq ${this.ackedSeq}${why}`);
+    // a session that took nothing and did not last (a replica whose disk is full, every few seconds) is one of a run, logged once per reason
+    if (this.ackedSeq > this.startSeq || monotonicMs() - this.startedMs >= limits.replicationRetryMaxMs) {
+      this.primary.failures.clear(this.nodeId);
+      this.primary.log(`replication: replica ${this.nodeId} disconnected at seq ${this.ackedSeq}${why}`);
+    } else {
+      this.primary.failures.note(this.nodeId, `replication: replica ${this.nodeId} `, `disconnected at seq ${this.ackedSeq}${why}`);
+    }
   }
 
   /** Rounds until the connection ends: pack bytes, then records up to a batch end. */
@@ -586,7 +618,7 @@ class ReplicaSession implements BatchListener {
         if (message.t === 'ack' && message.pending === true) this.pendingAcked(Number(message.seq));
         else if (message.t === 'ack') this.acked(Number(message.seq));
         else if (message.t === 'error') {
-          this.primary.log(`replication: replica ${this.nodeId} reports: ${String(message.message)}`);
+          this.primary.failures.note(this.nodeId, `replication: replica ${this.nodeId} `, `reports: ${String(message.message)}`);
           return;
         }
       }

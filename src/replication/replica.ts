@@ -26,9 +26,10 @@ import { fenceOldPrimary, keepFencing, promoteStore, worthFollowing, type Promot
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
-import { heldProbes, historyProbes } from './history.js';
+import { damagedHeldError, heldProbes, historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, decodeRound, doubtfulDamage, lastSeqOf, readPendingRounds, type TentativeRound, type Wire } from './pending-rounds.js';
+import { RepeatedFailures } from './repeated-failures.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
@@ -55,6 +56,8 @@ export interface ReplicaStatus {
   primarySeq: number;
   lastContact: number;
   lastError?: string;
+  /** Since when (wall clock) it has failed to follow its primary, while lastError says why. */
+  failingSince?: number;
   /** Being resynced from the primary's snapshot of this seq (it was behind the retained journal). */
   resyncingTo?: number;
 }
@@ -169,10 +172,17 @@ export class Replica {
   private lastContact = 0;
   private lastError?: string;
   private retryMs: number = limits.replicationRetryMinMs;
+  /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
+  private readonly failures: RepeatedFailures;
+  /** This attempt got past its welcome (a session, not a refused handshake). */
+  private welcomed = false;
+  /** The setting warnings the last session logged (settingWarnings): logged again only when they change. */
+  private warned: ReadonlySet<string> = new Set();
   private wake?: () => void;
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {
     this.pending = new PendingRounds(store);
+    this.failures = new RepeatedFailures(log);
   }
 
   private resyncingTo?: number;
@@ -206,6 +216,7 @@ export class Replica {
     return {
       role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
+      ...(this.lastError === undefined ? {} : { failingSince: this.failures.since(this.primary) }),
       ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
   }
@@ -234,32 +245,34 @@ export class Replica {
   }
 
   /**
-   * Connects again and again (backing off) until stopped; a failure is logged when it differs from
-   * the last one. The back-off starts again at its minimum only after a session that took
-   * something or lasted: one that fails after its handshake (a full disk refusing every round) is
-   * retried as a failed connect is, not every replicationRetryMinMs for as long as it lasts.
+   * Connects again and again (backing off) until stopped; each reason of a run of failures is
+   * logged once, else every limits.replicationFailureRepeatLogMs. The back-off (and the run) starts
+   * again only after a session that took something or lasted past its welcome: one that fails
+   * after its handshake (a full disk refusing every round) is retried as a failed connect is, not
+   * every replicationRetryMinMs for as long as it lasts.
    */
   private async run(): Promise<void> {
-    let logged: string | undefined;
     while (!this.stopped) {
       const heldBefore = this.heldSeq();
       const startedMs = monotonicMs();
+      this.welcomed = false;
       try {
         this.connection = await connect(this.primary, this.psk, TENTATIVE_RAW);
         await this.session(this.connection);
       } catch (error) {
         this.attempted?.();
         const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
-        if (message !== logged) this.log(`replication: replica of ${this.primary}: ${message}`);
-        this.lastError = logged = message;
+        this.failures.note(this.primary, `replication: replica of ${this.primary}: `, message);
+        this.lastError = message;
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
       } finally {
         this.connection?.close();
       }
       if (this.stopped) return;
-      if (this.heldSeq() > heldBefore || monotonicMs() - startedMs >= limits.replicationRetryMaxMs) {
+      // lasted: a session past its welcome (a refused handshake slowed by a loaded machine is no session)
+      if (this.heldSeq() > heldBefore || (this.welcomed && monotonicMs() - startedMs >= limits.replicationRetryMaxMs)) {
         this.retryMs = limits.replicationRetryMinMs;
-        logged = undefined;
+        this.failures.clear(this.primary);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.retryMs);
@@ -279,11 +292,14 @@ export class Replica {
     const lastSeq = this.store.changes.lastSeq;
     const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
     // tentative records an earlier session left (its primary died before it said they committed): a
-    // promoted primary must hold them before its records replace them (refuseDroppedTentative)
-    const held = this.pending.heldFromEarlierSession ? heldProbes((await readPendingRounds(this.store)).rounds.flatMap((r) => r.records), lastSeq) : [];
+    // promoted primary must hold them before its records replace them (refuseDroppedTentative);
+    // the valid frames after a damaged one too (refuseDamagedHeld: the damaged one itself)
+    const earlier = this.pending.heldFromEarlierSession ? await readPendingRounds(this.store) : { rounds: [] };
+    const held = heldProbes([...earlier.rounds, ...(earlier.damage?.following ?? [])].flatMap((r) => r.records), lastSeq);
+    const damage = doubtfulDamage(earlier, lastSeq);
     await connection.send({
       t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
-      ...(held.length > 0 ? { held } : {}),
+      ...(held.length > 0 ? { held } : {}), ...(damage ? { heldDamage: [damage.offset, damage.afterSeq] } : {}),
     });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;
@@ -291,21 +307,44 @@ export class Replica {
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
+    if (damage) await this.refuseDamagedHeld(connection, damage, role, welcome.epoch);
     await this.takeEpoch(role, welcome.epoch);
     const settings = announcedSettings(welcome.settings);
     // a reminder only: a full disk or a read-only root must not end the session over it
     const noted = settings ? notePrimarySettings(this.store, settings) : forgetPrimarySettings(this.store);
     await noted.catch((error: unknown) => this.log(`replication: could not keep the primary's settings for a later promote: ${(error as Error).message}`));
-    if (settings) for (const line of settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary)) this.log(line);
-    this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
+    // each difference once, and one connect line per run of failing sessions (each failure is logged
+    // once per reason): a replica failing after its handshake (a full disk) reconnects every few seconds
+    const warnings = settings ? settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary) : [];
+    for (const line of warnings) if (!this.warned.has(line)) this.log(line);
+    this.warned = new Set(warnings);
+    if (this.failures.once(this.primary, 'connected')) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;
+    this.welcomed = true;
     while (!this.stopped) {
       const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
       if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
       this.lastContact = Date.now();
       await this.handle(connection, message);
     }
+  }
+
+  /**
+   * A damaged frame of an earlier session's tentative rounds (a torn write, a flipped byte) cannot
+   * be named in the hello's held probes: no one can say which seqs it held. From a primary promoted
+   * since (a newer epoch) this replica would take records for those seqs and empty the file, and a
+   * change its old primary may have acknowledged would be gone, silently. Such a primary refuses it
+   * at the hello (`heldDamage`, history.ts refuseDamagedHeld); one before session 49 ignores that
+   * field, so the replica refuses it here, before anything is taken, the file kept and the primary
+   * told. Its own primary (the same epoch) replaces its rounds as before: it knows what it committed.
+   */
+  private async refuseDamagedHeld(connection: Connection, damage: { offset: number; afterSeq: number }, role: ReplicationRole, announced: unknown): Promise<void> {
+    const epoch = Number(announced);
+    if (!Number.isSafeInteger(epoch) || epoch <= role.epoch) return;
+    const refusal = damagedHeldError(damage, { replica: role.epoch, primary: epoch }, this.primary);
+    await connection.send({ t: 'error', code: refusal.code, message: refusal.message }).catch(() => undefined);
+    throw refusal;
   }
 
   /**
@@ -351,6 +390,7 @@ export class Replica {
         await this.tellingPrimary(connection, () => control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] }));
         if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         if (this.pending.idle) await this.pending.clear(); // rounds of an earlier session: the primary's own records replaced them
+        this.tookRound();
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
       }
@@ -361,6 +401,7 @@ export class Replica {
         await this.checkTentative(connection, round);
         if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
         await this.holdTentative(connection, round, connection.rawOf(message));
+        this.tookRound();
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
       case 'commit':
@@ -379,6 +420,14 @@ export class Replica {
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
     }
+  }
+
+  /** A round taken: a run of failing sessions is over, said once (its next failure is logged again). */
+  private tookRound(): void {
+    const since = this.failures.since(this.primary);
+    if (since === undefined) return;
+    this.failures.clear(this.primary);
+    this.log(`replication: following ${this.primary} again at seq ${this.store.changes.lastSeq} (failing since ${new Date(since).toISOString()})`);
   }
 
   /**

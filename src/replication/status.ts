@@ -6,7 +6,8 @@ import { isMailstoreError } from '../errors.js';
 import { CONSUMERS_DIR } from '../store/changes.js';
 import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
-import { lastSeqOf, readPendingRounds } from './pending-rounds.js';
+import type { ReplicaStatus } from './replica.js';
+import { doubtfulDamage, lastSeqOf, readPendingRounds } from './pending-rounds.js';
 
 export interface StoredReplicationStatus {
   role: ReplicationRole['role'] | 'standalone';
@@ -19,6 +20,15 @@ export interface StoredReplicationStatus {
    * primary's death the replica to promote is the one whose held (or else last) seq is highest.
    */
   heldSeq?: number;
+  /**
+   * A replica whose REPLICATION-PENDING has a damaged frame that may hold a change its primary
+   * acknowledged (no later frame shows its seqs committed): where, and the newest seq held before
+   * it. promote refuses it (CORRUPT) without --quarantine-damaged-pending; a primary promoted
+   * since is refused by the replica (replica.ts refuseDamagedHeld).
+   */
+  pendingDamage?: { offset: number; afterSeq: number };
+  /** A replica's daemon: its replication client's live state, with why it does not follow its primary (lastError, since failingSince). */
+  replica?: Pick<ReplicaStatus, 'connected' | 'lastError' | 'failingSince'>;
   /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
   replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
   /**
@@ -39,9 +49,12 @@ export async function storedReplicationStatus(store: Store): Promise<StoredRepli
   const role = store.replication().role();
   const lastSeq = store.changes.lastSeq;
   const { replicas, damagedCursors } = await replicaCursors(store);
-  const heldSeq = role?.role === 'replica' ? Math.max(0, ...(await readPendingRounds(store)).rounds.map(lastSeqOf)) : 0;
+  const pending = role?.role === 'replica' ? await readPendingRounds(store) : { rounds: [] };
+  const heldSeq = Math.max(0, ...[...pending.rounds, ...(pending.damage?.following ?? [])].map(lastSeqOf));
+  const pendingDamage = doubtfulDamage(pending, lastSeq);
   return {
-    role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}), replicas,
+    role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}),
+    ...(pendingDamage ? { pendingDamage } : {}), replicas,
     ...(damagedCursors.length > 0 ? { damagedCursors } : {}),
   };
 }

@@ -36,6 +36,13 @@ export type Finding =
    * retired, none deleted, and the journal grows until it is back.
    */
   | { kind: 'journal-archive-unusable'; archive: string; why: string; todo: string }
+  /**
+   * A replica's REPLICATION-PENDING frame that does not read and may hold a change its primary
+   * acknowledged (store-files.ts): promote refuses it without --quarantine-damaged-pending, and the
+   * replica refuses a primary promoted since (replica.ts refuseDamagedHeld). `afterSeq`: the
+   * newest seq held before it.
+   */
+  | { kind: 'pending-round-damage'; offset: number; afterSeq: number }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
   /** A LevelDB file of the index failing its own checksums (a table block's CRC32C, the MANIFEST's records): src/index/table-check.ts. */
@@ -92,6 +99,12 @@ export function describeFinding(f: Finding): { where: string; what: string } {
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
     case 'store-file-damage': return { where: f.file, what: `${f.why} (until then no journal segment is retired: the journal grows)` };
+    case 'pending-round-damage': return {
+      where: `REPLICATION-PENDING @${f.offset}`,
+      what: `a tentative round after seq ${f.afterSeq} does not read (a torn write or bit rot): it may hold a change the primary acknowledged. ` +
+        'Kept; a primary promoted since is refused. Promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into ' +
+        "quarantine/ and start it again to follow the new primary without it (docs/REPLICATION.md, 'Successive failovers')",
+    };
     case 'journal-archive-unusable': return { where: 'JOURNAL-ARCHIVE', what: `${f.why}: until it is back no journal segment is retired (none is deleted; the journal grows); ${f.todo}` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
     case 'index-table-corrupt': return { where: `index/${f.file}`, what: `${f.detail} (a damaged LevelDB file: lookups can miss entries iteration still finds, or reads fail); '--repair' rebuilds the index from the journal` };

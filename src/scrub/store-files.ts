@@ -2,10 +2,12 @@
 // consumers' cursors and the journal archive setting. Damaged, they refuse every snapshot's
 // journal retirement (CORRUPT) while reads and deliveries go on, so the journal grows with
 // history and nothing else says so; before, scrub called such a store clean. So does a journal
-// archive that is not there (its file system not mounted): each snapshot retires nothing.
+// archive that is not there (its file system not mounted): each snapshot retires nothing. And a
+// replica's damaged tentative round, which only promote or a newer primary would read.
 import { isMailstoreError } from '../errors.js';
 import { journalArchiveProblem, readJournalArchive, JOURNAL_ARCHIVE_FILE } from '../store/journal-archive.js';
 import { CONSUMERS_DIR } from '../store/changes.js';
+import { doubtfulDamage, readPendingRounds } from '../replication/pending-rounds.js';
 import type { Store } from '../store/store.js';
 import type { Finding } from './findings.js';
 
@@ -21,7 +23,14 @@ export async function checkStoreFiles(store: Store, findings: Finding[]): Promis
       findings.push({ kind: 'store-file-damage', file, why: error.message });
     }
   }
+  await checkPendingRounds(store, findings);
   const archive = await readJournalArchive(store.fs, store.root).catch(() => undefined); // damaged: reported above
   const problem = archive === undefined ? undefined : await journalArchiveProblem(store.fs, store.root, archive, store.storeId);
   if (archive !== undefined && problem) findings.push({ kind: 'journal-archive-unusable', archive, ...problem });
+}
+
+/** A replica's tentative rounds (REPLICATION-PENDING) with a damaged frame that may hold an acknowledged change: none is read otherwise until promote or a newer primary. */
+async function checkPendingRounds(store: Store, findings: Finding[]): Promise<void> {
+  const damage = doubtfulDamage(await readPendingRounds(store), store.changes.lastSeq);
+  if (damage) findings.push({ kind: 'pending-round-damage', ...damage });
 }

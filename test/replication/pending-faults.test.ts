@@ -13,6 +13,7 @@ import type { FileSystem } from '../../src/fs/filesystem.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
+import { scrub } from '../../src/scrub/scrub.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { msg, startPair, until } from './helpers.js';
@@ -214,6 +215,8 @@ describe('a damaged REPLICATION-PENDING frame', () => {
     const { store, path, last } = await firstFrameDamaged((seq) => [seq + 1, seq + 2]);
     try {
       const before = readFileSync(path);
+      // scrub says so before anything reads it (promote, or a primary promoted since)
+      expect((await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage')).toEqual([{ kind: 'pending-round-damage', offset: 0, afterSeq: last }]);
       const lines: string[] = [];
       const error = await commitPendingRounds(store, (l) => lines.push(l)).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/damaged at byte 0 .*may hold changes the old primary acknowledged.*--quarantine-damaged-pending/) });
@@ -233,6 +236,7 @@ describe('a damaged REPLICATION-PENDING frame', () => {
   it('followed by a valid frame of committed seqs is harmless: promotion goes on', async () => {
     const { store, last } = await firstFrameDamaged((seq) => [seq - 1, seq]);
     try {
+      expect((await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage')).toEqual([]);
       const lines: string[] = [];
       expect(await commitPendingRounds(store, (l) => lines.push(l))).toEqual({ committed: 0 });
       expect(lines.some((l) => /damaged frame at byte 0; a later frame shows its records are committed/.test(l))).toBe(true);

@@ -19,6 +19,7 @@ import { readRole } from '../../src/store/role.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { closeInOrder, codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 
 /**
  * A primary with one message, down while its replica was promoted (not fenced: it was not
@@ -160,6 +161,56 @@ describe('promote', () => {
       await replica.close();
     }
   }, 30_000);
+});
+
+describe('the fence retry window: an old primary cut off through the promotion, back before the promoted node reaches it', () => {
+  // Left by the session-48 outside tester: keepFencing tells an old primary it did not reach every
+  // promoteFenceRetryMs (5 s); back within that (SIGCONT, a partition healed), it takes writes
+  // until then. What can it acknowledge there? With --sync-fallback refuse and its one synchronous
+  // replica the promoted node: nothing (that node no longer follows it). With async: anything.
+  for (const fallback of ['refuse', 'async'] as const) {
+    it(`--sync-replicas 1 --sync-fallback ${fallback}: ${fallback === 'refuse' ? 'acknowledges nothing (UNAVAILABLE)' : 'acknowledges, and the change is not on the promoted node'}; fenced once the link is back`, async () => {
+      const tunable = limits as { promoteFenceAnswerMs: number; promoteFenceRetryMs: number };
+      const saved = { ...tunable };
+      tunable.promoteFenceAnswerMs = 500;
+      tunable.promoteFenceRetryMs = 200;
+      const key = keyFile();
+      const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+      await primaryStore.createMailbox('INBOX');
+      const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: fallback, syncWaitMs: 1_000, log: quiet });
+      const proxy = await TcpFaultProxy.start((await primary.status()).port);
+      const lines: string[] = [];
+      const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: (l) => lines.push(l) });
+      try {
+        await until(async () => (await primary.status()).replicas.some((r) => r.connected), 15_000, 'the synchronous replica');
+        await primaryStore.append('INBOX', msg(1));
+        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+        proxy.blackhole(); // the old primary cut off (or stopped): the promotion does not reach it
+        const promoted = await replica.promote();
+        expect(promoted).toMatchObject({ oldPrimaryFenced: false, uidValidity: 'new' });
+        // the window: the old primary, not fenced, takes writes; the fence retries do not reach it yet
+        const outcomes = await Promise.all([2, 3, 4].map((i) => primaryStore.append('INBOX', msg(i)).catch((error: unknown) => error)));
+        if (fallback === 'refuse') {
+          for (const outcome of outcomes) expect(outcome).toMatchObject({ code: 'UNAVAILABLE' }); // none acknowledged
+        } else {
+          for (const outcome of outcomes) expect(outcome).toMatchObject({ uid: expect.any(Number) }); // acknowledged there only
+        }
+        expect(replica.store.changes.lastSeq).toBe(promoted.seq); // none of them reached the promoted node
+        expect((await replica.store.status('INBOX')).messages).toBe(1);
+        proxy.restore();
+        await until(async () => (await primary.status()).role === 'fenced', 15_000, 'the old primary fenced by the retries');
+        expect(await codeOf(primaryStore.append('INBOX', msg(5)))).toBe('READ_ONLY_REPLICA');
+        // the promoted node's log names what the old primary had committed: past its held seq, there only
+        expect(lines.some((l) => new RegExp(`was reached and fenced \\(epoch 1\\); it had committed up to seq ${primaryStore.changes.lastSeq}`).test(l)), lines.join('\n')).toBe(true);
+      } finally {
+        Object.assign(tunable, saved);
+        await replica.close();
+        await primary.close();
+        await proxy.close();
+        await primaryStore.close();
+      }
+    }, 60_000);
+  }
 });
 
 describe('a second failover', () => {

@@ -5,6 +5,7 @@
 // shown there, and the primary's own next record for that seq replaces it. A replica promoted while it holds a round
 // whose commit notice never came commits it (it may have been acknowledged).
 import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
@@ -13,10 +14,13 @@ import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { storedReplicationStatus } from '../../src/replication/status.js';
-import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { PENDING_END, decodeRound, lastSeqOf, readPendingRounds, type Wire } from '../../src/replication/pending-rounds.js';
+import { decodeCbor } from '../../src/index/codec.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { closeInOrder, codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 
 /**
  * nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead;
@@ -110,13 +114,13 @@ async function withShortFenceAnswer<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-async function pair(failing: 'sync' | 'write' = 'sync', syncWaitMs = 20_000) {
+async function pair(failing: 'sync' | 'write' = 'sync', syncWaitMs = 20_000, primaryLog = quiet as (line: string) => void) {
   const key = keyFile();
   const faults = journalFaultFs(failing);
   const primaryRoot = tmpDir('primary');
   const primaryStore = await Store.open(primaryRoot, { create: true, fs: faults.fs });
   await primaryStore.createMailbox('INBOX');
-  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs, log: quiet });
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', syncWaitMs, log: primaryLog });
   const address = `127.0.0.1:${(await primary.status()).port}`;
   const replicaRoot = join(tmpDir('replica'), 'r');
   const replica = await startReplica(replicaRoot, { primary: address, keyFile: key, log: quiet });
@@ -225,19 +229,86 @@ describe('a replica whose disk filled, its primary dead', () => {
   }, 60_000);
 });
 
+describe('a replica past its free-space reserve holding a round its primary committed', () => {
+  // Left by the session-48 outside tester: promote commits held rounds down to the floor (747ffc2);
+  // do the other ways they commit — the replica's own commit once the primary says so, and the
+  // primary's records for those seqs after a reconnect or a restart — meet the mail reserve, and
+  // then how? They must (else a synchronous replica would never defer mail at its reserve): a
+  // clear NO_SPACE, logged once, the round kept in REPLICATION-PENDING, retried with back-off, no
+  // crash; and taken once there is room.
+  it('keeps it (NO_SPACE naming the reserve, logged once, across a restart) and commits it once there is room', async () => {
+    const tunable = limits as { replicationRetryMaxMs: number };
+    const savedRetryMs = tunable.replicationRetryMaxMs;
+    tunable.replicationRetryMaxMs = 2_000; // a session that lasts this long got through (its failure starts a new run)
+    const primaryLines: string[] = [];
+    const made = await pair('sync', 2_000, (l) => primaryLines.push(l));
+    const { key, primaryStore, primary, address, replicaRoot } = made;
+    let replica = made.replica;
+    const proxy = await TcpFaultProxy.start((await primary.status()).port); // counts the sessions (connect lines stop while they fail)
+    try {
+      const committed = primaryStore.changes.lastSeq;
+      await until(() => replica.store.changes.lastSeq === committed);
+      await replica.stop();
+      const lines: string[] = [];
+      const options = { primary: proxy.address, keyFile: key, log: (l: string) => lines.push(l) };
+      await replica.close();
+      replica = await startReplica(replicaRoot, options);
+      await until(async () => (await primary.status()).replicas.some((r) => r.connected), 15_000, 'the replica back');
+      await replica.store.setFreeSpaceReserve(2 * (await replica.store.freeSpace()).freeBytes!); // past its reserve (its floor still below the free space)
+      // held (the pending file is preallocated: no reserve), acknowledged, committed by the primary: the replica's commit meets the reserve
+      expect(await primaryStore.append('INBOX', msg(3))).toMatchObject({ uid: 3 });
+      const sessions = () => proxy.connections();
+      const noSpace = () => lines.filter((l) => /NO_SPACE|ENOSPC/.test(l));
+      await until(() => noSpace().length > 0 && sessions() >= 4, 20_000, 'sessions refused at the reserve');
+      expect(noSpace()[0]).toMatch(/free-space reserve/);
+      // the commit's, then the retries' once; the session that held the round and one of the failing
+      // run connect lines, and one settings warning, not one each a session; on the primary too
+      expect(noSpace().length, lines.join('\n')).toBeLessThanOrEqual(2);
+      expect(lines.filter((l) => /connected to /.test(l)).length, lines.join('\n')).toBeLessThanOrEqual(3);
+      expect(lines.filter((l) => /WARNING: FREE-SPACE-RESERVE/.test(l)).length, lines.join('\n')).toBe(1);
+      for (const what of [/ connected from /, / reports: .*NO_SPACE/, / disconnected at /]) {
+        expect(primaryLines.filter((l) => what.test(l)).length, primaryLines.join('\n')).toBeLessThanOrEqual(3);
+      }
+      expect(replica.store.changes.lastSeq).toBe(committed);
+      expect((await readPendingRounds(replica.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+      expect(await storedReplicationStatus(replica.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
+      // restarted: the same, nothing dropped, no crash
+      await replica.close();
+      lines.length = 0;
+      const before = sessions();
+      replica = await startReplica(replicaRoot, options);
+      await until(() => noSpace().length > 0 && sessions() >= before + 2, 20_000, 'the restarted replica refused at the reserve');
+      expect(noSpace()[0]).toMatch(/free-space reserve/);
+      expect((await readPendingRounds(replica.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+      await until(() => /NO_SPACE/.test(replica.status().lastError ?? ''), 15_000, 'replica status naming it'); // cleared while a retry is past its welcome
+      // room again (the reserve back to its default): taken, the file emptied
+      await replica.store.setFreeSpaceReserve(undefined);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the round committed once there is room');
+      expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
+      expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
+      expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+    } finally {
+      tunable.replicationRetryMaxMs = savedRetryMs;
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+      await proxy.close();
+    }
+  }, 60_000);
+});
+
 describe('a tentative round held from a primary that died, and a promoted replica that lacks it', () => {
-  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
-  // once one holds it, and after the primary's death the other may be the one promoted (`replica
-  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
-  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
-  // acknowledged change was gone from the only node that still had it, silently.
-  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+  /**
+   * Two synchronous replicas; the other misses the last change, which only `replica` holds, as a
+   * tentative round (stopped, not committed); the primary dies; the other is promoted and serves as
+   * primary (epoch 1), and `run` points the held replica at it.
+   */
+  async function heldOnlyHere(run: (s: { committed: number; replicaRoot: string; other: ReplicaHandle; promotedPrimary: Awaited<ReturnType<typeof startPrimary>>; primaryLines: string[]; key: string }) => Promise<void>): Promise<void> {
     const { key, faults, primaryStore, primary, address, replicaRoot, replica } = await pair('sync', 2_000);
     const otherRoot = join(tmpDir('replica'), 'r2');
     let other: ReplicaHandle | undefined = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
     let round: ReturnType<typeof holdRound> | undefined;
     let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
-    let follower: ReplicaHandle | undefined;
     try {
       const committed = primaryStore.changes.lastSeq;
       await until(() => replica.store.changes.lastSeq === committed && other!.store.changes.lastSeq === committed, 15_000, 'both replicas');
@@ -255,30 +326,124 @@ describe('a tentative round held from a primary that died, and a promoted replic
       other = await startReplica(otherRoot, { primary: address, keyFile: key, log: quiet });
       const promoted = await other.promote();
       expect(promoted.epoch).toBe(1);
-      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-      const lines: string[] = [];
-      follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
-      await other.store.append('INBOX', msg(4)); // the new primary goes on
-      await until(() => lines.some((l) => /REFUSED/.test(l)) || follower!.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
-      expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
-      expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
-      expect(follower.store.changes.lastSeq).toBe(committed);
-      expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
-      // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
-      expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
-      // promoted instead, it has the change
-      await follower.stop();
-      await promotedPrimary.close();
-      promotedPrimary = undefined;
-      await follower.promote();
-      expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+      const primaryLines: string[] = [];
+      promotedPrimary = await startPrimary(other.store, { listen: '127.0.0.1:0', keyFile: key, log: (l) => primaryLines.push(l) });
+      await run({ committed, replicaRoot, other, promotedPrimary, primaryLines, key });
     } finally {
       round?.release();
-      await follower?.close();
       await promotedPrimary?.close();
       await other?.close();
       await primary.close();
       await primaryStore.close().catch(() => undefined);
     }
+  }
+
+  // Found by an outside test (session 48): with two synchronous replicas a change is acknowledged
+  // once one holds it, and after the primary's death the other may be the one promoted (`replica
+  // status` shows committed seqs, equal on both). Pointed at the promoted one, the replica holding
+  // the round took that primary's records for the same seqs and emptied REPLICATION-PENDING: the
+  // acknowledged change was gone from the only node that still had it, silently.
+  it('is kept: the replica refuses the promoted primary (REFUSED) until it is promoted itself or its held round is set aside', async () => {
+    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, key }) => {
+      const lines: string[] = [];
+      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      try {
+        await other.store.append('INBOX', msg(4)); // the new primary goes on
+        await until(() => lines.some((l) => /REFUSED/.test(l)) || follower.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+        expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the round dropped
+        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(new RegExp(`tentative.*seq ${committed + 1}.*acknowledged`));
+        expect(follower.store.changes.lastSeq).toBe(committed);
+        expect((await readPendingRounds(follower.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
+        // what `replica status` shows, so the admin can tell which replica to promote (the other's journal ends at the same seq)
+        expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, heldSeq: committed + 1 });
+        // promoted instead, it has the change
+        await follower.stop();
+        await promotedPrimary.close();
+        await follower.promote();
+        expect(await follower.store.fetch('INBOX', 3)).toEqual(msg(3));
+      } finally {
+        await follower.close();
+      }
+    });
+  }, 60_000);
+
+  // Left by the session-48 outside tester: a refused replica retries every replicationRetryMaxMs
+  // (5 s) and each refusal was a line on both nodes (on the replica whenever the message changed,
+  // and it names the primary's journal end, which moves with every delivery): a weekend, ~35,000.
+  it('refused, retrying: one line on each node, again only every replicationFailureRepeatLogMs ("still failing since"); replica status shows the refusal', async () => {
+    const tunable = limits as { replicationRetryMinMs: number; replicationRetryMaxMs: number; replicationFailureRepeatLogMs: number };
+    const saved = { ...tunable };
+    tunable.replicationRetryMinMs = 20;
+    tunable.replicationRetryMaxMs = 400;
+    try {
+      await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, primaryLines, key }) => {
+        const proxy = await TcpFaultProxy.start((await promotedPrimary.status()).port);
+        const lines: string[] = [];
+        const follower = await startReplica(replicaRoot, { primary: proxy.address, keyFile: key, log: (l) => lines.push(l) });
+        try {
+          // eight attempts or more, the new primary taking mail between them
+          for (let i = 0; proxy.connections() < 8; i++) {
+            await other.store.append('INBOX', msg(10 + i));
+            const seen = proxy.connections();
+            await until(() => proxy.connections() > seen, 15_000, 'the next attempt');
+          }
+          expect(follower.store.changes.lastSeq).toBe(committed);
+          const refused = (of: string[]) => of.filter((l) => /tentative change at seq/.test(l));
+          expect(refused(lines), lines.join('\n')).toEqual([expect.stringMatching(/^replication: replica of .*: REFUSED: .*tentative change at seq/)]);
+          expect(refused(primaryLines), primaryLines.join('\n')).toEqual([expect.stringMatching(/replica [0-9a-f]{16} refused: .*tentative change at seq/)]);
+          const status = follower.status();
+          expect(status).toMatchObject({ lastError: expect.stringMatching(/^REFUSED: .*tentative change at seq/) });
+          expect(status.failingSince).toBeLessThanOrEqual(Date.now());
+          // past the repeat interval: said again, with since when
+          tunable.replicationFailureRepeatLogMs = 0;
+          await until(() => refused(lines).length > 1 && refused(primaryLines).length > 1, 15_000, 'the reminders');
+          expect(refused(lines)[1]).toMatch(/replica of .*: still failing since \d{4}-\d\d-\d\dT.*: REFUSED: /);
+          expect(refused(primaryLines)[1]).toMatch(/refused: still failing since \d{4}-.*: /);
+        } finally {
+          await follower.close();
+          await proxy.close();
+        }
+      });
+    } finally {
+      Object.assign(tunable, saved);
+    }
+  }, 60_000);
+
+  // Left by the session-48 outside tester: a damaged frame (a torn write, a flipped byte) was not
+  // in the hello's held probes, which name only the frames that decode; the promoted primary sent
+  // its records for those seqs and the replica emptied the file, the change gone without a word.
+  it('in a damaged frame is kept too: the replica refuses the promoted primary, keeps the file, and both logs and replica status say so', async () => {
+    await heldOnlyHere(async ({ committed, replicaRoot, other, promotedPrimary, primaryLines, key }) => {
+      const path = join(replicaRoot, 'REPLICATION-PENDING');
+      const bytes = readFileSync(path);
+      const frame = frameAt(bytes, committed + 1);
+      bytes[frame + 8 + 2] ^= 0x40; // a flipped byte in the held round's body: its CRC32 fails
+      writeFileSync(path, bytes);
+      const lines: string[] = [];
+      const follower = await startReplica(replicaRoot, { primary: `127.0.0.1:${(await promotedPrimary.status()).port}`, keyFile: key, log: (l) => lines.push(l) });
+      try {
+        await other.store.append('INBOX', msg(4)); // the new primary goes on
+        await until(() => lines.some((l) => /REFUSED/.test(l)) || follower.store.changes.lastSeq > committed, 15_000, 'the refusal (or the round replaced)');
+        expect(follower.store.changes.lastSeq).toBe(committed); // before: the promoted primary's records, the file emptied
+        const refusal = new RegExp(`REPLICATION-PENDING is damaged at byte ${frame} \\(after seq ${committed}\\): .*may hold a change .*acknowledged.*keeps the file.*quarantine`);
+        expect(lines.find((l) => /REFUSED/.test(l))).toMatch(refusal);
+        await until(() => primaryLines.some((l) => refusal.test(l)), 15_000, "the primary's log line");
+        expect(readFileSync(path).equals(bytes)).toBe(true);
+        expect(await storedReplicationStatus(follower.store)).toMatchObject({ lastSeq: committed, pendingDamage: { offset: frame, afterSeq: committed } });
+        expect(follower.status().lastError).toMatch(/^REFUSED: .*damaged/);
+        expect((await scrub(follower.store)).findings).toContainEqual({ kind: 'pending-round-damage', offset: frame, afterSeq: committed });
+      } finally {
+        await follower.close();
+      }
+    });
   }, 60_000);
 });
+
+/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]). */
+function frameAt(bytes: Buffer, seq: number): number {
+  for (let at = 0; at + 8 <= bytes.length && !bytes.subarray(at, at + 8).equals(PENDING_END); at += 8 + bytes.readUInt32BE(at)) {
+    const round = decodeRound(decodeCbor<Wire>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at))));
+    if (lastSeqOf(round) === seq) return at;
+  }
+  throw new Error(`no frame ends at seq ${seq}`);
+}

@@ -26,6 +26,15 @@ do); others as for every command.`)
       if (wantsJson(command)) return printJson(status);
       const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
+      if (status.replica?.lastError !== undefined) {
+        const since = status.replica.failingSince === undefined ? '' : ` since ${new Date(status.replica.failingSince).toISOString()}`;
+        await printLine(`not following its primary${since} (retried every few seconds; logged once, then when the reason changes): ${status.replica.lastError}`);
+      }
+      if (status.pendingDamage) {
+        await printLine(`DAMAGED: REPLICATION-PENDING has a damaged frame at byte ${status.pendingDamage.offset}, after seq ${status.pendingDamage.afterSeq}: it may hold a change its primary acknowledged; ` +
+          'a primary promoted since is refused; promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into quarantine/ ' +
+          "and start it again to follow the new primary without it (docs/REPLICATION.md, 'Successive failovers')");
+      }
       for (const r of status.replicas) {
         const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
         await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}${resync}`);

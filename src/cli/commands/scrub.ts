@@ -257,7 +257,7 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
 }
 
 /** Damage whose finding names its own remedy, which no `scrub --repair` applies. */
-const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-archive-unusable']);
+const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-archive-unusable', 'pending-round-damage']);
 
 /** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
 function quarantineNote(held: QuarantineUse | undefined): string {
