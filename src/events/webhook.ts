@@ -164,6 +164,21 @@ function checkCursorWritable(store: WebhookStore): void {
 }
 
 /**
+ * The signal of one POST: aborted after `ms` (as AbortSignal.timeout) or when `stop` fires; `done()`
+ * takes its timer and its listener on `stop` back. Not AbortSignal.any([timeout, stop]): Node 20
+ * keeps a WeakRef to each such signal in the stop signal's dependants for as long as the stop
+ * signal lives (nodejs/node#55351), one per POST for the daemon's whole life.
+ */
+function requestSignal(ms: number, stop: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms);
+  timer.unref();
+  const stopped = () => controller.abort(stop!.reason);
+  stop?.addEventListener('abort', stopped, { once: true });
+  return { signal: controller.signal, done: () => { clearTimeout(timer); stop?.removeEventListener('abort', stopped); } };
+}
+
+/**
  * Reads a short answer body to its end, so that the connection is reused; a longer one is
  * cancelled (its connection closed): read whole, an answer without end grew the daemon's memory by
  * all the receiver sent until webhookTimeoutMs, and held the batch's acceptance that long.
@@ -195,13 +210,14 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
       wait = Math.min(wait * 2, eventLimits.webhookBackoffMaxMs);
     }
     if (options.signal?.aborted) return false;
+    // the stop signal too: a receiver that black-holed held the daemon's stop for the whole timeout
+    const request = requestSignal(eventLimits.webhookTimeoutMs, options.signal);
     try {
       const response = await fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-mailstore-cursor': body.events[body.events.length - 1].cursor },
         body: JSON.stringify(body),
-        // the stop signal too: a receiver that black-holed held the daemon's stop for the whole timeout
-        signal: options.signal ? AbortSignal.any([AbortSignal.timeout(eventLimits.webhookTimeoutMs), options.signal]) : AbortSignal.timeout(eventLimits.webhookTimeoutMs),
+        signal: request.signal,
         // fetch would follow a 301/302/303 with a GET without the body, and that GET's 2xx would
         // count as the batch accepted: events lost. A redirect is a failed attempt (fix the URL).
         redirect: 'manual',
@@ -213,6 +229,8 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
     } catch (error) {
       if (options.signal?.aborted) return false;
       last = String((error as Error).cause ?? error);
+    } finally {
+      request.done();
     }
     options.log?.({ event: 'webhook.failed', url: webhookForLog(url), attempt: attempt + 1, error: last });
   }

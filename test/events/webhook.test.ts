@@ -127,6 +127,30 @@ describe('events webhook', () => {
     }
   });
 
+  it("months of posts keep nothing per POST on the daemon's stop signal: accepted and failed attempts alike leave it no dependant signal and no listener", async () => {
+    // Node 20's AbortSignal.any([timeout, stop]) kept a WeakRef to each combined signal in the stop
+    // signal's dependants for as long as the stop signal lived (nodejs/node#55351): one per POST,
+    // for the daemon's whole life (a soak saw the daemon's WeakRefs grow by ~100 a minute)
+    const dependants = (signal: AbortSignal): number => {
+      const symbol = Object.getOwnPropertySymbols(signal).find((s) => s.description === 'kDependantSignals');
+      return symbol === undefined ? 0 : ((signal as unknown as Record<symbol, Set<unknown> | undefined>)[symbol]?.size ?? 0);
+    };
+    const r = await receiver();
+    const store = await storeWithMessages(tmpDir('webhook'), 30);
+    const stop = new AbortController(); // the daemon's, for as long as it runs (services.ts)
+    try {
+      r.answers.push(500, 200, 503);
+      const result = await postEvents(store, r.url, { batchEvents: 1, backoffMs: 1, signal: stop.signal });
+      expect(result.posted).toBe(31);
+      expect(r.requests).toHaveLength(33);
+      expect(dependants(stop.signal)).toBe(0);
+      expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+      expect(stop.signal.aborted).toBe(false);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("a receiver that black-holes (accepts, never reads nor answers) holds the daemon's stop for no POST timeout: stopped at once, nothing taken as posted", async () => {
     const held: Socket[] = [];
     const hole = createNetServer((socket) => { socket.pause(); held.push(socket); });
