@@ -473,7 +473,12 @@ export class Client implements MailStore, ProcedureRunner {
       if (chainId === undefined) this.chainIds.set(options.chain, (chainId = this.nextChain++));
       wire = { ...options, chain: chainId };
     }
-    return this.call('appendBatch', [mailbox, items, wire]);
+    const sent = this.call<AppendResult[]>('appendBatch', [mailbox, items, wire]);
+    if (options?.mailboxId === undefined) return sent;
+    // a daemon before session 49 takes no mailboxId: the batch is refused whole, never appended unpinned
+    return sent.catch((error: unknown) => {
+      throw isMailstoreError(error, 'INVALID') && error.message.startsWith('unknown appendBatch option "mailboxId"') ? this.olderDaemon(error) : error;
+    });
   }
 
   getMeta<T>(key: string): Promise<T | undefined> {

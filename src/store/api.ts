@@ -32,6 +32,13 @@ export interface AppendBatchOptions {
   meta?: AppendBatchMeta;
   /** Batches given the same chain commit in call order, each only if every earlier one did. */
   chain?: CommitChain;
+  /**
+   * The id of the mailbox the caller made or opened (MailboxSummary.id): the batch commits only
+   * while the name still names that mailbox, else NOT_FOUND and nothing is written. A restore into a
+   * live store fills the mailbox it created batch by batch; renamed away meanwhile and a new one made
+   * under the name, the rest of the restore went into that one.
+   */
+  mailboxId?: string;
 }
 
 export interface MailStore {

@@ -1270,9 +1270,10 @@ export class Store implements MailStore {
    * record, so an import's resume cursor can never disagree with what was imported. Batches
    * given the same `chain` commit in call order, each only if every earlier one did.
    */
-  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain } = {}): Promise<AppendResult[]> {
+  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain; mailboxId?: string } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
-    checkOptions(options, ['meta', 'chain'], 'appendBatch option');
+    checkOptions(options, ['meta', 'chain', 'mailboxId'], 'appendBatch option');
+    const pinnedId = options.mailboxId === undefined ? undefined : checkString(options.mailboxId, 'mailboxId').toLowerCase();
     if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
     const metaKey = options.meta && meta.named(`user/${options.meta.key}`);
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
@@ -1304,6 +1305,9 @@ export class Store implements MailStore {
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
+        if (pinnedId !== undefined && uuidString(box.id) !== pinnedId) {
+          throw new MailstoreError('NOT_FOUND', `${mailbox} is no longer the mailbox ${pinnedId}: it was renamed or deleted (and the name made again); nothing was appended`, { path: mailbox });
+        }
         checkUidsLeft(box, prepared.length, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
         await checkQuota(this.db, ctx.view, box.name, totalBytes, prepared.length);
