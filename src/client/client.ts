@@ -474,10 +474,13 @@ export class Client implements MailStore, ProcedureRunner {
       wire = { ...options, chain: chainId };
     }
     const sent = this.call<AppendResult[]>('appendBatch', [mailbox, items, wire]);
-    if (options?.mailboxId === undefined) return sent;
-    // a daemon before session 49 takes no mailboxId: the batch is refused whole, never appended unpinned
+    return options?.mailboxId === undefined ? sent : this.pinRefused(sent, 'appendBatch');
+  }
+
+  /** A daemon before session 49 takes no mailboxId: the call is refused whole (never made unpinned), saying the daemon is older. */
+  private pinRefused<T>(sent: Promise<T>, method: string): Promise<T> {
     return sent.catch((error: unknown) => {
-      throw isMailstoreError(error, 'INVALID') && error.message.startsWith('unknown appendBatch option "mailboxId"') ? this.olderDaemon(error) : error;
+      throw isMailstoreError(error, 'INVALID') && error.message.startsWith(`unknown ${method} option "mailboxId"`) ? this.olderDaemon(error) : error;
     });
   }
 
@@ -489,8 +492,9 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('setFlags', [mailbox, uids, change]);
   }
 
-  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
-    return this.call('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+    const sent = this.call<{ expunged: number[]; modseq: number; modified?: number[] }>('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
+    return options?.mailboxId === undefined ? sent : this.pinRefused(sent, 'expunge');
   }
 
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {

@@ -55,7 +55,8 @@ export interface MailStore {
   appendBatch(mailbox: string, items: AppendBatchItem[], options?: AppendBatchOptions): Promise<AppendResult[]>;
   getMeta<T>(key: string): Promise<T | undefined>;
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
-  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
+  /** `mailboxId`: only while the name still names that mailbox (the one listed), else NOT_FOUND, nothing expunged. */
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   stats(): Promise<StoreStats>;

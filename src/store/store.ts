@@ -51,7 +51,7 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { type BlobRecord, type MailboxInfo, type MessageAddExtras, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
+  ALL_RIGHTS, mailboxIdBytes, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   changedFlags, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
@@ -1273,7 +1273,7 @@ export class Store implements MailStore {
   async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain; mailboxId?: string } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
     checkOptions(options, ['meta', 'chain', 'mailboxId'], 'appendBatch option');
-    const pinnedId = options.mailboxId === undefined ? undefined : checkString(options.mailboxId, 'mailboxId').toLowerCase();
+    const pin = options.mailboxId === undefined ? undefined : mailboxIdBytes(options.mailboxId);
     if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
     const metaKey = options.meta && meta.named(`user/${options.meta.key}`);
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
@@ -1305,8 +1305,8 @@ export class Store implements MailStore {
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
-        if (pinnedId !== undefined && uuidString(box.id) !== pinnedId) {
-          throw new MailstoreError('NOT_FOUND', `${mailbox} is no longer the mailbox ${pinnedId}: it was renamed or deleted (and the name made again); nothing was appended`, { path: mailbox });
+        if (pin && !pin.equals(box.id)) {
+          throw new MailstoreError('NOT_FOUND', `${mailbox} is no longer the mailbox ${uuidString(pin)}: it was renamed or deleted (and the name made again); nothing was appended`, { path: mailbox });
         }
         checkUidsLeft(box, prepared.length, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
@@ -1415,11 +1415,12 @@ export class Store implements MailStore {
    * alone and listed in `modified`, so a caller that chose messages by their flags (retention's
    * --seen) never expunges one whose flags changed after it looked.
    */
-  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
-    const { unchangedSince } = checkOptions(options, ['unchangedSince'], 'expunge option');
+    const { unchangedSince, mailboxId } = checkOptions(options, ['unchangedSince', 'mailboxId'], 'expunge option');
     const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
+    const pin = mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId);
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
@@ -1436,7 +1437,7 @@ export class Store implements MailStore {
         checkRecordSize(ops, `expunging ${present.length} messages`);
         return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
-    }));
+    }), pin);
     const modseq = Math.max(...parts.map((p) => p.modseq));
     const expunged = parts.flatMap((p) => p.expunged);
     return since === undefined ? { expunged, modseq } : { expunged, modseq, modified: parts.flatMap((p) => p.modified ?? []) };
