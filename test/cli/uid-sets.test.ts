@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { messagesInSet, resolveUidSet } from '../../src/cli/uids.js';
+import { expungeUidSet } from '../../src/cli/commands/expunge.js';
 import { keys } from '../../src/keys/index-keys.js';
 import type { MailboxInfo } from '../../src/store/records.js';
 import { limits } from '../../src/limits.js';
@@ -100,6 +101,30 @@ describe('expunge and flags over a set bigger than a run', () => {
     expect((await after.status('INBOX')).messages).toBe(1);
     expect((await after.status('Other')).messages).toBe(1);
     await after.close();
+  });
+
+  it('expunge of a UID set expunges nothing in a mailbox made under the name after the set was read (the one read renamed away): NOT_FOUND', async () => {
+    const store = await Store.init(join(tmpDir('uidset'), 's'));
+    await store.createMailbox('Trash');
+    for (let i = 1; i <= 3; i++) await store.append('Trash', Buffer.from(`Subject: old ${i}\r\n\r\nx\r\n`));
+    // a mail client renames Trash and makes a new one, mail goes into it, after 'expunge Trash 1:*' read the set
+    const racing = new Proxy(store, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop !== 'expunge') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        return async (...args: unknown[]) => {
+          await target.renameMailbox('Trash', 'Trash-2025');
+          await target.createMailbox('Trash');
+          for (let i = 1; i <= 3; i++) await target.append('Trash', Buffer.from(`Subject: new ${i}\r\n\r\nx\r\n`));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as unknown as MailStore;
+    const refused = await expungeUidSet(racing, 'Trash', '1:*').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'NOT_FOUND' });
+    expect((await store.status('Trash')).messages).toBe(3); // before: the new Trash's three were expunged
+    expect((await store.status('Trash-2025')).messages).toBe(3);
+    await store.close();
   });
 
   it('move goes in runs too (RFC 6851: a COPYUID a run), every message in exactly one place; copy stays one call (one run of uids, committed in parts)', { timeout: 60_000 }, async () => {
