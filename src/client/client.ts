@@ -497,12 +497,18 @@ export class Client implements MailStore, ProcedureRunner {
     return options?.mailboxId === undefined ? sent : this.pinRefused(sent, 'expunge');
   }
 
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.call('copy', [from, uids, to]);
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer('copy', from, uids, to, options);
   }
 
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.call('move', [from, uids, to]);
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer('move', from, uids, to, options);
+  }
+
+  private transfer(method: 'copy' | 'move', from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    if (options === undefined) return this.call(method, [from, uids, to]);
+    // a daemon before session 49 passes no fourth argument on: it copies unpinned, as it always did
+    return this.pinRefused(this.call(method, [from, uids, to, options]), method);
   }
 
   stats(): Promise<StoreStats> {

@@ -57,8 +57,9 @@ export interface MailStore {
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
   /** `mailboxId`: only while the name still names that mailbox (the one listed), else NOT_FOUND, nothing expunged. */
   expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  /** `mailboxId`: only while FROM still names that mailbox (the one the uids were read from), else NOT_FOUND, nothing done. */
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   stats(): Promise<StoreStats>;
   messageInfo(mailbox: string, uid: number): Promise<MessageInfo>;
   messages(mailbox: string, options?: { fromUid?: number }): AsyncGenerator<MessageInfo>;

@@ -1444,20 +1444,21 @@ export class Store implements MailStore {
   }
 
   /** Copies messages (no new blob: references only). Returns COPYUID-style pairs; one that fails part way is undone (transfer.ts). */
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.transfer(from, uids, to, false);
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, false, options);
   }
 
   /** Moves messages: each part's copy and expunge are one record, so a crash never leaves a message in both or neither (transfer.ts). */
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.transfer(from, uids, to, true);
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, true, options);
   }
 
-  private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean): Promise<TransferResult> {
+  private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean, options?: { mailboxId?: string }): Promise<TransferResult> {
     try {
       const list = normalizeUids(uids);
+      const { mailboxId } = checkOptions(options, ['mailboxId'], `${expungeSource ? 'move' : 'copy'} option`);
       this.live();
-      return transfer(this.transferHost(), from, list, to, expungeSource);
+      return transfer(this.transferHost(), from, list, to, expungeSource, mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId));
     } catch (error) {
       return Promise.reject(error); // a bad name or uid set is the promise's error, as from every other call
     }
