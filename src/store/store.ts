@@ -1380,7 +1380,8 @@ export class Store implements MailStore {
   async setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
-    checkOptions(checkObject(change, 'flag change'), ['add', 'remove', 'replace', 'unchangedSince'], 'flag change field');
+    checkOptions(checkObject(change, 'flag change'), ['add', 'remove', 'replace', 'unchangedSince', 'mailboxId'], 'flag change field');
+    const pin = change.mailboxId === undefined ? undefined : mailboxIdBytes(change.mailboxId);
     const add = normalizeFlags(change.add);
     const remove = normalizeFlags(change.remove);
     const replace = change.replace === undefined ? undefined : normalizeFlags(change.replace);
@@ -1406,7 +1407,7 @@ export class Store implements MailStore {
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
         return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
-    }));
+    }), pin);
     return { modseq: Math.max(...parts.map((p) => p.modseq)), updated: parts.flatMap((p) => p.updated), modified: parts.flatMap((p) => p.modified) };
   }
 

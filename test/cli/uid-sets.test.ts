@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { messagesInSet, resolveUidSet } from '../../src/cli/uids.js';
 import { expungeUidSet } from '../../src/cli/commands/expunge.js';
 import { transferUidSet } from '../../src/cli/commands/transfer.js';
+import { setFlagsOnUidSet } from '../../src/cli/commands/flags.js';
 import { keys } from '../../src/keys/index-keys.js';
 import type { MailboxInfo } from '../../src/store/records.js';
 import { limits } from '../../src/limits.js';
@@ -104,13 +105,14 @@ describe('expunge and flags over a set bigger than a run', () => {
     await after.close();
   });
 
-  it('expunge, move and copy of a UID set touch nothing in a mailbox made under the name after the set was read (the one read renamed away): NOT_FOUND', async () => {
+  it('expunge, move, copy and flags of a UID set touch nothing in a mailbox made under the name after the set was read (the one read renamed away): NOT_FOUND', async () => {
     const store = await Store.init(join(tmpDir('uidset'), 's'));
     await store.createMailbox('Archive');
     const calls: [string, (s: MailStore) => Promise<unknown>][] = [
       ['expunge', (s) => expungeUidSet(s, 'Trash', '1:*')],
       ['move', (s) => transferUidSet(s, 'move', 'Trash', '1:*', 'Archive')],
       ['copy', (s) => transferUidSet(s, 'copy', 'Trash', '1:*', 'Archive')],
+      ['setFlags', (s) => setFlagsOnUidSet(s, 'Trash', '1:*', { add: ['\\Deleted'] })],
     ];
     for (const [method, call] of calls) {
       await store.createMailbox('Trash');
@@ -132,6 +134,7 @@ describe('expunge and flags over a set bigger than a run', () => {
       expect((await store.status('Trash')).messages, method).toBe(3); // before: the new Trash's three expunged or moved
       expect((await store.status(`Trash-${method}`)).messages, method).toBe(3);
       expect((await store.status('Archive')).messages, method).toBe(0);
+      for (let uid = 1; uid <= 3; uid++) expect((await store.messageInfo('Trash', uid)).flags, method).toEqual([]); // no flag set there
       await store.deleteMailbox('Trash', {});
     }
     await store.close();
