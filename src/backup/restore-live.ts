@@ -39,14 +39,16 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
         const name = formatMailboxName(box.name);
         // an owner "anyone" or "-x" (taken before it was refused) is no owner: its rights are in the ACL as they were
         const owner = ownerKept(box.owner);
-        await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
+        const { id: mailboxId } = await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
         made.push(name);
         const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
         let items: (AppendOptions & { bytes: Uint8Array })[] = [];
         let batchBytes = 0;
         const send = async () => {
           if (items.length === 0) return;
-          await target.appendBatch(name, items);
+          // pinned to the mailbox made above: renamed away (and the name made again) meanwhile, the
+          // rest went into the new one, and the summary counted it all as restored into NAME
+          await target.appendBatch(name, items, { mailboxId });
           messages += items.length;
           items = [];
           batchBytes = 0;
@@ -95,7 +97,9 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
  */
 function stoppedPartWay(error: unknown, made: string[], messages: number): unknown {
   if (made.length === 0 || !(error instanceof MailstoreError)) return error;
-  const which = made.length === 1 ? `${made[0]} holds` : `${made.length} new mailboxes (${made[0]} … ${made.at(-1)}) hold`;
+  // the mailbox being filled renamed away (its batches are pinned to it) or deleted: not where its name says
+  const gone = error.code === 'NOT_FOUND' ? ` (${made.length === 1 ? 'renamed' : `${made.at(-1)} renamed`} or deleted since: under its new name if renamed)` : '';
+  const which = made.length === 1 ? `${made[0]}${gone} holds` : `${made.length} new mailboxes (${made[0]} … ${made.at(-1)})${gone} hold`;
   const count = error.mayHaveCommitted ? `at least ${messages}` : `${messages}`; // a batch whose answer was lost may be in too
   return new MailstoreError(error.code, `${error.message}; the restore stopped there: ${which} the ${count} messages restored before it (delete ${made.length === 1 ? 'it' : 'them'}, or give another --as, to restore again)`, { path: error.path, cause: error, mayHaveCommitted: error.mayHaveCommitted });
 }

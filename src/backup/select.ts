@@ -89,8 +89,9 @@ export interface LeftOutMessage {
 /** What a restore into a live store needs of it: the Store itself, or later the daemon's client. */
 export interface RestoreTarget {
   hasMailbox(name: string): Promise<boolean>;
-  createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> }): Promise<unknown>;
-  appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[]): Promise<unknown>;
+  /** The new mailbox's id: every batch of it is appended only while its name still names that mailbox. */
+  createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> }): Promise<{ id: string }>;
+  appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { mailboxId: string }): Promise<unknown>;
   /** The limits of `root` (none set: neither field). */
   getQuota(root: string): Promise<QuotaLimits>;
   setQuota(root: string, limits: QuotaLimits): Promise<void>;

@@ -473,7 +473,15 @@ export class Client implements MailStore, ProcedureRunner {
       if (chainId === undefined) this.chainIds.set(options.chain, (chainId = this.nextChain++));
       wire = { ...options, chain: chainId };
     }
-    return this.call('appendBatch', [mailbox, items, wire]);
+    const sent = this.call<AppendResult[]>('appendBatch', [mailbox, items, wire]);
+    return options?.mailboxId === undefined ? sent : this.pinRefused(sent, 'appendBatch option');
+  }
+
+  /** A daemon before session 49 takes no mailboxId: the call is refused whole (never made unpinned), saying the daemon is older. */
+  private pinRefused<T>(sent: Promise<T>, what: string): Promise<T> {
+    return sent.catch((error: unknown) => {
+      throw isMailstoreError(error, 'INVALID') && error.message.startsWith(`unknown ${what} "mailboxId"`) ? this.olderDaemon(error) : error;
+    });
   }
 
   getMeta<T>(key: string): Promise<T | undefined> {
@@ -481,19 +489,27 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
-    return this.call('setFlags', [mailbox, uids, change]);
+    const sent = this.call<{ modseq: number; updated: number[]; modified: number[] }>('setFlags', [mailbox, uids, change]);
+    return change?.mailboxId === undefined ? sent : this.pinRefused(sent, 'flag change field');
   }
 
-  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
-    return this.call('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+    const sent = this.call<{ expunged: number[]; modseq: number; modified?: number[] }>('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
+    return options?.mailboxId === undefined ? sent : this.pinRefused(sent, 'expunge option');
   }
 
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.call('copy', [from, uids, to]);
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer('copy', from, uids, to, options);
   }
 
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.call('move', [from, uids, to]);
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer('move', from, uids, to, options);
+  }
+
+  private transfer(method: 'copy' | 'move', from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    if (options === undefined) return this.call(method, [from, uids, to]);
+    // a daemon before session 49 passes no fourth argument on: it copies unpinned, as it always did
+    return this.pinRefused(this.call(method, [from, uids, to, options]), `${method} option`);
   }
 
   stats(): Promise<StoreStats> {

@@ -383,7 +383,9 @@ class FolderImport {
     // would make both add the same messages: the batch is REFUSED instead
     const meta = { key: this.box.key, value: next, expected: this.stored };
     this.stored = next;
-    const committed = this.store.appendBatch(this.mailbox, batch.items, { meta, chain: this.chain })
+    // pinned to the mailbox its cursor names: renamed away and one made under the name meanwhile,
+    // the rest went into that one under the other's cursor (and the next run imported it all again)
+    const committed = this.store.appendBatch(this.mailbox, batch.items, { meta, chain: this.chain, mailboxId: this.box.id })
       .then((results) => this.committed(batch, results.length, results.filter((r) => r.deduplicated).length));
     committed.catch(() => undefined); // observed by commit() or settle()
     this.inFlight.push(committed);

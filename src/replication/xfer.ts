@@ -225,11 +225,17 @@ async function copyMailbox(store: Store, connection: Connection, name: string): 
   // a floor above its highest modseq (a rebuild past journal damage) holds at the target too
   if (box.vanishedFloor) mailbox.vanishedFloor = box.vanishedFloor;
   const answer = await request(connection, { t: 'xfer.mailbox', mailbox });
-  return sendMessages(store, connection, name, mailbox.id, new Set(answer.uids as number[]), undefined);
+  return sendMessages(store, connection, name, mailbox.id, new Set(answer.uids as number[]), undefined, mailbox.highestModseq);
 }
 
-/** Sends the messages the target lacks (all but `present`, or only `only`). */
-async function sendMessages(store: Store, connection: Connection, name: string, id: string, present: Set<number>, only: Set<number> | undefined): Promise<number> {
+/**
+ * Sends the messages the target lacks (all but `present`, or only `only`). With `ceiling`, only
+ * those whose modseq is at most it: the target raised its modseqs past the mailbox request's
+ * highest modseq only, and refused a message delivered (or flagged) after that request
+ * (INVALID, the whole XFER rolled back: a user taking mail could not be moved). Those go with
+ * the catch-up under the fence, whose reconcile raises the target past them first.
+ */
+async function sendMessages(store: Store, connection: Connection, name: string, id: string, present: Set<number>, only: Set<number> | undefined, ceiling?: number): Promise<number> {
   let frame: XferMessage[] = [];
   let frameBytes = 0;
   let sent = 0;
@@ -241,7 +247,7 @@ async function sendMessages(store: Store, connection: Connection, name: string, 
     frameBytes = 0;
   };
   for await (const { info, body } of store.readMessages(name)) {
-    if (present.has(info.uid) || (only && !only.has(info.uid))) continue;
+    if (present.has(info.uid) || (only && !only.has(info.uid)) || (ceiling !== undefined && info.modseq > ceiling)) continue;
     const extras: XferMessage[4] = { modseq: info.modseq };
     if (info.envelopeFrom !== undefined) extras.envelopeFrom = info.envelopeFrom;
     if (info.dateZoneMinutes !== undefined) extras.dateZone = info.dateZoneMinutes;

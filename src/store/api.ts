@@ -32,6 +32,13 @@ export interface AppendBatchOptions {
   meta?: AppendBatchMeta;
   /** Batches given the same chain commit in call order, each only if every earlier one did. */
   chain?: CommitChain;
+  /**
+   * The id of the mailbox the caller made or opened (MailboxSummary.id): the batch commits only
+   * while the name still names that mailbox, else NOT_FOUND and nothing is written. A restore into a
+   * live store fills the mailbox it created batch by batch; renamed away meanwhile and a new one made
+   * under the name, the rest of the restore went into that one.
+   */
+  mailboxId?: string;
 }
 
 export interface MailStore {
@@ -48,9 +55,11 @@ export interface MailStore {
   appendBatch(mailbox: string, items: AppendBatchItem[], options?: AppendBatchOptions): Promise<AppendResult[]>;
   getMeta<T>(key: string): Promise<T | undefined>;
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
-  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  /** `mailboxId`: only while the name still names that mailbox (the one listed), else NOT_FOUND, nothing expunged. */
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
+  /** `mailboxId`: only while FROM still names that mailbox (the one the uids were read from), else NOT_FOUND, nothing done. */
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   stats(): Promise<StoreStats>;
   messageInfo(mailbox: string, uid: number): Promise<MessageInfo>;
   messages(mailbox: string, options?: { fromUid?: number }): AsyncGenerator<MessageInfo>;

@@ -7,6 +7,7 @@ import { encodeCbor } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { MailboxInfo, Op } from './records.js';
+import { uuidString } from './types.js';
 import type { PrepareContext } from './writer.js';
 
 /** Resolves a name inside a batch (sees the batch's own pending changes). */
@@ -40,9 +41,9 @@ function existing(box: MailboxInfo | undefined, name: string): MailboxInfo {
  * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
  */
 export async function inUidParts<T>(uids: number[], components: string[], name: string,
-  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>): Promise<T[]> {
+  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>, pin?: Buffer): Promise<T[]> {
   let uidsDoneBefore = uids[0];
-  const resolve = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`);
+  const resolve = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`, pin);
   const results: T[] = [];
   for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
     // a part's small journal write may be flushed in this thread, so the parts could follow one
@@ -59,12 +60,18 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
  * part found (that one deleted or renamed meanwhile, another made under its name) is refused
  * (NOT_FOUND, `during` says what was under way and what is done), never changed in its place.
  */
-export function pinnedMailbox(components: readonly string[], name: string, during: () => string): (view: PrepareContext['view']) => Promise<MailboxInfo> {
-  let pinned: Buffer | undefined;
+export function pinnedMailbox(components: readonly string[], name: string, during: () => string, given?: Buffer): (view: PrepareContext['view']) => Promise<MailboxInfo> {
+  let pinned = given;
+  let resolved = false;
   return async (view) => {
     const box = await resolveInBatch(view, components, name);
-    if (pinned && !pinned.equals(box.id)) throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while ${during()}`, { path: name });
+    if (pinned && !pinned.equals(box.id)) {
+      // pinned by the caller (the mailbox it listed): not yet changed here
+      if (!resolved) throw new MailstoreError('NOT_FOUND', `${name} is no longer the mailbox ${uuidString(pinned)}: it was renamed or deleted (and the name made again); nothing was changed`, { path: name });
+      throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while ${during()}`, { path: name });
+    }
     pinned = box.id;
+    resolved = true;
     return box;
   };
 }

@@ -45,7 +45,10 @@ export async function expungeBefore(store: MailStore, mailbox: string, options: 
   for (const name of names) {
     // --seen chooses by flags, which may change before the expunge: only messages unchanged since
     // this listing began go (one marked unread meanwhile stays; the next run sees it as it is)
-    const expungeOptions = options.seen ? { unchangedSince: (await store.status(name)).highestModseq } : undefined;
+    // and only in the mailbox listed: renamed away meanwhile (a yearly archive rotation) and a new one
+    // made under the name, its uids were expunged in that one, new mail gone for good
+    const { id: mailboxId } = await store.mailbox(name);
+    const expungeOptions = options.seen ? { unchangedSince: (await store.status(name)).highestModseq, mailboxId } : { mailboxId };
     const sizes = new Map<number, number>();
     for await (const info of store.messages(name)) {
       if (info.internalDate.getTime() >= cutoff) continue;

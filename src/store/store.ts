@@ -51,7 +51,7 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { type BlobRecord, type MailboxInfo, type MessageAddExtras, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
+  ALL_RIGHTS, mailboxIdBytes, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   changedFlags, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
@@ -1268,9 +1268,10 @@ export class Store implements MailStore {
    * record, so an import's resume cursor can never disagree with what was imported. Batches
    * given the same `chain` commit in call order, each only if every earlier one did.
    */
-  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain } = {}): Promise<AppendResult[]> {
+  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain; mailboxId?: string } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
-    checkOptions(options, ['meta', 'chain'], 'appendBatch option');
+    checkOptions(options, ['meta', 'chain', 'mailboxId'], 'appendBatch option');
+    const pin = options.mailboxId === undefined ? undefined : mailboxIdBytes(options.mailboxId);
     if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
     const metaKey = options.meta && meta.named(`user/${options.meta.key}`);
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
@@ -1302,6 +1303,9 @@ export class Store implements MailStore {
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
+        if (pin && !pin.equals(box.id)) {
+          throw new MailstoreError('NOT_FOUND', `${mailbox} is no longer the mailbox ${uuidString(pin)}: it was renamed or deleted (and the name made again); nothing was appended`, { path: mailbox });
+        }
         checkUidsLeft(box, prepared.length, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
         await checkQuota(this.db, ctx.view, box.name, totalBytes, prepared.length);
@@ -1374,7 +1378,8 @@ export class Store implements MailStore {
   async setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
-    checkOptions(checkObject(change, 'flag change'), ['add', 'remove', 'replace', 'unchangedSince'], 'flag change field');
+    checkOptions(checkObject(change, 'flag change'), ['add', 'remove', 'replace', 'unchangedSince', 'mailboxId'], 'flag change field');
+    const pin = change.mailboxId === undefined ? undefined : mailboxIdBytes(change.mailboxId);
     const add = normalizeFlags(change.add);
     const remove = normalizeFlags(change.remove);
     const replace = change.replace === undefined ? undefined : normalizeFlags(change.replace);
@@ -1400,7 +1405,7 @@ export class Store implements MailStore {
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
         return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
-    }));
+    }), pin);
     return { modseq: Math.max(...parts.map((p) => p.modseq)), updated: parts.flatMap((p) => p.updated), modified: parts.flatMap((p) => p.modified) };
   }
 
@@ -1409,11 +1414,12 @@ export class Store implements MailStore {
    * alone and listed in `modified`, so a caller that chose messages by their flags (retention's
    * --seen) never expunges one whose flags changed after it looked.
    */
-  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number; mailboxId?: string }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
-    const { unchangedSince } = checkOptions(options, ['unchangedSince'], 'expunge option');
+    const { unchangedSince, mailboxId } = checkOptions(options, ['unchangedSince', 'mailboxId'], 'expunge option');
     const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
+    const pin = mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId);
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
@@ -1430,27 +1436,28 @@ export class Store implements MailStore {
         checkRecordSize(ops, `expunging ${present.length} messages`);
         return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
-    }));
+    }), pin);
     const modseq = Math.max(...parts.map((p) => p.modseq));
     const expunged = parts.flatMap((p) => p.expunged);
     return since === undefined ? { expunged, modseq } : { expunged, modseq, modified: parts.flatMap((p) => p.modified ?? []) };
   }
 
   /** Copies messages (no new blob: references only). Returns COPYUID-style pairs; one that fails part way is undone (transfer.ts). */
-  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.transfer(from, uids, to, false);
+  copy(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, false, options);
   }
 
   /** Moves messages: each part's copy and expunge are one record, so a crash never leaves a message in both or neither (transfer.ts). */
-  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
-    return this.transfer(from, uids, to, true);
+  move(from: string, uids: number | number[], to: string, options?: { mailboxId?: string }): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, true, options);
   }
 
-  private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean): Promise<TransferResult> {
+  private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean, options?: { mailboxId?: string }): Promise<TransferResult> {
     try {
       const list = normalizeUids(uids);
+      const { mailboxId } = checkOptions(options, ['mailboxId'], `${expungeSource ? 'move' : 'copy'} option`);
       this.live();
-      return transfer(this.transferHost(), from, list, to, expungeSource);
+      return transfer(this.transferHost(), from, list, to, expungeSource, mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId));
     } catch (error) {
       return Promise.reject(error); // a bad name or uid set is the promise's error, as from every other call
     }

@@ -42,22 +42,23 @@ interface CopyIntent {
 const COPY_INTENT = 'copying/';
 const copyIntentKey = (target: Buffer) => `${COPY_INTENT}${target.toString('hex')}`;
 
-export function transfer(host: TransferHost, from: string, list: number[], to: string, expungeSource: boolean): Promise<TransferResult> {
+/** `pin`: the source's id as the caller read its uids (a mailbox made under its name since is refused). */
+export function transfer(host: TransferHost, from: string, list: number[], to: string, expungeSource: boolean, pin?: Buffer): Promise<TransferResult> {
   const names = parseNames(from, to);
   // One record is submitted in this turn, as every other call is: calls made one after another
   // without waiting (a client's pipelined COPY then EXPUNGE) reach the writer in their order, so the
   // expunge never goes first and the copy finds its messages. It waits only for a call in parts
   // adding to its target.
   if (list.length <= limits.uidChangePartMessages) {
-    return host.afterAdditions(names.target, () => host.submit({ prepare: ({ view }) => transferRecord(host, view, names, list, expungeSource) }));
+    return host.afterAdditions(names.target, () => host.submit({ prepare: ({ view }) => transferRecord(host, view, names, list, expungeSource, pin) }));
   }
-  return transferHeld(host, names, list, expungeSource);
+  return transferHeld(host, names, list, expungeSource, pin);
 }
 
-async function transferHeld(host: TransferHost, names: Names, list: number[], expungeSource: boolean): Promise<TransferResult> {
+async function transferHeld(host: TransferHost, names: Names, list: number[], expungeSource: boolean, pin: Buffer | undefined): Promise<TransferResult> {
   const release = await host.holdAdditions(names.target);
   try {
-    return await transferInParts(host, names, list, expungeSource);
+    return await transferInParts(host, names, list, expungeSource, pin);
   } finally {
     release();
   }
@@ -75,8 +76,8 @@ function parseNames(from: string, to: string): Names {
 }
 
 /** A call of at most limits.uidChangePartMessages uids: one record, its quota checked with it. */
-async function transferRecord(host: TransferHost, view: PrepareContext['view'], names: Names, list: number[], expungeSource: boolean) {
-  const src = await resolveInBatch(view, names.source, names.from);
+async function transferRecord(host: TransferHost, view: PrepareContext['view'], names: Names, list: number[], expungeSource: boolean, pin: Buffer | undefined) {
+  const src = await (pin ? pinnedMailbox(names.source, names.from, () => '', pin)(view) : resolveInBatch(view, names.source, names.from));
   const dst = await resolveInBatch(view, names.target, names.to);
   const part = await transferOps(view, src, dst, list, names, expungeSource);
   await checkQuota(host.index, view, dst.name, part.bytes, part.mapping.length, expungeSource ? src.name : undefined);
@@ -111,10 +112,10 @@ async function transferOps(view: PrepareContext['view'], src: MailboxInfo, dst: 
  * done for them). A move's part is whole (each message in exactly one mailbox, as RFC 6851 asks of
  * one that fails part way); a copy's parts carry its intent, and one that fails is undone.
  */
-async function transferInParts(host: TransferHost, names: Names, list: number[], expungeSource: boolean): Promise<TransferResult> {
+async function transferInParts(host: TransferHost, names: Names, list: number[], expungeSource: boolean, pin: Buffer | undefined): Promise<TransferResult> {
   const verb = expungeSource ? 'moved' : 'copied';
   let movedBefore = list[0];
-  const resolveSource = pinnedMailbox(names.source, names.from, () => `its messages were being ${verb}${expungeSource ? `; those before uid ${movedBefore} are moved` : ''}`);
+  const resolveSource = pinnedMailbox(names.source, names.from, () => `its messages were being ${verb}${expungeSource ? `; those before uid ${movedBefore} are moved` : ''}`, pin);
   const resolveTarget = pinnedMailbox(names.target, names.to, () => `messages were being ${verb} into it${expungeSource ? `; those before uid ${movedBefore} of ${names.from} are moved` : ''}`);
   const committedTarget = await resolveInBatch(host.index, names.target, names.to);
   if (!expungeSource) await undoCopy(host, committedTarget.id); // one left half done before: its undo had failed

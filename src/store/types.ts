@@ -223,6 +223,8 @@ export interface FlagChange {
   replace?: string[];
   /** CONDSTORE: only change messages whose modseq is not above this; the others are returned as `modified`. */
   unchangedSince?: number;
+  /** Only while the name still names this mailbox (the one whose uids were read), else NOT_FOUND, nothing changed. */
+  mailboxId?: string;
 }
 
 import type { ConsumerState } from './changes.js';

@@ -31,6 +31,13 @@ export function checkString(value: unknown, what: string): string {
   return value;
 }
 
+/** A mailbox id as MailboxSummary gives it (a UUID; dashes optional): its 16 bytes, or INVALID. */
+export function mailboxIdBytes(value: unknown): Buffer {
+  const hex = checkString(value, 'mailboxId').replace(/-/g, '').toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new MailstoreError('INVALID', `mailboxId must be a mailbox's id (a UUID), got ${describe(value)}`);
+  return Buffer.from(hex, 'hex');
+}
+
 /** The last name accepted, its components (callers get copies) and the name limits it was checked against. */
 let lastParsed: { name: string; components: readonly string[]; bytes: number; componentBytes: number; depth: number } | undefined;
 

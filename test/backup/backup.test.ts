@@ -16,6 +16,8 @@ import { keys } from '../../src/keys/index-keys.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
 import { dump, expectCode, fill, openRepo, source, storeTarget } from './helpers.js';
+import { backupLimits } from '../../src/limits.js';
+import type { MailstoreError } from '../../src/errors.js';
 
 /** INBOX (30, one expunged, flags), user/alice/Sent (owner, ACL), user/alice/Sent/Old, user/bob/INBOX. */
 async function sampleStore(dir: string): Promise<Store> {
@@ -302,6 +304,37 @@ describe('backup and restore', () => {
     const restored = await Store.open(join(dir, 'b'));
     expect((await restored.status(deep.replace('user/al/', 'user/b/'))).messages).toBe(2);
     await restored.close();
+    await store.close();
+    await repo.close();
+  });
+
+  it('into a live store: a restore whose mailbox is renamed away and made again under its name meanwhile stops (NOT_FOUND), the rest not appended into the new one', async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.open(join(dir, 's'), { create: true });
+    await store.createMailbox('INBOX');
+    const count = backupLimits.restoreAppendMessages + 20; // two batches
+    await store.appendBatch('INBOX', Array.from({ length: count }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`) })));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    // an admin (or a mail client) renames the half-restored mailbox away and makes one of the name
+    // before the second batch: found by an outside run through the daemon, where it took the rest
+    // of the restore and the restore said all of it was in INBOX/restored (exit 0)
+    const target = storeTarget(store);
+    let batches = 0;
+    const append = target.appendBatch;
+    target.appendBatch = async (name, items, options) => {
+      if (++batches === 2) {
+        await store.renameMailbox('INBOX/restored', 'INBOX/away');
+        await store.createMailbox('INBOX/restored');
+      }
+      return append(name, items, options);
+    };
+    const stopped = await restoreIntoStore(target, 's', repo, 'latest', { selection: { mailbox: 'INBOX', as: 'INBOX/restored' } }).catch((error: MailstoreError) => error);
+    expect(stopped).toMatchObject({ code: 'NOT_FOUND' });
+    expect((stopped as MailstoreError).message).toMatch(/no longer the mailbox .* nothing was appended; the restore stopped there: INBOX\/restored \(renamed or deleted since: under its new name if renamed\) holds the 256 messages restored before it/);
+    expect((await store.status('INBOX/restored')).messages).toBe(0);
+    expect((await store.status('INBOX/away')).messages).toBe(backupLimits.restoreAppendMessages);
+    expect(await recount(store)).toEqual([]);
     await store.close();
     await repo.close();
   });

@@ -64,7 +64,7 @@ export function storeTarget(store: Store): RestoreTarget {
   return {
     hasMailbox: (name) => store.status(name).then(() => true, (error: { code?: string }) => { if (error.code === 'NOT_FOUND') return false; throw error; }),
     createMailbox: (name, options) => store.createMailbox(name, options),
-    appendBatch: (name, items) => store.appendBatch(name, items),
+    appendBatch: (name, items, options) => store.appendBatch(name, items, options),
     getQuota: (root) => getQuota(store, root),
     setQuota: (root, limits) => setQuota(store, root, limits),
   };

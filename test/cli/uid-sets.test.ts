@@ -5,6 +5,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { messagesInSet, resolveUidSet } from '../../src/cli/uids.js';
+import { expungeUidSet } from '../../src/cli/commands/expunge.js';
+import { transferUidSet } from '../../src/cli/commands/transfer.js';
+import { setFlagsOnUidSet } from '../../src/cli/commands/flags.js';
 import { keys } from '../../src/keys/index-keys.js';
 import type { MailboxInfo } from '../../src/store/records.js';
 import { limits } from '../../src/limits.js';
@@ -100,6 +103,41 @@ describe('expunge and flags over a set bigger than a run', () => {
     expect((await after.status('INBOX')).messages).toBe(1);
     expect((await after.status('Other')).messages).toBe(1);
     await after.close();
+  });
+
+  it('expunge, move, copy and flags of a UID set touch nothing in a mailbox made under the name after the set was read (the one read renamed away): NOT_FOUND', async () => {
+    const store = await Store.init(join(tmpDir('uidset'), 's'));
+    await store.createMailbox('Archive');
+    const calls: [string, (s: MailStore) => Promise<unknown>][] = [
+      ['expunge', (s) => expungeUidSet(s, 'Trash', '1:*')],
+      ['move', (s) => transferUidSet(s, 'move', 'Trash', '1:*', 'Archive')],
+      ['copy', (s) => transferUidSet(s, 'copy', 'Trash', '1:*', 'Archive')],
+      ['setFlags', (s) => setFlagsOnUidSet(s, 'Trash', '1:*', { add: ['\\Deleted'] })],
+    ];
+    for (const [method, call] of calls) {
+      await store.createMailbox('Trash');
+      for (let i = 1; i <= 3; i++) await store.append('Trash', Buffer.from(`Subject: old ${i}\r\n\r\nx\r\n`));
+      // a mail client renames Trash and makes a new one, mail goes into it, after the command read the set
+      const racing = new Proxy(store, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop, target) as unknown;
+          if (prop !== method) return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+          return async (...args: unknown[]) => {
+            await target.renameMailbox('Trash', `Trash-${method}`);
+            await target.createMailbox('Trash');
+            for (let i = 1; i <= 3; i++) await target.append('Trash', Buffer.from(`Subject: new ${i}\r\n\r\nx\r\n`));
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      }) as unknown as MailStore;
+      expect(await call(racing).catch((error: unknown) => error), method).toMatchObject({ code: 'NOT_FOUND' });
+      expect((await store.status('Trash')).messages, method).toBe(3); // before: the new Trash's three expunged or moved
+      expect((await store.status(`Trash-${method}`)).messages, method).toBe(3);
+      expect((await store.status('Archive')).messages, method).toBe(0);
+      for (let uid = 1; uid <= 3; uid++) expect((await store.messageInfo('Trash', uid)).flags, method).toEqual([]); // no flag set there
+      await store.deleteMailbox('Trash', {});
+    }
+    await store.close();
   });
 
   it('move goes in runs too (RFC 6851: a COPYUID a run), every message in exactly one place; copy stays one call (one run of uids, committed in parts)', { timeout: 60_000 }, async () => {

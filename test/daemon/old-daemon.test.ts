@@ -91,6 +91,22 @@ describe('a daemon of session 30 (f76e064)', () => {
       expect(refused).toMatchObject({ code: 'INVALID', message: expect.stringMatching(/no method "(movedUsers|forgetMovedUser)": it runs an older mailstore than this one \(pid \d+\); nothing was changed/) });
     }
   });
+
+  it("an appendBatch, expunge or flag change pinned to its mailbox (a restore's, an import's, retention's, the CLI's runs: session 49) is INVALID naming the daemon as older: it refuses the option and changes nothing", async () => {
+    // as every Store before session 49 refuses an option it does not know
+    const refusals: Record<string, string> = {
+      appendBatch: 'unknown appendBatch option "mailboxId" (known: meta, chain)',
+      expunge: 'unknown expunge option "mailboxId" (known: unchangedSince)',
+      setFlags: 'unknown flag change field "mailboxId" (known: add, remove, replace, unchangedSince)',
+    };
+    const client = await Client.connect(await oldDaemon((call) => (refusals[call.m] ? { t: 'err', id: call.id, e: { code: 'INVALID', message: refusals[call.m] } } : undefined)));
+    clients.push(client);
+    const mailboxId = 'af8c955e-c1a4-4a15-bf8a-7befb91b01ba';
+    for (const attempt of [() => client.appendBatch('INBOX', [{ bytes: Buffer.from('Subject: x\r\n\r\nx\r\n') }], { mailboxId }), () => client.expunge('INBOX', [1], { mailboxId }), () => client.setFlags('INBOX', [1], { add: ['\\Seen'], mailboxId })]) {
+      const refused = await attempt().catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'INVALID', message: expect.stringMatching(/"mailboxId" .*: it runs an older mailstore than this one \(pid \d+\); nothing was changed/) });
+    }
+  });
 });
 
 /** A mailbox, a tree and a user deleted only when empty: [what the refusal names, the attempt]. */

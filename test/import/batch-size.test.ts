@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { importMail } from '../../src/import/importer.js';
 import { importLimits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
+import type { Store } from '../../src/store/store.js';
 import { stored, withStore } from './helpers.js';
 
 const mboxOf = (texts: string[]) => texts.map((t) => `From a@example.org Mon Jan  1 00:00:00 2024\n${t}\n`).join('');
@@ -43,5 +44,42 @@ describe('import batch size', () => {
     expect(sizes.length).toBe(2);
     expect(sizes[0]).toBeLessThan(cap); // cut by bytes: a batch never exceeds batchBytesMax
     expect(sizes[0]! * (size + 40)).toBeLessThanOrEqual(importLimits.batchBytesMax);
+  });
+});
+
+describe('import into a mailbox renamed away meanwhile', () => {
+  it('stops (NOT_FOUND) when the mailbox is renamed away and made again under its name: the rest is not added to the new one, whose import then starts over', async () => {
+    const cap = importLimits.batchMessagesMax;
+    const texts = Array.from({ length: 2 * cap + 17 }, (_, i) => `Message-ID: <r${i}@example.org>\nSubject: ${i}\n\nrenamed ${i}\n`);
+    const mbox = join(tmpDir('batch-size'), 'renamed.mbox');
+    writeFileSync(mbox, mboxOf(texts));
+    await withStore(async (store) => {
+      // an admin (or a mail client) renames the mailbox away and makes one of the name before the
+      // second batch: before, the rest went into the new one under the old one's cursor, and the next
+      // run, finding that cursor of another mailbox, imported everything there again
+      let batches = 0;
+      const renaming = new Proxy(store, {
+        get: (target, key) => {
+          if (key === 'appendBatch') {
+            return async (...args: Parameters<Store['appendBatch']>) => {
+              if (++batches === 2) {
+                await target.renameMailbox('M', 'M-away');
+                await target.createMailbox('M');
+              }
+              return target.appendBatch(...args);
+            };
+          }
+          const value = Reflect.get(target, key, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const stopped = await importMail(renaming, mbox, { mailbox: 'M', format: 'mbox' }).catch((error: unknown) => error);
+      expect(stopped).toMatchObject({ code: 'NOT_FOUND' });
+      expect((await store.status('M')).messages).toBe(0);
+      expect(await stored(store, 'M-away')).toEqual(texts.slice(0, cap));
+      const again = await importMail(store, mbox, { mailbox: 'M', format: 'mbox' });
+      expect(again.imported).toBe(texts.length);
+      expect(await stored(store, 'M')).toEqual(texts);
+    });
   });
 });

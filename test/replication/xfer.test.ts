@@ -106,6 +106,40 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('moves a user who takes mail and flag changes between the mailbox request and the copy of its messages (they were refused INVALID at the target, the XFER rolled back)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 5; i++) await a.append('user/bob/INBOX', msg(i));
+      // the copy's read of the mailbox starts only once a delivery and a flag change committed
+      // after its request (a daemon taking LMTP mail for bob: found by an outside run, exit 5)
+      const read = a.readMessages.bind(a);
+      let raced = false;
+      const spy = vi.spyOn(a, 'readMessages').mockImplementation((name, options) => {
+        if (raced || name !== 'user/bob/INBOX') return read(name, options);
+        raced = true;
+        return (async function* () {
+          await a.append('user/bob/INBOX', msg(6));
+          await a.setFlags('user/bob/INBOX', [2], { add: ['\\Seen'] });
+          yield* read(name, options);
+        })();
+      });
+      const before = await a.status('user/bob/INBOX');
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key });
+      spy.mockRestore();
+      expect(raced).toBe(true);
+      expect(result.mailboxes).toEqual(['user/bob/INBOX']);
+      for (let uid = 1; uid <= 6; uid++) expect(await b.fetch('user/bob/INBOX', uid)).toEqual(msg(uid));
+      expect((await b.messageInfo('user/bob/INBOX', 2)).flags).toEqual(['\\Seen']);
+      expect((await b.status('user/bob/INBOX')).uidValidity).toBe(before.uidValidity);
+      expect((await b.status('user/bob/INBOX')).highestModseq).toBeGreaterThan(before.highestModseq);
+      expect(await recount(b)).toEqual([]);
+      expect((await a.listMailboxes()).map((m) => m.name)).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it("takes the user's quota roots along (as Cyrus's XFER sets the quota on the target) and removes them at the source", async () => {
     const { key, a, b, to, close } = await twoStores();
     try {

@@ -254,6 +254,31 @@ describe('retention', () => {
     expect((await store.status('Trash')).messages).toBe(1);
     await store.close();
   });
+
+  it('expunges nothing of a mailbox made under the name after the listing (the listed one renamed away: a yearly archive rotation), and leaves the listed one (NOT_FOUND)', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 3; i++) await store.append('INBOX', msg(i), { internalDate: '2000-01-01T00:00:00Z' });
+    // after the run listed INBOX: renamed to Archive, a new INBOX made, new mail in it at uids 1-3
+    // (before, the run expunged those: acknowledged new mail gone for good, the old mail kept)
+    const racing = new Proxy(store, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property !== 'expunge' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          await target.renameMailbox('INBOX', 'Archive');
+          await target.createMailbox('INBOX');
+          for (let i = 11; i <= 13; i++) await target.append('INBOX', msg(i));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    await expectCode(expungeBefore(racing, 'INBOX', { before: new Date('2001-01-01T00:00:00Z') }), 'NOT_FOUND');
+    expect((await store.status('INBOX')).messages).toBe(3);
+    for (let uid = 1; uid <= 3; uid++) expect(await store.fetch('INBOX', uid)).toEqual(msg(10 + uid));
+    expect((await store.status('Archive')).messages).toBe(3); // the next run, on Archive, expunges them
+    await store.close();
+  });
 });
 
 describe('mailbox list dump and undump', () => {

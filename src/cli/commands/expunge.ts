@@ -6,6 +6,7 @@ import { MailstoreError } from '../../errors.js';
 import { limits } from '../../limits.js';
 import { formatUidSet } from '../../formats/uidset.js';
 import { expungeBefore } from '../../store/retention.js';
+import type { MailStore } from '../../store/api.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 import { parseAgeOrDate } from '../dates.js';
 import { inUidRuns, resolveUidSet } from '../uids.js';
@@ -25,16 +26,24 @@ export function register(program: Command): void {
       if (options.before !== undefined) return retention(mailbox, uidText, options, command);
       if (options.seen || options.dryRun || options.recursive) throw new MailstoreError('INVALID', '--seen, --dry-run and --recursive go with --before');
       if (uidText === undefined) throw new MailstoreError('INVALID', 'give a UID set or --before AGE');
-      const result = await withStore(command, async (store) => {
-        const uids = await resolveUidSet(store, mailbox, uidText);
-        if (uids.length === 0) return { expunged: [] as number[], modseq: (await store.status(mailbox)).highestModseq };
-        const runs = await inUidRuns(uids, (run) => store.expunge(mailbox, run));
-        return { expunged: runs.flatMap((r) => r.expunged), modseq: runs.at(-1)!.modseq };
-      });
+      const result = await withStore(command, (store) => expungeUidSet(store, mailbox, uidText));
       if (wantsJson(command)) return printJson({ mailbox, ...result });
       const n = result.expunged.length;
       await printLine(`expunged ${n} message${n === 1 ? '' : 's'}${n ? ` (${formatUidSet(result.expunged)})` : ''}`);
     });
+}
+
+/**
+ * The UID set as the mailbox holds it, expunged in runs, each only in the mailbox the set was read
+ * from: one renamed away meanwhile and a new one made under the name had the uids of the set
+ * expunged in it (`1:*` of a Trash a mail client had just renamed: the new Trash's mail gone).
+ */
+export async function expungeUidSet(store: MailStore, mailbox: string, uidText: string): Promise<{ expunged: number[]; modseq: number }> {
+  const { id: mailboxId } = await store.mailbox(mailbox);
+  const uids = await resolveUidSet(store, mailbox, uidText);
+  if (uids.length === 0) return { expunged: [], modseq: (await store.status(mailbox)).highestModseq };
+  const runs = await inUidRuns(uids, (run) => store.expunge(mailbox, run, { mailboxId }));
+  return { expunged: runs.flatMap((r) => r.expunged), modseq: runs.at(-1)!.modseq };
 }
 
 async function retention(mailbox: string, uidText: string | undefined, options: ExpungeOptions, command: Command): Promise<void> {

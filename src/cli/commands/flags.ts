@@ -7,6 +7,8 @@ import { normalizeFlags } from '../../store/validate.js';
 import { parseFlagList, printJson, printLine, wantsJson, withStore } from '../context.js';
 import { parseCount } from '../dates.js';
 import { inUidRuns, resolveUidSet } from '../uids.js';
+import type { MailStore } from '../../store/api.js';
+import type { FlagChange } from '../../store/types.js';
 
 interface FlagsOptions { add?: string; remove?: string; set?: string; unchangedSince?: string }
 
@@ -32,15 +34,19 @@ export function register(program: Command): void {
         replace: options.set === undefined ? undefined : normalizeFlags(parseFlagList(options.set)),
       };
       const unchangedSince = options.unchangedSince === undefined ? undefined : parseCount(options.unchangedSince, '--unchanged-since');
-      const result = await withStore(command, async (store) => {
-        const uids = await resolveUidSet(store, mailbox, uidText);
-        if (uids.length === 0) return { updated: [] as number[], modified: [] as number[], modseq: (await store.status(mailbox)).highestModseq };
-        const runs = await inUidRuns(uids, (run) => store.setFlags(mailbox, run, { ...change, unchangedSince }));
-        return { updated: runs.flatMap((r) => r.updated), modified: runs.flatMap((r) => r.modified), modseq: runs.at(-1)!.modseq };
-      });
+      const result = await withStore(command, (store) => setFlagsOnUidSet(store, mailbox, uidText, { ...change, unchangedSince }));
       if (wantsJson(command)) return printJson({ mailbox, ...result });
       await printLine(`updated ${result.updated.length} message${result.updated.length === 1 ? '' : 's'}` +
         (result.updated.length ? ` (${formatUidSet(result.updated)})` : '') +
         (result.modified.length ? `; not changed, modified since: ${formatUidSet(result.modified)}` : '') + `; modseq ${result.modseq}`);
     });
+}
+
+/** The flags of a UID set changed in runs, each only in the mailbox the set was read from (renamed away and one made under the name meanwhile: NOT_FOUND). */
+export async function setFlagsOnUidSet(store: MailStore, mailbox: string, uidText: string, change: FlagChange): Promise<{ updated: number[]; modified: number[]; modseq: number }> {
+  const { id: mailboxId } = await store.mailbox(mailbox);
+  const uids = await resolveUidSet(store, mailbox, uidText);
+  if (uids.length === 0) return { updated: [], modified: [], modseq: (await store.status(mailbox)).highestModseq };
+  const runs = await inUidRuns(uids, (run) => store.setFlags(mailbox, run, { ...change, mailboxId }));
+  return { updated: runs.flatMap((r) => r.updated), modified: runs.flatMap((r) => r.modified), modseq: runs.at(-1)!.modseq };
 }

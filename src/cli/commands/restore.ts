@@ -94,7 +94,7 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
       const target = {
         hasMailbox: (name: string) => store.status(name).then(() => true, (error: unknown) => { if (isMailstoreError(error, 'NOT_FOUND')) return false; throw error; }),
         createMailbox: (name: string, o: { owner?: string; acl?: Record<string, string> }) => store.createMailbox(name, o),
-        appendBatch: (name: string, items: Parameters<MailStore['appendBatch']>[1]) => store.appendBatch(name, items),
+        appendBatch: (name: string, items: Parameters<MailStore['appendBatch']>[1], o: { mailboxId: string }) => store.appendBatch(name, items, o),
         getQuota: (root: string) => procedures(store).getQuota(root),
         setQuota: (root: string, limits: QuotaLimits) => procedures(store).setQuota(root, limits),
       };
