@@ -138,3 +138,22 @@ describe('the CLI through a daemon of session 30 (f76e064)', () => {
     expect(text).not.toMatch(/undefined|free inodes/);
   });
 });
+
+describe('the CLI through a daemon of session 29 (8fc479f)', () => {
+  // Found by the session 49 outside upgrade test (this CLI, a daemon of 8fc479f serving a store it
+  // wrote): 'mailstore snapshot' printed the snapshot, then failed INTERNAL "result.damagedSnapshots
+  // is not iterable", exit 70, after the snapshot was written: that daemon's SnapshotResult has no
+  // damagedSnapshots (session 31). Its answer as that daemon gave it (the CLI's --json of it, there).
+  const answer = {
+    result: { name: '0000000000000283.snap', seq: 283, bytes: 86118, records: 1, format: 3, durationMs: 244, reused: false, removedSnapshots: ['0000000000000277.snap'], retired: { throughSeq: 282, segments: [], bytes: 0, archive: '/srv/archive' } },
+    archive: '/srv/archive',
+  };
+  it('snapshot prints its answer and exits 0, without the damaged older snapshots it does not report', async () => {
+    requireBuilt();
+    const socket = await oldDaemon((call) => (call.m === 'procedure' && call.a[0] === 'snapshot' ? { t: 'res', id: call.id, v: answer } : undefined));
+    const snapshot = await run(['snapshot'], { store: tempDir(), env: { MAILSTORE_SOCKET: socket } });
+    expect(snapshot.stderr.toString()).toBe('');
+    expect(snapshot.code).toBe(0);
+    expect(snapshot.stdout.toString()).toBe('snapshot 0000000000000283.snap: seq 283, 1 records, 84.1 KiB, 244 ms\nremoved older snapshots: 0000000000000277.snap\njournal: nothing to retire (retirement may pass seq 282; the newest segment is never retired)\n');
+  });
+});
