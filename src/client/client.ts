@@ -529,7 +529,8 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
-    const { onCorrupt, ...rest } = options ?? {};
+    // lendBodies stays here: no daemon lends over the socket, and one before b59634e9 (2026-12-03) refuses the option (INVALID)
+    const { onCorrupt, lendBodies: _lent, ...rest } = options ?? {};
     return this.listing<MessageWithBody>('readMessages', [mailbox, onCorrupt ? { ...rest, onCorrupt: true } : rest], false, onCorrupt);
   }
 

@@ -154,3 +154,42 @@ describe('the CLI through a daemon of session 30 (f76e064)', () => {
     expect(text).not.toMatch(/undefined|free inodes/);
   });
 });
+
+describe('the CLI through a daemon of session 29 (8fc479f)', () => {
+  // Found by the session 49 outside upgrade test (this CLI, a daemon of 8fc479f serving a store it
+  // wrote): 'mailstore snapshot' printed the snapshot, then failed INTERNAL "result.damagedSnapshots
+  // is not iterable", exit 70, after the snapshot was written: that daemon's SnapshotResult has no
+  // damagedSnapshots (session 31). Its answer as that daemon gave it (the CLI's --json of it, there).
+  const answer = {
+    result: { name: '0000000000000283.snap', seq: 283, bytes: 86118, records: 1, format: 3, durationMs: 244, reused: false, removedSnapshots: ['0000000000000277.snap'], retired: { throughSeq: 282, segments: [], bytes: 0, archive: '/srv/archive' } },
+    archive: '/srv/archive',
+  };
+  it('snapshot prints its answer and exits 0, without the damaged older snapshots it does not report', async () => {
+    requireBuilt();
+    const socket = await oldDaemon((call) => (call.m === 'procedure' && call.a[0] === 'snapshot' ? { t: 'res', id: call.id, v: answer } : undefined));
+    const snapshot = await run(['snapshot'], { store: tempDir(), env: { MAILSTORE_SOCKET: socket } });
+    expect(snapshot.stderr.toString()).toBe('');
+    expect(snapshot.code).toBe(0);
+    expect(snapshot.stdout.toString()).toBe('snapshot 0000000000000283.snap: seq 283, 1 records, 84.1 KiB, 244 ms\nremoved older snapshots: 0000000000000277.snap\njournal: nothing to retire (retirement may pass seq 282; the newest segment is never retired)\n');
+  });
+});
+
+describe('a daemon before b59634e9 (e19c868d, 2026-12-02)', () => {
+  // Found by the session 49 outside upgrade test: 'mailstore search' of this CLI through a daemon
+  // of e19c868d (2026-12-02) failed "INVALID: unknown readMessages option "lendBodies" (known:
+  // fromUid, onCorrupt)": search asks readMessages to lend its bodies (b59634e9), which that daemon
+  // does not know, and which no daemon does over the socket (connection.ts withCorruptItems).
+  const refusing = (call: Extract<Frame, { t: 'call' }>): Frame | undefined => {
+    if (call.m !== 'readMessages') return undefined;
+    const unknown = Object.keys((call.a[1] ?? {}) as object).find((k) => k !== 'fromUid' && k !== 'onCorrupt');
+    return unknown ? { t: 'err', id: call.id, e: { code: 'INVALID', message: `unknown readMessages option "${unknown}" (known: fromUid, onCorrupt)` } } : { t: 'end', id: call.id };
+  };
+  it('readMessages is sent without lendBodies, which that daemon refuses and no daemon lends', async () => {
+    const client = await Client.connect(await oldDaemon(refusing));
+    clients.push(client);
+    const read: unknown[] = [];
+    for await (const m of client.readMessages('INBOX', { fromUid: 3, lendBodies: true })) read.push(m);
+    expect(read).toEqual([]);
+    expect(received.filter((c) => c[0] === 'readMessages')).toEqual([['readMessages', 'INBOX', { fromUid: 3 }]]);
+  });
+});

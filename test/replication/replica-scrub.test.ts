@@ -4,7 +4,11 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
-import { msg, startPair, until } from './helpers.js';
+import { Store } from '../../src/store/store.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { startReplica } from '../../src/replication/replica.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { requireBuilt, run } from '../cli/helpers.js';
 
 describe('scrub on a replica', () => {
@@ -63,4 +67,57 @@ describe('the scrub command on a damaged replica', () => {
       await pair.primaryStore.close();
     }
   }, 60_000);
+});
+
+describe('the scrub command on a replica a primary before session 32 resynced', () => {
+  // Found by an outside upgrade test (session 49): a new replica of this code resynced from a
+  // primary of 8fc479f (session 29), whose resync moves no inline bodies into packs, lacks the
+  // bodies inline in records its snapshot covers (docs/FORMAT.md, "Compatibility", known limits).
+  // Its scrub found them missing but said to start the replica again in an empty one: from that
+  // primary the new copy lacks them again, and the replica looks as promotable as any.
+  it('says to let the primary move those bodies (a snapshot there), which heals the replica, not to copy the same primary again', async () => {
+    requireBuilt();
+    const p = tmpDir('old-primary');
+    const small = { packBytesMax: 256 * 1024, journalSegmentBytesMax: 16 * 1024, autoSnapshot: false, inlineBodyBytesMax: 4096 };
+    const primaryStore = await Store.open(p, { create: true, ...small });
+    await primaryStore.createMailbox('INBOX');
+    for (let i = 0; i < 60; i++) await primaryStore.append('INBOX', msg(i, 500));
+    await primaryStore.snapshot();
+    await primaryStore.append('INBOX', msg(-1));
+    await primaryStore.snapshot(); // the journal's start retired: a new replica is resynced
+    for (let i = 0; i < 3; i++) await primaryStore.append('INBOX', msg(500 + i)); // inline, below the resync's snapshot
+    expect(primaryStore.changes.firstSeq).toBeGreaterThan(1);
+    // what a primary before session 32 does at a resync: no move of the inline bodies its snapshot covers
+    const host = primaryStore.replication.bind(primaryStore);
+    primaryStore.replication = () => ({ ...host(), moveInlineBodies: async () => undefined });
+    const key = keyFile();
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    let replica: Awaited<ReturnType<typeof startReplica>> | undefined = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
+    const closeReplica = async () => { await replica?.close(); replica = undefined; };
+    try {
+      await until(() => replica!.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the resync');
+      await closeReplica(); // the CLI opens the directory itself
+      const checked = await run(['scrub'], { store: r });
+      expect(checked.code).toBe(1);
+      const out = checked.stdout.toString();
+      expect(out).toMatch(/blob-missing +journal record \d+ \(inline body\)/);
+      expect(out).toMatch(/its primary has not yet sent them in a pack .*before session 32.*run 'mailstore snapshot' on the primary.*Do not promote this replica until its scrub is clean/);
+      expect(out).not.toMatch(/it copies its primary afresh/);
+      // what it says heals it: the primary's snapshots move the bodies, and the replica gets them
+      replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
+      await primaryStore.snapshot();
+      await primaryStore.snapshot();
+      await until(() => replica!.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the moves');
+      await closeReplica();
+      const again = await run(['scrub'], { store: r });
+      expect(again.stdout.toString()).toMatch(/^clean/m);
+      expect(again.code).toBe(0);
+    } finally {
+      await closeReplica();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 90_000);
 });

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { MailstoreError, assert } from '../../errors.js';
 import { parseDuration } from '../dates.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
+import { INLINE_PACK } from '../../blob/pack-store.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { resolve } from 'node:path';
@@ -248,13 +249,31 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
   // a damaged cursor or setting, an archive not mounted: --repair heals none of them, each line says what does
   // the one line of a damaged run at err in the journal (the nightly unit's): the table stays at its default
-  const heal = findings.filter(isDamage).every((f) => OWN_REMEDY.has(f.kind))
+  const damage = findings.filter(isDamage);
+  const heal = damage.every((f) => OWN_REMEDY.has(f.kind))
     ? 'each says what to do (--repair does not mend these)'
+    : replica && damage.every(isInlineMissing)
+      ? REPLICA_WITHOUT_INLINE_BODIES
     : replica
       ? `this store is a replica, which takes no repair (READ_ONLY_REPLICA): move its directory aside and start the replica again in an empty one (it copies its primary afresh); once promoted instead, 'mailstore scrub --repair --source COPY' heals it from the old primary or a copy`
       : `run 'mailstore scrub --repair --source COPY' to heal${hint}`;
   await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; ${heal}`);
 }
+
+/** A body the index keeps inside a journal record that is not there (no damaged bytes found: the record is gone). */
+const isInlineMissing = (f: Finding) => f.kind === 'blob-missing' && f.pack === INLINE_PACK;
+
+/**
+ * A replica missing only inline bodies: its resync sent neither their records (the snapshot covers
+ * them) nor a copy of them in a pack. A primary of session 32 or later moves them into packs for
+ * the resync; one before does not, nor does a later one whose synchronous-replica gate refused the
+ * move. Each ships them with its next move of inline bodies, which every snapshot makes before it
+ * retires (the moving records reach the replica as any append). A new copy of the same primary
+ * would lack them again (found by opening replicas of this code beside a primary of 8fc479f).
+ */
+const REPLICA_WITHOUT_INLINE_BODIES = `this store is a replica whose journal starts after the records holding these messages' bodies (inline bodies), and its primary has not yet sent them in a pack ` +
+  `(a primary before session 32 does not with a resync: docs/FORMAT.md, "Compatibility"): run 'mailstore snapshot' on the primary (its retirement moves inline bodies into packs, and the replica gets them as any change; ` +
+  `a second one when the first retires nothing), then scrub here again. Do not promote this replica until its scrub is clean: those messages would be lost`;
 
 /** Damage whose finding names its own remedy, which no `scrub --repair` applies. */
 const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-archive-unusable', 'pending-round-damage']);

@@ -9,6 +9,7 @@ import { limits } from '../../limits.js';
 import { formatBytes } from '../progress.js';
 import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
 import { EXIT } from '../exit-codes.js';
+import type { SnapshotResult } from '../../store/snapshots.js';
 
 export function register(program: Command): void {
   program
@@ -32,10 +33,13 @@ says why not); 1 it is written, but a consumer cursor or JOURNAL-ARCHIVE is dama
 was retired (the line names the file and what to do; scrub reports it as store-file-damage);
 otherwise as every command (mailstore --help).`)
     .action(async (options: { journalArchive?: string }, command: Command) => {
-      const { result, archive } = await withStore(command, async (store) => {
+      const answer = await withStore(command, async (store) => {
         const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : absolutePath(options.journalArchive);
         return procedures(store).snapshot(archive);
       });
+      // a daemon before session 31 reports no damaged older snapshots (its snapshot was written all the same: INTERNAL, exit 70, before)
+      const { archive } = answer;
+      const result = { ...answer.result, damagedSnapshots: (answer.result.damagedSnapshots as SnapshotResult['damagedSnapshots'] | undefined) ?? [] };
       // the snapshot is durable and verified; a damaged cursor or JOURNAL-ARCHIVE held the retirement: a finding, as scrub's store-file-damage (before: CORRUPT, exit 6, as if nothing was written)
       if (result.retired.damagedFile) process.exitCode = EXIT.findings;
       if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });
