@@ -215,6 +215,7 @@ export class ChangeFeed {
    */
   rewind(name: string, seq: number): Promise<void> {
     return this.oneAtATime(name, async () => {
+      await this.host.checkMounted(this.path(name)); // not NOT_FOUND in an empty mount point
       if (!(await this.cursor(name))) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
       this.checkSeq(seq);
       if (seq < this.firstSeq - 1) throw new MailstoreError('NOT_FOUND', `the records before seq ${this.firstSeq} were retired; consumer ${name} cannot go back to ${seq}`);
@@ -226,6 +227,7 @@ export class ChangeFeed {
   async remove(name: string): Promise<boolean> {
     this.checkName(name);
     this.writable();
+    await this.host.checkMounted(this.path(name)); // not NOT_FOUND in an empty mount point
     try {
       await this.host.fs.unlink(this.path(name));
     } catch (error) {

@@ -104,6 +104,7 @@ export async function refuseExistingStore(fs: FileSystem, root: string): Promise
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
   // a directory on the way the caller may not search (EACCES) was INTERNAL, "a bug", exit 70
   await refuseStoreInsideStore(fs, root).catch((e) => { throw fromSystemError(e, 'looking at the directories above', root); });
+  await (await import('./unopened-root.js')).refuseUnmountedMountPoint(fs, root); // not loaded by an open
   await refuseIgnoredSync(fs, root, 'the store');
   const stat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'looking at', root); });
   if (stat) {

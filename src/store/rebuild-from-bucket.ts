@@ -16,6 +16,7 @@ import { scrub, type ScrubOptions, type ScrubSummary } from '../scrub/scrub.js';
 import { LAYOUT } from './identity.js';
 import { Store } from './store.js';
 import { TIER_SETTINGS_FILE, checkTierSettings, writeTierSettings, type TierSettings } from './tier.js';
+import { unopenedRoot } from './unopened-root.js';
 
 export interface RebuildFromBucketOptions {
   /** A directory holding a copy of the lost store's STORE and journal/ (a replica's, or a file copy). */
@@ -69,7 +70,11 @@ export async function rebuildFromBucket(target: string, options: RebuildFromBuck
   }
   // packs/ holds nothing yet; its marker is the journal's (both name the store id)
   await copyFile(fs, join(source, LAYOUT.journal, LAYOUT.marker), join(target, LAYOUT.packs, LAYOUT.marker));
-  await writeTierSettings(fs, target, options.settings);
+  // a target whose file system left it meanwhile (umount -l) no longer holds the marker: UNMOUNTED,
+  // and neither the settings nor STORE (which would make it a store) land in the empty mount point
+  const assembling = unopenedRoot(fs, target, LAYOUT.rebuilding);
+  await writeTierSettings(assembling, options.settings);
+  await assembling.checkMounted(join(target, LAYOUT.identity));
   await copyFile(fs, join(source, LAYOUT.identity), join(target, LAYOUT.identity));
   const store = await Store.open(target, { fs, packsLost: true, probeIndex: 'never' });
   let result: RebuildFromBucketResult;

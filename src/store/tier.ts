@@ -16,7 +16,6 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
 import { createHasher, hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys } from '../keys/index-keys.js';
@@ -104,12 +103,12 @@ export async function checkTierSettings(fs: FileSystem, settings: TierSettings):
   await bucket.check();
 }
 
-/** Records the bucket in a store being made (init, rebuild-from-bucket: no open yet); from its first open on, sealed packs may move there. */
-export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
-  const path = join(root, TIER_SETTINGS_FILE);
-  await writeFileDurable(fs, path, encodeSettings(settings)).catch((error) => {
-    throw fromSystemError(error, 'saving the object-store settings', path);
-  });
+/**
+ * Records the bucket in a store being made (init, rebuild-from-bucket); from its next open on, sealed
+ * packs may move there. Through the store's mount check: a root whose file system left it is UNMOUNTED.
+ */
+export async function writeTierSettings(store: StoreRoot, settings: TierSettings): Promise<void> {
+  await writeStoreFile(store, TIER_SETTINGS_FILE, encodeSettings(settings), 'the object-store settings');
 }
 
 /**

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readTierSettings, writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { requireBuilt, tempDir } from './helpers.js';
 // command lines in this process (in-process.ts, which checks a sample against the spawned command);
 // what only a process shows is commands.test.ts's and environment.test.ts's
@@ -16,7 +17,7 @@ beforeAll(requireBuilt);
 async function tieredStore(): Promise<string> {
   const store = join(tempDir(), 'store');
   await ok(['init'], { store });
-  await writeTierSettings(nodeFileSystem, store, { url: 'http://127.0.0.1:9/mail-bucket' });
+  await writeTierSettings(unopenedRoot(nodeFileSystem, store), { url: 'http://127.0.0.1:9/mail-bucket' });
   return store;
 }
 

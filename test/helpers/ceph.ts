@@ -10,6 +10,7 @@ import { createBucket, startCeph, type Ceph } from '../../tools/bench/ceph.js';
 import { Store } from '../../src/store/store.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import type { TierPolicy } from '../../src/store/tier-policy.js';
 import { tmpDir } from './tmp.js';
 
@@ -59,7 +60,7 @@ export async function tieredStoreRoot(ceph: Ceph, bucket: string, options: { end
   const root = tmpDir();
   const credentials = cephCredentials(ceph, tmpDir());
   await (await Store.open(root, { create: true })).close();
-  await writeTierSettings(nodeFileSystem, root, { url: `${options.endpoint ?? ceph.endpoint}/${bucket}`, credentials, ...(options.policy ? { policy: options.policy } : {}) });
+  await writeTierSettings(unopenedRoot(nodeFileSystem, root), { url: `${options.endpoint ?? ceph.endpoint}/${bucket}`, credentials, ...(options.policy ? { policy: options.policy } : {}) });
   return { root, credentials };
 }
 

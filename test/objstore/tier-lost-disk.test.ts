@@ -16,6 +16,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { rebuildFromBucket } from '../../src/store/rebuild-from-bucket.js';
 import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -37,7 +38,7 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
     const credentials = cephCredentials(ceph, tmpDir());
     const settings = { url: `${ceph.endpoint}/mailstore-lostdisk`, credentials };
     await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, settings);
+    await writeTierSettings(unopenedRoot(nodeFileSystem, root), settings);
     let store = await Store.open(root, { packBytesMax: 64 * 1024 });
     await store.createMailbox('INBOX');
     const bodies = Array.from({ length: 100 }, (_, i) => message(i + 1));
@@ -105,7 +106,7 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
     const credentials = cephCredentials(ceph, tmpDir());
     const settings = { url: `${ceph.endpoint}/mailstore-lostcli`, credentials };
     await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, settings);
+    await writeTierSettings(unopenedRoot(nodeFileSystem, root), settings);
     const store = await Store.open(root, { packBytesMax: 64 * 1024 });
     await store.createMailbox('Archive');
     await store.appendBatch('Archive', Array.from({ length: 20 }, (_, i) => ({ bytes: message(200 + i) })));

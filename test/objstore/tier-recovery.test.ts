@@ -11,6 +11,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
@@ -33,7 +34,7 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
     const root = tmpDir();
     const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/mailstore-rc1`, credentials });
+    await writeTierSettings(unopenedRoot(nodeFileSystem, root), { url: `${ceph.endpoint}/mailstore-rc1`, credentials });
     let store = await Store.open(root, { packBytesMax: 64 * 1024 });
     await store.createMailbox('INBOX');
     const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
@@ -66,7 +67,7 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
     const root = tmpDir();
     const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/mailstore-rc2`, credentials });
+    await writeTierSettings(unopenedRoot(nodeFileSystem, root), { url: `${ceph.endpoint}/mailstore-rc2`, credentials });
     let store = await Store.open(root, { packBytesMax: 64 * 1024 });
     await store.createMailbox('INBOX');
     const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));

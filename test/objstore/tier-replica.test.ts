@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
@@ -30,7 +31,7 @@ describe.skipIf(!installed)('a replica of a store with an object store, on Ceph'
     const credentials = cephCredentials(ceph, tmpDir());
     await (await Store.open(root, { create: true })).close();
     const settings = { url: `${ceph.endpoint}/mailstore-replica`, credentials };
-    await writeTierSettings(nodeFileSystem, root, settings);
+    await writeTierSettings(unopenedRoot(nodeFileSystem, root), settings);
     const primaryStore = await Store.open(root, { packBytesMax: 64 * 1024 });
     await primaryStore.createMailbox('INBOX');
     const bodies = Array.from({ length: 120 }, (_, i) => message(i + 1));
@@ -53,7 +54,7 @@ describe.skipIf(!installed)('a replica of a store with an object store, on Ceph'
       await reader.close();
       await ceph.startGateway();
       // an object store on a replica: refused before a local pack is touched
-      await writeTierSettings(nodeFileSystem, replicaRoot, settings);
+      await writeTierSettings(unopenedRoot(nodeFileSystem, replicaRoot), settings);
       const before = localPacks(replicaRoot);
       expect(await codeOf(Store.open(replicaRoot))).toBe('REFUSED');
       expect(localPacks(replicaRoot)).toEqual(before);

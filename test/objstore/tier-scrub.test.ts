@@ -8,6 +8,7 @@ import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -32,7 +33,7 @@ describe.skipIf(!installed)('scrub over the object-storage tier, on Ceph', () =>
     if (tier) {
       createBucket(ceph, bucket);
       const credentials = cephCredentials(ceph, tmpDir());
-      await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/${bucket}`, credentials });
+      await writeTierSettings(unopenedRoot(nodeFileSystem, root), { url: `${ceph.endpoint}/${bucket}`, credentials });
     }
     const store = await Store.open(root, { packBytesMax: 64 * 1024 });
     await store.createMailbox('INBOX');

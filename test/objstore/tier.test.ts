@@ -11,6 +11,7 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
 import { cephCredentials, cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
@@ -41,7 +42,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     await checkTierSettings((await import('../../src/fs/node-fs.js')).nodeFileSystem, settings);
     let store = await Store.open(root, { create: true });
     await store.close();
-    await writeTierSettings((await import('../../src/fs/node-fs.js')).nodeFileSystem, root, settings);
+    await writeTierSettings(unopenedRoot((await import('../../src/fs/node-fs.js')).nodeFileSystem, root), settings);
     store = await Store.open(root);
     await store.createMailbox('INBOX');
     const bodies = Array.from({ length: n }, (_, i) => message(i + 1));

@@ -4,10 +4,11 @@
 // a mailstore identity (another program's file, a store id that is no UUID) is foreign and is
 // never advised over, nor replaced.
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
+import { FSTAB_PATH, MOUNTINFO_PATH } from '../../src/fs/mounts.js';
 import { initStore, recreateLostIdentity, verifyIdentity } from '../../src/store/identity.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -58,5 +59,33 @@ describe('STORE\'s frame', () => {
     await expect(verifyIdentity(fs, root)).rejects.toMatchObject({ code: 'UNMOUNTED', message: expect.stringMatching(/belongs to store/) });
     expect(await recreateLostIdentity(fs, root)).toBeUndefined();
     expect(readFileSync(join(root, 'STORE')).equals(other.bytes)).toBe(true);
+  });
+});
+
+describe('init at a mount point with nothing mounted', () => {
+  it('UNMOUNTED naming the /etc/fstab entry, nothing created; mounted (in mountinfo), init goes on', async () => {
+    // The partition of /var/lib/mailstore did not mount: init made a store on the root disk, which
+    // the mount hid later with the mail it took. A FileSystem whose /etc/fstab names the directory.
+    const point = join(tmpDir('init-fstab'), 'mnt');
+    mkdirSync(point);
+    let mounted = false;
+    const withFstab = new Proxy(fs, {
+      get(real, name: keyof typeof fs) {
+        if (name !== 'readFile') return typeof real[name] === 'function' ? (real[name] as (...a: unknown[]) => unknown).bind(real) : real[name];
+        return async (path: string) => {
+          if (path === FSTAB_PATH) return Buffer.from(`# the mail partition\nLABEL=mail ${point} ext4 defaults 0 2\n`);
+          const bytes = await real.readFile(path);
+          return path === MOUNTINFO_PATH && mounted ? Buffer.concat([bytes, Buffer.from(`999 1 8:1 / ${point} rw - ext4 /dev/sdb1 rw\n`)]) : bytes;
+        };
+      },
+    });
+    for (const root of [point, join(point, 'store')]) {
+      const refused = await initStore(withFstab, root).then(() => undefined, (e: unknown) => e);
+      expect(refused, root).toMatchObject({ code: 'UNMOUNTED', message: expect.stringContaining(`a mount point in /etc/fstab (LABEL=mail) with nothing mounted on it`) });
+      expect(readdirSync(point), root).toEqual([]);
+    }
+    mounted = true;
+    await initStore(withFstab, point);
+    expect(readdirSync(point)).toContain('STORE');
   });
 });

@@ -6,7 +6,9 @@
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
 import { describe, expect, it, vi } from 'vitest';
-import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -17,6 +19,8 @@ import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
 import { writeSetting } from '../../src/store/setting-file.js';
 import { unopenedRoot } from '../../src/store/unopened-root.js';
+import { writeTierSettings } from '../../src/store/tier.js';
+import { rebuildFromBucket } from '../../src/store/rebuild-from-bucket.js';
 import type { SnapshotResult } from '../../src/store/snapshots.js';
 import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
@@ -230,11 +234,18 @@ describe('a snapshot of a store whose file system left it', () => {
     const store = await Store.open(dir, { create: true, autoSnapshot: false });
     await store.createMailbox('INBOX');
     await store.append('INBOX', msg(1));
+    await store.changes.register('webhook', 0);
     const away = `${dir}-detached`;
     renameSync(dir, away); // the open files keep their file system, as a lazily unmounted one
     mkdirSync(dir); // the empty mount point
     await expect(store.snapshot()).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.changes.register('indexer', 0), 'a consumer cursor is a new file too').rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // `consumers --remove` and `--move` found no cursor in the mount point: NOT_FOUND, "no consumer named webhook"
+    await expect(store.changes.remove('webhook')).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.changes.rewind('webhook', 0)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // `init --object-store` writes the bucket's settings into the store it just made (it was written after the close, unchecked)
+    await expect(writeTierSettings(store, { url: 'http://127.0.0.1:9/mail' })).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(writeTierSettings(unopenedRoot(nodeFileSystem, dir), { url: 'http://127.0.0.1:9/mail' })).rejects.toMatchObject({ code: 'UNMOUNTED' });
     // and so is a setting beside STORE (the journal archive was written there before the snapshot that named it)
     const archive = tmpDir('snapshot-unmounted-archive');
     await expect(store.setJournalArchive(archive)).rejects.toMatchObject({ code: 'UNMOUNTED' });
@@ -257,7 +268,53 @@ describe('a snapshot of a store whose file system left it', () => {
     rmSync(dir, { recursive: true });
     renameSync(away, dir); // mounted again
     expect((await store.snapshot()).seq).toBeGreaterThan(0);
+    expect(await store.changes.remove('webhook')).toBe(true);
     await store.close();
+  });
+
+  it('rebuild-from-bucket: a target whose file system left it during the run is UNMOUNTED before OBJECT-STORE and STORE, nothing in the mount point', async () => {
+    const source = join(tmpDir('rebuild-unmounted'), 'store');
+    const store = await Store.open(source, { create: true, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    await store.close();
+    const copy = tmpDir('rebuild-unmounted-copy');
+    cpSync(join(source, 'STORE'), join(copy, 'STORE'));
+    cpSync(join(source, 'journal'), join(copy, 'journal'), { recursive: true });
+    // a bucket that answers the check (HEAD bucket): nothing else is asked before the settings are written
+    const bucket = createServer((_, response) => response.end());
+    await new Promise<void>((resolve) => bucket.listen(0, '127.0.0.1', resolve));
+    vi.stubEnv('MAILSTORE_S3_ACCESS_KEY', 'access');
+    vi.stubEnv('MAILSTORE_S3_SECRET_KEY', 'secret');
+    const target = join(tmpDir('rebuild-unmounted-target'), 'new');
+    const away = `${target}-detached`;
+    let unmounted = false;
+    // umount -l of the target's file system once the copy is in, just before the settings (their check, or their write)
+    const fs = new Proxy(nodeFileSystem, {
+      get(real, name: keyof typeof nodeFileSystem) {
+        const method = real[name];
+        if (typeof method !== 'function') return method;
+        return (...args: unknown[]) => {
+          const path = args[0];
+          if (!unmounted && typeof path === 'string' && (path === join(target, 'REBUILDING') && name === 'statIfExists' || path.startsWith(join(target, 'OBJECT-STORE')))) {
+            unmounted = true;
+            renameSync(target, away);
+            mkdirSync(target);
+          }
+          return (method as (...a: unknown[]) => unknown).apply(real, args);
+        };
+      },
+    });
+    try {
+      const settings = { url: `http://127.0.0.1:${(bucket.address() as AddressInfo).port}/mail` };
+      await expect(rebuildFromBucket(target, { journalCopy: copy, settings, fs })).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    } finally {
+      vi.unstubAllEnvs();
+      bucket.close();
+    }
+    expect(unmounted).toBe(true);
+    expect(readdirSync(target), 'neither OBJECT-STORE nor STORE in the empty mount point').toEqual([]);
+    expect(readdirSync(away)).toContain('REBUILDING'); // mounted again, a new run clears it and starts over
   });
 });
 

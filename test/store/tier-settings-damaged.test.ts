@@ -2,12 +2,14 @@
 // write it again that works: 'tier set', which it named before, opens the store and reads the
 // same file first, and could not have written the URL anyway. The file holds nothing of the store
 // itself, so the one `init --object-store` writes in an empty directory serves.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { TIER_SETTINGS_FILE, writeTierSettings } from '../../src/store/tier.js';
+import { unopenedRoot } from '../../src/store/unopened-root.js';
+import { initStore } from '../../src/store/identity.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 describe('OBJECT-STORE damaged', () => {
@@ -27,10 +29,10 @@ describe('OBJECT-STORE damaged', () => {
 
     // what init --object-store writes in an empty directory (it also checks the bucket answers, which needs one)
     const fresh = join(tmpDir(), 'new');
-    mkdirSync(fresh);
+    await initStore(nodeFileSystem, fresh);
     const credentials = join(fresh, '..', 's3');
     writeFileSync(credentials, 'ACCESS:SECRET\n', { mode: 0o600 });
-    await writeTierSettings(nodeFileSystem, fresh, { url: 'http://rgw.example:7480/mail', credentials });
+    await writeTierSettings(unopenedRoot(nodeFileSystem, fresh), { url: 'http://rgw.example:7480/mail', credentials });
     copyFileSync(join(fresh, TIER_SETTINGS_FILE), path);
     const mended = await Store.open(root);
     try {

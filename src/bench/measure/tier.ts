@@ -14,6 +14,7 @@ import { importMail } from '../../import/importer.js';
 import { scrub } from '../../scrub/scrub.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { writeTierSettings } from '../../store/tier.js';
+import { unopenedRoot } from '../../store/unopened-root.js';
 import { removeTree } from '../files.js';
 import { emit, parseFlags, peakRssBytes, required, round, runMeasurement, type BenchResult } from '../common.js';
 import { memoryProbe } from './memory-probe.js';
@@ -67,7 +68,7 @@ async function prepareBucket(root: string): Promise<void> {
   const client = new Minio.Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: process.env.MAILSTORE_S3_ACCESS_KEY, secretKey: process.env.MAILSTORE_S3_SECRET_KEY, region: 'us-east-1', pathStyle: true });
   if (!(await client.bucketExists(bucket))) await client.makeBucket(bucket);
   await (await Store.open(root, { create: true })).close();
-  await writeTierSettings(nodeFileSystem, root, { url: `${endpoint.origin}/${bucket}` });
+  await writeTierSettings(unopenedRoot(nodeFileSystem, root), { url: `${endpoint.origin}/${bucket}` });
 }
 
 /** Waits for the mover to rest (a round begun after the import that moved nothing), then flushes the rest; emits both times and the local shares. */

@@ -40,13 +40,14 @@ export function register(program: Command): void {
       try {
         if (archive !== undefined) await store.setJournalArchive(archive);
         if (options.inlineBytesMax !== undefined) await store.setInlineBodies(options.inlineBytesMax === 'default' ? undefined : options.inlineBytesMax);
+        // while open: through its mount check (a partition gone since the init is UNMOUNTED, not an OBJECT-STORE in the empty mount point)
+        if (tier) await writeTierSettings(store, tier);
       } catch (error) {
         await store.close();
         throw error;
       }
       const { storeId, created } = store.identity;
       await store.close();
-      if (tier) await writeTierSettings(nodeFileSystem, dir, tier);
       if (wantsJson(command)) await printJson({ path: dir, storeId, created, ...(tier ? { objectStore: tier.url } : {}) });
       else await printLine(`initialised store ${storeId} at ${dir}${tier ? `, sealed packs move to ${tier.url}` : ''}`);
     });
