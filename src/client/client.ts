@@ -593,7 +593,7 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   private olderDaemon(error: MailstoreError): MailstoreError {
-    return new MailstoreError('INVALID', `${error.message}: it runs an older mailstore than this one (pid ${this.daemon?.pid ?? '?'}); nothing was changed. Restart it with this version ('mailstore serve'), or use the older version's own command`);
+    return new MailstoreError('INVALID', `${error.message}: it runs an older mailstore than this one (pid ${this.daemon?.pid ?? '?'}); nothing was changed. Restart it with this version ('mailstore serve'), or use the older version's own command`, { cause: error });
   }
 
   async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
@@ -639,6 +639,14 @@ export class Client implements MailStore, ProcedureRunner {
   procedureListing(name: string, args: unknown[]): AsyncGenerator<unknown> {
     return this.listing('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
   }
+}
+
+/**
+ * Whether `error` is the refusal of a daemon too old to have procedure `name` (Client.procedure):
+ * a command that only shows something can show the rest of its answer without that part.
+ */
+export function olderDaemonLacks(error: unknown, name: string): boolean {
+  return isMailstoreError(error, 'INVALID') && lacks(error.cause, 'procedure', name);
 }
 
 /**

@@ -174,6 +174,42 @@ describe('the CLI through a daemon of session 29 (8fc479f)', () => {
   });
 });
 
+describe('config through a daemon of session 29 (8fc479f), before the free-space reserve', () => {
+  // Found by session 49's testers: 'mailstore config' (only showing the settings) failed INVALID
+  // through a daemon without the freeSpace procedure (a13f1c51, session 30), and 'config
+  // --inline-bytes-max N' changed the threshold, then failed saying "nothing was changed".
+  const session29 = (call: Extract<Frame, { t: 'call' }>): Frame | undefined => {
+    if (call.m !== 'procedure') return undefined;
+    if (call.a[0] === 'freeSpace') return { t: 'err', id: call.id, e: { code: 'INVALID', message: 'the daemon has no procedure "freeSpace"' } };
+    if (call.a[0] === 'inlineBodies') return { t: 'res', id: call.id, v: call.a[1] === undefined ? { inlineBytesMax: 16384, setting: null } : { inlineBytesMax: call.a[1], setting: call.a[1] } };
+    return undefined;
+  };
+  const changes = () => received.filter(([method, name, value]) => method === 'procedure' && value !== undefined && (name === 'inlineBodies' || name === 'freeSpace'));
+
+  it('shows the inline threshold it has and no reserve (it keeps none); a new reserve is refused naming it older, before the threshold changes', async () => {
+    requireBuilt();
+    const socket = await oldDaemon(session29);
+    const env = { MAILSTORE_SOCKET: socket };
+    const shown = await run(['config'], { store: tempDir(), env });
+    expect(shown.stderr.toString()).toBe('');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout.toString()).toBe("inline-bytes-max 16384 (default)\nfree-space-reserve none (the daemon runs an older mailstore: restart it with this version ('mailstore serve') to see and set this, before the reserve)\n");
+    const json = await run(['config', '--json'], { store: tempDir(), env });
+    expect(JSON.parse(json.stdout.toString())).toEqual({ inlineBytesMax: 16384, setting: null, freeSpace: null });
+
+    const inline = await run(['config', '--inline-bytes-max', '4096'], { store: tempDir(), env });
+    expect(inline.stderr.toString()).toBe('');
+    expect(inline.stdout.toString()).toMatch(/^inline-bytes-max 4096\nfree-space-reserve none /);
+    expect(changes()).toEqual([['procedure', 'inlineBodies', 4096]]);
+
+    received.length = 0;
+    const refused = await run(['config', '--free-space-reserve', '1G', '--inline-bytes-max', '0'], { store: tempDir(), env });
+    expect(refused.code).toBe(5);
+    expect(refused.stderr.toString()).toMatch(/INVALID: the daemon has no procedure "freeSpace": it runs an older mailstore than this one \(pid \d+\); nothing was changed/);
+    expect(changes(), 'the threshold was not changed either').toEqual([['procedure', 'freeSpace', 1 << 30]]);
+  });
+});
+
 describe('a daemon before b59634e9 (e19c868d, 2026-12-02)', () => {
   // Found by the session 49 outside upgrade test: 'mailstore search' of this CLI through a daemon
   // of e19c868d (2026-12-02) failed "INVALID: unknown readMessages option "lendBodies" (known:

@@ -4,7 +4,7 @@
 // Without an option it prints them; through the daemon when one serves the store.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { MailstoreError } from '../../errors.js';
+import { MailstoreError, isMailstoreError } from '../../errors.js';
 import { limits } from '../../limits.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { parseBytes } from '../dates.js';
@@ -52,6 +52,23 @@ function replacing(inline: number | 'default' | undefined, reserve: number | 'de
   };
 }
 
+const OLDER = "the daemon runs an older mailstore: restart it with this version ('mailstore serve') to see and set this";
+
+/**
+ * A setting as shown, or (through a daemon from before its procedure: a rolling upgrade, clients
+ * first) the inline threshold unknown, the reserve null: that daemon holds none. The rest is shown.
+ */
+function shown<T>(answer: Promise<T>, procedure: 'inlineBodies'): Promise<T | { inlineBytesMax?: undefined; setting?: undefined }>;
+function shown<T>(answer: Promise<T>, procedure: 'freeSpace'): Promise<T | null>;
+async function shown<T>(answer: Promise<T>, procedure: string): Promise<T | object | null> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (!isMailstoreError(error, 'INVALID') || !(await import('../../client/client.js')).olderDaemonLacks(error, procedure)) throw error;
+    return procedure === 'freeSpace' ? null : {};
+  }
+}
+
 export function register(program: Command): void {
   program
     .command('config')
@@ -76,14 +93,17 @@ ${limits.freeSpaceReserveBytesMax / 1024 / 1024} MiB and ${limits.freeSpaceReser
       const wanted = options.inlineBytesMax;
       const reserve = options.freeSpaceReserve;
       const result = wanted === undefined && reserve === undefined
-        ? await withReadStore(command, async (store) => ({ ...(await procedures(store).inlineBodies()), freeSpace: await procedures(store).freeSpace() }))
+        ? await withReadStore(command, async (store) => ({ ...(await shown(procedures(store).inlineBodies(), 'inlineBodies')), freeSpace: await shown(procedures(store).freeSpace(), 'freeSpace') }))
         : await withStore(command, async (store) => {
-          const inline = await procedures(store).inlineBodies(wanted === undefined ? undefined : wanted === 'default' ? null : wanted);
-          return { ...inline, freeSpace: await procedures(store).freeSpace(reserve === undefined ? undefined : reserve === 'default' ? null : reserve) };
+          // each change before anything is only shown: a daemon too old for one refuses it before the other is made
+          const freeSpace = reserve === undefined ? undefined : await procedures(store).freeSpace(reserve === 'default' ? null : reserve);
+          const inline = wanted === undefined ? undefined : await procedures(store).inlineBodies(wanted === 'default' ? null : wanted);
+          return { ...(inline ?? await shown(procedures(store).inlineBodies(), 'inlineBodies')), freeSpace: freeSpace ?? await shown(procedures(store).freeSpace(), 'freeSpace') };
         }, replacing(wanted, reserve));
       if (wantsJson(command)) return printJson(result);
-      await printLine(`inline-bytes-max ${result.inlineBytesMax}${result.setting === null ? ' (default)' : ''}`);
+      await printLine(result.inlineBytesMax === undefined ? `inline-bytes-max unknown (${OLDER})` : `inline-bytes-max ${result.inlineBytesMax}${result.setting === null ? ' (default)' : ''}`);
       const space = result.freeSpace;
-      await printLine(`free-space-reserve ${space.reserveBytes}${space.setting === null ? ' (default)' : ''} (free now: ${space.freeBytes ?? 'unknown'} bytes${space.refusingMail ? ', REFUSING MAIL' : ''})`);
+      await printLine(space === null ? `free-space-reserve none (${OLDER}, before the reserve)`
+        : `free-space-reserve ${space.reserveBytes}${space.setting === null ? ' (default)' : ''} (free now: ${space.freeBytes ?? 'unknown'} bytes${space.refusingMail ? ', REFUSING MAIL' : ''})`);
     });
 }
