@@ -5,7 +5,7 @@
 // client and, with --replication-listen, starts the primary's listener in the same process.
 import { resolve } from 'node:path';
 import { MailstoreError } from '../errors.js';
-import { promoteStore, startPrimary, startReplica, storedReplicationStatus, type PrimaryHandle, type ReplicaHandle, type SyncFallback } from '../replication/index.js';
+import { promoteStore, startPrimary, startReplica, storedReplicationStatus, type PrimaryHandle, type PromoteOptions, type ReplicaHandle, type SyncFallback } from '../replication/index.js';
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import type { Logger } from './log.js';
@@ -50,14 +50,14 @@ export class ServeReplication {
 
   /** The procedures the daemon runs its own way: promote (a replica) and replicationStatus (live figures). */
   wire(server: DaemonServer): void {
-    server.procedureOverrides.promote = () => this.promote(server.store);
+    server.procedureOverrides.promote = (options?: unknown) => this.promote(server.store, options as PromoteOptions | undefined);
     server.procedureOverrides.replicationStatus = () => this.status(server.store);
     server.onStopping.push(() => this.stop());
   }
 
-  private async promote(store: Store) {
-    if (!this.replica) return promoteStore(store, this.log);
-    const result = await this.replica.promote();
+  private async promote(store: Store, options: PromoteOptions = {}) {
+    if (!this.replica) return promoteStore(store, this.log, options);
+    const result = await this.replica.promote(options);
     this.promoted = this.replica; // its stop() ends the old primary's fencing (keepFencing)
     this.replica = undefined;
     this.logger.info('promoted', { epoch: result.epoch, seq: result.seq, oldPrimaryFenced: result.oldPrimaryFenced, uidValidity: result.uidValidity, mailboxesRenewed: result.mailboxesRenewed, heldSeq: result.heldSeq, ...(result.oldPrimarySeq === undefined ? {} : { oldPrimarySeq: result.oldPrimarySeq }) });

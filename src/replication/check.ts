@@ -2,6 +2,7 @@
 // digest differs is narrowed down by uid ranges (halved until at most limits.digestLeafMessages
 // remain) to the messages that differ. Run when both are at the same seq (the check waits for the
 // replica to catch up to the primary's seq first), so 0 differences means identical.
+import { inlineGap } from './inline-gap.js';
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -24,6 +25,11 @@ export interface CheckResult {
   replicaSeq: number;
   mailboxes: number;
   differences: Difference[];
+  /**
+   * Bodies the replica's index refers to that it never received (inline-gap.ts): not among what
+   * `identical` compares (the index), and lost if it were promoted now. Absent when none.
+   */
+  inlineBodiesMissing?: number;
 }
 
 /** The primary's side: answers digest requests until the checker closes. */
@@ -72,7 +78,8 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
       await caughtUp(store, result.primarySeq, options.catchUpMs ?? 10_000);
       result = await compare(store, connection, options.scan === true);
     }
-    return result;
+    const inlineBodiesMissing = await inlineGap(store);
+    return inlineBodiesMissing > 0 ? { ...result, inlineBodiesMissing } : result;
   } finally {
     connection.close();
   }

@@ -8,6 +8,7 @@
 // The old primary shows a batch to its readers before its replicas acknowledge it, so IMAP clients
 // may hold uids this store never received: unless the old primary, reached and fenced, says it
 // committed nothing this store lacks, every mailbox gets a new uidValidity (docs/REPLICATION.md).
+import { inlineGap, inlineGapAdvice } from './inline-gap.js';
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
@@ -53,6 +54,19 @@ export interface PromoteResult {
 export interface PromoteOptions {
   /** Go on past a damaged REPLICATION-PENDING frame that may hold acknowledged changes (the file is kept). */
   quarantineDamagedPending?: boolean;
+  /** Promote although the replica lacks bodies its resync left out (inline-gap.ts): those messages stay CORRUPT. */
+  force?: boolean;
+}
+
+/**
+ * REFUSED while the replica lacks bodies its resync left out, unless forced: before anything of the
+ * promotion (the fence, the tentative rounds), so a refusal leaves the replica following as it was.
+ */
+export async function refuseInlineGap(store: Store, options: PromoteOptions, log: Log): Promise<void> {
+  const missing = await inlineGap(store);
+  if (missing === 0) return;
+  if (options.force) return log(`replication: promoting with --force although this replica lacks ${inlineGapAdvice(missing)}`);
+  throw new MailstoreError('REFUSED', `this replica lacks ${inlineGapAdvice(missing)}. Nothing was changed; to promote it all the same (the primary is gone for good): --force`, { path: store.root });
 }
 
 /** What the old primary said to its fence: `lastSeq` and `history` when it was reached and fenced (primary.ts answerFence). */
@@ -98,6 +112,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   if (role?.role !== 'replica') {
     throw new MailstoreError('INVALID', `the store at ${store.root} is ${role ? `a ${role.role}` : 'a standalone store (a primary)'}, not a replica: nothing to promote`, { path: store.root });
   }
+  if (!fenced) await refuseInlineGap(store, options, log); // a daemon's replica asked before its fence
   // tentative rounds of a synchronous primary that died before saying they committed: they
   // continue this history, and one of them may have been acknowledged (pending-rounds.ts)
   const pending = await commitPendingRounds(store, log, { quarantineDamaged: options.quarantineDamagedPending });

@@ -22,7 +22,7 @@ import { unopenedRoot } from '../store/unopened-root.js';
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
-import { fenceOldPrimary, keepFencing, promoteStore, worthFollowing, type PromoteResult } from './promote.js';
+import { fenceOldPrimary, keepFencing, promoteStore, refuseInlineGap, worthFollowing, type PromoteOptions, type PromoteResult } from './promote.js';
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
@@ -73,7 +73,7 @@ export interface ReplicaHandle {
   /** Stops replicating (the store stays open); `promote` does this first. */
   stop(): Promise<void>;
   /** Stops replicating and makes the store the primary (promote.ts); the daemon then starts startPrimary on it. */
-  promote(): Promise<PromoteResult>;
+  promote(options?: PromoteOptions): Promise<PromoteResult>;
 }
 
 /** The messages a primary of session 36 or later sends with `kept`. */
@@ -109,7 +109,8 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
       fencer?.stop();
       await replica.stop();
     },
-    promote: async () => {
+    promote: async (options: PromoteOptions = {}) => {
+      await refuseInlineGap(store, options, log);
       // the old primary fenced first, while this replica still receives: the records it committed
       // before the fence are on their way here, and held, they prove no reader there saw a uid this
       // store lacks (a planned switchover under mail keeps every uidValidity; docs/REPLICATION.md)
@@ -121,7 +122,7 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
       await listener?.close();
       listener = undefined;
       const role = store.replication().role();
-      const result = await promoteStore(store, log, {}, fenced);
+      const result = await promoteStore(store, log, options, fenced);
       // not reached: told again until it answers, so one that comes back stops taking writes
       if (!result.oldPrimaryFenced && role?.primary && role.keyFile) fencer = keepFencing(store, role.primary, role.keyFile, result.epoch, log);
       return result;

@@ -8,6 +8,7 @@ import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
 import type { ReplicaStatus } from './replica.js';
 import { doubtfulDamage, lastSeqOf, readPendingRounds } from './pending-rounds.js';
+import { inlineGap } from './inline-gap.js';
 
 export interface StoredReplicationStatus {
   role: ReplicationRole['role'] | 'standalone';
@@ -36,6 +37,8 @@ export interface StoredReplicationStatus {
    * exits 1), not a failure of the whole status. Absent when there is none.
    */
   damagedCursors?: DamagedReplicaCursor[];
+  /** A replica: bodies its index refers to that it never received (inline-gap.ts); promote refuses it without --force. */
+  inlineBodiesMissing?: number;
 }
 
 export interface DamagedReplicaCursor {
@@ -52,10 +55,11 @@ export async function storedReplicationStatus(store: Store): Promise<StoredRepli
   const pending = role?.role === 'replica' ? await readPendingRounds(store) : { rounds: [] };
   const heldSeq = Math.max(0, ...[...pending.rounds, ...(pending.damage?.following ?? [])].map(lastSeqOf));
   const pendingDamage = doubtfulDamage(pending, lastSeq);
+  const inlineBodiesMissing = role?.role === 'replica' ? await inlineGap(store) : 0;
   return {
     role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}),
     ...(pendingDamage ? { pendingDamage } : {}), replicas,
-    ...(damagedCursors.length > 0 ? { damagedCursors } : {}),
+    ...(damagedCursors.length > 0 ? { damagedCursors } : {}), ...(inlineBodiesMissing > 0 ? { inlineBodiesMissing } : {}),
   };
 }
 

@@ -1,12 +1,13 @@
 // scrub on a replica: the nightly check-only scrub (mailstore-scrub.timer) runs on every node, so a
 // replica's scrub holds its writer (as a primary's does) without being taken for a client write.
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
+import { INLINE_GAP_FILE } from '../../src/replication/inline-gap.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -69,6 +70,40 @@ describe('the scrub command on a damaged replica', () => {
   }, 60_000);
 });
 
+/**
+ * A primary whose resync moves no inline bodies (as before session 32), with 3 of them in records
+ * the resync's snapshot covers, and a new replica of it in `r`, which lacks their bodies.
+ */
+async function replicaOfPrimaryBeforeSession32() {
+  const small = { packBytesMax: 256 * 1024, journalSegmentBytesMax: 16 * 1024, autoSnapshot: false, inlineBodyBytesMax: 4096 };
+  const primaryStore = await Store.open(tmpDir('old-primary'), { create: true, ...small });
+  await primaryStore.createMailbox('INBOX');
+  for (let i = 0; i < 60; i++) await primaryStore.append('INBOX', msg(i, 500));
+  await primaryStore.snapshot();
+  await primaryStore.append('INBOX', msg(-1));
+  await primaryStore.snapshot(); // the journal's start retired: a new replica is resynced
+  for (let i = 0; i < 3; i++) await primaryStore.append('INBOX', msg(500 + i)); // inline, below the resync's snapshot
+  expect(primaryStore.changes.firstSeq).toBeGreaterThan(1);
+  // what a primary before session 32 does at a resync: no move of the inline bodies its snapshot covers
+  const host = primaryStore.replication.bind(primaryStore);
+  primaryStore.replication = () => ({ ...host(), moveInlineBodies: async () => undefined });
+  const key = keyFile();
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  const address = `127.0.0.1:${(await primary.status()).port}`;
+  const r = join(tmpDir('replica'), 'r');
+  const pair = {
+    primaryStore, primary, r, replica: undefined as Awaited<ReturnType<typeof startReplica>> | undefined,
+    /** Starts the replica (resynced the first time) and waits for it to hold what the primary has. */
+    follow: async (what: string) => {
+      pair.replica ??= await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
+      await until(() => pair.replica!.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, what);
+    },
+    closeReplica: async () => { await pair.replica?.close(); pair.replica = undefined; },
+    close: async () => { await pair.closeReplica(); await primary.close(); await primaryStore.close(); },
+  };
+  return pair;
+}
+
 describe('the scrub command on a replica a primary before session 32 resynced', () => {
   // Found by an outside upgrade test (session 49): a new replica of this code resynced from a
   // primary of 8fc479f (session 29), whose resync moves no inline bodies into packs, lacks the
@@ -77,28 +112,11 @@ describe('the scrub command on a replica a primary before session 32 resynced', 
   // primary the new copy lacks them again, and the replica looks as promotable as any.
   it('says to let the primary move those bodies (a snapshot there), which heals the replica, not to copy the same primary again', async () => {
     requireBuilt();
-    const p = tmpDir('old-primary');
-    const small = { packBytesMax: 256 * 1024, journalSegmentBytesMax: 16 * 1024, autoSnapshot: false, inlineBodyBytesMax: 4096 };
-    const primaryStore = await Store.open(p, { create: true, ...small });
-    await primaryStore.createMailbox('INBOX');
-    for (let i = 0; i < 60; i++) await primaryStore.append('INBOX', msg(i, 500));
-    await primaryStore.snapshot();
-    await primaryStore.append('INBOX', msg(-1));
-    await primaryStore.snapshot(); // the journal's start retired: a new replica is resynced
-    for (let i = 0; i < 3; i++) await primaryStore.append('INBOX', msg(500 + i)); // inline, below the resync's snapshot
-    expect(primaryStore.changes.firstSeq).toBeGreaterThan(1);
-    // what a primary before session 32 does at a resync: no move of the inline bodies its snapshot covers
-    const host = primaryStore.replication.bind(primaryStore);
-    primaryStore.replication = () => ({ ...host(), moveInlineBodies: async () => undefined });
-    const key = keyFile();
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const address = `127.0.0.1:${(await primary.status()).port}`;
-    const r = join(tmpDir('replica'), 'r');
-    let replica: Awaited<ReturnType<typeof startReplica>> | undefined = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
-    const closeReplica = async () => { await replica?.close(); replica = undefined; };
+    const pair = await replicaOfPrimaryBeforeSession32();
+    const { primaryStore, r } = pair;
     try {
-      await until(() => replica!.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the resync');
-      await closeReplica(); // the CLI opens the directory itself
+      await pair.follow('the resync');
+      await pair.closeReplica(); // the CLI opens the directory itself
       const checked = await run(['scrub'], { store: r });
       expect(checked.code).toBe(1);
       const out = checked.stdout.toString();
@@ -106,18 +124,64 @@ describe('the scrub command on a replica a primary before session 32 resynced', 
       expect(out).toMatch(/its primary has not yet sent them in a pack .*before session 32.*run 'mailstore snapshot' on the primary.*Do not promote this replica until its scrub is clean/);
       expect(out).not.toMatch(/it copies its primary afresh/);
       // what it says heals it: the primary's snapshots move the bodies, and the replica gets them
-      replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
+      await pair.follow('the replica again');
       await primaryStore.snapshot();
       await primaryStore.snapshot();
-      await until(() => replica!.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the moves');
-      await closeReplica();
+      await pair.follow('the moves');
+      await pair.closeReplica();
       const again = await run(['scrub'], { store: r });
       expect(again.stdout.toString()).toMatch(/^clean/m);
       expect(again.code).toBe(0);
     } finally {
-      await closeReplica();
-      await primary.close();
-      await primaryStore.close();
+      await pair.close();
     }
   }, 90_000);
+});
+
+describe('a replica whose resync left out inline bodies, before any scrub', () => {
+  // Found by session 49's testers: such a replica (resynced by a primary before session 32) looked
+  // healthy to 'replica status' and 'replica check' (identical: the index only) and was promoted,
+  // its messages CORRUPT for good. The resync now notes the gap (REPLICA-INLINE-GAP); status and
+  // check say MISSING (exit 1), promote refuses it without --force, before it fences anyone.
+  it('status and check say MISSING, promote is REFUSED and fences nothing; once the primary snapshots, the note goes and promote runs', async () => {
+    requireBuilt();
+    const pair = await replicaOfPrimaryBeforeSession32();
+    const { primaryStore, r } = pair;
+    try {
+      await pair.follow('the resync');
+      expect(existsSync(join(r, INLINE_GAP_FILE))).toBe(true);
+      // a replica's daemon: refused before its fence, the primary still takes mail, the replica follows on
+      const refused = await pair.replica!.promote().catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/^this replica lacks 3 message bodies .*run 'mailstore snapshot' on the primary.*--force$/) });
+      await primaryStore.append('INBOX', msg(900));
+      await pair.follow('the replica to follow on');
+      await pair.closeReplica();
+      const status = await run(['replica', 'status'], { store: r });
+      expect(status.code).toBe(1);
+      expect(status.stdout.toString()).toMatch(/^MISSING: 3 message bodies this replica's index refers to inside journal records it never received/m);
+      expect(JSON.parse((await run(['replica', 'status', '--json'], { store: r })).stdout.toString())).toMatchObject({ role: 'replica', inlineBodiesMissing: 3 });
+      const check = await run(['replica', 'check'], { store: r });
+      expect(check.code).toBe(1);
+      expect(check.stdout.toString()).toMatch(/: identical .*\nMISSING: 3 message bodies/);
+      const promote = await run(['promote'], { store: r });
+      expect(promote.code).toBe(3);
+      expect(promote.stderr.toString()).toMatch(/REFUSED: this replica lacks 3 message bodies/);
+      expect(JSON.parse((await run(['replica', 'status', '--json'], { store: r })).stdout.toString())).toMatchObject({ role: 'replica' });
+      // what heals it: the primary's snapshots move the bodies; the next look finds none missing and removes the note
+      await pair.follow('the replica again');
+      await primaryStore.snapshot();
+      await primaryStore.snapshot();
+      await pair.follow('the moves');
+      await pair.closeReplica();
+      await pair.primary.close();
+      const healed = await run(['replica', 'status'], { store: r });
+      expect(healed.stdout.toString()).not.toMatch(/MISSING/);
+      expect(healed.code).toBe(0);
+      const promoted = await run(['promote', '--json'], { store: r });
+      expect(promoted.code, promoted.stderr.toString()).toBe(0);
+      expect(existsSync(join(r, INLINE_GAP_FILE))).toBe(false);
+    } finally {
+      await pair.close();
+    }
+  }, 120_000);
 });

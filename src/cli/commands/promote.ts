@@ -10,6 +10,7 @@ export function register(program: Command): void {
     .command('promote')
     .description('make this replica the primary (epoch + 1); the old primary refuses writes once it hears of the new epoch')
     .option('--quarantine-damaged-pending', 'go on although REPLICATION-PENDING has a damaged frame that may hold acknowledged changes (the file is kept as REPLICATION-PENDING.damaged)')
+    .option('--force', "promote although this replica lacks message bodies its resync left out ('replica status' says MISSING): those messages stay unreadable")
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 Stop the replica's daemon first (or let the daemon promote it). The old primary is told at once if
@@ -20,8 +21,8 @@ only when the old primary, reached, says it committed nothing this store lacks o
 followed it to its fence (at most 60 s); otherwise every mailbox gets a new one (IMAP clients
 read them again; a uid is never given for other mail). For a switchover, promote while the old
 primary still runs.`)
-    .action(async (options: { quarantineDamagedPending?: boolean }, command: Command) => {
-      const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true }));
+    .action(async (options: { quarantineDamagedPending?: boolean; force?: boolean }, command: Command) => {
+      const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true, ...(options.force ? { force: true } : {}) }));
       for (const line of result.settingWarnings ?? []) warn(line);
       if (wantsJson(command)) return printJson(result);
       if (result.damagedPendingFrame) await printLine(`warning: a damaged tentative frame was set aside (${result.damagedPendingFrame.quarantinedAs}); changes in it were not applied`);

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import type { CheckResult } from '../../replication/check.js';
+import { inlineGapAdvice } from '../../replication/inline-gap.js';
 import { EXIT } from '../exit-codes.js';
 import { absolutePath, printJson, printLine, wantsJson, withReadStore } from '../context.js';
 
@@ -18,11 +19,12 @@ export function register(program: Command): void {
 Without a daemon this reads the store: a replica's position is the durable cursor replica-NODEID
 (written at most once a second while it is connected). 'mailstore serve' shows live figures too
 (connected, lag in bytes). Exit codes: 0; 1 a replica's cursor is damaged (named, with what to
-do); others as for every command.`)
+do), or this replica lacks message bodies its resync left out (MISSING: snapshot the primary);
+others as for every command.`)
     .action(async (_options: unknown, command: Command) => {
       const status = await withReadStore(command, (store) => procedures(store).replicationStatus());
       // a finding, as scrub's: the rest of the status is still right
-      if (status.damagedCursors) process.exitCode = EXIT.findings;
+      if (status.damagedCursors || status.inlineBodiesMissing) process.exitCode = EXIT.findings;
       if (wantsJson(command)) return printJson(status);
       const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
@@ -35,6 +37,7 @@ do); others as for every command.`)
           'a primary promoted since is refused; promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into quarantine/ ' +
           "and start it again to follow the new primary without it (docs/REPLICATION.md, 'Successive failovers')");
       }
+      if (status.inlineBodiesMissing) await printLine(`MISSING: ${inlineGapAdvice(status.inlineBodiesMissing)}`);
       for (const r of status.replicas) {
         const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
         await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}${resync}`);
@@ -49,7 +52,7 @@ do); others as for every command.`)
     .option('--scan', 'compute every digest from the messages on both sides (slow: a pass over each index) instead of comparing the kept ones')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
-Exit codes: 0 identical; 1 differences (listed); others as for every command. The check first
+Exit codes: 0 identical; 1 differences (listed), or bodies this replica lacks (MISSING); others as for every command. The check first
 waits (up to 10 s) for the replica to reach the primary's seq; a primary taking writes meanwhile
 is compared again at its newer seq. Each mailbox keeps its digest up to date as changes apply,
 so the check reads one record per mailbox and reads messages only to narrow down a mismatch;
@@ -59,7 +62,7 @@ the kept digest, which 'mailstore scrub' finds too).`)
       const result = await withReadStore(command, (store) => procedures(store).replicaCheck({ primary: options.primary, keyFile: options.replicationKey && absolutePath(options.replicationKey), scan: options.scan === true }));
       if (wantsJson(command)) await printJson(result);
       else await printCheck(result);
-      process.exitCode = result.identical ? EXIT.ok : EXIT.findings;
+      process.exitCode = result.identical && !result.inlineBodiesMissing ? EXIT.ok : EXIT.findings;
     });
 }
 
@@ -71,4 +74,5 @@ async function printCheck(result: CheckResult): Promise<void> {
     await printLine(`${d.mailbox}: ${d.kind}${d.detail ? ` (${d.detail})` : ''}`);
     for (const m of d.messages ?? []) await printLine(`  uid ${m.uid}: primary ${JSON.stringify(m.primary)}, replica ${JSON.stringify(m.replica)}`);
   }
+  if (result.inlineBodiesMissing) await printLine(`MISSING: ${inlineGapAdvice(result.inlineBodiesMissing)}`);
 }
