@@ -49,6 +49,8 @@ export interface PromoteResult {
   damagedPendingFrame?: { offset: number; quarantinedAs: string };
   /** The per-node settings that differ from the old primary's last announced ones (node-settings.ts), one WARNING line each. */
   settingWarnings?: string[];
+  /** Promoted with --force although it lacked bodies its resync left out (inline-gap.ts): those messages read CORRUPT. */
+  inlineBodiesMissing?: number;
 }
 
 export interface PromoteOptions {
@@ -62,10 +64,13 @@ export interface PromoteOptions {
  * REFUSED while the replica lacks bodies its resync left out, unless forced: before anything of the
  * promotion (the fence, the tentative rounds), so a refusal leaves the replica following as it was.
  */
-export async function refuseInlineGap(store: Store, options: PromoteOptions, log: Log): Promise<void> {
+export async function refuseInlineGap(store: Store, options: PromoteOptions, log: Log): Promise<number> {
   const missing = await inlineGap(store);
-  if (missing === 0) return;
-  if (options.force) return log(`replication: promoting with --force although this replica lacks ${inlineGapAdvice(missing)}`);
+  if (missing === 0) return 0;
+  if (options.force) {
+    log(`replication: promoting with --force although this replica lacks ${inlineGapAdvice(missing)}`);
+    return missing;
+  }
   throw new MailstoreError('REFUSED', `this replica lacks ${inlineGapAdvice(missing)}. Nothing was changed; to promote it all the same (the primary is gone for good): --force`, { path: store.root });
 }
 
@@ -112,7 +117,8 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   if (role?.role !== 'replica') {
     throw new MailstoreError('INVALID', `the store at ${store.root} is ${role ? `a ${role.role}` : 'a standalone store (a primary)'}, not a replica: nothing to promote`, { path: store.root });
   }
-  if (!fenced) await refuseInlineGap(store, options, log); // a daemon's replica asked before its fence
+  // a daemon's replica asked before its fence (ReplicaHandle.promote): counted again for the result
+  const inlineBodiesMissing = fenced ? await inlineGap(store) : await refuseInlineGap(store, options, log);
   // tentative rounds of a synchronous primary that died before saying they committed: they
   // continue this history, and one of them may have been acknowledged (pending-rounds.ts)
   const pending = await commitPendingRounds(store, log, { quarantineDamaged: options.quarantineDamagedPending });
@@ -144,7 +150,8 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   await forgetPrimarySettings(store).catch((error: unknown) => log(`replication: could not remove ${PRIMARY_SETTINGS_FILE} (${(error as Error).message}); it names the old primary's settings: remove it`));
   return {
     epoch, seq, oldPrimaryFenced: oldPrimary.fenced, ...(oldPrimary.lastSeq === undefined ? {} : { oldPrimarySeq: oldPrimary.lastSeq }), heldSeq,
-    uidValidity: keep ? 'kept' : 'new', mailboxesRenewed, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
+    uidValidity: keep ? 'kept' : 'new', mailboxesRenewed, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}),
+    ...(inlineBodiesMissing > 0 ? { inlineBodiesMissing } : {}) };
 }
 
 /** Why promote renewed every uidValidity (the log's and the CLI's words). */

@@ -1,6 +1,6 @@
 // scrub on a replica: the nightly check-only scrub (mailstore-scrub.timer) runs on every node, so a
 // replica's scrub holds its writer (as a primary's does) without being taken for a client write.
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
@@ -167,6 +167,8 @@ describe('a replica whose resync left out inline bodies, before any scrub', () =
       expect(promote.code).toBe(3);
       expect(promote.stderr.toString()).toMatch(/REFUSED: this replica lacks 3 message bodies/);
       expect(JSON.parse((await run(['replica', 'status', '--json'], { store: r })).stdout.toString())).toMatchObject({ role: 'replica' });
+      const copy = join(tmpDir('replica-copy'), 'r'); // promoted with --force below, once the primary is gone
+      cpSync(r, copy, { recursive: true });
       // what heals it: the primary's snapshots move the bodies; the next look finds none missing and removes the note
       await pair.follow('the replica again');
       await primaryStore.snapshot();
@@ -180,6 +182,9 @@ describe('a replica whose resync left out inline bodies, before any scrub', () =
       const promoted = await run(['promote', '--json'], { store: r });
       expect(promoted.code, promoted.stderr.toString()).toBe(0);
       expect(existsSync(join(r, INLINE_GAP_FILE))).toBe(false);
+      const forced = await run(['promote', '--force'], { store: copy });
+      expect(forced.code, forced.stderr.toString()).toBe(0);
+      expect(forced.stderr.toString()).toMatch(/WARNING: promoted with --force: 3 message bodies this store never received read CORRUPT/);
     } finally {
       await pair.close();
     }

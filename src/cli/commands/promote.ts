@@ -24,6 +24,7 @@ primary still runs.`)
     .action(async (options: { quarantineDamagedPending?: boolean; force?: boolean }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true, ...(options.force ? { force: true } : {}) }));
       for (const line of result.settingWarnings ?? []) warn(line);
+      if (result.inlineBodiesMissing) warn(`WARNING: promoted with --force: ${result.inlineBodiesMissing} message bod${result.inlineBodiesMissing === 1 ? 'y' : 'ies'} this store never received read CORRUPT ('mailstore scrub' lists them)`);
       if (wantsJson(command)) return printJson(result);
       if (result.damagedPendingFrame) await printLine(`warning: a damaged tentative frame was set aside (${result.damagedPendingFrame.quarantinedAs}); changes in it were not applied`);
       await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
