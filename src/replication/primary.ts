@@ -30,6 +30,7 @@ import { aheadError, historyProbes, refuseDamagedHeld, refuseDivergedHistory, re
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
 import { replicaCursors } from './status.js';
+import { replaceDamagedCursor } from './damaged-cursor.js';
 import { RepeatedFailures } from './repeated-failures.js';
 
 /** A replica's node id (role.ts newNodeId): 16 hex digits. */
@@ -264,6 +265,7 @@ class Primary {
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
     await this.refuseTwin(nodeId);
     this.sessions.get(nodeId)?.stop();
+    await replaceDamagedCursor(this.store, nodeId, lastSeq, this.log); // before, refused CORRUPT until an admin removed it
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
     let seq = lastSeq;
     const settings = await readNodeSettings(this.store.fs, this.store.root);

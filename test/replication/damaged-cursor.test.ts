@@ -1,0 +1,46 @@
+// A replica's cursor on its primary (consumers/replica-NODEID) that does not read: before session 50
+// every connection of that replica was refused CORRUPT until an admin ran `consumers --remove`.
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startReplica } from '../../src/replication/replica.js';
+import { logicalState, msg, startPair, until } from './helpers.js';
+
+describe('a damaged replica cursor on the primary', () => {
+  it('is kept in quarantine/ and written again at the seq the replica names when it reconnects; it catches up, nothing acknowledged lost, logged once', async () => {
+    const lines: string[] = [];
+    const pair = await startPair({
+      fill: async (store) => { for (let i = 0; i < 3; i++) await store.append('INBOX', msg(i)); },
+      primary: { log: (line) => lines.push(line) },
+    });
+    try {
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
+      const nodeId = pair.replica.store.replication().role()!.nodeId;
+      const heldSeq = pair.replica.store.changes.lastSeq;
+      await pair.replica.close();
+      const path = join(pair.primaryStore.root, 'consumers', `replica-${nodeId}`);
+      await until(async () => (await pair.primaryStore.changes.cursor(`replica-${nodeId}`))?.seq === heldSeq, 5_000, 'the cursor at the replica\'s seq');
+      const damaged = readFileSync(path);
+      damaged[3] ^= 0x20;
+      writeFileSync(path, damaged);
+      await expect(pair.primaryStore.changes.cursor(`replica-${nodeId}`)).rejects.toMatchObject({ code: 'CORRUPT' });
+      // acknowledged while the replica was away, with the cursor damaged
+      for (let i = 3; i < 8; i++) await pair.primaryStore.append('INBOX', msg(i));
+      pair.replica = await startReplica(pair.replicaDir, pair.replicaOptions);
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up again');
+      expect(await logicalState(pair.replica.store)).toEqual(await logicalState(pair.primaryStore));
+      expect((await pair.replica.store.status('INBOX')).messages).toBe(8);
+      await pair.expectIdentical();
+      const kept = readdirSync(join(pair.primaryStore.root, 'quarantine')).filter((n) => n.startsWith(`consumer-replica-${nodeId}-`));
+      expect(kept).toHaveLength(1);
+      expect(readFileSync(join(pair.primaryStore.root, 'quarantine', kept[0])).equals(damaged)).toBe(true);
+      expect((await pair.primaryStore.changes.cursor(`replica-${nodeId}`))!.seq).toBeGreaterThanOrEqual(heldSeq);
+      const said = lines.filter((l) => l.includes('was damaged; kept as'));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(new RegExp(`written again at seq ${heldSeq}, the seq the replica holds: it catches up from there`));
+      expect(lines.some((l) => /CORRUPT|is damaged;/.test(l))).toBe(false);
+    } finally {
+      await pair.close();
+    }
+  }, 60_000);
+});
