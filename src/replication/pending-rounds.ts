@@ -17,7 +17,8 @@ import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { FileHandle } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
-import { unusedPath } from '../fs/durable.js';
+import { moveAside } from '../store/recovery.js';
+import { LAYOUT } from '../store/identity.js';
 import { openStoreFile } from '../store/setting-file.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
@@ -237,7 +238,7 @@ export interface PendingCommitResult {
  * replicated commit), then empties the file. A damaged frame whose records may not be in the
  * journal (no valid frame after it holds only committed seqs) could be a change the old primary
  * acknowledged: promotion is refused (CORRUPT) before anything is committed, unless
- * `quarantineDamaged`, which keeps the file as PENDING_FILE.damaged and commits what precedes it.
+ * `quarantineDamaged`, which moves the file into quarantine/ and commits what precedes it.
  */
 export async function commitPendingRounds(store: Store, log: Log, options: { quarantineDamaged?: boolean } = {}): Promise<PendingCommitResult> {
   const control = store.replication();
@@ -250,8 +251,11 @@ export async function commitPendingRounds(store: Store, log: Log, options: { qua
       throw new MailstoreError('CORRUPT', `${where}: the frame may hold changes the old primary acknowledged, so nothing was promoted. ` +
         'Promote another synchronous replica, or promote this one with --quarantine-damaged-pending (the file is kept for inspection)', { path });
     }
-    damagedFrame = { offset: damage.offset, quarantinedAs: await unusedPath(store.fs, `${path}.damaged`) }; // an earlier promotion's stays
-    await store.fs.rename(path, damagedFrame.quarantinedAs);
+    // into quarantine/ as everything set aside (stats and scrub count it; before session 50 it stayed
+    // in the store's root as REPLICATION-PENDING.damaged, which quarantineUse still counts)
+    const quarantinedAs = await moveAside(store.fs, store.root, path, `${PENDING_FILE}-damaged`);
+    damagedFrame = { offset: damage.offset, quarantinedAs: quarantinedAs! };
+    await store.fs.syncDir(join(store.root, LAYOUT.quarantine));
     log(`replication: DAMAGED: ${where}; kept as ${damagedFrame.quarantinedAs}; changes in it the old primary acknowledged are lost unless another replica holds them`);
   } else if (damage) {
     log(`replication: ${PENDING_FILE} has a damaged frame at byte ${damage.offset}; a later frame shows its records are committed`);

@@ -223,11 +223,19 @@ describe('a damaged REPLICATION-PENDING frame', () => {
       expect(store.changes.lastSeq).toBe(last);
       expect(readFileSync(path).equals(before)).toBe(true); // kept as it was
       const result = await commitPendingRounds(store, (l) => lines.push(l), { quarantineDamaged: true });
-      expect(result).toEqual({ committed: 0, damagedFrame: { offset: 0, quarantinedAs: `${path}.damaged` } });
+      // into quarantine/, named as the rest of it (before session 50 it stayed in the root as REPLICATION-PENDING.damaged)
+      expect(result).toEqual({ committed: 0, damagedFrame: { offset: 0, quarantinedAs: expect.stringMatching(/\/quarantine\/REPLICATION-PENDING-damaged-\d{4}-\d\d-\d\dT[-\dZ]+-\d+$/) } });
       expect(store.changes.lastSeq).toBe(last); // the valid frame after the damaged one does not continue the journal: not applied
-      expect(readFileSync(`${path}.damaged`).equals(before)).toBe(true);
-      expect(lines.some((l) => /DAMAGED: .*kept as/.test(l))).toBe(true);
+      expect(readFileSync(result.damagedFrame!.quarantinedAs).equals(before)).toBe(true);
+      expect(lines.some((l) => /DAMAGED: .*kept as .*quarantine/.test(l))).toBe(true);
       expect(existsSync(path)).toBe(false);
+      expect(existsSync(`${path}.damaged`)).toBe(false);
+      const counted = (await store.stats()).quarantine;
+      expect(counted).toEqual({ entries: 1, bytes: before.length });
+      // one an older promotion left in the root: still counted, by name, beside quarantine/'s
+      writeFileSync(`${path}.damaged`, before);
+      expect((await store.stats()).quarantine).toEqual({ entries: 2, bytes: 2 * before.length, outside: ['REPLICATION-PENDING.damaged'] });
+      expect((await scrub(store)).summary.quarantine).toMatchObject({ entries: 2, outside: ['REPLICATION-PENDING.damaged'] });
     } finally {
       await store.close();
     }
