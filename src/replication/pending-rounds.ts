@@ -64,6 +64,21 @@ export function encodeRound(round: TentativeRound): Wire {
 
 export const lastSeqOf = (round: TentativeRound): number => round.records[round.records.length - 1].seq;
 
+/**
+ * The writes of PENDING_FILE and the reads beside them (`replica status`, scrub: through the daemon
+ * they run in the replica's process), one at a time per store. Read during a frame's write, the
+ * half-written frame failed its CRC with no frame after it: damage in doubt, a false finding (exit
+ * 1, "promote with --quarantine-damaged-pending"). Not across processes: another process reads it
+ * only through the daemon while one serves the store (a read-only open beside it does not wait).
+ */
+const fileTurns = new WeakMap<Store, Promise<unknown>>();
+
+function inTurn<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  const run = (fileTurns.get(store) ?? Promise.resolve()).then(fn, fn);
+  fileTurns.set(store, run.catch(() => undefined));
+  return run;
+}
+
 /** The replica's pending rounds: in memory for this session, and in PENDING_FILE, durable before each is acknowledged. */
 export class PendingRounds {
   private rounds: TentativeRound[] = [];
@@ -115,9 +130,13 @@ export class PendingRounds {
    * afterwards. `wire`: the tentative message's CBOR as it arrived, written as is (its `t` and `c`
    * are ignored when the file is read), so the round is not encoded a second time.
    */
-  async add(round: TentativeRound, wire?: Buffer): Promise<void> {
+  add(round: TentativeRound, wire?: Buffer): Promise<void> {
+    return inTurn(this.store, () => this.addInTurn(round, wire));
+  }
+
+  private async addInTurn(round: TentativeRound, wire?: Buffer): Promise<void> {
     if (this.length < limits.replicaPendingFileBytes) await this.preallocate();
-    if (this.stale || (this.idle && this.full)) await this.clear();
+    if (this.stale || (this.idle && this.full)) await this.clearInTurn();
     const body = wire ?? encodeCbor(encodeRound(round));
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     head.writeUInt32BE(body.length, 0);
@@ -157,7 +176,11 @@ export class PendingRounds {
    * simply goes to 0 with the end mark after it; an earlier session's may never have committed on
    * the primary, so the end mark goes to 0 durably first (promote must not find them).
    */
-  async clear(): Promise<void> {
+  clear(): Promise<void> {
+    return inTurn(this.store, () => this.clearInTurn());
+  }
+
+  private async clearInTurn(): Promise<void> {
     const stale = this.stale;
     this.stale = false;
     this.at = 0;
@@ -181,7 +204,11 @@ export interface PendingDamage {
 }
 
 /** The valid frames of PENDING_FILE, in order, up to the end mark, the file's end, or the first damaged frame. */
-export async function readPendingRounds(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
+export function readPendingRounds(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
+  return inTurn(store, () => readPendingFile(store));
+}
+
+async function readPendingFile(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
   const path = join(store.root, PENDING_FILE);
   if (!(await store.fs.statIfExists(path))) return { rounds: [] };
   const bytes = await store.fs.readFile(path);

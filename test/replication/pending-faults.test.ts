@@ -11,7 +11,7 @@ import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
-import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
+import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, doubtfulDamage, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { limits } from '../../src/limits.js';
@@ -297,6 +297,63 @@ describe('a damaged REPLICATION-PENDING frame', () => {
       await pending.close();
     } finally {
       tunable.replicaPendingFileBytes = saved;
+      await store.close();
+    }
+  });
+});
+
+describe('REPLICATION-PENDING read while a frame is being written', () => {
+  // Found by session 49's testers: replica status and scrub read the file without waiting for its
+  // writer, so a frame half written (its body not all there yet) read as damage in doubt, a false
+  // finding (pending-round-damage, exit 1, "promote with --quarantine-damaged-pending").
+  it('waits for the write: no damage, the round read whole (status and scrub)', async () => {
+    const store = await Store.open(tmpDir('pending-race'), { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', msg(1));
+      const last = store.changes.lastSeq;
+      // a file system that stops each frame's write half way until told to go on
+      const fs = store.fs as FileSystem & { open: FileSystem['open'] };
+      const open = fs.open.bind(fs);
+      let paused: (() => void) | undefined;
+      let pausedAt: Promise<void> = Promise.resolve();
+      fs.open = async (path, mode) => {
+        const handle = await open(path, mode);
+        if (!path.endsWith(PENDING_FILE)) return handle;
+        return Object.assign(Object.create(handle) as typeof handle, {
+          writevDurable: async (parts: Buffer[], position: number) => {
+            const whole = Buffer.concat(parts);
+            const half = Math.floor(whole.length / 2);
+            await handle.writev([whole.subarray(0, half)], position);
+            let reached!: () => void;
+            pausedAt = new Promise<void>((resolve) => { reached = resolve; });
+            await new Promise<void>((resolve) => { paused = resolve; reached(); });
+            await handle.writev([whole.subarray(half)], position + half);
+            await handle.sync();
+          },
+        });
+      };
+      const pending = new PendingRounds(store);
+      try {
+        await pending.beginSession();
+        const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(4000, seq) }], packs: [], tails: [] });
+        for (const [n, read] of [[1, async () => doubtfulDamage(await readPendingRounds(store), last)], [2, async () => (await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage')]] as const) {
+          const writing = pending.add(big(last + n));
+          await pausedAt;
+          await until(() => paused !== undefined, 5_000, 'the write to pause half way');
+          const reading = read();
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          paused!();
+          paused = undefined;
+          await writing;
+          expect(await reading).toEqual(n === 1 ? undefined : []);
+        }
+        expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([last + 1, last + 2]);
+      } finally {
+        await pending.close();
+        fs.open = open;
+      }
+    } finally {
       await store.close();
     }
   });
