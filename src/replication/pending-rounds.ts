@@ -204,34 +204,48 @@ export interface PendingDamage {
 }
 
 /** The valid frames of PENDING_FILE, in order, up to the end mark, the file's end, or the first damaged frame. */
-export function readPendingRounds(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
+export function readPendingRounds(store: Store): Promise<PendingRead> {
   return inTurn(store, () => readPendingFile(store));
 }
 
-async function readPendingFile(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
+/**
+ * `committedThrough`: the highest seq a frame says its primary had committed through (the `c` of a
+ * tentative round: the rounds before it committed there, so they may be acknowledged), when one does.
+ */
+export interface PendingRead {
+  rounds: TentativeRound[];
+  damage?: PendingDamage;
+  committedThrough?: number;
+}
+
+async function readPendingFile(store: Store): Promise<PendingRead> {
   const path = join(store.root, PENDING_FILE);
   if (!(await store.fs.statIfExists(path))) return { rounds: [] };
   const bytes = await store.fs.readFile(path);
   const first = readFrames(bytes, 0);
-  if (first.damagedAt === undefined) return { rounds: first.rounds };
+  const said = (through: number) => (through > 0 ? { committedThrough: through } : {});
+  if (first.damagedAt === undefined) return { rounds: first.rounds, ...said(first.committedThrough) };
   const length = bytes.readUInt32BE(first.damagedAt);
   const next = first.damagedAt + FRAME_HEADER_BYTES + length;
-  const following = next < bytes.length ? readFrames(bytes, next).rounds : [];
-  return { rounds: first.rounds, damage: { offset: first.damagedAt, following } };
+  const after = next < bytes.length ? readFrames(bytes, next) : { rounds: [], committedThrough: 0 };
+  return { rounds: first.rounds, damage: { offset: first.damagedAt, following: after.rounds }, ...said(Math.max(first.committedThrough, after.committedThrough)) };
 }
 
-function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; damagedAt?: number } {
+function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; damagedAt?: number; committedThrough: number } {
   const rounds: TentativeRound[] = [];
+  let committedThrough = 0;
   let at = from;
   // a file of the earlier format (appended, no end mark) ends at its end; a few bytes there are a torn header
   for (; at + FRAME_HEADER_BYTES <= bytes.length; at += FRAME_HEADER_BYTES + bytes.readUInt32BE(at)) {
-    if (bytes.subarray(at, at + FRAME_HEADER_BYTES).equals(PENDING_END)) return { rounds };
+    if (bytes.subarray(at, at + FRAME_HEADER_BYTES).equals(PENDING_END)) return { rounds, committedThrough };
     const length = bytes.readUInt32BE(at);
     const body = bytes.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
-    if (body.length !== length || crc32(body) !== bytes.readUInt32BE(at + 4)) return { rounds, damagedAt: at };
-    rounds.push(decodeRound(decodeCbor<Wire>(body)));
+    if (body.length !== length || crc32(body) !== bytes.readUInt32BE(at + 4)) return { rounds, damagedAt: at, committedThrough };
+    const wire = decodeCbor<Wire & { c?: number }>(body);
+    rounds.push(decodeRound(wire));
+    if (Number.isSafeInteger(wire.c)) committedThrough = Math.max(committedThrough, wire.c!);
   }
-  return { rounds };
+  return { rounds, committedThrough };
 }
 
 /**
