@@ -126,6 +126,31 @@ export function damagedHeldError(damage: { offset: number; afterSeq: number }, e
     `REPLICATION-PENDING into quarantine/ and start it again`);
 }
 
+/**
+ * The same primary (same epoch) put back to an older disk image (session 49). A
+ * held record at or below `heldCommitted` (the highest `c` a later frame of the replica's file
+ * carries: this primary said it had committed through there, so it may have acknowledged it) that
+ * this journal lacks or holds otherwise means this primary lost what it committed: REFUSED before
+ * anything is sent, as for a newer epoch. Held records above it may be a batch whose write failed
+ * here (replaced by this primary's next records, as before), or committed and acknowledged before
+ * a commit notice went out: those a rolled-back primary still replaces (nothing on the replica tells
+ * the two apart). A primary before session 49 ignores `heldCommitted`.
+ */
+export async function refuseLostCommitted(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, committedSeq: number, probes: unknown, heldCommitted: unknown): Promise<void> {
+  if (probes === undefined || heldCommitted === undefined) return;
+  if (!Number.isSafeInteger(heldCommitted) || !Array.isArray(probes)) throw new MailstoreError('INVALID', 'a replica names its held records as a list of [seq, crc32] and heldCommitted as a seq');
+  for (const probe of probes as unknown[]) {
+    const [seq, crc] = Array.isArray(probe) ? probe as number[] : [];
+    if (!Number.isSafeInteger(seq) || seq > (heldCommitted as number) || seq < firstSeq) continue;
+    const payload = seq <= committedSeq ? await journal.readRecordAt(seq) : undefined;
+    if (payload && crc32(payload) === crc) continue;
+    throw new MailstoreError('REFUSED',
+      `the replica holds seq ${seq}, which this primary said had committed here (it may have acknowledged it), and this primary ` +
+      `${payload ? 'has another record there' : `ends at seq ${committedSeq}`}: it was put back to an older disk image, snapshot or copy. Nothing was sent, ` +
+      `and the replica keeps it (in REPLICATION-PENDING). To keep acknowledged changes, stop this primary and run 'mailstore promote' on the replica`);
+  }
+}
+
 /** The replica's seq is past this primary's newest: the same two cases, without a record to compare. */
 export function aheadError(replicaSeq: number, primarySeq: number): MailstoreError {
   return refusal(`the replica is at seq ${replicaSeq}, ahead of this primary (${primarySeq})`);

@@ -17,7 +17,8 @@ import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { FileHandle } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
-import { unusedPath } from '../fs/durable.js';
+import { moveAside } from '../store/recovery.js';
+import { LAYOUT } from '../store/identity.js';
 import { openStoreFile } from '../store/setting-file.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
@@ -62,6 +63,21 @@ export function encodeRound(round: TentativeRound): Wire {
 }
 
 export const lastSeqOf = (round: TentativeRound): number => round.records[round.records.length - 1].seq;
+
+/**
+ * The writes of PENDING_FILE and the reads beside them (`replica status`, scrub: through the daemon
+ * they run in the replica's process), one at a time per store. Read during a frame's write, the
+ * half-written frame failed its CRC with no frame after it: damage in doubt, a false finding (exit
+ * 1, "promote with --quarantine-damaged-pending"). Not across processes: another process reads it
+ * only through the daemon while one serves the store (a read-only open beside it does not wait).
+ */
+const fileTurns = new WeakMap<Store, Promise<unknown>>();
+
+function inTurn<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  const run = (fileTurns.get(store) ?? Promise.resolve()).then(fn, fn);
+  fileTurns.set(store, run.catch(() => undefined));
+  return run;
+}
 
 /** The replica's pending rounds: in memory for this session, and in PENDING_FILE, durable before each is acknowledged. */
 export class PendingRounds {
@@ -114,9 +130,13 @@ export class PendingRounds {
    * afterwards. `wire`: the tentative message's CBOR as it arrived, written as is (its `t` and `c`
    * are ignored when the file is read), so the round is not encoded a second time.
    */
-  async add(round: TentativeRound, wire?: Buffer): Promise<void> {
+  add(round: TentativeRound, wire?: Buffer): Promise<void> {
+    return inTurn(this.store, () => this.addInTurn(round, wire));
+  }
+
+  private async addInTurn(round: TentativeRound, wire?: Buffer): Promise<void> {
     if (this.length < limits.replicaPendingFileBytes) await this.preallocate();
-    if (this.stale || (this.idle && this.full)) await this.clear();
+    if (this.stale || (this.idle && this.full)) await this.clearInTurn();
     const body = wire ?? encodeCbor(encodeRound(round));
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     head.writeUInt32BE(body.length, 0);
@@ -156,7 +176,11 @@ export class PendingRounds {
    * simply goes to 0 with the end mark after it; an earlier session's may never have committed on
    * the primary, so the end mark goes to 0 durably first (promote must not find them).
    */
-  async clear(): Promise<void> {
+  clear(): Promise<void> {
+    return inTurn(this.store, () => this.clearInTurn());
+  }
+
+  private async clearInTurn(): Promise<void> {
     const stale = this.stale;
     this.stale = false;
     this.at = 0;
@@ -180,30 +204,48 @@ export interface PendingDamage {
 }
 
 /** The valid frames of PENDING_FILE, in order, up to the end mark, the file's end, or the first damaged frame. */
-export async function readPendingRounds(store: Store): Promise<{ rounds: TentativeRound[]; damage?: PendingDamage }> {
+export function readPendingRounds(store: Store): Promise<PendingRead> {
+  return inTurn(store, () => readPendingFile(store));
+}
+
+/**
+ * `committedThrough`: the highest seq a frame says its primary had committed through (the `c` of a
+ * tentative round: the rounds before it committed there, so they may be acknowledged), when one does.
+ */
+export interface PendingRead {
+  rounds: TentativeRound[];
+  damage?: PendingDamage;
+  committedThrough?: number;
+}
+
+async function readPendingFile(store: Store): Promise<PendingRead> {
   const path = join(store.root, PENDING_FILE);
   if (!(await store.fs.statIfExists(path))) return { rounds: [] };
   const bytes = await store.fs.readFile(path);
   const first = readFrames(bytes, 0);
-  if (first.damagedAt === undefined) return { rounds: first.rounds };
+  const said = (through: number) => (through > 0 ? { committedThrough: through } : {});
+  if (first.damagedAt === undefined) return { rounds: first.rounds, ...said(first.committedThrough) };
   const length = bytes.readUInt32BE(first.damagedAt);
   const next = first.damagedAt + FRAME_HEADER_BYTES + length;
-  const following = next < bytes.length ? readFrames(bytes, next).rounds : [];
-  return { rounds: first.rounds, damage: { offset: first.damagedAt, following } };
+  const after = next < bytes.length ? readFrames(bytes, next) : { rounds: [], committedThrough: 0 };
+  return { rounds: first.rounds, damage: { offset: first.damagedAt, following: after.rounds }, ...said(Math.max(first.committedThrough, after.committedThrough)) };
 }
 
-function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; damagedAt?: number } {
+function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; damagedAt?: number; committedThrough: number } {
   const rounds: TentativeRound[] = [];
+  let committedThrough = 0;
   let at = from;
   // a file of the earlier format (appended, no end mark) ends at its end; a few bytes there are a torn header
   for (; at + FRAME_HEADER_BYTES <= bytes.length; at += FRAME_HEADER_BYTES + bytes.readUInt32BE(at)) {
-    if (bytes.subarray(at, at + FRAME_HEADER_BYTES).equals(PENDING_END)) return { rounds };
+    if (bytes.subarray(at, at + FRAME_HEADER_BYTES).equals(PENDING_END)) return { rounds, committedThrough };
     const length = bytes.readUInt32BE(at);
     const body = bytes.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
-    if (body.length !== length || crc32(body) !== bytes.readUInt32BE(at + 4)) return { rounds, damagedAt: at };
-    rounds.push(decodeRound(decodeCbor<Wire>(body)));
+    if (body.length !== length || crc32(body) !== bytes.readUInt32BE(at + 4)) return { rounds, damagedAt: at, committedThrough };
+    const wire = decodeCbor<Wire & { c?: number }>(body);
+    rounds.push(decodeRound(wire));
+    if (Number.isSafeInteger(wire.c)) committedThrough = Math.max(committedThrough, wire.c!);
   }
-  return { rounds };
+  return { rounds, committedThrough };
 }
 
 /**
@@ -237,7 +279,7 @@ export interface PendingCommitResult {
  * replicated commit), then empties the file. A damaged frame whose records may not be in the
  * journal (no valid frame after it holds only committed seqs) could be a change the old primary
  * acknowledged: promotion is refused (CORRUPT) before anything is committed, unless
- * `quarantineDamaged`, which keeps the file as PENDING_FILE.damaged and commits what precedes it.
+ * `quarantineDamaged`, which moves the file into quarantine/ and commits what precedes it.
  */
 export async function commitPendingRounds(store: Store, log: Log, options: { quarantineDamaged?: boolean } = {}): Promise<PendingCommitResult> {
   const control = store.replication();
@@ -250,8 +292,11 @@ export async function commitPendingRounds(store: Store, log: Log, options: { qua
       throw new MailstoreError('CORRUPT', `${where}: the frame may hold changes the old primary acknowledged, so nothing was promoted. ` +
         'Promote another synchronous replica, or promote this one with --quarantine-damaged-pending (the file is kept for inspection)', { path });
     }
-    damagedFrame = { offset: damage.offset, quarantinedAs: await unusedPath(store.fs, `${path}.damaged`) }; // an earlier promotion's stays
-    await store.fs.rename(path, damagedFrame.quarantinedAs);
+    // into quarantine/ as everything set aside (stats and scrub count it; before session 49 it stayed
+    // in the store's root as REPLICATION-PENDING.damaged, which quarantineUse still counts)
+    const quarantinedAs = await moveAside(store.fs, store.root, path, `${PENDING_FILE}-damaged`);
+    damagedFrame = { offset: damage.offset, quarantinedAs: quarantinedAs! };
+    await store.fs.syncDir(join(store.root, LAYOUT.quarantine));
     log(`replication: DAMAGED: ${where}; kept as ${damagedFrame.quarantinedAs}; changes in it the old primary acknowledged are lost unless another replica holds them`);
   } else if (damage) {
     log(`replication: ${PENDING_FILE} has a damaged frame at byte ${damage.offset}; a later frame shows its records are committed`);

@@ -26,10 +26,11 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, historyProbes, refuseDamagedHeld, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
+import { aheadError, historyProbes, refuseDamagedHeld, refuseLostCommitted, refuseDivergedHistory, refuseDroppedTentative } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 import { monotonicMs } from '../monotonic.js';
 import { replicaCursors } from './status.js';
+import { replaceDamagedCursor } from './damaged-cursor.js';
 import { RepeatedFailures } from './repeated-failures.js';
 
 /** A replica's node id (role.ts newNodeId): 16 hex digits. */
@@ -259,11 +260,14 @@ class Primary {
     if (replicaEpoch < epoch) {
       await refuseDroppedTentative(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, { replica: replicaEpoch, primary: epoch });
       refuseDamagedHeld(hello.heldDamage, { replica: replicaEpoch, primary: epoch });
+    } else {
+      await refuseLostCommitted(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.held, hello.heldCommitted);
     }
     const refused = this.refusedOlder.get(nodeId);
     if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
     await this.refuseTwin(nodeId);
     this.sessions.get(nodeId)?.stop();
+    await replaceDamagedCursor(this.store, nodeId, lastSeq, this.log); // before, refused CORRUPT until an admin removed it
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
     let seq = lastSeq;
     const settings = await readNodeSettings(this.store.fs, this.store.root);

@@ -298,9 +298,11 @@ export class Replica {
     const earlier = this.pending.heldFromEarlierSession ? await readPendingRounds(this.store) : { rounds: [] };
     const held = heldProbes([...earlier.rounds, ...(earlier.damage?.following ?? [])].flatMap((r) => r.records), lastSeq);
     const damage = doubtfulDamage(earlier, lastSeq);
+    // its primary said it committed these (a later frame's `c`): one put back to an older image that lacks them lost acknowledged mail (refuseLostCommitted)
+    const heldCommitted = 'committedThrough' in earlier && (earlier.committedThrough ?? 0) > lastSeq ? earlier.committedThrough : undefined;
     await connection.send({
       t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION,
-      ...(held.length > 0 ? { held } : {}), ...(damage ? { heldDamage: [damage.offset, damage.afterSeq] } : {}),
+      ...(held.length > 0 ? { held } : {}), ...(heldCommitted !== undefined ? { heldCommitted } : {}), ...(damage ? { heldDamage: [damage.offset, damage.afterSeq] } : {}),
     });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;

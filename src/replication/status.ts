@@ -78,12 +78,14 @@ export async function replicaCursors(store: Store): Promise<{ replicas: StoredRe
 }
 
 /**
- * A damaged cursor pins nothing and stops its replica's next connection (CORRUPT): removed, it is
- * written again at the seq the replica holds when that replica next connects.
+ * A damaged cursor stops every retirement (it cannot say what it pins): when its replica next
+ * connects, the primary keeps it in quarantine/ and writes it again at the seq the replica holds
+ * (damaged-cursor.ts). One of a replica that is gone for good is removed.
  */
 function damagedCursor(store: Store, name: string): DamagedReplicaCursor {
   return {
     nodeId: name.slice('replica-'.length), path: join(store.root, CONSUMERS_DIR, name),
-    todo: `'mailstore consumers --remove ${name}' forgets it; the replica registers again when it next connects (until then it cannot connect)`,
+    todo: `when the replica next connects, its primary keeps it in quarantine/ and writes it again at the seq the replica holds (until then no journal segment is retired); ` +
+      `for a replica gone for good, 'mailstore consumers --remove ${name}' forgets it`,
   };
 }

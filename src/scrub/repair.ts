@@ -7,6 +7,7 @@ import { writeFileDurable } from '../fs/durable.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from '../store/identity.js';
 import { describeLoss } from '../store/recovery.js';
+import { readOnlyReplicaError } from '../store/role.js';
 import type { Store } from '../store/store.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Finding } from './findings.js';
@@ -50,6 +51,20 @@ export interface RepairResult {
   unrepaired: Finding[];
 }
 
+/**
+ * A replica's packs and journal are its primary's, byte for byte: every repair writes (the index
+ * rebuild too), so it is refused before anything, quarantine/ included, and told what heals it.
+ */
+function refuseOnReplica(store: Store): void {
+  const role = store.replication().role();
+  if (role?.role === 'replica') {
+    throw new MailstoreError('READ_ONLY_REPLICA', `the store at ${store.root} is a replica of ${role.primary ?? 'its primary'}, which takes no repair; nothing was changed. ` +
+      `Move its directory aside and start the replica again in an empty one (it copies its primary afresh); once promoted instead, ` +
+      `'mailstore scrub --repair --source COPY' heals it from the old primary or a copy`, { path: store.root });
+  }
+  if (role?.role === 'fenced') throw readOnlyReplicaError(store.root, role);
+}
+
 /** Counters an index rebuilt from a whole journal may still hold wrong: written wrong into the journal. */
 const COUNTER_KINDS = new Set(['mailbox-counts', 'refcount-mismatch', 'index-journal-mismatch']);
 
@@ -58,7 +73,9 @@ const INDEX_KINDS = new Set(['index-value-corrupt', 'index-table-corrupt', 'inde
 export async function repair(store: Store, before: ScrubReport, options: RepairOptions = {}): Promise<RepairResult> {
   const share = options.missingShareMax ?? limits.repairDamagedShareMax;
   const blobFindings = before.findings.filter((f): f is Extract<Finding, { kind: 'blob-corrupt' | 'blob-missing' }> => f.kind === 'blob-corrupt' || f.kind === 'blob-missing');
-  const { blobs } = await store.stats();
+  refuseOnReplica(store);
+  // not stats(): it reads every consumer cursor, and a damaged one (a finding of this scrub) failed the whole repair CORRUPT
+  const blobs = await store.maintenance().blobCount();
   if (!options.force && blobs > 0 && blobFindings.length > Math.max(2, blobs * share)) {
     throw new MailstoreError('REFUSED',
       `${blobFindings.length} of ${blobs} stored messages are damaged or missing: this looks like a missing or wrong partition, not a few bad blocks. ` +

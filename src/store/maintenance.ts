@@ -21,7 +21,7 @@ import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
 import type { SnapshotInfo } from './snapshot-file.js';
-import { buildIndexAside, chooseRebuildStart, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
+import { buildIndexAside, chooseRebuildStart, compareIndexes, countSpace, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
 import type { RebuildComparison } from './types.js';
 import { checkArray, checkBytes, checkCount, checkFunction, checkHash, checkObject, checkOptions, ownCopy, parseMailboxName } from './validate.js';
 import type { Mutation } from './writer.js';
@@ -102,6 +102,8 @@ export interface StoreMaintenance {
    * incremental backup's state. NOT_FOUND or INVALID when the journal cannot tell; close it.
    */
   stateSince(afterSeq: number): Promise<StateSince>;
+  /** The index's blob entries (B), counted alone: repair's gate reads nothing else (stats() reads every consumer cursor too). */
+  blobCount(): Promise<number>;
   /**
    * Runs `fn` once no snapshot runs and keeps new ones (and their journal retirement) out while it
    * runs: scrub reads the snapshots and the journal as one consistent pair.
@@ -168,6 +170,11 @@ export class Maintenance implements StoreMaintenance {
   stateSince(afterSeq: number): Promise<StateSince> {
     this.host.live();
     return stateSince(this.host.db, this.host.journal, afterSeq);
+  }
+
+  blobCount(): Promise<number> {
+    this.host.live();
+    return countSpace(this.host.db, SPACE.blob);
   }
 
   withoutSnapshots<T>(fn: () => Promise<T>): Promise<T> {

@@ -11,7 +11,16 @@ export interface QuarantineUse {
   entries: number;
   /** Bytes of every file below it. */
   bytes: number;
+  /**
+   * Set-aside files in the store's root, counted in entries and bytes too: a damaged
+   * REPLICATION-PENDING that `promote --quarantine-damaged-pending` kept there as
+   * REPLICATION-PENDING.damaged[.N] before session 49 (since, it goes into quarantine/). Absent: none.
+   */
+  outside?: string[];
 }
+
+/** What a promotion before session 49 left in the root beside the file it set aside (promote --quarantine-damaged-pending). */
+const OLD_ROOT_QUARANTINE = /^REPLICATION-PENDING\.damaged(\.\d+)?$/;
 
 /**
  * How much quarantine/ holds; none when it is missing. Links are counted, never followed. A part
@@ -23,7 +32,14 @@ export async function quarantineUse(fs: FileSystem, root: string): Promise<Quara
   const names = await listQuarantined(fs, dir);
   let bytes = 0;
   for (const name of names) bytes += await treeBytes(fs, join(dir, name));
-  return { entries: names.length, bytes };
+  const outside = (await listQuarantined(fs, root)).filter((name) => OLD_ROOT_QUARANTINE.test(name)).sort();
+  for (const name of outside) bytes += await treeBytes(fs, join(root, name));
+  return { entries: names.length + outside.length, bytes, ...(outside.length > 0 ? { outside } : {}) };
+}
+
+/** Set-aside files in the store's root counted with quarantine/ (an older promotion's), by name, as stats and scrub say it; "" when none. */
+export function outsideNote(held: QuarantineUse): string {
+  return held.outside?.length ? `, with ${held.outside.join(', ')} in the store's root` : '';
 }
 
 async function treeBytes(fs: FileSystem, path: string): Promise<number> {

@@ -31,7 +31,6 @@ import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { finishMailboxDeletes, type DeleteHost } from './delete-chunks.js';
 import { ChangeFeed } from './changes.js';
-import { quarantineUse } from './quarantine.js';
 import { StoreClock } from './clock.js';
 import type { ClockReport } from './clock-report.js';
 import { LAYOUT, initStore, realRoot, type StoreIdentity } from './identity.js';
@@ -1531,7 +1530,7 @@ export class Store implements MailStore {
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
       freeSpace: await this.space.state(),
-      quarantine: await quarantineUse(this.fs, this.root),
+      quarantine: await (await import('./quarantine.js')).quarantineUse(this.fs, this.root), // loaded here: an append never needs it
       ...(await (await import('./journal-archive.js')).journalArchiveState(this.fs, this.root, this.storeId)),
     };
   }

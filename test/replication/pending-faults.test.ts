@@ -11,7 +11,7 @@ import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
-import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
+import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, doubtfulDamage, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { limits } from '../../src/limits.js';
@@ -223,11 +223,19 @@ describe('a damaged REPLICATION-PENDING frame', () => {
       expect(store.changes.lastSeq).toBe(last);
       expect(readFileSync(path).equals(before)).toBe(true); // kept as it was
       const result = await commitPendingRounds(store, (l) => lines.push(l), { quarantineDamaged: true });
-      expect(result).toEqual({ committed: 0, damagedFrame: { offset: 0, quarantinedAs: `${path}.damaged` } });
+      // into quarantine/, named as the rest of it (before session 49 it stayed in the root as REPLICATION-PENDING.damaged)
+      expect(result).toEqual({ committed: 0, damagedFrame: { offset: 0, quarantinedAs: expect.stringMatching(/\/quarantine\/REPLICATION-PENDING-damaged-\d{4}-\d\d-\d\dT[-\dZ]+-\d+$/) } });
       expect(store.changes.lastSeq).toBe(last); // the valid frame after the damaged one does not continue the journal: not applied
-      expect(readFileSync(`${path}.damaged`).equals(before)).toBe(true);
-      expect(lines.some((l) => /DAMAGED: .*kept as/.test(l))).toBe(true);
+      expect(readFileSync(result.damagedFrame!.quarantinedAs).equals(before)).toBe(true);
+      expect(lines.some((l) => /DAMAGED: .*kept as .*quarantine/.test(l))).toBe(true);
       expect(existsSync(path)).toBe(false);
+      expect(existsSync(`${path}.damaged`)).toBe(false);
+      const counted = (await store.stats()).quarantine;
+      expect(counted).toEqual({ entries: 1, bytes: before.length });
+      // one an older promotion left in the root: still counted, by name, beside quarantine/'s
+      writeFileSync(`${path}.damaged`, before);
+      expect((await store.stats()).quarantine).toEqual({ entries: 2, bytes: 2 * before.length, outside: ['REPLICATION-PENDING.damaged'] });
+      expect((await scrub(store)).summary.quarantine).toMatchObject({ entries: 2, outside: ['REPLICATION-PENDING.damaged'] });
     } finally {
       await store.close();
     }
@@ -289,6 +297,63 @@ describe('a damaged REPLICATION-PENDING frame', () => {
       await pending.close();
     } finally {
       tunable.replicaPendingFileBytes = saved;
+      await store.close();
+    }
+  });
+});
+
+describe('REPLICATION-PENDING read while a frame is being written', () => {
+  // Found by session 49's testers: replica status and scrub read the file without waiting for its
+  // writer, so a frame half written (its body not all there yet) read as damage in doubt, a false
+  // finding (pending-round-damage, exit 1, "promote with --quarantine-damaged-pending").
+  it('waits for the write: no damage, the round read whole (status and scrub)', async () => {
+    const store = await Store.open(tmpDir('pending-race'), { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', msg(1));
+      const last = store.changes.lastSeq;
+      // a file system that stops each frame's write half way until told to go on
+      const fs = store.fs as FileSystem & { open: FileSystem['open'] };
+      const open = fs.open.bind(fs);
+      let paused: (() => void) | undefined;
+      let pausedAt: Promise<void> = Promise.resolve();
+      fs.open = async (path, mode) => {
+        const handle = await open(path, mode);
+        if (!path.endsWith(PENDING_FILE)) return handle;
+        return Object.assign(Object.create(handle) as typeof handle, {
+          writevDurable: async (parts: Buffer[], position: number) => {
+            const whole = Buffer.concat(parts);
+            const half = Math.floor(whole.length / 2);
+            await handle.writev([whole.subarray(0, half)], position);
+            let reached!: () => void;
+            pausedAt = new Promise<void>((resolve) => { reached = resolve; });
+            await new Promise<void>((resolve) => { paused = resolve; reached(); });
+            await handle.writev([whole.subarray(half)], position + half);
+            await handle.sync();
+          },
+        });
+      };
+      const pending = new PendingRounds(store);
+      try {
+        await pending.beginSession();
+        const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(4000, seq) }], packs: [], tails: [] });
+        for (const [n, read] of [[1, async () => doubtfulDamage(await readPendingRounds(store), last)], [2, async () => (await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage')]] as const) {
+          const writing = pending.add(big(last + n));
+          await pausedAt;
+          await until(() => paused !== undefined, 5_000, 'the write to pause half way');
+          const reading = read();
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          paused!();
+          paused = undefined;
+          await writing;
+          expect(await reading).toEqual(n === 1 ? undefined : []);
+        }
+        expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([last + 1, last + 2]);
+      } finally {
+        await pending.close();
+        fs.open = open;
+      }
+    } finally {
       await store.close();
     }
   });

@@ -63,6 +63,16 @@ describe('the scrub command on a damaged replica', () => {
       expect(withCursor.code).toBe(1);
       expect(withCursor.stdout.toString()).toMatch(/consumers\/indexer/);
       expect(withCursor.stdout.toString()).toMatch(/this store is a replica, which takes no repair/);
+      // its repair: refused READ_ONLY_REPLICA before anything, saying what heals it (before session 49
+      // it failed CORRUPT, exit 6, on that cursor: repair's gate read store.stats(), which reads every
+      // cursor, and the blob damage was copied into quarantine/ first)
+      const quarantined = readdirSync(join(pair.replicaDir, 'quarantine'));
+      for (const args of [['scrub', '--repair'], ['scrub', '--repair', '--source', pair.address, '--replication-key', pair.key]]) {
+        const refused = await run(args, { store: pair.replicaDir });
+        expect(refused.stderr.toString()).toMatch(/READ_ONLY_REPLICA: .*a replica of .*which takes no repair; nothing was changed.*start the replica again in an empty one/);
+        expect(refused.code).toBe(3);
+      }
+      expect(readdirSync(join(pair.replicaDir, 'quarantine'))).toEqual(quarantined);
     } finally {
       await pair.primary.close();
       await pair.primaryStore.close();

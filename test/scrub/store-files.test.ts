@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { repair } from '../../src/scrub/repair.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
@@ -61,6 +62,18 @@ describe('scrub reports damaged store files that an open does not read', () => {
       const run = cli(['scrub', '--quiet'], copy);
       expect(run.status, run.stderr).toBe(1);
       expect(run.stdout).toContain(`store-file-damage  ${file}`);
+    }
+  });
+
+  it('scrub --repair on a store with a damaged consumer cursor repairs what it can and reports the cursor (was CORRUPT, exit 6, before anything: its gate read every cursor)', async () => {
+    const dir = await storeWithCursors();
+    flipByte(join(dir, 'consumers', 'replica-0123456789abcdef'), 3);
+    const store = await Store.open(dir);
+    try {
+      const result = await repair(store, await scrub(store));
+      expect(result.unrepaired.map((f) => f.kind === 'store-file-damage' && f.file)).toEqual(['consumers/replica-0123456789abcdef']);
+    } finally {
+      await store.close();
     }
   });
 

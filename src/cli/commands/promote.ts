@@ -9,7 +9,7 @@ export function register(program: Command): void {
   program
     .command('promote')
     .description('make this replica the primary (epoch + 1); the old primary refuses writes once it hears of the new epoch')
-    .option('--quarantine-damaged-pending', 'go on although REPLICATION-PENDING has a damaged frame that may hold acknowledged changes (the file is kept as REPLICATION-PENDING.damaged)')
+    .option('--quarantine-damaged-pending', 'go on although REPLICATION-PENDING has a damaged frame that may hold acknowledged changes (the file is moved into quarantine/ as REPLICATION-PENDING-damaged-TIME-PID)')
     .option('--force', "promote although this replica lacks message bodies its resync left out ('replica status' says MISSING): those messages stay unreadable")
     .option('--json', 'print as JSON')
     .addHelpText('after', `

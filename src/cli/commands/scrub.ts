@@ -13,7 +13,7 @@ import { procedures } from '../../daemon/procedures.js';
 import type { RepairResult } from '../../scrub/repair.js';
 import type { ScrubReport } from '../../scrub/scrub.js';
 import type { MailStore } from '../../store/api.js';
-import type { QuarantineUse } from '../../store/quarantine.js';
+import { outsideNote, type QuarantineUse } from '../../store/quarantine.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -281,7 +281,7 @@ const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-a
 /** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
 function quarantineNote(held: QuarantineUse | undefined): string {
   if (!held?.entries) return '';
-  return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}): look, then remove by hand (RECOVERY.md)`;
+  return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}${outsideNote(held)}): look, then remove by hand (RECOVERY.md)`;
 }
 
 /** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */

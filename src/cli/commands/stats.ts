@@ -4,6 +4,7 @@ import { limits } from '../../limits.js';
 import type { StoreStats } from '../../store/types.js';
 import { formatBytes } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
+import { outsideNote } from '../../store/quarantine.js';
 
 export function register(program: Command): void {
   program
@@ -34,7 +35,7 @@ export function register(program: Command): void {
       if (space && freeInodes !== null) rows.push(['free inodes', `${freeInodes}; reserve ${space.reserveInodes}${shortOfInodes ? ': NEW MAIL IS REFUSED (remove files on this file system; df -i)' : ''}`]);
       // a daemon before session 37 reports none
       const held = stats.quarantine;
-      if (held) rows.push(['quarantine', held.entries === 0 ? 'empty' : `${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}): damaged or replaced data set aside, never removed automatically; look, then remove by hand (RECOVERY.md)`]);
+      if (held) rows.push(['quarantine', held.entries === 0 ? 'empty' : `${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}${outsideNote(held)}): damaged or replaced data set aside, never removed automatically; look, then remove by hand (RECOVERY.md)`]);
       const archive = stats.journalArchive; // none from a daemon before session 48
       if (archive) rows.push(['journal archive', archive.retirementHeld ? `${archive.path}: RETIREMENT HELD: ${archive.retirementHeld}` : archive.path]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
