@@ -174,6 +174,17 @@ describe('runConsumer', () => {
   });
 });
 
+describe('consumers registered at once', () => {
+  it('the first two of a store (consumers/ not there yet) are both registered: the second mkdir is no failure', async () => {
+    const store = await Store.open(tmpDir(), { create: true, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    // before: both saw no consumers/, the slower mkdir failed EEXIST and its consumer was not registered
+    await Promise.all(['indexer', 'notifier', 'search'].map((name) => store.changes.register(name, 0)));
+    expect((await store.changes.consumers()).map((c) => [c.name, c.seq])).toEqual([['indexer', 0], ['notifier', 0], ['search', 0]]);
+    await store.close();
+  });
+});
+
 describe('state snapshot', () => {
   it('holds exactly the state at its seq while writers go on', async () => {
     const root = tmpDir();
