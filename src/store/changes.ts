@@ -57,6 +57,8 @@ export class ChangeFeed {
   private waiters: { afterSeq: number; wake: () => void }[] = [];
   /** Per consumer, the last change of its cursor queued (oneAtATime). */
   private readonly changing = new Map<string, Promise<void>>();
+  /** The consumers running now (runConsumer, a webhook): one runner a name (claim). */
+  private readonly running = new Set<string>();
 
   constructor(private readonly host: ChangeFeedHost) {}
 
@@ -135,6 +137,25 @@ export class ChangeFeed {
   }
 
   // ---- consumers -------------------------------------------------------------------------------
+
+  /**
+   * Takes the name for one runner until `release()`: two at once (an integrator's program started
+   * twice, a library webhook beside the daemon's) each got a share of the records, and the slower
+   * one's advance failed INVALID (the other had passed it) outside its onError, or a webhook's
+   * cursor went back. The store has one owning process (LOCK), so this is every runner there is.
+   */
+  claim(name: string): () => void {
+    this.checkName(name);
+    if (this.running.has(name)) {
+      throw new MailstoreError('LOCKED', `consumer ${name} is running already on this store; stop it before starting it again, or give this one another name (each name has one cursor)`);
+    }
+    this.running.add(name);
+    let released = false;
+    return () => {
+      if (!released) this.running.delete(name);
+      released = true;
+    };
+  }
 
   private path(name: string): string {
     return join(this.host.root, CONSUMERS_DIR, name);
@@ -322,6 +343,15 @@ export interface ConsumerRunOptions {
  * once when a commit arrives.
  */
 export async function runConsumer(feed: ChangeFeed, name: string, handle: (changes: Change[]) => Promise<void>, options: ConsumerRunOptions = {}): Promise<void> {
+  const release = feed.claim(name);
+  try {
+    await runClaimed(feed, name, handle, options);
+  } finally {
+    release();
+  }
+}
+
+async function runClaimed(feed: ChangeFeed, name: string, handle: (changes: Change[]) => Promise<void>, options: ConsumerRunOptions): Promise<void> {
   const batch = options.batchRecords ?? limits.consumerBatchRecords;
   let pause: number = limits.consumerIdleMinMs;
   let { seq } = await feed.register(name);
