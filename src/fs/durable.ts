@@ -98,9 +98,7 @@ export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> 
   try {
     await fs.mkdir(path);
   } catch (error) {
-    // made meanwhile by another writer of this process (two consumers registered at once, the first
-    // two): as good as ours once its entry is durable (synced here too, as that writer may not be
-    // there yet); anything else there (a file) fails as before
+    // made meanwhile by another writer (two consumers registered at once): as good, once synced here
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || !(await fs.statIfExists(path))?.isDirectory) throw error;
     made = false;
   }

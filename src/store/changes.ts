@@ -138,23 +138,14 @@ export class ChangeFeed {
 
   // ---- consumers -------------------------------------------------------------------------------
 
-  /**
-   * Takes the name for one runner until `release()`: two at once (an integrator's program started
-   * twice, a library webhook beside the daemon's) each got a share of the records, and the slower
-   * one's advance failed INVALID (the other had passed it) outside its onError, or a webhook's
-   * cursor went back. The store has one owning process (LOCK), so this is every runner there is.
-   */
+  /** One runner a name until `release()` (LOCK: this process is every runner); two shared the records, the slower's advance failed. */
   claim(name: string): () => void {
     this.checkName(name);
     if (this.running.has(name)) {
-      throw new MailstoreError('LOCKED', `consumer ${name} is running already on this store; stop it before starting it again, or give this one another name (each name has one cursor)`);
+      throw new MailstoreError('LOCKED', `consumer ${name} is running already; stop it first, or give this one another name`);
     }
     this.running.add(name);
-    let released = false;
-    return () => {
-      if (!released) this.running.delete(name);
-      released = true;
-    };
+    return () => this.running.delete(name);
   }
 
   private path(name: string): string {
