@@ -64,7 +64,17 @@ export class EventContext {
   private readonly mailboxes = new Map<string, KnownMailbox>();
   private readonly flags = new Map<string, string[]>();
 
-  constructor(private readonly store: Pick<Store, 'maintenance'>) {}
+  constructor(private store: Pick<Store, 'maintenance'>) {}
+
+  /**
+   * Reads names from `store` from now on: what it remembers goes on to the next open of the same
+   * store (\`events --follow\` opens it for each look). Kept on the first look's store, every
+   * mailbox it had not yet seen named read a closed index, and the follow stopped there.
+   */
+  reading(store: Pick<Store, 'maintenance'>): this {
+    this.store = store;
+    return this;
+  }
 
   mailbox(id: Buffer): KnownMailbox {
     const hex = id.toString('hex');

@@ -120,8 +120,17 @@ export async function consumerCursor(store: Pick<Store, 'getMeta'>, consumer = W
 export async function postEvents(store: WebhookStore, url: string, options: WebhookOptions = {}): Promise<WebhookResult> {
   checkWebhookUrl(url);
   const consumer = options.consumer ?? WEBHOOK_CONSUMER;
-  const batchEvents = options.batchEvents ?? eventLimits.webhookBatchEvents;
   checkCursorWritable(store);
+  const release = store.changes.claim(consumer);
+  try {
+    return await postClaimed(store, url, consumer, options);
+  } finally {
+    release();
+  }
+}
+
+async function postClaimed(store: WebhookStore, url: string, consumer: string, options: WebhookOptions): Promise<WebhookResult> {
+  const batchEvents = options.batchEvents ?? eventLimits.webhookBatchEvents;
   const cursor = await consumerCursor(store, consumer);
   // Registered as a change-log consumer too (src/store/changes.ts): the journal records it has not
   // posted are never retired under it. Its pin is the last record it has wholly posted.

@@ -94,9 +94,16 @@ export function writeFileAtomic(fs: FileSystem, path: string, data: Buffer): Pro
 /** Creates a directory if missing and makes its entry durable. Returns true when it was created. */
 export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> {
   if (await fs.statIfExists(path)) return false;
-  await fs.mkdir(path);
+  let made = true;
+  try {
+    await fs.mkdir(path);
+  } catch (error) {
+    // made meanwhile by another writer (two consumers registered at once): as good, once synced here
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || !(await fs.statIfExists(path))?.isDirectory) throw error;
+    made = false;
+  }
   await fs.syncDir(dirname(path));
-  return true;
+  return made;
 }
 
 /**

@@ -57,6 +57,8 @@ export class ChangeFeed {
   private waiters: { afterSeq: number; wake: () => void }[] = [];
   /** Per consumer, the last change of its cursor queued (oneAtATime). */
   private readonly changing = new Map<string, Promise<void>>();
+  /** The consumers running now (runConsumer, a webhook): one runner a name (claim). */
+  private readonly running = new Set<string>();
 
   constructor(private readonly host: ChangeFeedHost) {}
 
@@ -135,6 +137,16 @@ export class ChangeFeed {
   }
 
   // ---- consumers -------------------------------------------------------------------------------
+
+  /** One runner a name until `release()` (LOCK: this process is every runner); two shared the records, the slower's advance failed. */
+  claim(name: string): () => void {
+    this.checkName(name);
+    if (this.running.has(name)) {
+      throw new MailstoreError('LOCKED', `consumer ${name} is running already; stop it first, or give this one another name`);
+    }
+    this.running.add(name);
+    return () => this.running.delete(name);
+  }
 
   private path(name: string): string {
     return join(this.host.root, CONSUMERS_DIR, name);
@@ -324,6 +336,15 @@ export interface ConsumerRunOptions {
  * once when a commit arrives.
  */
 export async function runConsumer(feed: ChangeFeed, name: string, handle: (changes: Change[]) => Promise<void>, options: ConsumerRunOptions = {}): Promise<void> {
+  const release = feed.claim(name);
+  try {
+    await runClaimed(feed, name, handle, options);
+  } finally {
+    release();
+  }
+}
+
+async function runClaimed(feed: ChangeFeed, name: string, handle: (changes: Change[]) => Promise<void>, options: ConsumerRunOptions): Promise<void> {
   const batch = options.batchRecords ?? limits.consumerBatchRecords;
   let pause: number = limits.consumerIdleMinMs;
   let { seq } = await feed.register(name);

@@ -15,7 +15,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import type { ChangeFeed } from './changes.js';
+import type { ChangeFeed, ConsumerState } from './changes.js';
 import type { StoreRoot } from './setting-file.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
@@ -67,6 +67,12 @@ export interface RetireResult {
   skipped?: string;
   /** Why retirement waits: fewer than limits.snapshotsKept snapshots verify (the journal is kept whole). */
   held?: string;
+  /**
+   * The consumer whose cursor stopped retirement below the older kept snapshot (the slowest), and
+   * its lag: reported, so that a journal that keeps growing under a consumer left behind (a webhook
+   * whose receiver is gone, a replica gone for good) is never a silent "nothing to retire".
+   */
+  heldBy?: { consumer: string; seq: number; lagRecords: number };
   /**
    * A file retirement must read is damaged (a consumer cursor, JOURNAL-ARCHIVE: scrub's
    * store-file-damage): nothing was retired until it is mended; `why` names it and what to do.
@@ -378,17 +384,18 @@ export class Snapshotter {
     if ('damagedFile' in read) return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, damagedFile: read.damagedFile };
     const { slowest, archive } = read;
     const olderKept = kept[kept.length - 1].seq;
-    this.heldByConsumer = slowest !== undefined && slowest < olderKept ? kept : undefined;
-    let throughSeq = Math.min(olderKept, slowest ?? Infinity);
+    this.heldByConsumer = slowest !== undefined && slowest.seq < olderKept ? kept : undefined;
+    const heldBy = this.heldByConsumer && { consumer: slowest!.name, seq: slowest!.seq, lagRecords: slowest!.lagRecords };
+    let throughSeq = Math.min(olderKept, slowest?.seq ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
     if (archive) {
       const { journalArchiveProblem, markJournalArchive } = await import('./journal-archive.js');
       const problem = await journalArchiveProblem(fs, root, archive, this.host.storeId);
-      if (problem) return { throughSeq, segments: [], bytes: 0, archive, skipped: `${problem.why}: nothing was retired; ${problem.todo}` };
+      if (problem) return { throughSeq, segments: [], bytes: 0, archive, skipped: `${problem.why}: nothing was retired; ${problem.todo}`, ...(heldBy ? { heldBy } : {}) };
       await markJournalArchive(fs, archive, this.host.storeId); // one an older mailstore set holds segments, not yet the marker
     }
     const done = await journal.retireThrough(throughSeq, archive);
-    return { throughSeq, ...done, ...(archive ? { archive } : {}) };
+    return { throughSeq, ...done, ...(archive ? { archive } : {}), ...(heldBy ? { heldBy } : {}) };
   }
 
   /**
@@ -396,9 +403,9 @@ export class Snapshotter {
    * snapshot before is durable and verified, so that is a result (scrub's store-file-damage), not
    * the snapshot's failure (before session 48 it failed CORRUPT, exit 6, the snapshot written).
    */
-  private async retirementFiles(): Promise<{ slowest: number | undefined; archive: string | undefined } | { damagedFile: { path: string; why: string } }> {
+  private async retirementFiles(): Promise<{ slowest: ConsumerState | undefined; archive: string | undefined } | { damagedFile: { path: string; why: string } }> {
     try {
-      const slowest = await this.host.changes.slowest();
+      const slowest = (await this.host.changes.consumers()).reduce<ConsumerState | undefined>((min, c) => (min === undefined || c.seq < min.seq ? c : min), undefined);
       // loaded here, not with the store: an append never needs it (test/cli/start-up.test.ts)
       return { slowest, archive: await (await import('./journal-archive.js')).readJournalArchive(this.host.fs, this.host.root) };
     } catch (error) {

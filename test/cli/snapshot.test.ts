@@ -55,6 +55,21 @@ describe('mailstore snapshot', () => {
     expect((await run(['snapshot', '--journal-archive', join(dir, 'missing')], { store })).code).toBe(4);
   }, 120_000);
 
+  it('names the consumer that holds the journal back, with its lag: a consumer left behind is never a silent "nothing to retire"', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'M'], { store });
+    await ok(['consumers', '--move', 'events-webhook', '--to', '0'], { store }); // a webhook whose receiver went away at the start
+    for (let i = 1; i <= 3; i++) await ok(['append', 'M', '-'], { store, input: message(i) });
+    await ok(['snapshot'], { store }); // the older generation: retirement needs two
+    await ok(['append', 'M', '-'], { store, input: message(4) });
+    const text = await ok(['snapshot'], { store });
+    expect(text).toMatch(/journal kept from seq 1 on for consumer events-webhook \(\d+ records behind; 'mailstore consumers' lists them/);
+    expect(text).not.toMatch(/nothing to retire/);
+    expect((await json(['snapshot'], { store })).retired.heldBy).toMatchObject({ consumer: 'events-webhook', seq: 0 });
+  }, 120_000);
+
   it('init with a journal archive it refuses (group or others may write it, or missing) makes no store: the same init runs again once the directory is fixed', async () => {
     const dir = tempDir();
     const store = join(dir, 'store');

@@ -356,22 +356,52 @@ describe('mailstore events', () => {
     const store = `${dir}/store`;
     await ok(['init'], { store });
     await ok(['mailbox', 'create', 'INBOX'], { store });
-    const child = spawn(process.execPath, [bin, 'events', '--follow', '--json'], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-    const waitFor = async (count: number) => {
-      // (60 s: a hang guard; the follower is a node start, many times slower at load 20)
-      for (let i = 0; i < 600 && output.trim().split('\n').filter(Boolean).length < count && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-    };
-    await waitFor(1);
+    const follower = followInChild(store, ['--since', '0']);
+    await follower.waitFor(1);
     await ok(['append', 'INBOX', '-'], { store, input: msg('while following') }); // the follower does not hold the store
-    await waitFor(2);
-    child.kill('SIGINT');
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expect(code).toBe(0);
-    expect(output.trim().split('\n').map((l) => (JSON.parse(l) as MailEvent).event)).toEqual(['MailboxCreate', 'MessageNew']);
+    await follower.waitFor(2);
+    expect(await follower.stop()).toBe(0);
+    expect(follower.events().map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew']);
+  });
+
+  it('--follow names a mailbox it first meets in a later look (created before its cursor): that look opened the store again', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'INBOX'], { store });
+    await ok(['mailbox', 'create', 'Sent'], { store });
+    const follower = followInChild(store, ['--since', '1']); // after INBOX's create: no record it reads names INBOX
+    await follower.waitFor(1); // its first look: Sent's create
+    await ok(['append', 'INBOX', '-'], { store, input: msg('one') });
+    await follower.waitFor(2);
+    await ok(['append', 'Sent', '-'], { store, input: msg('two') });
+    await follower.waitFor(3);
+    expect(await follower.stop()).toBe(0);
+    // it looked up each name in the first look's store, closed since: the index was closed, retried without end
+    expect(follower.stderr()).not.toMatch(/trying again/);
+    expect(follower.events().map((e) => [e.cursor, e.event, e.mailbox])).toEqual([['2.0', 'MailboxCreate', 'Sent'], ['3.0', 'MessageNew', 'INBOX'], ['4.0', 'MessageNew', 'Sent']]);
   });
 });
+
+/** `mailstore events --follow --json` in a child process (Ctrl-C is how it ends). */
+function followInChild(store: string, args: string[]) {
+  const child = spawn(process.execPath, [bin, 'events', '--follow', '--json', ...args], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '', stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const lines = () => output.split('\n').filter(Boolean).length;
+  return {
+    /** Until `count` events are printed, or it failed to look. */
+    waitFor: async (count: number) => {
+      // (60 s: a hang guard; the follower is a node start, many times slower at load 20)
+      for (let i = 0; i < 600 && lines() < count && child.exitCode === null && !/trying again/.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
+    },
+    stop: async () => { child.kill('SIGINT'); return closed; },
+    events: () => output.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as MailEvent),
+    stderr: () => stderr,
+  };
+}
 
 describe('events --follow through a daemon that restarts', () => {
   it('reconnects and resumes from its cursor: every event once, in order, then exit 0 on Ctrl-C', async () => {

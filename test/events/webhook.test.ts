@@ -270,6 +270,23 @@ describe('events webhook', () => {
       await store.close();
     }
   });
+
+  it('a second webhook of the same consumer while one follows is LOCKED before it posts: one cursor, never moved back by the other', async () => {
+    const r = await receiver();
+    const store = await Store.open(tmpDir('webhook'), { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      const stop = new AbortController();
+      const running = postEvents(store, r.url, { follow: true, signal: stop.signal });
+      await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'LOCKED' });
+      expect((await postEvents(store, r.url, { consumer: 'other-hook' })).posted).toBe(1); // another name has its own cursor
+      stop.abort();
+      await running;
+      expect((await postEvents(store, r.url)).posted).toBe(0); // the name is free again; nothing new
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('events webhook: a URL it can never post to', () => {

@@ -174,6 +174,47 @@ describe('runConsumer', () => {
   });
 });
 
+describe('consumers registered at once', () => {
+  it('the first two of a store (consumers/ not there yet) are both registered: the second mkdir is no failure', async () => {
+    const store = await Store.open(tmpDir(), { create: true, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    // before: both saw no consumers/, the slower mkdir failed EEXIST and its consumer was not registered
+    await Promise.all(['indexer', 'notifier', 'search'].map((name) => store.changes.register(name, 0)));
+    expect((await store.changes.consumers()).map((c) => [c.name, c.seq])).toEqual([['indexer', 0], ['notifier', 0], ['search', 0]]);
+    await store.close();
+  });
+});
+
+describe('two runners of one consumer name', () => {
+  it('the second is refused LOCKED at once; the first goes on and handles every record; once it stops the name runs again', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.changes.register('indexer', store.changes.lastSeq);
+    const seen: number[] = [];
+    const errors: unknown[] = [];
+    const stop = new AbortController();
+    const first = runConsumer(store.changes, 'indexer', async (changes) => { for (const c of changes) seen.push(c.seq); }, { signal: stop.signal, onError: (e) => errors.push(e) });
+    // before: both ran, each handled a share, and the slower one's advance failed INVALID ("cannot go back") outside onError
+    await expect(runConsumer(store.changes, 'indexer', async () => {})).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringMatching(/consumer indexer is running already/) });
+    const from = store.changes.lastSeq;
+    for (let i = 0; i < 20; i++) await store.append('INBOX', msg(i));
+    const target = store.changes.lastSeq;
+    await until(async () => (await store.changes.cursor('indexer'))?.seq === target, 'the first runner handled every append', 60_000);
+    expect(seen).toEqual(Array.from({ length: target - from }, (_, i) => from + 1 + i));
+    stop.abort();
+    store.changes.wakeAll();
+    await first;
+    expect(errors).toEqual([]);
+    const again = new AbortController();
+    const next = runConsumer(store.changes, 'indexer', async () => {}, { signal: again.signal });
+    again.abort();
+    store.changes.wakeAll();
+    await next; // the name was released: no LOCKED
+    await store.close();
+  });
+});
+
 describe('state snapshot', () => {
   it('holds exactly the state at its seq while writers go on', async () => {
     const root = tmpDir();

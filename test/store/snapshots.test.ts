@@ -464,6 +464,9 @@ describe('journal retirement', () => {
     await churn(store, 100, 60);
     const result = await store.snapshot();
     expect(result.retired.throughSeq).toBe(10);
+    // and says who holds it (the CLI prints it): a consumer left behind is never a silent "nothing to retire"
+    expect(result.retired.heldBy).toMatchObject({ consumer: 'slow', seq: 10 });
+    expect(result.retired.heldBy!.lagRecords).toBeGreaterThanOrEqual(result.seq - 10);
     expect(store.changes.firstSeq).toBeLessThanOrEqual(11);
     const read: number[] = [];
     for await (const c of store.changes.read(10, { limit: 3 })) read.push(c.seq);
@@ -472,6 +475,7 @@ describe('journal retirement', () => {
     await churn(store, 200, 10); // a newer snapshot than `result`, which becomes the older kept one
     const next = await store.snapshot();
     expect(next.retired.throughSeq).toBe(result.seq);
+    expect(next.retired.heldBy).toBeUndefined();
     expect(store.changes.firstSeq).toBeGreaterThan(11);
     await store.close();
   });

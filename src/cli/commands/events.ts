@@ -69,7 +69,7 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
           return;
         }
         // names and flags remembered across looks: the next look starts after the last record read
-        context ??= new EventContext(store);
+        context = context?.reading(store) ?? new EventContext(store);
         let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
         for await (const event of readEvents(store, since, { context, onRecord: (seq) => { readTo = seq; } })) await out.add(event);
         since = { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };

@@ -9,7 +9,7 @@ import { limits } from '../../limits.js';
 import { formatBytes } from '../progress.js';
 import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
 import { EXIT } from '../exit-codes.js';
-import type { SnapshotResult } from '../../store/snapshots.js';
+import type { RetireResult, SnapshotResult } from '../../store/snapshots.js';
 
 export function register(program: Command): void {
   program
@@ -50,7 +50,14 @@ otherwise as every command (mailstore --help).`)
       if (r.damagedFile) await printLine(`journal not retired, the snapshot is written and verified: a file retirement reads is damaged (scrub reports it as store-file-damage; exit 1): ${r.damagedFile.why}`);
       else if (r.skipped) await printLine(`journal not retired: ${r.skipped}`);
       else if (r.held) await printLine(`journal not retired: ${r.held}`);
+      else if (r.segments.length === 0 && r.heldBy) await printLine(heldLine(r.heldBy));
       else if (r.segments.length === 0) await printLine(`journal: nothing to retire (retirement may pass seq ${r.throughSeq}; the newest segment is never retired)`);
       else await printLine(`journal: retired ${r.segments.length} segment${r.segments.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}) through seq ${r.throughSeq}${r.archive ? `, moved to ${r.archive}` : ', deleted'}`);
+      if (r.segments.length > 0 && r.heldBy) await printLine(heldLine(r.heldBy));
     });
+}
+
+/** A consumer left behind holds the journal: said, never a silent "nothing to retire". */
+function heldLine(held: NonNullable<RetireResult['heldBy']>): string {
+  return `journal kept from seq ${held.seq + 1} on for consumer ${held.consumer} (${held.lagRecords} records behind; 'mailstore consumers' lists them, '--remove ${held.consumer}' lets one gone for good go)`;
 }
