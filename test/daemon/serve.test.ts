@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
+import { Store } from '../../src/store/store.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { INBOX, freshStore, message, serve } from './processes.js';
 import { logEvents } from '../helpers/log-events.js';
@@ -60,6 +61,33 @@ describe('mailstore serve', () => {
     }
     const warned = warnings().find((e) => e.event === 'journal-not-retired');
     expect(warned?.why).toMatch(/the journal archive .* is not a directory \(not mounted\?\): nothing was retired/);
+  });
+
+  // issue 12: "a consumer that falls too far behind is reported (stats, an event), never silently
+  // skipped". Before session 49 the daemon said it only in its info-level 'snapshot' line (heldBy,
+  // since 0ff93707), which an admin's alerts on warnings never saw.
+  it('a consumer past limits.consumerLagRecordsWarn warns consumer-behind at an automatic snapshot, naming it and its lag; it keeps its records', async () => {
+    const store = await freshStore();
+    const opened = await Store.open(store);
+    await opened.changes.register('slowpoke');
+    const pinned = opened.changes.lastSeq;
+    await opened.close();
+    const log = join(store, '..', 'daemon.log');
+    const daemon = await serve(store, ['--log', log], { limits: { snapshotEveryRecords: 20, snapshotAutoPauseFactor: 0, consumerLagRecordsWarn: 30 } });
+    const client = await Client.connect(join(store, 'run', 'mailstore.sock'));
+    const behind = () => logEvents(log).find((e) => e.level === 'warn' && e.event === 'consumer-behind');
+    try {
+      for (let i = 0; i < 300 && !behind(); i++) await client.append(INBOX, message(i));
+    } finally {
+      await client.close();
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+    const warned = behind();
+    expect(warned).toMatchObject({ consumer: 'slowpoke', seq: pinned, warnRecords: 30 });
+    expect(warned!.lagRecords).toBeGreaterThan(30);
+    const consumers = await json(['consumers', '--json'], { store });
+    expect(JSON.stringify(consumers)).toContain('slowpoke');
   });
 
   it('the CLI goes through it: 8 parallel appends with distinct uids, scrub clean, no LOCKED; reconstruct is LOCKED; a second daemon is refused', async () => {

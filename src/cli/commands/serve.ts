@@ -73,7 +73,7 @@ export function register(program: Command): void {
     .option('--lmtp <address>', 'LMTP listener, 127.0.0.1:2424 or unix:PATH (repeatable)', collect)
     .option('--lmtp-template <template>', 'LMTP recipient -> mailbox, with {local}, {domain}, {address} (default user/{local}/INBOX)')
     .option('--metrics <address>', 'Prometheus metrics on http://ADDRESS/metrics, e.g. 127.0.0.1:9464')
-    .option('--webhook <url>', 'POST every change (JSON lines) to URL, at least once, with retries and backoff')
+    .option('--webhook <url>', 'POST every change to URL as JSON ({consumer, events: [...]} in batches), at least once, with retries and backoff')
     .option('--replication-listen <address>', 'replication listener HOST:PORT (a primary: its replicas connect here; a replica: repair and check)')
     .option('--replication-key <file>', 'the replication pre-shared key file (hex, mode 0600)')
     .option('--replica-of <address>', 'be a read-only replica of the primary listening at HOST:PORT')
@@ -197,6 +197,10 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
       // at every snapshot until it is fixed, which an info line alone hid from an admin's alerts
       const notRetired = result?.retired.skipped ?? result?.retired.damagedFile?.why;
       if (notRetired) logger.warn('journal-not-retired', { why: notRetired });
+      // issue 12: a consumer that fell too far behind is reported (stats, consumers, and this event
+      // at each automatic snapshot while it lasts), never skipped; the info line alone hid it
+      const heldBy = result?.retired.heldBy;
+      if (heldBy && heldBy.lagRecords > limits.consumerLagRecordsWarn) logger.warn('consumer-behind', { ...heldBy, warnRecords: limits.consumerLagRecordsWarn });
     },
   };
 }
