@@ -19,7 +19,7 @@ import { readEvents, type MailEvent } from '../events/events.js';
 import { parseCursor } from '../events/cursor.js';
 import { setConsumerCursor } from '../events/webhook.js';
 import type { CompactOptions, CompactResult } from '../store/compact.js';
-import type { ConsumerState } from '../store/changes.js';
+import type { ConsumerState, DamagedCursor } from '../store/changes.js';
 import type { SnapshotResult } from '../store/snapshots.js';
 import type { FreeSpaceState } from '../store/free-space.js';
 import type { TierFlushResult, TierStatus } from '../store/tier.js';
@@ -90,8 +90,8 @@ export const PROCEDURES = {
     const { setting, ...state } = await store.freeSpace();
     return { ...state, setting: setting ?? null };
   },
-  consumers: async (store: Store): Promise<{ lastSeq: number; firstSeq: number; consumers: ConsumerState[] }> => ({
-    lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers(),
+  consumers: async (store: Store): Promise<{ lastSeq: number; firstSeq: number; consumers: ConsumerState[]; damaged?: DamagedCursor[] }> => ({
+    lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, ...(await store.changes.report()),
   }),
   removeConsumer: (store: Store, name: string): Promise<boolean> => store.changes.remove(name),
   setConsumerCursor: (store: Store, cursor: string, consumer?: string): Promise<{ consumer: string; cursor: string; previous: string }> => setConsumerCursor(store, cursor, consumer),

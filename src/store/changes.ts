@@ -53,6 +53,9 @@ export interface ChangeFeedHost extends StoreRoot {
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/** A consumer cursor that does not read (CORRUPT): retirement holds until it is mended or removed (RECOVERY.md). */
+export interface DamagedCursor { name: string; path: string; why: string }
+
 export class ChangeFeed {
   private waiters: { afterSeq: number; wake: () => void }[] = [];
   /** Per consumer, the last change of its cursor queued (oneAtATime). */
@@ -251,16 +254,27 @@ export class ChangeFeed {
     return true;
   }
 
-  /** Every registered consumer with its lag, by name. */
+  /** Every registered consumer with its lag, by name; CORRUPT when a cursor does not read (retirement relies on it). */
   async consumers(): Promise<ConsumerState[]> {
-    const out: ConsumerState[] = [];
+    const { consumers, damaged } = await this.report();
+    if (damaged) throw new MailstoreError('CORRUPT', damaged[0].why, { path: damaged[0].path });
+    return consumers;
+  }
+
+  /** consumers() for reports (stats, `consumers`): a cursor that does not read is in `damaged`, not the whole report's failure. */
+  async report(): Promise<{ consumers: ConsumerState[]; damaged?: DamagedCursor[] }> {
+    const consumers: ConsumerState[] = [];
+    const damaged: DamagedCursor[] = [];
     for (const name of await this.names()) {
-      const cursor = await this.cursor(name);
+      const cursor = await this.cursor(name).catch((error: unknown) => {
+        if (!(error instanceof MailstoreError && error.code === 'CORRUPT')) throw error;
+        damaged.push({ name, path: this.path(name), why: error.message });
+      });
       if (!cursor) continue;
       const lagRecords = Math.max(0, this.lastSeq - cursor.seq);
-      out.push({ name, seq: cursor.seq, updated: cursor.updated, lagRecords, behind: lagRecords > limits.consumerLagRecordsWarn });
+      consumers.push({ name, seq: cursor.seq, updated: cursor.updated, lagRecords, behind: lagRecords > limits.consumerLagRecordsWarn });
     }
-    return out;
+    return damaged.length > 0 ? { consumers, damaged } : { consumers };
   }
 
   /** The names of the consumer cursors in consumers/, sorted, whether or not their files read. */

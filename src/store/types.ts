@@ -227,7 +227,7 @@ export interface FlagChange {
   mailboxId?: string;
 }
 
-import type { ConsumerState } from './changes.js';
+import type { ConsumerState, DamagedCursor } from './changes.js';
 
 export interface StoreStats {
   mailboxes: number;
@@ -253,6 +253,8 @@ export interface StoreStats {
   dedupRatio: number;
   /** Change-log consumers with their cursors and lag (changes.ts); `behind` ones are reported, never skipped. */
   consumers: ConsumerState[];
+  /** Consumer cursors that do not read (CORRUPT): each holds retirement until mended or removed; absent when none. */
+  consumersDamaged?: DamagedCursor[];
   /** Bytes of pack records some message refers to (headers included). */
   bytesLive: number;
   /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */

@@ -65,6 +65,35 @@ describe('scrub reports damaged store files that an open does not read', () => {
     }
   });
 
+  // wt49g's finding: stats and consumers read every cursor through ChangeFeed.consumers(), which
+  // throws, so one damaged cursor made the admin's view of the store fail CORRUPT (exit 6): the
+  // commands that should show it showed nothing. Retirement still refuses (it needs every cursor).
+  it('stats and consumers on a store with a damaged consumer cursor list it as DAMAGED beside the others (were CORRUPT, exit 6); what retirement reads still refuses', async () => {
+    const dir = await storeWithCursors();
+    flipByte(join(dir, 'consumers/replica-0123456789abcdef'), 3);
+    const stats = cli(['stats', '--json'], dir);
+    expect(stats.status, stats.stderr).toBe(0);
+    const parsed = JSON.parse(stats.stdout);
+    expect(parsed.consumers.map((c: { name: string }) => c.name)).toEqual(['compact', 'snapshot']);
+    expect(parsed.consumersDamaged).toEqual([expect.objectContaining({ name: 'replica-0123456789abcdef', path: join(dir, 'consumers/replica-0123456789abcdef') })]);
+    const text = cli(['stats'], dir);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/consumer replica-0123456789abcdef +DAMAGED: .*consumers --remove replica-0123456789abcdef/);
+    const consumers = cli(['consumers'], dir);
+    expect(consumers.status, consumers.stderr).toBe(1);
+    expect(consumers.stdout).toMatch(/^compact +at seq/m);
+    expect(consumers.stdout).toMatch(/^replica-0123456789abcdef +DAMAGED: /m);
+    const json = cli(['consumers', '--json'], dir);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout).damaged.map((d: { name: string }) => d.name)).toEqual(['replica-0123456789abcdef']);
+    const store = await Store.open(dir);
+    try {
+      await expect(store.changes.consumers()).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/replica-0123456789abcdef/) });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('scrub --repair on a store with a damaged consumer cursor repairs what it can and reports the cursor (was CORRUPT, exit 6, before anything: its gate read every cursor)', async () => {
     const dir = await storeWithCursors();
     flipByte(join(dir, 'consumers', 'replica-0123456789abcdef'), 3);

@@ -5,6 +5,8 @@ import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { EXIT } from '../exit-codes.js';
+import { damagedCursorLine } from './stats.js';
 
 export function register(program: Command): void {
   program
@@ -40,11 +42,14 @@ receiver never gets those changes) or back (to send changes again), e.g.
         return printLine(`removed consumer ${options.remove}`);
       }
       const result = await withReadStore(command, (store) => procedures(store).consumers());
+      // a damaged cursor is a finding (exit 1, as scrub's store-file-damage), not the whole list's failure
+      if (result.damaged) process.exitCode = EXIT.findings;
       if (wantsJson(command)) return printJson(result);
       await printLine(`journal: seq ${result.firstSeq}..${result.lastSeq}`);
-      if (result.consumers.length === 0) return printLine('no consumers');
+      if (result.consumers.length === 0 && !result.damaged) return printLine('no consumers');
       for (const c of result.consumers) {
         await printLine(`${c.name.padEnd(20)} at seq ${c.seq}, ${c.lagRecords} behind${c.behind ? ' (FALLING BEHIND)' : ''}, moved ${new Date(c.updated).toISOString()}`);
       }
+      for (const d of result.damaged ?? []) await printLine(`${d.name.padEnd(20)} ${damagedCursorLine(d.why)}`);
     });
 }

@@ -39,6 +39,7 @@ export function register(program: Command): void {
       const archive = stats.journalArchive; // none from a daemon before session 48
       if (archive) rows.push(['journal archive', archive.retirementHeld ? `${archive.path}: RETIREMENT HELD: ${archive.retirementHeld}` : archive.path]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
+      for (const d of stats.consumersDamaged ?? []) rows.push([`consumer ${d.name}`, damagedCursorLine(d.why)]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
 }
@@ -54,4 +55,9 @@ function unretiredNote(stats: StoreStats): string {
   const since = stats.journalLastSeq - (stats.newestSnapshotSeq ?? stats.journalFirstSeq - 1);
   if (since <= 2 * limits.snapshotEveryRecords) return '';
   return `; ${since} records since the newest snapshot (${stats.newestSnapshotSeq ?? 'none'}): without 'mailstore serve', which takes snapshots by itself, nothing retires the journal: run 'mailstore snapshot' from cron`;
+}
+
+/** A damaged consumer cursor's line: its error says what to do; what it holds back meanwhile. */
+export function damagedCursorLine(why: string): string {
+  return `DAMAGED: ${why} (no journal segment is retired until then)`;
 }
