@@ -1523,11 +1523,12 @@ export class Store implements MailStore {
     let snapshotBytes = 0;
     const snapshotList = await listSnapshots(this.fs, this.root);
     for (const s of snapshotList) snapshotBytes += await this.snapshotFileBytes(s.path);
+    const { consumers, damaged: consumersDamaged } = await this.changes.report(); // a damaged cursor is listed, not the report's failure
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
       journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq, journalLastSeq: this.journal.lastSeq,
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
-      ...(({ consumers, damaged }) => ({ consumers, ...(damaged ? { consumersDamaged: damaged } : {}) }))(await this.changes.report()),
+      consumers, ...(consumersDamaged ? { consumersDamaged } : {}),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
       freeSpace: await this.space.state(),
       quarantine: await (await import('./quarantine.js')).quarantineUse(this.fs, this.root), // loaded here: an append never needs it
