@@ -64,7 +64,8 @@ export function sysexitsWanted(flag: boolean | undefined): boolean {
 export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
-    '  67 EX_NOUSER    NOT_FOUND: no such mailbox; MOVED past limits.xferMovedTempfailMs (5 days) after its XFER,',
+    '  67 EX_NOUSER    NOT_FOUND: no such mailbox, and no other under its parent (75 while user/NAME/... has',
+    '                  some: an INBOX renamed away by an archive rotation); MOVED past limits.xferMovedTempfailMs (5 days) after its XFER,',
     '                  as long seen by the daemon (without it, 75: the MTA bounces at its queue lifetime)',
     '  65 EX_DATAERR   INVALID, TOO_LARGE: the message, its flags or date are unacceptable',
     '  66 EX_NOINPUT   the message FILE cannot be read',

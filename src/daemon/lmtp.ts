@@ -23,9 +23,10 @@ import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { handOver, parseMailboxName } from '../store/validate.js';
 import { monotonicMs } from '../monotonic.js';
+import { parentStillThere } from '../store/missing-mailbox.js';
 
 /** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
-export type LmtpStore = Pick<Store, 'status' | 'append'>;
+export type LmtpStore = Pick<Store, 'status' | 'append'> & Partial<Pick<Store, 'listMailboxes'>>;
 
 export interface LmtpOptions {
   /** 'HOST:PORT' (port 0: any free one; IPv6 as '[::1]:2424') or 'unix:PATH'. */
@@ -346,13 +347,29 @@ async function checkRecipient(store: LmtpStore, template: string, address: strin
     return mailbox;
   };
   const mailbox = mailboxFor(template, address);
+  const missing = (name: string) => async (error: unknown): Promise<never> => {
+    throw isMailstoreError(error, 'NOT_FOUND') ? await missingReply(store, name) : error;
+  };
   try {
     return await existing(mailbox);
   } catch (error) {
     const plain = withoutDetail(address);
-    if (plain === undefined || !isMailstoreError(error, 'NOT_FOUND')) throw error;
-    return existing(mailboxFor(template, plain));
+    if (plain === undefined || !isMailstoreError(error, 'NOT_FOUND')) return missing(mailbox)(error);
+    const without = mailboxFor(template, plain);
+    return existing(without).catch(missing(without));
   }
+}
+
+/**
+ * The reply to a mailbox that does not exist: 550 5.1.1, or 450 4.2.1 while its parent still holds
+ * mailboxes (an INBOX renamed away by an archive rotation: src/store/missing-mailbox.ts), so the MTA
+ * keeps the mail and tries again instead of bouncing it.
+ */
+async function missingReply(store: LmtpStore, mailbox: string): Promise<Reply> {
+  const parent = store.listMailboxes ? await parentStillThere(store as Required<LmtpStore>, mailbox) : undefined;
+  return parent === undefined
+    ? new Reply(550, '5.1.1 no such mailbox')
+    : new Reply(450, `4.2.1 ${mailbox} does not exist now, but ${parent} holds mailboxes (renamed away and being made again?): try again later`);
 }
 
 /**
@@ -491,8 +508,8 @@ async function deliver(
   handOver(bytes); // the DATA chunks (or one read of the socket), never changed: the first append need not copy it
   for (const mailbox of mailboxes) {
     if (outcomes.has(mailbox)) continue;
-    outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch((error: unknown) => {
-      const reply = failureReply(error);
+    outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch(async (error: unknown) => {
+      const reply = isMailstoreError(error, 'NOT_FOUND') ? await missingReply(store, mailbox) : failureReply(error);
       log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), reply: `${reply.responseCode} ${reply.message}`, level: troubleLevel(error) });
       return reply;
     }));

@@ -193,6 +193,21 @@ describe('append --sysexits', () => {
     expect(await ok(['append', '--help'], { store })).toMatch(/75 EX_TEMPFAIL/);
   });
 
+  it('a user\'s INBOX renamed away while the user keeps other mailboxes is 75 (retry), not 67; a user with none left is 67 (was: 67, the MTA bounced mail of a user mid archive rotation)', async () => {
+    const store = await freshStore();
+    for (const name of ['user/alice/INBOX', 'user/alice/Sent', 'user/bob/INBOX']) await ok(['mailbox', 'create', name], { store });
+    await ok(['mailbox', 'rename', 'user/alice/INBOX', 'user/alice/Archive'], { store });
+    const rotating = await run(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) });
+    expect(rotating.code).toBe(75);
+    expect(rotating.stderr).toMatch(/NOT_FOUND/);
+    expect((await run(['append', 'user/alice/INBOX', '-'], { store, input: message(1) })).code).toBe(4); // without --sysexits: the usual table
+    expect((await run(['append', 'user/carol/INBOX', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67); // no user/carol/...
+    await ok(['mailbox', 'delete', 'user/bob/INBOX'], { store });
+    expect((await run(['append', 'user/bob/INBOX', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67); // nothing left of bob
+    await ok(['mailbox', 'create', 'user/alice/INBOX'], { store });
+    expect((await ok(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) })).trim()).toBe('1');
+  });
+
   it('keeps the mail queued (75), never bounces it, when the store is the trouble: missing, not a directory, damaged', async () => {
     // Postfix bounces every sysexits code but 71 and 75: a store gone with an unmounted disk was
     // 67 ("user unknown"), a store path that is a file 65; a damaged store 74

@@ -329,6 +329,33 @@ describe('LMTP delivery', () => {
     expect(mailboxFor('user/{domain}/{local}', 'Bob@Example.ORG')).toBe('user/example.org/bob');
   });
 
+  it('an INBOX renamed away while its user keeps other mailboxes is 450 4.2.1 (the MTA retries), at RCPT and after DATA; a user with no mailbox is still 550 5.1.1 (was: 550 during an archive rotation, the mail bounced for good)', async () => {
+    const { store, port, log } = await setup();
+    await store.createMailbox('user/alice/Sent');
+    await store.renameMailbox('user/alice/INBOX', 'user/alice/Archive');
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'alice+lists@example.org', 'nobody@example.org']));
+    const replies = await c.replies(5);
+    expect(replies[2]).toMatch(/^450 4\.2\.1 user\/alice\/INBOX does not exist now/);
+    expect(replies[3]).toMatch(/^450 4\.2\.1 user\/alice\/INBOX /); // +detail: the mailbox without it
+    expect(replies[4]).toBe('550 5.1.1 no such mailbox');
+    expect(log.filter((e) => e.event === 'lmtp.refused').map((e) => e.reply)).toEqual([expect.stringMatching(/^450 /), expect.stringMatching(/^450 /), '550 5.1.1 no such mailbox']);
+    // accepted at RCPT, renamed away before the final dot: the append's NOT_FOUND is 450 too
+    await store.createMailbox('user/alice/INBOX');
+    c.send('RSET\r\n' + envelope('s@example.org', ['alice@example.org', 'bob@example.org']).replace(/^LHLO[^\n]*\n/, '') + 'DATA\r\n');
+    expect((await c.replies(5)).slice(1)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
+    await store.renameMailbox('user/alice/INBOX', 'user/alice/Archive-2');
+    c.send(message('rotated') + '.\r\n');
+    const [alice, bob] = await c.replies(2);
+    expect(alice).toMatch(/^450 4\.2\.1 user\/alice\/INBOX /);
+    expect(bob).toMatch(/^250 2\.0\.0 delivered to user\/bob\/INBOX uid 1/);
+    // the INBOX made again: the retry is delivered
+    await store.createMailbox('user/alice/INBOX');
+    c.send(envelope('s@example.org', ['alice@example.org']).replace(/^LHLO[^\n]*\n/, '') + 'DATA\r\n' + message('retried') + '.\r\n');
+    expect((await c.replies(4)).at(-1)).toMatch(/^250 2\.0\.0 delivered to user\/alice\/INBOX uid 1/);
+    c.socket.destroy();
+  });
+
   it('refuses a local part of 8-bit bytes that are not UTF-8: they all read as U+FFFD, one mailbox for every such address', async () => {
     const { store, port } = await setup();
     await store.createMailbox('user/\ufffdlice/INBOX'); // made for one of them (\xe4lice, say), reached by all

@@ -12,7 +12,7 @@ import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted, type AppendStage } 
 interface AppendCliOptions { flags?: string; date?: string; sysexits?: boolean }
 
 /** How far an append got: what a failure is about (sysexitFor). */
-interface AppendProgress { stage: AppendStage }
+interface AppendProgress { stage: AppendStage; parent?: string }
 
 export function register(program: Command): void {
   program
@@ -31,7 +31,8 @@ export function register(program: Command): void {
       } catch (error) {
         if (error instanceof CommanderError) throw error;
         process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${printable(error instanceof Error ? error.message : String(error))}\n`);
-        process.exitCode = sysexitFor(error, progress.stage, file === '-' ? undefined : file);
+        // NOT_FOUND while the mailbox's parent holds others (an INBOX renamed away by a rotation): retry, not "no such user"
+        process.exitCode = progress.parent !== undefined ? SYSEXITS.tempFail : sysexitFor(error, progress.stage, file === '-' ? undefined : file);
         if (wantsJson(command)) await printJsonError(error, process.exitCode);
       }
     });
@@ -47,7 +48,12 @@ async function appendOne(mailbox: string, file: string | undefined, options: App
   progress.stage = 'store';
   const result = await withStore(command, (store) => {
     progress.stage = 'append';
-    return store.append(mailbox, bytes, { flags, internalDate });
+    return store.append(mailbox, bytes, { flags, internalDate }).catch(async (error: unknown) => {
+      if (isMailstoreError(error, 'NOT_FOUND') && sysexitsWanted(options.sysexits)) {
+        progress.parent = await (await import('../../store/missing-mailbox.js')).parentStillThere(store, mailbox); // loaded on this failure only
+      }
+      throw error;
+    });
   });
   process.exitCode = SYSEXITS.ok; // durable: a reader gone before the uid is printed fails nothing (an MTA would bounce it)
   if (wantsJson(command)) await printJson({ mailbox, ...result });
