@@ -280,6 +280,8 @@ describe('events webhook', () => {
       const running = postEvents(store, r.url, { follow: true, signal: stop.signal });
       await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'LOCKED' });
       expect((await postEvents(store, r.url, { consumer: 'other-hook' })).posted).toBe(1); // another name has its own cursor
+      // stopped before it had posted the MailboxCreate (a loaded machine), the follower left it to the next run
+      await until(async () => (await store.getMeta('consumer/events-webhook')) !== undefined, 10_000, 'the follower to post what there is');
       stop.abort();
       await running;
       expect((await postEvents(store, r.url)).posted).toBe(0); // the name is free again; nothing new
