@@ -1111,6 +1111,12 @@ export const eventLimits = {
   followRetryMaxMs: 5_000,
   /** ...until the daemon has been away this long (a restart that recovers a big journal takes a while): then it exits UNAVAILABLE. */
   followReconnectMs: 300_000,
+  /**
+   * Followers through a daemon whose names and flags it keeps between their looks (each up to
+   * flagStatesMax messages); past this the least recently looking one starts again with nothing
+   * seen (its next flag change of a message is a FlagsSet allFlags).
+   */
+  followSessionsMax: 64,
 } as const;
 
 /** Backup repositories (src/backup/, docs/BACKUP.md). */

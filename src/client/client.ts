@@ -649,6 +649,11 @@ export function olderDaemonLacks(error: unknown, name: string): boolean {
   return isMailstoreError(error, 'INVALID') && lacks(error.cause, 'procedure', name);
 }
 
+/** Whether `error` is a daemon's refusal of procedure `name` it does not have (an older one), from a call or a listing. */
+export function lacksProcedure(error: unknown, name: string): boolean {
+  return lacks(error, 'procedure', name) || olderDaemonLacks(error, name);
+}
+
 /**
  * A daemon of an older mailstore (a rolling upgrade: clients first) that has no procedure or method
  * `name` answers INVALID in these words, in every version since procedures came (2d004c1).

@@ -5,7 +5,7 @@
 // internals when a daemon holds it.
 import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
 import { scrub, type ScrubOptions, type ScrubProgress, type ScrubReport } from '../scrub/scrub.js';
-import { daemonLimits, limits } from '../limits.js';
+import { daemonLimits, eventLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/types.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
@@ -17,6 +17,8 @@ import { MailstoreError } from '../errors.js';
 import type { DeleteOptions } from '../store/validate.js';
 import { readEvents, type MailEvent } from '../events/events.js';
 import { parseCursor } from '../events/cursor.js';
+import { checkString } from '../store/validate.js';
+import { followSession } from '../events/follow-looks.js';
 import { setConsumerCursor } from '../events/webhook.js';
 import type { CompactOptions, CompactResult } from '../store/compact.js';
 import type { ConsumerState, DamagedCursor } from '../store/changes.js';
@@ -99,6 +101,8 @@ export const PROCEDURES = {
   tierStatus: (store: Store): Promise<TierStatus> => store.tierStatus(),
   tierSetPolicy: (store: Store, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> => store.tierSetPolicy(change),
   events: (store: Store, since: string): AsyncGenerator<MailEvent> => readEvents(store, parseCursor(since)),
+  /** `events --follow`'s looks: the daemon keeps what follower `id` saw (names, flags) from one look to the next. */
+  followEvents: (store: Store, id: string, since: string): AsyncGenerator<MailEvent> => followSession(store, checkString(id, 'follower id'), parseCursor(since), eventLimits.followSessionsMax),
   // what a backup reads through the daemon (src/backup/backup.ts BackupSource)
   storeId: async (store: Store): Promise<string> => store.identity.storeId,
   fetchBlob: (store: Store, hash: Buffer): Promise<Buffer> => store.fetchBlob(hash),
@@ -165,7 +169,7 @@ export type ProcedureName = keyof typeof PROCEDURES;
 export { MUTATING_PROCEDURES } from './procedure-names.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'events', 'followEvents', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 /** What scrubEvents yields: progress now and then, the report last. */
 export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };

@@ -43,6 +43,23 @@ export function consumerKey(consumer: string): string {
 }
 
 /**
+ * The batch a consumer is posting, stored before its POST: the events after cursor `from`. Events
+ * depend on what their reader saw before them (a message's earlier flags, a mailbox's name), so
+ * the same records read again after a restart, from the stored cursor with nothing seen, gave other
+ * events and cursors (`28.1` FlagsSet allFlags where the first post said `28.0` FlagsSet): a
+ * receiver deduplicating by cursor kept both. A batch whose cursor was not stored is posted again
+ * from here, as it was.
+ */
+interface PendingBatch {
+  from: string;
+  events: MailEvent[];
+}
+
+function pendingKey(consumer: string): string {
+  return `consumer/${consumer}/pending`;
+}
+
+/**
  * A URL the webhook can post to: http or https, without a user name or password (fetch refuses
  * those, and the URL is logged). Anything else was retried and restarted without end while the
  * consumer held the journal back; it is INVALID before anything starts.
@@ -137,11 +154,18 @@ async function postClaimed(store: WebhookStore, url: string, consumer: string, o
   await store.changes.register(consumer, Math.min(pinOf(cursor), store.changes.lastSeq));
   let stored = (await store.getMeta<string>(consumerKey(consumer))) ?? '0';
   const result: WebhookResult = { posted: 0, batches: 0, cursor: stored };
-  let batch: MailEvent[] = [];
+  // a batch posted (or about to be) when the last run stopped before storing its cursor: again as it was
+  const pending = await store.getMeta<PendingBatch>(pendingKey(consumer));
+  const repost = pending?.from === stored && pending.events.length > 0;
+  let batch: MailEvent[] = repost ? pending.events : [];
+  let batchStored = repost;
   // Posts what was gathered and then stores the cursor; nothing when stopped (the cursor stays).
   const flush = async () => {
-    if (batch.length > 0) checkCursorWritable(store); // a primary fenced while following
-    if (batch.length === 0 || !(await postWithRetries(url, { consumer, events: batch }, options))) return;
+    if (batch.length === 0) return;
+    checkCursorWritable(store); // a primary fenced while following
+    if (!batchStored) await store.setMeta(pendingKey(consumer), { from: stored, events: batch } satisfies PendingBatch);
+    batchStored = true;
+    if (!(await postWithRetries(url, { consumer, events: batch }, options))) return;
     stored = batch[batch.length - 1].cursor;
     await store.setMeta(consumerKey(consumer), stored);
     const pinned = (await store.changes.cursor(consumer))?.seq ?? 0;
@@ -151,9 +175,13 @@ async function postClaimed(store: WebhookStore, url: string, consumer: string, o
     result.cursor = stored;
     options.log?.({ event: 'webhook.posted', consumer, events: batch.length, cursor: stored });
     batch = [];
+    batchStored = false;
   };
+  if (repost) await flush();
+  if (options.signal?.aborted) return result;
+  const from = parseCursor(stored);
   // a follower posts what it has whenever it has caught up, not only when a batch is full
-  const events = options.follow ? followEvents(store, cursor, { signal: options.signal, changes: options.changes, onCaughtUp: flush }) : readEvents(store, cursor);
+  const events = options.follow ? followEvents(store, from, { signal: options.signal, changes: options.changes, onCaughtUp: flush }) : readEvents(store, from);
   for await (const event of events) {
     batch.push(event);
     if (batch.length >= batchEvents) await flush();

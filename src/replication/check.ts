@@ -2,7 +2,7 @@
 // digest differs is narrowed down by uid ranges (halved until at most limits.digestLeafMessages
 // remain) to the messages that differ. Run when both are at the same seq (the check waits for the
 // replica to catch up to the primary's seq first), so 0 differences means identical.
-import { inlineGap } from './inline-gap.js';
+import { notedInlineGap } from './inline-gap.js';
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -78,7 +78,7 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
       await caughtUp(store, result.primarySeq, options.catchUpMs ?? 10_000);
       result = await compare(store, connection, options.scan === true);
     }
-    const inlineBodiesMissing = await inlineGap(store);
+    const inlineBodiesMissing = await notedInlineGap(store);
     return inlineBodiesMissing > 0 ? { ...result, inlineBodiesMissing } : result;
   } finally {
     connection.close();

@@ -5,11 +5,12 @@
 // retirement is never left unpinned by it). While it was damaged no retirement ran (every one is
 // refused on a cursor that does not read), so the journal still continues the replica's seq unless
 // the replica itself went back (an older image): then it is resynced, as any replica behind.
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { isMailstoreError } from '../errors.js';
-import { fileTimeStamp, unusedPath, writeFileDurable } from '../fs/durable.js';
+import { fileTimeStamp, unusedPath } from '../fs/durable.js';
 import { CONSUMERS_DIR } from '../store/changes.js';
 import { LAYOUT } from '../store/identity.js';
+import { writeStoreFile } from '../store/setting-file.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
 
@@ -28,7 +29,8 @@ export async function replaceDamagedCursor(store: Store, nodeId: string, replica
   if (!damaged) return;
   const path = join(store.root, CONSUMERS_DIR, name);
   const kept = await unusedPath(store.fs, join(store.root, LAYOUT.quarantine, `consumer-${name}-${fileTimeStamp()}-${process.pid}`));
-  await writeFileDurable(store.fs, kept, await store.fs.readFile(path));
+  // through the mount check, as every write under the root: a root that left its file system (umount -l) gets nothing
+  await writeStoreFile(store, relative(store.root, kept), await store.fs.readFile(path), `the damaged cursor's copy ${kept}`);
   await store.changes.register(name, replicaSeq, { replaceDamaged: true });
   const resync = replicaSeq + 1 < store.changes.firstSeq;
   log(`replication: replica ${nodeId}'s cursor ${path} was damaged; kept as ${kept} and written again at seq ${replicaSeq}, the seq the replica holds: ` +

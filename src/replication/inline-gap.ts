@@ -4,7 +4,9 @@
 // Those messages read CORRUPT until the primary's next move of inline bodies ships them; scrub finds
 // them, but `replica status`, `replica check` (index only) and `promote` looked healthy. The resync
 // counts them once and leaves REPLICA-INLINE-GAP while any is missing; status, check and promote
-// count again only while the file is there (one stat otherwise), and remove it once none is.
+// read the count the file holds; promote counts again (the whole blob index) and removes it once
+// none is missing. Only a round that moves bodies (blob.relocate) shrinks the gap: the replica counts
+// again then (recountInlineGap), not at every status or check, which scanned every blob entry each.
 import { INLINE_PACK } from '../blob/pack-store.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
@@ -14,6 +16,7 @@ import { readSetting, writeSetting } from '../store/setting-file.js';
 import type { Store } from '../store/store.js';
 
 export const INLINE_GAP_FILE = 'REPLICA-INLINE-GAP';
+const NOTE = 'the note of missing inline bodies';
 
 /** What status and promote say: the remedy is on the primary. */
 export function inlineGapAdvice(blobs: number): string {
@@ -35,18 +38,52 @@ export async function countInlineGap(store: Store): Promise<number> {
 /** After a resync is installed: counts the gap, and keeps REPLICA-INLINE-GAP while there is one. */
 export async function noteInlineGap(store: Store): Promise<number> {
   const missing = await countInlineGap(store);
-  if (missing > 0) await writeSetting(store, INLINE_GAP_FILE, JSON.stringify({ blobs: missing, firstSeq: store.changes.firstSeq }), 'the note of missing inline bodies');
-  else if (await readSetting(store.fs, store.root, INLINE_GAP_FILE, 'the note of missing inline bodies')) await writeSetting(store, INLINE_GAP_FILE, undefined, 'the note of missing inline bodies');
+  if (missing > 0) await writeSetting(store, INLINE_GAP_FILE, JSON.stringify({ blobs: missing, firstSeq: store.changes.firstSeq }), NOTE);
+  else if (await readSetting(store.fs, store.root, INLINE_GAP_FILE, NOTE)) await writeSetting(store, INLINE_GAP_FILE, undefined, NOTE);
   return missing;
 }
 
 /**
- * The inline bodies a replica still lacks (0 without REPLICA-INLINE-GAP: no count); the note goes
- * once none is missing (a read-only open only counts).
+ * What REPLICA-INLINE-GAP says is missing, without counting (replica status and check): 0 without
+ * the file. A note that does not read is counted again (and written again unless read-only).
+ */
+export async function notedInlineGap(store: Store): Promise<number> {
+  const note = await readSetting(store.fs, store.root, INLINE_GAP_FILE, NOTE);
+  if (!note) return 0;
+  const blobs = note.intact ? noteBlobs(note.text) : undefined;
+  if (blobs !== undefined) return blobs;
+  return store.readOnly ? countInlineGap(store) : noteInlineGap(store);
+}
+
+function noteBlobs(text: string): number | undefined {
+  try {
+    const { blobs } = JSON.parse(text) as { blobs?: unknown };
+    return Number.isSafeInteger(blobs) && (blobs as number) > 0 ? blobs as number : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const RELOCATE = Buffer.from('blob.relocate');
+
+/**
+ * When the note is there, counts again and rewrites or removes it: as a replica starts (a stop
+ * between a move and its count left the old count), and after each round applied that moved bodies
+ * (`records` with blob.relocate or blob.relocateRun: the primary's move of inline bodies into
+ * packs). Other rounds leave the count as it was (an expunge may leave it too high until then).
+ */
+export async function recountInlineGap(store: Store, records?: { payload: Buffer }[]): Promise<void> {
+  if (records && !records.some((r) => r.payload.includes(RELOCATE))) return;
+  if (await readSetting(store.fs, store.root, INLINE_GAP_FILE, NOTE)) await noteInlineGap(store);
+}
+
+/**
+ * The inline bodies a replica still lacks, counted (promote: 0 without REPLICA-INLINE-GAP); the
+ * note goes once none is missing (a read-only open only counts).
  */
 export async function inlineGap(store: Store): Promise<number> {
-  if (!(await readSetting(store.fs, store.root, INLINE_GAP_FILE, 'the note of missing inline bodies'))) return 0;
+  if (!(await readSetting(store.fs, store.root, INLINE_GAP_FILE, NOTE))) return 0;
   const missing = await countInlineGap(store);
-  if (missing === 0 && !store.readOnly) await writeSetting(store, INLINE_GAP_FILE, undefined, 'the note of missing inline bodies');
+  if (missing === 0 && !store.readOnly) await writeSetting(store, INLINE_GAP_FILE, undefined, NOTE);
   return missing;
 }

@@ -8,7 +8,7 @@ import type { Store } from '../store/store.js';
 import type { ReplicationRole } from '../store/role.js';
 import type { ReplicaStatus } from './replica.js';
 import { doubtfulDamage, lastSeqOf, readPendingRounds } from './pending-rounds.js';
-import { inlineGap } from './inline-gap.js';
+import { notedInlineGap } from './inline-gap.js';
 
 export interface StoredReplicationStatus {
   role: ReplicationRole['role'] | 'standalone';
@@ -55,7 +55,7 @@ export async function storedReplicationStatus(store: Store): Promise<StoredRepli
   const pending = role?.role === 'replica' ? await readPendingRounds(store) : { rounds: [] };
   const heldSeq = Math.max(0, ...[...pending.rounds, ...(pending.damage?.following ?? [])].map(lastSeqOf));
   const pendingDamage = doubtfulDamage(pending, lastSeq);
-  const inlineBodiesMissing = role?.role === 'replica' ? await inlineGap(store) : 0;
+  const inlineBodiesMissing = role?.role === 'replica' ? await notedInlineGap(store) : 0;
   return {
     role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq, ...(heldSeq > lastSeq ? { heldSeq } : {}),
     ...(pendingDamage ? { pendingDamage } : {}), replicas,

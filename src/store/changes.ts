@@ -281,10 +281,12 @@ export class ChangeFeed {
   async names(): Promise<string[]> {
     const dir = join(this.host.root, CONSUMERS_DIR);
     const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [] as string[];
+      if (error.code === 'ENOENT') return undefined;
       throw fromSystemError(error, 'listing consumers', dir);
     });
-    return names.filter((n) => NAME.test(n)).sort();
+    // no consumers/ in an empty mount point is UNMOUNTED: `consumers` said "no consumers", stats 0
+    if (!names) await this.host.checkMounted(dir);
+    return (names ?? []).filter((n) => NAME.test(n)).sort();
   }
 
   /** The slowest cursor (retirement never passes it), or undefined when there is no consumer. */

@@ -1,7 +1,7 @@
 // Open-time recovery: decide what the journal's tail is, replay what the index has not seen, and
 // rebuild the index from the journal when it is missing or damaged. Nothing here deletes mail:
 // bytes cut from a journal tail are copied to quarantine/ first.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { IndexDb, IndexView, WrittenKeys, indexWriteError } from '../index/index-db.js';
@@ -660,7 +660,9 @@ export async function moveAside(fs: FileSystem, root: string, path: string, labe
   if (!(await fs.statIfExists(path))) return undefined;
   const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `${label}-${fileTimeStamp()}-${process.pid}`));
   await fs.rename(path, target).catch((e) => { throw fromSystemError(e, 'moving aside', path); });
-  await fs.syncDir(root);
+  // the new name is durable with quarantine/ synced; the old one's directory too, so it cannot come back
+  await fs.syncDir(dirname(target));
+  if (dirname(path) !== dirname(target)) await fs.syncDir(dirname(path));
   return target;
 }
 

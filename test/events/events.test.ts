@@ -9,6 +9,7 @@ import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { until } from '../helpers/until.js';
+import { prng } from '../helpers/prng.js';
 import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { defaultSocketPath } from '../../src/client/socket-path.js';
@@ -483,4 +484,104 @@ describe('events --follow through a daemon that restarts', () => {
       limits.followReconnectMs = bound;
     }
   });
+});
+
+describe('events --follow through a daemon and without one', () => {
+  // Through a daemon each look was read afresh there: a message's flag change in a later look than
+  // the one that listed it came as FlagsSet allFlags, never FlagsClear, where a follow without a
+  // daemon (which keeps what it saw) gave FlagsSet and FlagsClear. An IMAP server's notifications
+  // rely on the difference. The same changes, committed one by one with a look after each, both ways.
+  const FLAGS = ['\\Seen', '\\Flagged', '\\Answered', '$Label1'];
+  type Change = (store: Store) => Promise<unknown>;
+
+  /** A seeded sequence of changes: appends, flags added, removed and replaced, expunges, renames. */
+  function changes(seed: number, count: number): Change[] {
+    const random = prng(seed);
+    const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
+    const some = () => FLAGS.filter(() => random() < 0.4);
+    const out: Change[] = [];
+    const uids: number[] = [];
+    let next = 1, name = 'INBOX', renames = 0;
+    for (let i = 0; i < count; i++) {
+      const box = name;
+      const kind = uids.length === 0 ? 'add' : pick(['add', 'set', 'set', 'clear', 'clear', 'replace', 'replace', 'expunge', 'rename']);
+      if (kind === 'add') {
+        const flags = some();
+        uids.push(next++);
+        out.push((s) => s.append(box, msg(`m${i}`), { flags }));
+      } else if (kind === 'expunge') {
+        const uid = uids.splice(Math.floor(random() * uids.length), 1)[0];
+        out.push((s) => s.expunge(box, uid));
+      } else if (kind === 'rename') {
+        name = `Box${++renames}`;
+        const to = name;
+        out.push((s) => s.renameMailbox(box, to));
+      } else {
+        const uid = pick(uids);
+        const change = kind === 'set' ? { add: [pick(FLAGS)] } : kind === 'clear' ? { remove: [pick(FLAGS)] } : { replace: some() };
+        out.push((s) => s.setFlags(box, uid, change));
+      }
+    }
+    return out;
+  }
+
+  /** What an event says, without what differs between two stores (ids, dates, hashes). */
+  const said = (e: MailEvent) => [e.cursor, e.event, e.mailbox, e.uid ?? e.uids, e.flags, e.allFlags ?? false, e.oldMailbox ?? null];
+
+  async function followWhile(store: string, steps: Change[], open: () => Promise<{ store: Store; done: () => Promise<void> }>): Promise<MailEvent[]> {
+    const follower = followInChild(store, ['--since', '0']);
+    let expected = 0;
+    try {
+      for (const step of [async () => undefined, ...steps]) {
+        const { store: s, done } = await open();
+        try {
+          await step(s);
+          expected = (await collect(s)).length;
+        } finally {
+          await done();
+        }
+        // a look after each change
+        await until(() => follower.events().length >= expected, `the follower's look (${expected} events)`, 60_000);
+      }
+    } finally {
+      expect(await follower.stop()).toBe(0);
+    }
+    return follower.events();
+  }
+
+  it.each([11, 12])('the same events for the same changes, a look after each (seed %i)', async (seed) => {
+    requireBuilt();
+    const steps = changes(seed, 24);
+    const ways: MailEvent[][] = [];
+    // without a daemon: each change opens the store, as another command does, and each look opens it
+    {
+      const store = `${tempDir()}/store`;
+      const made = await Store.init(store);
+      await made.createMailbox('INBOX');
+      await made.close();
+      ways.push(await followWhile(store, steps, async () => {
+        const s = await Store.open(store, { lockWaitMs: 60_000 });
+        return { store: s, done: () => s.close() };
+      }));
+    }
+    // through a daemon
+    {
+      const dir = tempDir();
+      const store = `${dir}/store`;
+      const served = await Store.init(store);
+      await served.createMailbox('INBOX');
+      const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+      await server.start();
+      try {
+        ways.push(await followWhile(store, steps, async () => ({ store: served, done: async () => undefined })));
+        // and a reader that read it all at once, knowing every flag it saw
+        expect(ways[1].map(said)).toEqual((await collect(served)).map(said));
+      } finally {
+        await server.stop();
+        await served.close();
+      }
+    }
+    expect(ways[1].map(said)).toEqual(ways[0].map(said));
+    expect(ways[0].some((e) => e.event === 'FlagsClear')).toBe(true);
+  }, 180_000);
 });

@@ -24,7 +24,7 @@ const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n
 interface Receiver {
   url: string;
   /** Every request's events, accepted or not. */
-  requests: { status: number; cursors: string[] }[];
+  requests: { status: number; cursors: string[]; events: MailEvent[] }[];
   /** Cursors of the events in accepted requests, in order. */
   accepted: string[];
   /** The status the next requests get (shifted off; 200 when empty). */
@@ -46,7 +46,7 @@ async function receiver(): Promise<Receiver> {
       const body = JSON.parse(Buffer.concat(chunks).toString()) as { consumer: string; events: MailEvent[] };
       const status = r.answers.shift() ?? 200;
       const cursors = body.events.map((e) => e.cursor);
-      r.requests.push({ status, cursors });
+      r.requests.push({ status, cursors, events: body.events });
       if (status === 200) r.accepted.push(...cursors);
       response.writeHead(status).end();
     });
@@ -62,6 +62,22 @@ async function storeWithMessages(dir: string, count: number): Promise<Store> {
   await store.createMailbox('INBOX');
   for (let i = 0; i < count; i++) await store.append('INBOX', msg(`m${i}`));
   return store;
+}
+
+/** The store as a webhook sees it, killed as it stores its second cursor (the batch's own record before the POST goes through). */
+function diesAtSecondCursor(current: () => Store): WebhookStore {
+  let commits = 0;
+  return {
+    get root() { return current().root; },
+    replication: () => current().replication(),
+    maintenance: () => current().maintenance(),
+    getMeta: (key) => current().getMeta(key),
+    get changes() { return current().changes; },
+    setMeta: async (key, value) => {
+      if (key === 'consumer/events-webhook' && ++commits === 2) throw new Error('killed');
+      await current().setMeta(key, value);
+    },
+  };
 }
 
 describe('events webhook', () => {
@@ -205,18 +221,7 @@ describe('events webhook', () => {
     const dir = tmpDir('webhook');
     let store = await storeWithMessages(dir, 4);
     // the process dies after the receiver accepted the second batch, before its cursor was stored
-    let commits = 0;
-    const dying: WebhookStore = {
-      get root() { return store.root; },
-      replication: () => store.replication(),
-      maintenance: () => store.maintenance(),
-      getMeta: (key) => store.getMeta(key),
-      get changes() { return store.changes; },
-      setMeta: async (key, value) => {
-        if (++commits === 2) throw new Error('killed');
-        await store.setMeta(key, value);
-      },
-    };
+    const dying = diesAtSecondCursor(() => store);
     await expect(postEvents(dying, r.url, { batchEvents: 2 })).rejects.toThrow('killed');
     await store.close();
     store = await Store.open(dir);
@@ -226,6 +231,42 @@ describe('events webhook', () => {
       const twice = r.accepted.filter((c, i) => r.accepted.indexOf(c) !== i);
       expect(twice).toEqual(r.requests[1].cursors); // the repeats are exactly the unconfirmed batch
       expect(new Set(r.accepted).size).toBe(5); // MailboxCreate + 4 MessageNew, all there
+      expect((await postEvents(store, r.url)).posted).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a batch posted again after a restart carries the same events and cursors as its first post, flag changes included', async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const { uid } = await store.append('INBOX', msg('m0'));
+    await store.append('INBOX', msg('m1'));
+    await store.setFlags('INBOX', uid, { add: ['\\Seen'] });
+    await store.setFlags('INBOX', uid, { replace: ['\\Flagged'] });
+    await store.expunge('INBOX', uid);
+    // killed after the receiver accepted the second batch (m0's flag changes, its flags known from its
+    // MessageNew in the first), before its cursor was stored
+    const dying = diesAtSecondCursor(() => store);
+    await expect(postEvents(dying, r.url, { batchEvents: 3 })).rejects.toThrow('killed');
+    const first = r.requests[1].events;
+    expect(first.map((e) => `${e.cursor.split('.')[1]} ${e.event}${e.allFlags ? ' all' : ''} ${e.flags!.join(' ')}`)).toEqual(['0 FlagsSet \\Seen', '0 FlagsSet \\Flagged', '1 FlagsClear \\Seen']);
+    await store.close();
+    store = await Store.open(dir);
+    try {
+      await postEvents(store, r.url, { batchEvents: 3 });
+      // before: the same records read again with nothing seen, '28.1 FlagsSet allFlags' where the first post said '28.0 FlagsSet'
+      expect(r.requests[2].events).toEqual(first);
+      const byCursor = new Map<string, MailEvent>();
+      for (const { events } of r.requests) {
+        for (const e of events) {
+          expect(byCursor.get(e.cursor) ?? e, 'one cursor, one event').toEqual(e);
+          byCursor.set(e.cursor, e);
+        }
+      }
+      expect([...byCursor.values()].map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew', 'FlagsSet', 'FlagsSet', 'FlagsClear', 'MessageExpunge']);
       expect((await postEvents(store, r.url)).posted).toBe(0);
     } finally {
       await store.close();
@@ -280,6 +321,8 @@ describe('events webhook', () => {
       const running = postEvents(store, r.url, { follow: true, signal: stop.signal });
       await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'LOCKED' });
       expect((await postEvents(store, r.url, { consumer: 'other-hook' })).posted).toBe(1); // another name has its own cursor
+      // stopped before it had posted the MailboxCreate (a loaded machine), the follower left it to the next run
+      await until(async () => (await store.getMeta('consumer/events-webhook')) !== undefined, 10_000, 'the follower to post what there is');
       stop.abort();
       await running;
       expect((await postEvents(store, r.url)).posted).toBe(0); // the name is free again; nothing new

@@ -1,8 +1,10 @@
 // A replica's cursor on its primary (consumers/replica-NODEID) that does not read: before session 49
 // every connection of that replica was refused CORRUPT until an admin ran `consumers --remove`.
-import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { NodeFileSystem } from '../../src/fs/node-fs.js';
+import { replaceDamagedCursor } from '../../src/replication/damaged-cursor.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -86,4 +88,42 @@ describe('a damaged replica cursor on the primary', () => {
       await pair.close();
     }
   }, 60_000);
+
+  it('whose store\'s file system leaves it (umount -l) as the damaged bytes are read: UNMOUNTED, nothing written into the empty mount point, the cursor left as it was', async () => {
+    const dir = join(tmpDir('damaged-cursor-unmounted'), 'store');
+    const away = `${dir}-detached`;
+    const cursorPath = join(dir, 'consumers', 'replica-n1');
+    let reads = -Infinity; // counted once the cursor is damaged
+    // the second read of the cursor is the copy's (the first found it damaged): the partition leaves then
+    const fs = new class extends NodeFileSystem {
+      override async readFile(path: string): Promise<Buffer> {
+        const bytes = await super.readFile(path);
+        if (path === cursorPath && ++reads === 2) {
+          renameSync(dir, away);
+          mkdirSync(join(dir, 'quarantine'), { recursive: true }); // a mount point with the directory the copy goes to
+        }
+        return bytes;
+      }
+    }();
+    const store = await Store.open(dir, { create: true, autoSnapshot: false, fs });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', msg(1));
+      await store.changes.register('replica-n1', 1);
+      const damaged = readFileSync(cursorPath);
+      damaged[3] ^= 0x20;
+      writeFileSync(cursorPath, damaged);
+      reads = 0;
+      // before: the copy was written with writeFileDurable straight into the mount point's quarantine/
+      await expect(replaceDamagedCursor(store, 'n1', 1, () => {})).rejects.toMatchObject({ code: 'UNMOUNTED' });
+      expect(reads).toBe(2);
+      expect(readdirSync(join(dir, 'quarantine')), 'nothing in the empty mount point').toEqual([]);
+      expect(existsSync(join(dir, 'consumers'))).toBe(false);
+      expect(readFileSync(join(away, 'consumers', 'replica-n1')).equals(damaged), 'the cursor as it was').toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true });
+      renameSync(away, dir);
+      await store.close();
+    }
+  });
 });

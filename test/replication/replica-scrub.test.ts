@@ -2,12 +2,13 @@
 // replica's scrub holds its writer (as a primary's does) without being taken for a client write.
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { scrub } from '../../src/scrub/scrub.js';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { INLINE_GAP_FILE } from '../../src/replication/inline-gap.js';
+import { storedReplicationStatus } from '../../src/replication/status.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -160,6 +161,13 @@ describe('a replica whose resync left out inline bodies, before any scrub', () =
     try {
       await pair.follow('the resync');
       expect(existsSync(join(r, INLINE_GAP_FILE))).toBe(true);
+      // status (and check) read the note's count: before, each scanned every blob entry of the index while the note was there
+      // the resync counted 4; the round after it moves one of them (blob.relocate), and the replica counts again
+      await until(() => JSON.parse(readFileSync(join(r, INLINE_GAP_FILE), 'utf8').split('\n')[0]).blobs === 3, 10_000, 'the count after the move');
+      const scans = vi.spyOn(pair.replica!.store.replication().db, 'entryBatches');
+      expect(await storedReplicationStatus(pair.replica!.store)).toMatchObject({ role: 'replica', inlineBodiesMissing: 3 });
+      expect(scans).not.toHaveBeenCalled();
+      scans.mockRestore();
       // a replica's daemon: refused before its fence, the primary still takes mail, the replica follows on
       const refused = await pair.replica!.promote().catch((error: unknown) => error);
       expect(refused).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/^this replica lacks 3 message bodies .*run 'mailstore snapshot' on the primary.*--force$/) });
@@ -184,6 +192,7 @@ describe('a replica whose resync left out inline bodies, before any scrub', () =
       await primaryStore.snapshot();
       await primaryStore.snapshot();
       await pair.follow('the moves');
+      await until(() => !existsSync(join(r, INLINE_GAP_FILE)), 10_000, 'the count after the moves'); // counted again as the moves are applied
       await pair.closeReplica();
       await pair.primary.close();
       const healed = await run(['replica', 'status'], { store: r });

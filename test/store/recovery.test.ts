@@ -282,6 +282,20 @@ describe('quarantine copies', () => {
     expect(await moveAside(fs, root, join(root, 'index'), 'index-damaged')).toBeUndefined();
   });
 
+  it('moveAside syncs quarantine/, where the name went: a power cut after it keeps the move (before: the root was synced, the move could be undone)', async () => {
+    const root = tmpDir('recovery');
+    mkdirSync(join(root, 'quarantine'));
+    writeFileSync(join(root, 'REPLICATION-PENDING'), 'damaged frames');
+    const fs = new FaultFileSystem();
+    await fs.startRecording(root);
+    const target = await moveAside(fs, root, join(root, 'REPLICATION-PENDING'), 'REPLICATION-PENDING-damaged');
+    expect(fs.ops().filter((op) => op.kind === 'syncDir').map((op) => op.path)).toContain(join(root, 'quarantine'));
+    const crashed = tmpDir('recovery-crash');
+    await fs.materializeCrash(crashed, fs.logLength, 1, { mode: 'all-lost' }); // only what was made durable
+    expect(readdirSync(join(crashed, 'quarantine'))).toEqual([target!.slice(join(root, 'quarantine').length + 1)]);
+    expect(readdirSync(crashed)).not.toContain('REPLICATION-PENDING');
+  });
+
   it('installIndex puts a built index in place and keeps the one it replaces in quarantine/', async () => {
     const { root, fs } = await freshRoot();
     for (const [dir, text] of [['index', 'old'], ['index.rebuild', 'new']]) {

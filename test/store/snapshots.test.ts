@@ -243,6 +243,9 @@ describe('a snapshot of a store whose file system left it', () => {
     // `consumers --remove` and `--move` found no cursor in the mount point: NOT_FOUND, "no consumer named webhook"
     await expect(store.changes.remove('webhook')).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(store.changes.rewind('webhook', 0)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    // and the list (`consumers`, stats) found no consumers/ there: "no consumers", exit 0
+    await expect(store.changes.report()).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    await expect(store.changes.names()).rejects.toMatchObject({ code: 'UNMOUNTED' });
     // `init --object-store` writes the bucket's settings into the store it just made (it was written after the close, unchecked)
     await expect(writeTierSettings(store, { url: 'http://127.0.0.1:9/mail' })).rejects.toMatchObject({ code: 'UNMOUNTED' });
     await expect(writeTierSettings(unopenedRoot(nodeFileSystem, dir), { url: 'http://127.0.0.1:9/mail' })).rejects.toMatchObject({ code: 'UNMOUNTED' });

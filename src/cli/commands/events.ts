@@ -3,15 +3,19 @@
 // closes it again, so other commands can still write between looks.
 import type { Command } from 'commander';
 import { formatCursor, parseCursor, type EventCursor } from '../../events/cursor.js';
+import { FollowLooks } from '../../events/follow-looks.js';
+import { randomUUID } from 'node:crypto';
 import { procedures } from '../../daemon/procedures.js';
 import { Store } from '../../store/store.js';
-import { EventContext, readEvents, type MailEvent } from '../../events/events.js';
+import { readEvents, type MailEvent } from '../../events/events.js';
 import { ChangeSignal } from '../../events/follow.js';
 import { eventLimits } from '../../limits.js';
 import { StoppedWaiting, catchInterrupt } from '../interrupt.js';
 import { warn, withReadStore, writeStdout } from '../context.js';
 import { jsonText, printable } from '../../printable.js';
 import { isMailstoreError } from '../../errors.js';
+import { lacksProcedure } from '../../client/client.js';
+import type { MailStore } from '../../store/api.js';
 import { monotonicMs } from '../../monotonic.js';
 
 /** Output is handed to stdout in chunks of about this many bytes. */
@@ -60,19 +64,21 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
   const poll = setInterval(() => { if (interrupt.requested) stop.abort(); }, 100);
   let retryMs: number = eventLimits.followRetryMinMs;
   let awaySince: number | undefined;
+  // names and flags remembered across looks, here or in the daemon (the follower's id): each look
+  // that read them afresh gave a message's next flag change as FlagsSet allFlags, never FlagsClear
+  let looks: FollowLooks | undefined;
+  const follower = randomUUID();
+  let olderDaemon = false;
   try {
-    let context: EventContext | undefined;
     while (!stop.signal.aborted) {
       const looked = await withReadStore(command, async (store) => {
         if (!(store instanceof Store)) { // through the daemon: it reads, this process remembers where it got to
-          for await (const event of procedures(store).events(formatCursor(since))) { await out.add(event); since = parseCursor(event.cursor); }
+          for await (const event of daemonLook(store, follower, since, olderDaemon, () => { olderDaemon = true; })) { await out.add(event); since = parseCursor(event.cursor); }
           return;
         }
-        // names and flags remembered across looks: the next look starts after the last record read
-        context = context?.reading(store) ?? new EventContext(store);
-        let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
-        for await (const event of readEvents(store, since, { context, onRecord: (seq) => { readTo = seq; } })) await out.add(event);
-        since = { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };
+        if (!looks || formatCursor(looks.position) !== formatCursor(since)) looks = new FollowLooks(since); // after a look through a daemon: from its cursor, afresh
+        for await (const event of looks.look(store)) await out.add(event);
+        since = looks.position;
       }).then(() => true, (error: unknown) => {
         if (error instanceof StoppedWaiting) return true; // Ctrl-C while the store was held: the follow ends, as it does
         if (!isMailstoreError(error, 'UNAVAILABLE') && !isMailstoreError(error, 'LOCKED')) throw error;
@@ -97,6 +103,23 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
     interrupt.dispose();
     await out.flush();
   }
+}
+
+/**
+ * One look through the daemon: its followEvents keeps this follower's names and flags between
+ * looks; a daemon before session 50 has only events, which reads each look afresh.
+ */
+async function* daemonLook(store: MailStore, follower: string, since: EventCursor, older: boolean, isOlder: () => void): AsyncGenerator<MailEvent> {
+  if (!older) {
+    try {
+      yield* procedures(store).followEvents(follower, formatCursor(since));
+      return;
+    } catch (error) {
+      if (!lacksProcedure(error, 'followEvents')) throw error;
+      isOlder();
+    }
+  }
+  yield* procedures(store).events(formatCursor(since));
 }
 
 /** Lines for people or JSON lines for scripts, written in chunks (a pipe gets whole lines). */
