@@ -138,30 +138,81 @@ export class IndexDb {
   private uncached = 0;
   /** Reads ahead not yet taken (readAhead): each is told which of its keys a write changed since. */
   private readonly aheads = new Set<ReadAhead>();
+  /** A reopen (reopen()) under way: reads and writes that reach LevelDB wait for it. */
+  private reopening?: Promise<void>;
+  /** Bumped by each reopen: an iterator made before it goes on from its last key on the new handle. */
+  private generation = 0;
+  /** Calls into LevelDB under way (reads, writes, compactions): a reopen waits until there are none. */
+  private inFlight = 0;
+  private onIdle?: () => void;
+  /** LevelDB snapshots and raw iterators open: they cannot move to a new handle, so no reopen while any is. */
+  private pinned = 0;
 
-  private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
+  private constructor(readonly path: string, private db: Level<Buffer, Buffer>, private readonly options: LevelOptions) {}
+
+  /** The index at `path` (created when `create`); the options are openLevel's, kept for reopen(). */
+  static async open(path: string, create: boolean, options: LevelOptions = {}): Promise<IndexDb> {
+    if (create) await makeLevelDirectory(path);
+    return new IndexDb(path, await openLevel(path, create, options), options);
+  }
 
   /**
-   * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
-   * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
-   * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
-   * marks each block's compression, so any later open reads them, and its compactions compress).
+   * Closes LevelDB and opens it again, in place: LevelDB rolls its info log (LOG to LOG.old) and
+   * writes a fresh MANIFEST only at an open, and a daemon's index would otherwise grow both for as
+   * long as it runs (docs/FORMAT.md, "Index files"). The caller holds the Writer (nothing commits).
+   * Reads and writes that reach LevelDB meanwhile wait for it; an iterator goes on from its last
+   * key on the new handle; a synchronous point read (getNow) in the moment between close and open
+   * is UNAVAILABLE (retry). Not done (false) while a LevelDB snapshot or raw iterator is open:
+   * the caller tries again later. A failed open leaves this IndexDb closed: the store must stop
+   * (its next open recovers; the files are LevelDB's own after its own close).
    */
-  static async open(path: string, create: boolean, options: { writeBufferBytes?: number; compression?: boolean } = {}): Promise<IndexDb> {
-    if (create) await makeLevelDirectory(path);
-    const db = new (await levelClass())<Buffer, Buffer>(path, {
-      keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
-      ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
-      ...(options.compression === false ? { compression: false } : {}),
-      // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
-      maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
-    });
+  async reopen(): Promise<boolean> {
+    assert(!this.reopening, 'one reopen of the index at a time');
+    if (this.pinned > 0) return false;
+    let lift!: () => void;
+    this.reopening = new Promise((resolve) => { lift = resolve; });
     try {
-      await db.open();
-    } catch (error) {
-      throw openError(error, path);
+      // batches already handed to LevelDB land first; the others wait for the new handle (queueBehind)
+      for (const behind of this.behind.filter((b) => b.handed)) await behind.written.catch(() => undefined);
+      while (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
+      assert(this.pinned === 0, 'a snapshot of the index was taken during its reopen');
+      await this.db.close();
+      this.generation++;
+      this.db = await openLevel(this.path, false, this.options);
+      return true;
+    } finally {
+      this.reopening = undefined;
+      lift();
     }
-    return new IndexDb(path, db);
+  }
+
+  /** Undefined when LevelDB can be called now; else a promise of the end of a reopen under way. */
+  whenOpen(): Promise<void> | undefined {
+    return this.reopening;
+  }
+
+  /** Counts a call into LevelDB (after any reopen under way): reopen() waits for it. Pair with left(). */
+  private async entered(): Promise<void> {
+    while (this.reopening) await this.reopening;
+    this.inFlight++;
+  }
+
+  private left(): void {
+    if (--this.inFlight === 0 && this.onIdle) {
+      const idle = this.onIdle;
+      this.onIdle = undefined;
+      idle();
+    }
+  }
+
+  /** `call` on LevelDB, counted (entered/left). */
+  private async calling<T>(call: (db: Level<Buffer, Buffer>) => Promise<T>): Promise<T> {
+    await this.entered();
+    try {
+      return await call(this.db);
+    } finally {
+      this.left();
+    }
   }
 
   /**
@@ -169,6 +220,7 @@ export class IndexDb {
    * (a thread-pool round trip) against ~2 µs for getSync on cached data (BENCHMARKS.md).
    */
   async get<T>(key: Buffer): Promise<T | undefined> {
+    while (this.reopening) await this.reopening;
     return this.getNow<T>(key);
   }
 
@@ -278,23 +330,47 @@ export class IndexDb {
    * read, doubling after each read up to `growTo` (default: `size` throughout); read errors as
    * MailstoreErrors; the iterator always closed.
    */
-  private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; highWaterMarkBytes?: number; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> }, size: number, growTo = size): AsyncGenerator<[Buffer, Buffer][]> {
-    if (!options.snapshot) await this.settle(); // a snapshot was taken after settling
-    const iterator = this.db.iterator(options);
+  private async *rawBatches(options: RangeOptions, size: number, growTo = size): AsyncGenerator<[Buffer, Buffer][]> {
+    if (!options.snapshot) await this.settle(); // a snapshot was taken after settling (and pins the handle)
+    let left = options.limit ?? -1;
+    let last: Buffer | undefined;
+    let generation = -1;
+    let iterator: Pick<RawIterator, 'nextv' | 'close'> | undefined;
+    const make = (range: ReturnType<typeof resumedRange>) => this.db.iterator(range as RangeOptions);
     try {
       for (;;) {
+        // a reopen since the last batch (or under way) closed this iterator: on from the last key,
+        // made in the same turn as the check (another reopen may begin during any await)
+        while (!options.snapshot && (this.reopening || generation !== this.generation)) {
+          if (this.reopening) await this.reopening;
+          else if (iterator) {
+            const closing = iterator;
+            iterator = undefined;
+            await closing.close().catch(() => undefined);
+          } else {
+            if (left === 0) return;
+            iterator = last === undefined ? this.db.iterator(options) : make(resumedRange(options, last, left));
+            generation = this.generation;
+          }
+        }
+        iterator ??= this.db.iterator(options);
         let batch: [Buffer, Buffer][];
+        this.inFlight++;
         try {
           batch = await iterator.nextv(size);
         } catch (error) {
           throw this.readError(error);
+        } finally {
+          this.left();
         }
         if (batch.length === 0) return;
+        last = batch[batch.length - 1]![0];
+        if (left > 0) left = Math.max(0, left - batch.length);
         size = Math.min(size * 2, growTo);
         yield batch;
       }
     } finally {
-      await iterator.close().catch(() => undefined);
+      await iterator?.close().catch(() => undefined);
     }
   }
 
@@ -307,7 +383,7 @@ export class IndexDb {
     let raws: (Buffer | undefined)[];
     await this.settle();
     try {
-      raws = await getManyInKeyOrder(this.db, keyList);
+      raws = await this.calling((db) => getManyInKeyOrder(db, keyList));
     } catch (error) {
       throw this.readError(error);
     }
@@ -338,7 +414,7 @@ export class IndexDb {
     if (misses.length === 0) return out;
     let raws: (Buffer | undefined)[];
     try {
-      raws = await getManyInKeyOrder(this.db, misses.map((i) => keyList[i]!));
+      raws = await this.calling((db) => getManyInKeyOrder(db, misses.map((i) => keyList[i]!)));
     } catch (error) {
       throw this.readError(error);
     }
@@ -381,7 +457,7 @@ export class IndexDb {
     // repair swapped the index meets LevelDB's "not open": nothing is wrong with the disk, so not
     // IO; and not CLOSED either, on which a daemon stops itself (a swap is over in a moment)
     if (this.db.status === 'closing' || this.db.status === 'closed') {
-      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, or a repair is replacing its index); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
+      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, a repair is replacing its index, or it is being reopened to roll its LOG); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
     }
     const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
     // The same reading of LevelDB's text as at open: damage (Corruption, a table truncated or gone)
@@ -399,7 +475,10 @@ export class IndexDb {
    */
   async snapshot(): Promise<IndexSnapshot> {
     await this.settle();
+    while (this.reopening) await this.reopening;
     const snapshot = this.db.snapshot();
+    this.pinned++;
+    let closed = false;
     const read = this.readError.bind(this);
     const db = this.db;
     return {
@@ -423,7 +502,11 @@ export class IndexDb {
       },
       entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
       rawEntryBatches: (range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.rawBatches({ ...range, snapshot }, batchEntries),
-      close: () => snapshot.close().catch(() => undefined),
+      close: () => {
+        if (!closed) this.pinned--;
+        closed = true;
+        return snapshot.close().catch(() => undefined);
+      },
     };
   }
 
@@ -434,10 +517,17 @@ export class IndexDb {
    */
   rawIterator(range: { gte: Buffer; lt: Buffer }): RawIterator {
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    this.pinned++; // no reopen under it (scrub holds the Writer besides)
+    let open = true;
+    const close = () => {
+      if (open) this.pinned--;
+      open = false;
+      return iterator.close();
+    };
     const mapped = <T>(read: Promise<T>): Promise<T> => read.catch((error: unknown) => { throw this.readError(error); });
     return {
       nextv: (size: number) => mapped(iterator.nextv(size)),
-      close: () => iterator.close(),
+      close,
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
@@ -446,7 +536,7 @@ export class IndexDb {
             yield* batch;
           }
         } finally {
-          await iterator.close().catch(() => undefined);
+          await close().catch(() => undefined);
         }
       },
     };
@@ -471,14 +561,14 @@ export class IndexDb {
   async write(ops: BatchOp[]): Promise<void> {
     if (ops.length === 0) return;
     this.changing(undefined);
-    await this.bypassing(async () => {
+    await this.bypassing(() => this.calling(async () => {
       const batch = this.db.batch();
       for (const op of ops) {
         if (op.type === 'put') batch.put(op.key, op.value);
         else batch.del(op.key);
       }
       await batch.write({ sync: false });
-    });
+    }));
   }
 
   /**
@@ -552,6 +642,7 @@ export class IndexDb {
     behind.written = (async () => {
       await started;
       await before;
+      while (this.reopening) await this.reopening;
       behind.handed = true; // built now, in this turn: nothing merges into it any more
       await writePending(this.db, behind.pending);
     })();
@@ -594,7 +685,7 @@ export class IndexDb {
     await this.settle();
     try {
       // `level` is classic-level under Node; its type leaves compactRange out
-      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.alloc(1, 0), Buffer.alloc(16, 0xff));
+      await this.calling((db) => (db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.alloc(1, 0), Buffer.alloc(16, 0xff)));
     } catch (error) {
       throw this.readError(error);
     }
@@ -609,17 +700,51 @@ export class IndexDb {
   async flushMemtable(): Promise<void> {
     await this.settle();
     try {
-      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0));
+      await this.calling((db) => (db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0)));
     } catch (error) {
       throw this.readError(error);
     }
   }
 
   async close(): Promise<void> {
+    while (this.reopening) await this.reopening;
     await this.settle().catch(() => undefined);
     this.recent.clear();
     await this.db.close();
   }
+}
+
+type LevelOptions = { writeBufferBytes?: number; compression?: boolean };
+
+/** The options of a range read in rawBatches. */
+type RangeOptions = { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; highWaterMarkBytes?: number; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> };
+
+/**
+ * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
+ * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
+ * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
+ * marks each block's compression, so any later open reads them, and its compactions compress).
+ */
+async function openLevel(path: string, create: boolean, options: LevelOptions): Promise<Level<Buffer, Buffer>> {
+  const db = new (await levelClass())<Buffer, Buffer>(path, {
+    keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
+    ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+    ...(options.compression === false ? { compression: false } : {}),
+    // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
+    maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
+  });
+  try {
+    await db.open();
+  } catch (error) {
+    throw openError(error, path);
+  }
+  return db;
+}
+
+/** The rest of a range after `last` (the last key read), with `left` entries still to come (-1: all). */
+function resumedRange(options: RangeOptions, last: Buffer, left: number): Omit<RangeOptions, 'gte'> & { gte?: Buffer; gt?: Buffer } {
+  const { gte, lt, ...rest } = options;
+  return options.reverse ? { ...rest, gte, lt: last, limit: left } : { ...rest, gt: last, lt, limit: left };
 }
 
 /** A write LevelDB refused (a full disk: NO_SPACE, not IO 'LEVEL_IO_ERROR'), read as at open. */

@@ -94,6 +94,8 @@ export class StoreReader {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
+    const reopening = this.host.db.whenOpen(); // its synchronous reads of the mailbox wait out an index reopen
+    if (reopening) await reopening;
     const box = this.committed(mailbox);
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
@@ -106,6 +108,8 @@ export class StoreReader {
     checkOptions(options, ['fromUid'], 'messages option');
     const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
     this.host.live();
+    const reopening = this.host.db.whenOpen();
+    if (reopening) await reopening;
     const box = this.committed(mailbox);
     const gte = keys.message(box.id, fromUid);
     for await (const [key, record] of this.host.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
@@ -118,6 +122,8 @@ export class StoreReader {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
+    const reopening = this.host.db.whenOpen();
+    if (reopening) await reopening;
     const { id } = this.committed(mailbox);
     // one point in time for the mailbox, its change log and its messages: read one after the
     // other while clients changed them, a message came with a modseq above the highestModseq
@@ -517,6 +523,8 @@ export class StoreReader {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
+    const reopening = this.host.db.whenOpen();
+    if (reopening) await reopening;
     const box = this.host.committedBox(mailbox);
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });

@@ -78,8 +78,10 @@ beforeAll(requireBuilt);
  * 1,015 kB in session 49 (wt49i, 1,014.9 kB): the slowest consumer named with its lag when it holds
  * the journal (snapshots.ts heldBy), one runner a consumer name (changes.ts claim) and a directory
  * another writer made meanwhile taken as made (durable.ts ensureDir): +1.4 kB, comments one line.
+ * 1,024 kB with wt49f (+8.9 kB): an open store reopens its index in place to bound LevelDB's LOG and
+ * MANIFEST (index-db.ts reopen and its gate, store.ts's measuring, reader.ts's waits, limits.ts).
  */
-const APPEND_MODULE_BYTES_MAX = 1_015_000;
+const APPEND_MODULE_BYTES_MAX = 1_024_000;
 
 /** Registers a load hook that writes each file URL node loads to stderr as "LOADED url". */
 const HOOK = `data:text/javascript,${encodeURIComponent(`

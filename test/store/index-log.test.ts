@@ -1,0 +1,159 @@
+// LevelDB rolls index/LOG and writes a fresh MANIFEST only at an open: an open store reopens its
+// index in place once they pass limits.indexLogBytesMax (src/store/index-log.ts). Counts, not times.
+import { describe, expect, it, vi } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { IndexDb } from '../../src/index/index-db.js';
+import { limits } from '../../src/limits.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const BOUND_BYTES = 8 * 1024;
+const body = (i: number) => Buffer.from(`Subject: m${i}\r\n\r\nbody of message ${i}\r\n`);
+
+function logBytes(dir: string): number {
+  const index = join(dir, 'index');
+  return readdirSync(index).filter((name) => name === 'LOG' || name.startsWith('MANIFEST-')).reduce((sum, name) => sum + statSync(join(index, name)).size, 0);
+}
+
+/** Runs `fn` with a small bound, measured at every commit. */
+async function withSmallBound<T>(fn: () => Promise<T>): Promise<T> {
+  const saved = { max: limits.indexLogBytesMax, every: limits.indexLogCheckMs };
+  Object.assign(limits, { indexLogBytesMax: BOUND_BYTES, indexLogCheckMs: 0 });
+  try {
+    return await fn();
+  } finally {
+    Object.assign(limits, { indexLogBytesMax: saved.max, indexLogCheckMs: saved.every });
+  }
+}
+
+const internals = (store: Store) => store as unknown as { compaction?: Promise<unknown>; db: IndexDb };
+
+describe('index LOG and MANIFEST bound', () => {
+  it('stay under limits.indexLogBytesMax over many flushes and compactFiles of an open store; every message reads back', () => withSmallBound(async () => {
+    const dir = tmpDir();
+    const reopen = vi.spyOn(IndexDb.prototype, 'reopen');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      const uids: number[] = [];
+      let highest = 0;
+      for (let i = 0; i < 120; i++) {
+        await internals(store).db.compactFiles(); // LevelDB logs each level it compacts, and edits the MANIFEST
+        uids.push((await store.append('INBOX', body(i))).uid); // the commit measures (indexLogCheckMs 0)
+        while (internals(store).compaction) await internals(store).compaction;
+        highest = Math.max(highest, logBytes(dir));
+      }
+      expect(reopen.mock.calls.length).toBeGreaterThanOrEqual(3);
+      expect(highest).toBeLessThanOrEqual(BOUND_BYTES);
+      expect(existsSync(join(dir, 'index', 'LOG.old'))).toBe(true); // one, replaced at each reopen
+      for (const [i, uid] of uids.entries()) expect((await store.fetch('INBOX', uid)).equals(body(i))).toBe(true);
+      expect(store.health.findings).toEqual([]);
+    } finally {
+      reopen.mockRestore();
+      await store.close();
+    }
+    const again = await Store.open(dir);
+    expect((await again.status('INBOX')).messages).toBe(120);
+    await again.close();
+  }), 120_000);
+
+  it('appends, fetches, status and message listings running during the reopens all succeed', () => withSmallBound(async () => {
+    const dir = tmpDir();
+    const original = IndexDb.prototype.reopen;
+    const during: Promise<unknown>[] = [];
+    let store!: Store;
+    // reads started 0-5 turns into each reopen (in its drain, LevelDB's close, its open), with the
+    // mailbox cache cold so that their synchronous reads of the mailbox reach the index
+    const reopen = vi.spyOn(IndexDb.prototype, 'reopen').mockImplementation(function (this: IndexDb) {
+      for (let ticks = 0; ticks <= 5; ticks++) {
+        during.push(new Promise((resolve) => {
+          let left = ticks;
+          const tick = () => {
+            if (left-- > 0) return void setImmediate(tick);
+            store.maintenance().forgetMailboxes();
+            resolve(Promise.all([store.fetch('INBOX', 1), store.status('INBOX'), store.messageInfo('INBOX', 1), (async () => { for await (const _ of store.messages('INBOX')) break; })()]));
+          };
+          tick();
+        }));
+      }
+      return original.call(this);
+    });
+    store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', body(-1));
+      let stop = false;
+      const churn = (async () => { // grows the LOG between the workers' commits
+        while (!stop) await internals(store).db.compactFiles();
+      })();
+      const worker = async (w: number) => {
+        for (let i = 0; i < 40; i++) {
+          const n = w * 1000 + i;
+          const { uid } = await store.append('INBOX', body(n));
+          expect((await store.fetch('INBOX', uid)).equals(body(n))).toBe(true);
+          expect((await store.status('INBOX')).messages).toBeGreaterThan(0);
+          let listed = 0;
+          for await (const info of store.messages('INBOX')) if (info.uid <= uid) listed++;
+          expect(listed).toBeGreaterThan(0);
+        }
+      };
+      await Promise.all([0, 1, 2, 3, 4, 5].map(worker));
+      stop = true;
+      await churn;
+      while (internals(store).compaction) await internals(store).compaction;
+      expect(reopen.mock.calls.length).toBeGreaterThanOrEqual(2);
+      await Promise.all(during); // none failed (UNAVAILABLE)
+      expect((await store.status('INBOX')).messages).toBe(241);
+      expect(store.health.findings).toEqual([]);
+    } finally {
+      reopen.mockRestore();
+      await store.close();
+    }
+  }), 120_000);
+
+  it('a SIGKILL during a reopen: the store opens and every acknowledged message reads back', async () => {
+    const dist = (path: string) => JSON.stringify(new URL(`../../dist/src/${path}`, import.meta.url).href);
+    for (const ticks of [0, 1, 2, 4]) {
+      const dir = tmpDir();
+      // the child kills itself `ticks` turns of its event loop into its second reopen (before, in
+      // or after LevelDB's close or open), appending and growing the LOG until then
+      const child = spawn(process.execPath, ['--input-type=module', '-e', `
+        const { Store } = await import(${dist('index.js')});
+        const { IndexDb } = await import(${dist('index/index-db.js')});
+        const { limits } = await import(${dist('limits.js')});
+        Object.assign(limits, { indexLogBytesMax: ${BOUND_BYTES}, indexLogCheckMs: 0 });
+        let reopens = 0;
+        const original = IndexDb.prototype.reopen;
+        IndexDb.prototype.reopen = function () {
+          if (++reopens === 2) {
+            let left = ${ticks};
+            const tick = () => (left-- === 0 ? process.kill(process.pid, 'SIGKILL') : setImmediate(tick));
+            tick();
+          }
+          return original.call(this);
+        };
+        const store = await Store.open(${JSON.stringify(dir)}, { create: true });
+        await store.createMailbox('INBOX');
+        for (let i = 0; ; i++) {
+          await store.maintenance().index.compactFiles();
+          const { uid } = await store.append('INBOX', Buffer.from('Subject: m' + i + '\\r\\n\\r\\nbody of message ' + i + '\\r\\n'));
+          process.stdout.write(i + ' ' + uid + '\\n');
+        }
+      `], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+      const signal = await new Promise((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+      expect(signal).toBe('SIGKILL');
+      const acked = out.split('\n').filter((line) => /^\d+ \d+$/.test(line)).map((line) => line.split(' ').map(Number)); // a line cut short by the kill is not one
+      expect(acked.length).toBeGreaterThan(0);
+      const store = await Store.open(dir);
+      try {
+        for (const [i, uid] of acked) expect((await store.fetch('INBOX', uid!)).equals(body(i!))).toBe(true);
+      } finally {
+        await store.close();
+      }
+    }
+  }, 120_000);
+});
