@@ -191,12 +191,6 @@ export class IndexDb {
     return this.reopening;
   }
 
-  /** Counts a call into LevelDB (after any reopen under way): reopen() waits for it. Pair with left(). */
-  private async entered(): Promise<void> {
-    while (this.reopening) await this.reopening;
-    this.inFlight++;
-  }
-
   private left(): void {
     if (--this.inFlight === 0 && this.onIdle) {
       const idle = this.onIdle;
@@ -205,14 +199,18 @@ export class IndexDb {
     }
   }
 
-  /** `call` on LevelDB, counted (entered/left). */
-  private async calling<T>(call: (db: Level<Buffer, Buffer>) => Promise<T>): Promise<T> {
-    await this.entered();
+  /** `call` on LevelDB (after any reopen under way), counted: reopen() waits for it. No await of its own when no reopen is under way (getManyNow is on every delivery's path). */
+  private calling<T>(call: (db: Level<Buffer, Buffer>) => Promise<T>): Promise<T> {
+    if (this.reopening) return this.reopening.then(() => this.calling(call));
+    this.inFlight++;
+    let running: Promise<T>;
     try {
-      return await call(this.db);
-    } finally {
+      running = call(this.db);
+    } catch (error) {
       this.left();
+      return Promise.reject(error);
     }
+    return running.finally(() => this.left());
   }
 
   /**
