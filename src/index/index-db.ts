@@ -175,7 +175,7 @@ export class IndexDb {
       // batches already handed to LevelDB land first; the others wait for the new handle (queueBehind)
       for (const behind of this.behind.filter((b) => b.handed)) await behind.written.catch(() => undefined);
       while (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
-      assert(this.pinned === 0, 'a snapshot of the index was taken during its reopen');
+      if (this.pinned > 0) return false; // a raw iterator made meanwhile (snapshots wait): nothing closed yet
       await this.db.close();
       this.generation++;
       this.db = await openLevel(this.path, false, this.options);
@@ -509,7 +509,9 @@ export class IndexDb {
   }
 
   /**
-   * Raw keys and values: scrub checks the checksums itself. Call settle() first. A read LevelDB
+   * Raw keys and values: scrub checks the checksums itself. Call settle() first, with the Writer
+   * held (runExclusive, as scrub does): an index reopen holds it too, and no reopen starts while a
+   * raw iterator is open, but one made in the moment a reopen closes LevelDB would be closed by it. A read LevelDB
    * fails (a damaged block: "Corruption: ...") is a MailstoreError (CORRUPT, IO, ...) as from
    * every other read here, never a plain Error.
    */

@@ -60,6 +60,14 @@ describe('IndexDb.reopen', () => {
     await raw.close();
     expect(await db.reopen()).toBe(true);
     expect(db.getNow(key(3))).toBe(3);
+    // a raw iterator made while the reopen waits for a read in flight: deferred, nothing closed
+    const read = db.getManyNow<number>([key(4)]); // in flight at once (getMany settles first)
+    const deferred = db.reopen();
+    const late = db.rawIterator(range);
+    expect(await deferred).toBe(false);
+    expect(await read).toEqual([4]);
+    expect((await late.nextv(1)).length).toBe(1);
+    await late.close();
     await db.close();
   });
 });
