@@ -162,7 +162,7 @@ export class IndexDb {
    * long as it runs (docs/FORMAT.md, "Index files"). The caller holds the Writer (nothing commits).
    * Reads and writes that reach LevelDB meanwhile wait for it; an iterator goes on from its last
    * key on the new handle; a synchronous point read (getNow) in the moment between close and open
-   * is UNAVAILABLE (retry). Not done (false) while a LevelDB snapshot or raw iterator is open:
+   * is UNAVAILABLE, so those outside the Writer go through readNow. Not done (false) while a LevelDB snapshot or raw iterator is open:
    * the caller tries again later. A failed open leaves this IndexDb closed: the store must stop
    * (its next open recovers; the files are LevelDB's own after its own close).
    */
@@ -189,6 +189,17 @@ export class IndexDb {
   /** Undefined when LevelDB can be called now; else a promise of the end of a reopen under way. */
   whenOpen(): Promise<void> | undefined {
     return this.reopening;
+  }
+
+  /**
+   * Runs `read`, synchronous reads of this index (getNow, a view's getNow, a mailbox lookup), now
+   * when no reopen is under way, else once it is over: always in the turn that found none under
+   * way, and a reopen closes LevelDB only after an await of its own, so none can close it before
+   * `read` returns. In the moment a reopen has LevelDB closed a synchronous read fails UNAVAILABLE:
+   * every one outside the Writer (which a reopen holds) goes through here.
+   */
+  readNow<T>(read: () => T): T | Promise<T> {
+    return this.reopening ? this.reopening.then(() => this.readNow(read)) : read();
   }
 
   private left(): void {

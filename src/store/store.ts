@@ -1619,9 +1619,7 @@ export class Store implements MailStore {
    * a read-heavy server resolves the same few names again and again.
    */
   private async resolveCommitted(name: string): Promise<MailboxInfo> {
-    const reopening = this.db.whenOpen(); // committedBox reads synchronously: not in an index reopen
-    if (reopening) await reopening;
-    const box = this.committedBox(name);
+    const box = await this.db.readNow(() => this.committedBox(name)); // synchronous reads: not in an index reopen
     return { ...box, id: Buffer.from(box.id) };
   }
 
