@@ -445,16 +445,9 @@ export const limits = {
   indexEntriesBatchMax: 256,
   /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
   indexTableFileBytes: 1024 * 1024,
-  /**
-   * index/LOG plus index/MANIFEST-* past this, an open store reopens its index in place (LevelDB
-   * rolls LOG to LOG.old and writes a fresh MANIFEST only at an open; index-log.ts). 16 MiB: the
-   * session-49 soak's churn grew them ~1.8 MB/h (a reopen every ~9 h), a busy store's estimate is
-   * ~1 MB/day (one every ~2 weeks); each reopen is a pause of all index access for a LevelDB close
-   * and open (replaying at most a memtable's log, 4 MiB), and disk use stays under ~2x this
-   * (LOG.old, LOG, MANIFEST) instead of growing for as long as the daemon runs.
-   */
+  /** index/LOG plus MANIFEST-* past this, an open store reopens its index (docs/FORMAT.md, "Index files"). */
   indexLogBytesMax: 16 * 1024 * 1024,
-  /** How often (at most, on a commit) an open store measures index/LOG and MANIFEST against indexLogBytesMax. */
+  /** How often at most (on a commit) an open store measures them. */
   indexLogCheckMs: 60 * 1000,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
   checkpointEntriesPerRecord: 4096,

@@ -8,6 +8,7 @@ import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
 import { levelClass } from './level-module.js';
+import type { Reopenable } from './reopen.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
@@ -138,52 +139,27 @@ export class IndexDb {
   private uncached = 0;
   /** Reads ahead not yet taken (readAhead): each is told which of its keys a write changed since. */
   private readonly aheads = new Set<ReadAhead>();
-  /** A reopen (reopen()) under way: reads and writes that reach LevelDB wait for it. */
+  /** A reopen under way (reopen()): what reaches LevelDB waits for it. */
   private reopening?: Promise<void>;
-  /** Bumped by each reopen: an iterator made before it goes on from its last key on the new handle. */
+  /** Reopens so far: an iterator older than the last goes on from its last key. */
   private generation = 0;
-  /** Calls into LevelDB under way (reads, writes, compactions): a reopen waits until there are none. */
+  /** Calls into LevelDB under way: a reopen waits for none. */
   private inFlight = 0;
   private onIdle?: () => void;
-  /** LevelDB snapshots and raw iterators open: they cannot move to a new handle, so no reopen while any is. */
+  /** Snapshots and raw iterators open: no reopen under them. */
   private pinned = 0;
 
   private constructor(readonly path: string, private db: Level<Buffer, Buffer>, private readonly options: LevelOptions) {}
 
-  /** The index at `path` (created when `create`); the options are openLevel's, kept for reopen(). */
+  /** The index at `path` (created when `create`). */
   static async open(path: string, create: boolean, options: LevelOptions = {}): Promise<IndexDb> {
     if (create) await makeLevelDirectory(path);
     return new IndexDb(path, await openLevel(path, create, options), options);
   }
 
-  /**
-   * Closes LevelDB and opens it again, in place: LevelDB rolls its info log (LOG to LOG.old) and
-   * writes a fresh MANIFEST only at an open, and a daemon's index would otherwise grow both for as
-   * long as it runs (docs/FORMAT.md, "Index files"). The caller holds the Writer (nothing commits).
-   * Reads and writes that reach LevelDB meanwhile wait for it; an iterator goes on from its last
-   * key on the new handle; a synchronous point read (getNow) in the moment between close and open
-   * is UNAVAILABLE, so those outside the Writer go through readNow. Not done (false) while a LevelDB snapshot or raw iterator is open:
-   * the caller tries again later. A failed open leaves this IndexDb closed: the store must stop
-   * (its next open recovers; the files are LevelDB's own after its own close).
-   */
+  /** LevelDB closed and opened again in place, the caller holding the Writer: reopen.ts (false: not done). */
   async reopen(): Promise<boolean> {
-    assert(!this.reopening, 'one reopen of the index at a time');
-    if (this.pinned > 0) return false;
-    let lift!: () => void;
-    this.reopening = new Promise((resolve) => { lift = resolve; });
-    try {
-      // batches already handed to LevelDB land first; the others wait for the new handle (queueBehind)
-      for (const behind of this.behind.filter((b) => b.handed)) await behind.written.catch(() => undefined);
-      while (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
-      if (this.pinned > 0) return false; // a raw iterator made meanwhile (snapshots wait): nothing closed yet
-      await this.db.close();
-      this.generation++;
-      this.db = await openLevel(this.path, false, this.options);
-      return true;
-    } finally {
-      this.reopening = undefined;
-      lift();
-    }
+    return (await import('./reopen.js')).reopenLevel(this as unknown as Reopenable, () => openLevel(this.path, false, this.options));
   }
 
   /** Undefined when LevelDB can be called now; else a promise of the end of a reopen under way. */
@@ -192,11 +168,8 @@ export class IndexDb {
   }
 
   /**
-   * Runs `read`, synchronous reads of this index (getNow, a view's getNow, a mailbox lookup), now
-   * when no reopen is under way, else once it is over: always in the turn that found none under
-   * way, and a reopen closes LevelDB only after an await of its own, so none can close it before
-   * `read` returns. In the moment a reopen has LevelDB closed a synchronous read fails UNAVAILABLE:
-   * every one outside the Writer (which a reopen holds) goes through here.
+   * `read` (synchronous reads: getNow) in a turn with no reopen under way (one marks itself before it
+   * closes LevelDB): outside the Writer, a synchronous read goes through here (else UNAVAILABLE).
    */
   readNow<T>(read: () => T): T | Promise<T> {
     return this.reopening ? this.reopening.then(() => this.readNow(read)) : read();
@@ -210,7 +183,7 @@ export class IndexDb {
     }
   }
 
-  /** `call` on LevelDB (after any reopen under way), counted: reopen() waits for it. No await of its own when no reopen is under way (getManyNow is on every delivery's path). */
+  /** `call` on LevelDB after any reopen, counted (no await of its own: every delivery's getManyNow). */
   private calling<T>(call: (db: Level<Buffer, Buffer>) => Promise<T>): Promise<T> {
     if (this.reopening) return this.reopening.then(() => this.calling(call));
     this.inFlight++;
@@ -345,21 +318,16 @@ export class IndexDb {
     let last: Buffer | undefined;
     let generation = -1;
     let iterator: Pick<RawIterator, 'nextv' | 'close'> | undefined;
-    const make = (range: ReturnType<typeof resumedRange>) => this.db.iterator(range as RangeOptions);
     try {
       for (;;) {
-        // a reopen since the last batch (or under way) closed this iterator: on from the last key,
-        // made in the same turn as the check (another reopen may begin during any await)
+        // a reopen under way or since the last batch (this iterator closed): reopen.ts
         while (!options.snapshot && (this.reopening || generation !== this.generation)) {
-          if (this.reopening) await this.reopening;
-          else if (iterator) {
-            const closing = iterator;
-            iterator = undefined;
-            await closing.close().catch(() => undefined);
-          } else {
-            if (left === 0) return;
-            iterator = last === undefined ? this.db.iterator(options) : make(resumedRange(options, last, left));
+          if (!this.reopening && !iterator) {
+            iterator = this.db.iterator(options);
             generation = this.generation;
+          } else {
+            [iterator, generation] = await (await import('./reopen.js')).resumed(this as unknown as Reopenable, iterator, options, last, left);
+            if (!iterator) return;
           }
         }
         iterator ??= this.db.iterator(options);
@@ -521,14 +489,13 @@ export class IndexDb {
 
   /**
    * Raw keys and values: scrub checks the checksums itself. Call settle() first, with the Writer
-   * held (runExclusive, as scrub does): an index reopen holds it too, and no reopen starts while a
-   * raw iterator is open, but one made in the moment a reopen closes LevelDB would be closed by it. A read LevelDB
+   * held (as scrub does: a reopen holds it too, and would close one made meanwhile). A read LevelDB
    * fails (a damaged block: "Corruption: ...") is a MailstoreError (CORRUPT, IO, ...) as from
    * every other read here, never a plain Error.
    */
   rawIterator(range: { gte: Buffer; lt: Buffer }): RawIterator {
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
-    this.pinned++; // no reopen under it (scrub holds the Writer besides)
+    this.pinned++;
     let open = true;
     const close = () => {
       if (open) this.pinned--;
@@ -750,12 +717,6 @@ async function openLevel(path: string, create: boolean, options: LevelOptions): 
     throw openError(error, path);
   }
   return db;
-}
-
-/** The rest of a range after `last` (the last key read), with `left` entries still to come (-1: all). */
-function resumedRange(options: RangeOptions, last: Buffer, left: number): Omit<RangeOptions, 'gte'> & { gte?: Buffer; gt?: Buffer } {
-  const { gte, lt, ...rest } = options;
-  return options.reverse ? { ...rest, gte, lt: last, limit: left } : { ...rest, gt: last, lt, limit: left };
 }
 
 /** A write LevelDB refused (a full disk: NO_SPACE, not IO 'LEVEL_IO_ERROR'), read as at open. */

@@ -169,8 +169,7 @@ function quotaRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[]): { 
  */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
-  // its synchronous reads each in a turn with no index reopen under way (IndexDb.readNow; a
-  // batch's prepare holds the Writer, which a reopen needs: no wait there)
+  // synchronous reads through readNow (not in an index reopen; a prepare holds the Writer: no wait)
   const roots = await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR);
   const nested = new Set(await db.readNow(() => roots
     .map(({ root: name }) => parseMailboxName(name))

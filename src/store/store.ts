@@ -273,7 +273,7 @@ export class Store implements MailStore {
   private readonly reportSnapshot: (result?: SnapshotResult, error?: unknown) => void;
   /** Background work that is neither a compaction round nor a snapshot failed: onBackgroundError, else a health finding. */
   private readonly reportBackground: (error: unknown, what: string) => void;
-  /** When index/LOG and MANIFEST were last measured (monotonicMs; maybeRollIndexLog): not before a minute after open. */
+  /** When index/LOG and MANIFEST were last measured (maybeRollIndexLog). */
   private indexLogCheckedMs = monotonicMs();
 
   private constructor(parts: StoreParts, options: StoreOptions) {
@@ -318,7 +318,7 @@ export class Store implements MailStore {
         this.tierMover?.noteCommit();
         this.clock.committed();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
-        if (!this.readOnly) this.maybeRollIndexLog();
+        this.maybeRollIndexLog();
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
       afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
@@ -628,36 +628,14 @@ export class Store implements MailStore {
       .then((second) => { if (second) report(second); }, (error: unknown) => report(undefined, error));
   }
 
-  /**
-   * Reopens the index in place once its LOG and MANIFEST passed limits.indexLogBytesMax (index-log.ts),
-   * measured at most every limits.indexLogCheckMs; in the compaction slot (compaction and tier
-   * moves wait), with snapshots paused and the Writer held. Reads and writes meanwhile wait for it.
-   */
+  /** index-log.ts, at most every limits.indexLogCheckMs, in the compaction slot. */
   private maybeRollIndexLog(): void {
-    if (this.readOnly || this.closed || this.failure || this.compaction || this.swapping) return;
-    const now = monotonicMs();
-    if (now - this.indexLogCheckedMs < limits.indexLogCheckMs) return;
-    this.indexLogCheckedMs = now;
-    const host = {
-      fs: this.fs, indexPath: join(this.root, LAYOUT.index),
-      exclusive: <T>(fn: () => Promise<T>) => this.snapshots.pause(() => this.maintenanceHooks.runExclusive(fn)),
-      reopen: () => this.reopenIndex(),
-    };
-    this.holdPacks(import('./index-log.js').then((indexLog) => (this.closed ? 'under' : indexLog.rollIndexLog(host)))).catch((error: unknown) => {
+    if (this.readOnly || this.closed || this.failure || this.compaction || this.swapping || monotonicMs() - this.indexLogCheckedMs < limits.indexLogCheckMs) return;
+    this.indexLogCheckedMs = monotonicMs();
+    const host = { fs: this.fs, index: () => this.db, maintenance: this.maintenanceHooks, closed: () => this.closed, stop: (failure: MailstoreError) => this.writer.stop(failure) };
+    this.holdPacks(import('./index-log.js').then((indexLog) => indexLog.rollIndexLog(host))).catch((error: unknown) => {
       if (!this.closed) this.reportBackground(error, 'reopening the index to roll its LOG and MANIFEST failed');
     });
-  }
-
-  /** IndexDb.reopen; one that closed the index and could not open it again stops the store (open recovers). */
-  private async reopenIndex(): Promise<boolean> {
-    try {
-      return await this.db.reopen();
-    } catch (error) {
-      const failure = new MailstoreError('CLOSED', `reopening the index at ${this.db.path} (to roll its LOG and MANIFEST) failed: ${(error as Error).message}; the store stopped: nothing acknowledged is lost (the journal holds it); open it again, which recovers the index`, { path: this.db.path, cause: error });
-      this.failure ??= failure;
-      this.writer.fail(failure);
-      throw failure;
-    }
   }
 
   /**

@@ -2,10 +2,12 @@
 // index in place once they pass limits.indexLogBytesMax (src/store/index-log.ts). Counts, not times.
 import { describe, expect, it, vi } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { IndexDb } from '../../src/index/index-db.js';
+import { levelClass } from '../../src/index/level-module.js';
+import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -110,6 +112,50 @@ describe('index LOG and MANIFEST bound', () => {
     } finally {
       reopen.mockRestore();
       await store.close();
+    }
+  }), 120_000);
+
+  it('an open that fails after the close (LOCK made a directory: EISDIR) stops the store, told as CLOSED; the next open has every acknowledged message', () => withSmallBound(async () => {
+    const dir = tmpDir();
+    const lock = join(dir, 'index', 'LOCK');
+    const Level = await levelClass();
+    const close = Level.prototype.close;
+    let armed = false;
+    // a real failure of LevelDB's own open, in the moment between its close and that open
+    const spy = vi.spyOn(Level.prototype, 'close').mockImplementation(async function (this: InstanceType<typeof Level>, ...args: unknown[]) {
+      await (close as (...a: unknown[]) => Promise<void>).apply(this, args);
+      if (!armed || this.location !== join(dir, 'index')) return;
+      armed = false;
+      rmSync(lock);
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'x'), 'x');
+    } as typeof close);
+    const stops: MailstoreError[] = [];
+    const store = await Store.open(dir, { create: true, onStop: (error) => stops.push(error) });
+    const acked: [number, number][] = [];
+    try {
+      await store.createMailbox('INBOX');
+      for (let i = 0; i < 5; i++) acked.push([i, (await store.append('INBOX', body(i))).uid]);
+      Object.assign(limits, { indexLogBytesMax: 0 }); // the next commit reopens
+      armed = true;
+      acked.push([5, (await store.append('INBOX', body(5))).uid]);
+      while ((store as unknown as { compaction?: Promise<unknown> }).compaction) await (store as unknown as { compaction: Promise<unknown> }).compaction.catch(() => undefined);
+      expect(stops.map((e) => e.code)).toEqual(['CLOSED']);
+      expect(stops[0]!.message).toMatch(/reopening the index .* failed: .*the store stopped: nothing acknowledged is lost .* open it again/);
+      await expect(store.append('INBOX', body(6))).rejects.toMatchObject({ code: 'CLOSED' });
+      await expect(store.status('INBOX')).rejects.toMatchObject({ code: 'CLOSED' });
+    } finally {
+      spy.mockRestore();
+      await store.close();
+    }
+    await expect(Store.open(dir)).rejects.toBeInstanceOf(MailstoreError); // LOCK still a directory: refused, nothing moved
+    rmSync(lock, { recursive: true });
+    const again = await Store.open(dir);
+    try {
+      expect((await again.status('INBOX')).messages).toBe(acked.length);
+      for (const [i, uid] of acked) expect((await again.fetch('INBOX', uid)).equals(body(i))).toBe(true);
+    } finally {
+      await again.close();
     }
   }), 120_000);
 
