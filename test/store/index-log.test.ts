@@ -161,24 +161,39 @@ describe('index LOG and MANIFEST bound', () => {
 
   it('a SIGKILL during a reopen: the store opens and every acknowledged message reads back', async () => {
     const dist = (path: string) => JSON.stringify(new URL(`../../dist/src/${path}`, import.meta.url).href);
-    for (const ticks of [0, 1, 2, 4]) {
+    // the child kills itself in its second reopen: `ticks` turns of its event loop into it, or at a
+    // step of LevelDB's (its close done, its open begun, its open done), appending and growing the
+    // LOG until then
+    for (const at of [0, 1, 2, 4, 'closed', 'opening', 'opened']) {
       const dir = tmpDir();
-      // the child kills itself `ticks` turns of its event loop into its second reopen (before, in
-      // or after LevelDB's close or open), appending and growing the LOG until then
       const child = spawn(process.execPath, ['--input-type=module', '-e', `
         const { Store } = await import(${dist('index.js')});
         const { IndexDb } = await import(${dist('index/index-db.js')});
+        const { levelClass } = await import(${dist('index/level-module.js')});
         const { limits } = await import(${dist('limits.js')});
         Object.assign(limits, { indexLogBytesMax: ${BOUND_BYTES}, indexLogCheckMs: 0 });
+        const at = ${JSON.stringify(at)};
+        const kill = () => process.kill(process.pid, 'SIGKILL');
         let reopens = 0;
         const original = IndexDb.prototype.reopen;
         IndexDb.prototype.reopen = function () {
-          if (++reopens === 2) {
-            let left = ${ticks};
-            const tick = () => (left-- === 0 ? process.kill(process.pid, 'SIGKILL') : setImmediate(tick));
+          if (++reopens === 2 && typeof at === 'number') {
+            let left = at;
+            const tick = () => (left-- === 0 ? kill() : setImmediate(tick));
             tick();
           }
           return original.call(this);
+        };
+        const Level = await levelClass();
+        const { close, open } = Level.prototype;
+        Level.prototype.close = async function (...args) {
+          await close.apply(this, args);
+          if (reopens === 2 && at === 'closed') kill();
+        };
+        Level.prototype.open = async function (...args) {
+          if (reopens === 2 && at === 'opening') setImmediate(kill);
+          await open.apply(this, args);
+          if (reopens === 2 && at === 'opened') kill();
         };
         const store = await Store.open(${JSON.stringify(dir)}, { create: true });
         await store.createMailbox('INBOX');
