@@ -445,6 +445,10 @@ export const limits = {
   indexEntriesBatchMax: 256,
   /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
   indexTableFileBytes: 1024 * 1024,
+  /** index/LOG plus MANIFEST-* past this, an open store reopens its index (docs/FORMAT.md, "Index files"). */
+  indexLogBytesMax: 16 * 1024 * 1024,
+  /** How often at most (on a commit) an open store measures them. */
+  indexLogCheckMs: 60 * 1000,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
   checkpointEntriesPerRecord: 4096,
   /**

@@ -308,12 +308,16 @@ export class PackStore {
     return store;
   }
 
-  /** Cached: every read names its pack's path (for the handle and any error), and join costs ~2 µs. */
+  /**
+   * Cached: every read names its pack's path (for the handle and any error), and join costs ~2 µs.
+   * Not for a removed pack (a stale location's error still names it): a daemon's cache holds the
+   * packs that are there, not every pack it ever made.
+   */
   path(pack: number): string {
     let path = this.paths.get(pack);
     if (path === undefined) {
       path = join(this.dir, packFileName(pack));
-      this.paths.set(pack, path);
+      if (!this.gone.has(pack)) this.paths.set(pack, path);
     }
     return path;
   }
@@ -1007,6 +1011,9 @@ export class PackStore {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing retired pack', path);
     }
+    // `gone` keeps refusing pins of it (a stale location); the path and side-pack marks go
+    this.paths.delete(pack);
+    this.sidePacks.delete(pack);
     return true;
   }
 

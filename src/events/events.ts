@@ -233,7 +233,10 @@ export async function* readEvents(store: EventSource, since: EventCursor, option
     if (record.seq !== expected) throw missingRecords(expected, record.seq - 1);
     expected = record.seq + 1;
     const payload = decodeCbor<JournalPayload>(record.payload);
-    for (const { slot, event } of recordEvents(record.seq, payload, context)) {
+    // names read from the index synchronously (EventContext.mailbox): not in an index reopen
+    const index = store.maintenance().index;
+    const events = index.whenOpen() ? await index.readNow(() => recordEvents(record.seq, payload, context)) : recordEvents(record.seq, payload, context);
+    for (const { slot, event } of events) {
       if (isAfter(since, record.seq, slot)) yield { cursor: `${record.seq}.${slot}`, ...event };
     }
     options.onRecord?.(record.seq);

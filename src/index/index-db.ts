@@ -8,6 +8,7 @@ import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
 import { levelClass } from './level-module.js';
+import type { Reopenable } from './reopen.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
@@ -138,30 +139,62 @@ export class IndexDb {
   private uncached = 0;
   /** Reads ahead not yet taken (readAhead): each is told which of its keys a write changed since. */
   private readonly aheads = new Set<ReadAhead>();
+  /** A reopen under way (reopen()): what reaches LevelDB waits for it. */
+  private reopening?: Promise<void>;
+  /** Reopens so far: an iterator older than the last goes on from its last key. */
+  private generation = 0;
+  /** Calls into LevelDB under way: a reopen waits for none. */
+  private inFlight = 0;
+  private onIdle?: () => void;
+  /** Snapshots and raw iterators open: no reopen under them. */
+  private pinned = 0;
 
-  private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
+  private constructor(readonly path: string, private db: Level<Buffer, Buffer>, private readonly options: LevelOptions) {}
+
+  /** The index at `path` (created when `create`). */
+  static async open(path: string, create: boolean, options: LevelOptions = {}): Promise<IndexDb> {
+    if (create) await makeLevelDirectory(path);
+    return new IndexDb(path, await openLevel(path, create, options), options);
+  }
+
+  /** LevelDB closed and opened again in place, the caller holding the Writer: reopen.ts (false: not done). */
+  async reopen(): Promise<boolean> {
+    return (await import('./reopen.js')).reopenLevel(this as unknown as Reopenable, () => openLevel(this.path, false, this.options));
+  }
+
+  /** Undefined when LevelDB can be called now; else a promise of the end of a reopen under way. */
+  whenOpen(): Promise<void> | undefined {
+    return this.reopening;
+  }
 
   /**
-   * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
-   * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
-   * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
-   * marks each block's compression, so any later open reads them, and its compactions compress).
+   * `read` (synchronous reads: getNow) in a turn with no reopen under way (one marks itself before it
+   * closes LevelDB): outside the Writer, a synchronous read goes through here (else UNAVAILABLE).
    */
-  static async open(path: string, create: boolean, options: { writeBufferBytes?: number; compression?: boolean } = {}): Promise<IndexDb> {
-    if (create) await makeLevelDirectory(path);
-    const db = new (await levelClass())<Buffer, Buffer>(path, {
-      keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
-      ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
-      ...(options.compression === false ? { compression: false } : {}),
-      // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
-      maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
-    });
-    try {
-      await db.open();
-    } catch (error) {
-      throw openError(error, path);
+  readNow<T>(read: () => T): T | Promise<T> {
+    return this.reopening ? this.reopening.then(() => this.readNow(read)) : read();
+  }
+
+  private left(): void {
+    if (--this.inFlight === 0 && this.onIdle) {
+      const idle = this.onIdle;
+      this.onIdle = undefined;
+      idle();
     }
-    return new IndexDb(path, db);
+  }
+
+  /** `call` on LevelDB after any reopen, counted (no await of its own: every delivery's getManyNow). */
+  private calling<T>(call: (db: Level<Buffer, Buffer>) => Promise<T>): Promise<T> {
+    if (this.reopening) return this.reopening.then(() => this.calling(call));
+    this.inFlight++;
+    let running: Promise<T>;
+    try {
+      running = call(this.db);
+    } catch (error) {
+      this.left();
+      return Promise.reject(error);
+    }
+    return running.finally(() => this.left());
   }
 
   /**
@@ -169,6 +202,7 @@ export class IndexDb {
    * (a thread-pool round trip) against ~2 µs for getSync on cached data (BENCHMARKS.md).
    */
   async get<T>(key: Buffer): Promise<T | undefined> {
+    while (this.reopening) await this.reopening;
     return this.getNow<T>(key);
   }
 
@@ -278,23 +312,42 @@ export class IndexDb {
    * read, doubling after each read up to `growTo` (default: `size` throughout); read errors as
    * MailstoreErrors; the iterator always closed.
    */
-  private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; highWaterMarkBytes?: number; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> }, size: number, growTo = size): AsyncGenerator<[Buffer, Buffer][]> {
-    if (!options.snapshot) await this.settle(); // a snapshot was taken after settling
-    const iterator = this.db.iterator(options);
+  private async *rawBatches(options: RangeOptions, size: number, growTo = size): AsyncGenerator<[Buffer, Buffer][]> {
+    if (!options.snapshot) await this.settle(); // a snapshot was taken after settling (and pins the handle)
+    let left = options.limit ?? -1;
+    let last: Buffer | undefined;
+    let generation = -1;
+    let iterator: Pick<RawIterator, 'nextv' | 'close'> | undefined;
     try {
       for (;;) {
+        // a reopen under way or since the last batch (this iterator closed): reopen.ts
+        while (!options.snapshot && (this.reopening || generation !== this.generation)) {
+          if (!this.reopening && !iterator) {
+            iterator = this.db.iterator(options);
+            generation = this.generation;
+          } else {
+            [iterator, generation] = await (await import('./reopen.js')).resumed(this as unknown as Reopenable, iterator, options, last, left);
+            if (!iterator) return;
+          }
+        }
+        iterator ??= this.db.iterator(options);
         let batch: [Buffer, Buffer][];
+        this.inFlight++;
         try {
           batch = await iterator.nextv(size);
         } catch (error) {
           throw this.readError(error);
+        } finally {
+          this.left();
         }
         if (batch.length === 0) return;
+        last = batch[batch.length - 1]![0];
+        if (left > 0) left = Math.max(0, left - batch.length);
         size = Math.min(size * 2, growTo);
         yield batch;
       }
     } finally {
-      await iterator.close().catch(() => undefined);
+      await iterator?.close().catch(() => undefined);
     }
   }
 
@@ -307,7 +360,7 @@ export class IndexDb {
     let raws: (Buffer | undefined)[];
     await this.settle();
     try {
-      raws = await getManyInKeyOrder(this.db, keyList);
+      raws = await this.calling((db) => getManyInKeyOrder(db, keyList));
     } catch (error) {
       throw this.readError(error);
     }
@@ -338,7 +391,7 @@ export class IndexDb {
     if (misses.length === 0) return out;
     let raws: (Buffer | undefined)[];
     try {
-      raws = await getManyInKeyOrder(this.db, misses.map((i) => keyList[i]!));
+      raws = await this.calling((db) => getManyInKeyOrder(db, misses.map((i) => keyList[i]!)));
     } catch (error) {
       throw this.readError(error);
     }
@@ -381,7 +434,7 @@ export class IndexDb {
     // repair swapped the index meets LevelDB's "not open": nothing is wrong with the disk, so not
     // IO; and not CLOSED either, on which a daemon stops itself (a swap is over in a moment)
     if (this.db.status === 'closing' || this.db.status === 'closed') {
-      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, or a repair is replacing its index); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
+      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, a repair is replacing its index, or it is being reopened to roll its LOG); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
     }
     const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
     // The same reading of LevelDB's text as at open: damage (Corruption, a table truncated or gone)
@@ -399,7 +452,10 @@ export class IndexDb {
    */
   async snapshot(): Promise<IndexSnapshot> {
     await this.settle();
+    while (this.reopening) await this.reopening;
     const snapshot = this.db.snapshot();
+    this.pinned++;
+    let closed = false;
     const read = this.readError.bind(this);
     const db = this.db;
     return {
@@ -423,21 +479,33 @@ export class IndexDb {
       },
       entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
       rawEntryBatches: (range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.rawBatches({ ...range, snapshot }, batchEntries),
-      close: () => snapshot.close().catch(() => undefined),
+      close: () => {
+        if (!closed) this.pinned--;
+        closed = true;
+        return snapshot.close().catch(() => undefined);
+      },
     };
   }
 
   /**
-   * Raw keys and values: scrub checks the checksums itself. Call settle() first. A read LevelDB
+   * Raw keys and values: scrub checks the checksums itself. Call settle() first, with the Writer
+   * held (as scrub does: a reopen holds it too, and would close one made meanwhile). A read LevelDB
    * fails (a damaged block: "Corruption: ...") is a MailstoreError (CORRUPT, IO, ...) as from
    * every other read here, never a plain Error.
    */
   rawIterator(range: { gte: Buffer; lt: Buffer }): RawIterator {
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    this.pinned++;
+    let open = true;
+    const close = () => {
+      if (open) this.pinned--;
+      open = false;
+      return iterator.close();
+    };
     const mapped = <T>(read: Promise<T>): Promise<T> => read.catch((error: unknown) => { throw this.readError(error); });
     return {
       nextv: (size: number) => mapped(iterator.nextv(size)),
-      close: () => iterator.close(),
+      close,
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
@@ -446,7 +514,7 @@ export class IndexDb {
             yield* batch;
           }
         } finally {
-          await iterator.close().catch(() => undefined);
+          await close().catch(() => undefined);
         }
       },
     };
@@ -471,14 +539,14 @@ export class IndexDb {
   async write(ops: BatchOp[]): Promise<void> {
     if (ops.length === 0) return;
     this.changing(undefined);
-    await this.bypassing(async () => {
+    await this.bypassing(() => this.calling(async () => {
       const batch = this.db.batch();
       for (const op of ops) {
         if (op.type === 'put') batch.put(op.key, op.value);
         else batch.del(op.key);
       }
       await batch.write({ sync: false });
-    });
+    }));
   }
 
   /**
@@ -552,6 +620,7 @@ export class IndexDb {
     behind.written = (async () => {
       await started;
       await before;
+      while (this.reopening) await this.reopening;
       behind.handed = true; // built now, in this turn: nothing merges into it any more
       await writePending(this.db, behind.pending);
     })();
@@ -594,7 +663,7 @@ export class IndexDb {
     await this.settle();
     try {
       // `level` is classic-level under Node; its type leaves compactRange out
-      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.alloc(1, 0), Buffer.alloc(16, 0xff));
+      await this.calling((db) => (db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.alloc(1, 0), Buffer.alloc(16, 0xff)));
     } catch (error) {
       throw this.readError(error);
     }
@@ -609,17 +678,45 @@ export class IndexDb {
   async flushMemtable(): Promise<void> {
     await this.settle();
     try {
-      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0));
+      await this.calling((db) => (db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0)));
     } catch (error) {
       throw this.readError(error);
     }
   }
 
   async close(): Promise<void> {
+    while (this.reopening) await this.reopening;
     await this.settle().catch(() => undefined);
     this.recent.clear();
     await this.db.close();
   }
+}
+
+type LevelOptions = { writeBufferBytes?: number; compression?: boolean };
+
+/** The options of a range read in rawBatches. */
+type RangeOptions = { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; highWaterMarkBytes?: number; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> };
+
+/**
+ * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
+ * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
+ * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
+ * marks each block's compression, so any later open reads them, and its compactions compress).
+ */
+async function openLevel(path: string, create: boolean, options: LevelOptions): Promise<Level<Buffer, Buffer>> {
+  const db = new (await levelClass())<Buffer, Buffer>(path, {
+    keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
+    ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+    ...(options.compression === false ? { compression: false } : {}),
+    // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
+    maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
+  });
+  try {
+    await db.open();
+  } catch (error) {
+    throw openError(error, path);
+  }
+  return db;
 }
 
 /** A write LevelDB refused (a full disk: NO_SPACE, not IO 'LEVEL_IO_ERROR'), read as at open. */

@@ -291,7 +291,7 @@ export class Replica {
     await removeNotedPacks(this.store, this.log); // a crash may have come between a round's commit and its pack deletions
     await this.commitNow();
     await this.pending.beginSession();
-    const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
+    const tails = (await control.db.readNow(() => control.db.getNow<[number, number][]>(PACK_TAILS_KEY))) ?? []; // not in an index reopen
     const lastSeq = this.store.changes.lastSeq;
     const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
     // tentative records an earlier session left (its primary died before it said they committed): a

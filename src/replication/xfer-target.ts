@@ -81,7 +81,8 @@ async function handle(store: Store, request: Message, session: XferSession, log:
           log(`xfer: abort leaves mailbox ${String(hex)}: this XFER did not create it`);
           continue;
         }
-        const box = store.replication().db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)));
+        const db = store.replication().db;
+        const box = await db.readNow(() => db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)))); // not in an index reopen
         if (box && !box.deleting) await deleteMailboxAlone(store, box.name.join('/')); // roots this XFER set go back below
       }
       session.created.clear();
@@ -147,7 +148,7 @@ async function createOrFind(store: Store, box: XferMailbox, session: XferSession
   await raiseModseqs(store, box.highestModseq);
   const id = xferMailboxId(box.id);
   const db = store.replication().db;
-  const existing = db.getNow<MailboxInfo>(keys.info(id));
+  const existing = await db.readNow(() => db.getNow<MailboxInfo>(keys.info(id))); // not in an index reopen
   if (!existing || existing.deleting) {
     const user = userOf(box.name);
     const cleared = await store.replication().commitOps(async ({ view }) => {
@@ -233,7 +234,9 @@ async function setQuotaRoots(store: Store, roots: unknown, rootsBefore: Map<stri
   if (!Array.isArray(roots)) throw new MailstoreError('INVALID', 'XFER: quotaRoots must be a list of [root, limits]');
   const ops = roots.map((entry: unknown) => (Array.isArray(entry) ? quotaSetOp(entry[0], entry[1]) : quotaSetOp(undefined, undefined)));
   const db = store.replication().db;
-  for (const entry of roots as [string, unknown][]) if (!rootsBefore.has(entry[0])) rootsBefore.set(entry[0], quotaLimitsNow(db, entry[0]));
+  await db.readNow(() => { // synchronous reads: not in an index reopen
+    for (const entry of roots as [string, unknown][]) if (!rootsBefore.has(entry[0])) rootsBefore.set(entry[0], quotaLimitsNow(db, entry[0]));
+  });
   if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
 }
 

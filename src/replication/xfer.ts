@@ -79,7 +79,8 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   const log = options.log ?? (() => undefined);
   const control = store.replication();
   checkWritableRole(store.root, control.role()); // before anything is sent (commitIntent checks each record)
-  const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
+  // the index's synchronous reads here, each in a turn with no index reopen under way (IndexDb.readNow)
+  const intent = await control.db.readNow(() => control.db.getNow<Intent>(keys.meta(intentKey(options.user))));
   if (intent?.phase === 'switched') {
     // the user is at intent.to: finished with another --to (that target away, say), the removal
     // left them only there while the command said they moved to the new one
@@ -87,12 +88,12 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
       throw new MailstoreError('REFUSED', `XFER of ${options.user} was switched to ${intent.to}, which holds the user now, and only the removal here is left; nothing was removed. Run it with --to ${intent.to} to finish it (then move the user from there)`, { path: `user/${options.user}` });
     }
     await control.fenced(async () => {
-      refuseChangedSinceSwitch(store, options.user, intent);
+      await refuseChangedSinceSwitch(store, options.user, intent);
       await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
     });
     // an intent switched by an older mailstore wrote no marker: moved a whole user if it took the roots
     const wholeUser = intent.wholeUser ?? intent.quotaRoots === true;
-    const marked = control.db.getNow(keys.meta(movedName(options.user))) !== undefined;
+    const marked = (await control.db.readNow(() => control.db.getNow(keys.meta(movedName(options.user))))) !== undefined;
     await commitIntent(store, options.user, null, wholeUser && !marked ? intent.to : undefined);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
@@ -139,7 +140,8 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
         log(`xfer: ${options.user}: ${options.to} did not take the quota roots ${kept.join(', ')} (an older mailstore): they stay here; set them there with 'mailstore quota set'`);
       }
       const moveRoots = quotaRoots && kept.length === 0;
-      const switchedAt = Object.fromEntries(names.map((name) => [name, mailboxInfo(store, name).highestModseq]));
+      const switchedAt: Record<string, number> = {};
+      for (const name of names) switchedAt[name] = (await mailboxInfo(store, name)).highestModseq;
       await commitIntent(store, options.user, { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt, wholeUser: quotaRoots }, quotaRoots ? options.to : undefined);
       switched = true;
       await removeHere(store, names, moveRoots ? tree : undefined);
@@ -151,7 +153,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     // a switch that is durable here but not confirmed by the synchronous replicas in time
     // (UNAVAILABLE, it may have committed) is a switch: rolled back there, the next run's
     // removal here would leave the user nowhere
-    switched ||= control.db.getNow<Intent>(keys.meta(intentKey(options.user)))?.phase === 'switched';
+    switched ||= (await control.db.readNow(() => control.db.getNow<Intent>(keys.meta(intentKey(options.user)))))?.phase === 'switched';
     if (!switched && !self) await rollBack(store, connection, options, names);
     throw error;
   } finally {
@@ -165,13 +167,14 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
  * (mail delivered here, flags) is at no other place, and the removal would have deleted it. REFUSED
  * then, nothing removed; the admin moves it and deletes those mailboxes, and the next run finishes.
  */
-function refuseChangedSinceSwitch(store: Store, user: string, intent: Intent): void {
+async function refuseChangedSinceSwitch(store: Store, user: string, intent: Intent): Promise<void> {
   if (!intent.switchedAt) return; // an older intent: what it was is unknown
-  const changed = intent.mailboxes.filter((name) => {
-    const at = intent.switchedAt![name];
-    const box = mailboxIfThere(store, name); // one removed already is gone
-    return at !== undefined && box !== undefined && box.highestModseq !== at;
-  });
+  const changed: string[] = [];
+  for (const name of intent.mailboxes) {
+    const at = intent.switchedAt[name];
+    const box = await mailboxIfThere(store, name); // one removed already is gone
+    if (at !== undefined && box !== undefined && box.highestModseq !== at) changed.push(name);
+  }
   if (changed.length === 0) return;
   throw new MailstoreError('REFUSED', `XFER of ${user} to ${intent.to} was switched, but here ${changed.join(', ')} changed since (mail or flags after the switch, which ${intent.to} does not have); nothing was removed. Move what changed to ${intent.to}, delete ${changed.length === 1 ? 'that mailbox' : 'those mailboxes'} here, then run the xfer again to finish`, { path: changed[0] });
 }
@@ -179,7 +182,15 @@ function refuseChangedSinceSwitch(store: Store, user: string, intent: Intent): v
 /** Before the switch, the target's partial copy is removed and the intent cleared: the user stays here. */
 async function rollBack(store: Store, connection: Connection, options: XferOptions, names: string[]): Promise<void> {
   if (!connection.closed) {
-    const ids = names.flatMap((name) => { try { return [Buffer.from(mailboxInfo(store, name).id).toString('hex')]; } catch { return []; } });
+    const ids: string[] = [];
+    for (const name of names) {
+      try {
+        const box = await mailboxIfThere(store, name);
+        if (box) ids.push(Buffer.from(box.id).toString('hex'));
+      } catch {
+        // one that does not read is not named, as one that is gone
+      }
+    }
     await connection.send({ t: 'xfer.abort', ids });
     await connection.next(limits.replicationHandshakeMs).catch(() => undefined);
   }
@@ -192,17 +203,20 @@ async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]
   return all.filter((name) => name === prefix || name.startsWith(options.mailboxPrefix ?? `${prefix}/`)).sort();
 }
 
-function mailboxInfo(store: Store, name: string): MailboxInfo {
-  const box = mailboxIfThere(store, name);
+async function mailboxInfo(store: Store, name: string): Promise<MailboxInfo> {
+  const box = await mailboxIfThere(store, name);
   if (!box) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
   return box;
 }
 
-function mailboxIfThere(store: Store, name: string): MailboxInfo | undefined {
+/** The mailbox as committed (synchronous reads: in a turn with no index reopen under way). */
+function mailboxIfThere(store: Store, name: string): MailboxInfo | undefined | Promise<MailboxInfo | undefined> {
   const db = store.replication().db;
-  const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
-  const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
-  return box && !box.deleting ? box : undefined;
+  return db.readNow(() => {
+    const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
+    const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+    return box && !box.deleting ? box : undefined;
+  });
 }
 
 /** Copies the user's mailboxes made while the XFER ran (not in `names`, which takes them); the messages sent. */
@@ -217,7 +231,7 @@ async function copyNewMailboxes(store: Store, connection: Connection, options: X
 }
 
 async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {
-  const box = mailboxInfo(store, name);
+  const box = await mailboxInfo(store, name);
   const mailbox: XferMailbox = {
     id: Buffer.from(box.id).toString('hex'), name: box.name, uidValidity: box.uidValidity, uidNext: box.uidNext, acl: box.acl, created: box.created, highestModseq: box.highestModseq,
   };
@@ -274,14 +288,14 @@ function messageFrameBytes(body: Buffer, info: MessageInfo): number {
 
 /** Under the fence: the target's copy is made to match exactly (a few rounds at most); `quotaRoots` set there with it. */
 async function catchUp(store: Store, connection: Connection, name: string, quotaRoots?: unknown[]): Promise<{ sent: number; quotaRootsTaken: boolean }> {
-  const box = mailboxInfo(store, name);
+  const box = await mailboxInfo(store, name);
   const id = Buffer.from(box.id).toString('hex');
   let sent = 0;
   let quotaRootsTaken = false;
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
-    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, ...(quotaRoots ? { quotaRoots } : {}) });
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: (await mailboxInfo(store, name)).highestModseq, ...(quotaRoots ? { quotaRoots } : {}) });
     quotaRootsTaken ||= answer.quotaRoots === true; // an older target does not say it (nor take them)
     const missing = answer.missing as number[];
     if (missing.length === 0) return { sent, quotaRootsTaken };

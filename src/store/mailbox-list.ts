@@ -35,8 +35,10 @@ export const DUMP_HEADER = '# mailstore mailbox list v1: one JSON object per lin
 const UNDUMP_MAILBOXES_PER_RECORD = 1000;
 
 export async function* dumpMailboxes(store: Store): AsyncGenerator<DumpedMailbox> {
-  for await (const [key, id] of store.administration().index.entries<Buffer>({ prefix: keys.space(SPACE.name) })) {
-    const box = store.administration().index.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+  const index = store.administration().index;
+  for await (const [key, id] of index.entries<Buffer>({ prefix: keys.space(SPACE.name) })) {
+    const read = () => index.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+    const box = index.whenOpen() ? await index.readNow(read) : read(); // not in an index reopen
     if (!box || box.deleting) continue;
     const entry: DumpedMailbox = {
       name: formatMailboxName(decodeNameKey(key)), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, uidNext: box.uidNext,

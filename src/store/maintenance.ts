@@ -27,7 +27,7 @@ import { checkArray, checkBytes, checkCount, checkFunction, checkHash, checkObje
 import type { Mutation } from './writer.js';
 
 /** The index as maintenance reads it: committed state, raw records for checks of the bytes. */
-export type IndexReader = Pick<IndexDb, 'path' | 'get' | 'getNow' | 'getMany' | 'entries' | 'rawIterator' | 'settle'>;
+export type IndexReader = Pick<IndexDb, 'path' | 'get' | 'getNow' | 'readNow' | 'whenOpen' | 'getMany' | 'entries' | 'rawIterator' | 'settle'>;
 /** The packs as maintenance reads them; skipPackNumbersTo keeps a repair off a lost pack's number. */
 export type PackAccess = Pick<PackStore, 'listPacks' | 'path' | 'scan' | 'scanBatches' | 'read' | 'checkLocation' | 'skipPackNumbersTo' | 'packBytes' | 'isRemote' | 'remoteChecksumMatches' | 'forgetRemoteCache'>;
 /** The journal as scrub reads it. */

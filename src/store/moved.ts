@@ -76,12 +76,12 @@ export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = D
 }
 
 /** Runs `work` on `mailbox`; a NOT_FOUND for a moved user's mailbox becomes MOVED. */
-export async function orMoved<T>(db: Pick<IndexDb, 'getNow' | 'entries'>, mailbox: string, work: () => Promise<T>): Promise<T> {
+export async function orMoved<T>(db: Pick<IndexDb, 'getNow' | 'readNow' | 'entries'>, mailbox: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
     if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND' && error.path === mailbox)) throw error;
-    const moved = movedError(db, mailbox);
+    const moved = await db.readNow(() => movedError(db, mailbox));
     throw moved && !(await userTreeHere(db, moved.moved!.user)) ? moved : error;
   }
 }

@@ -76,9 +76,11 @@ export async function changeQuota(store: Store, root: string, change: QuotaChang
 export async function getQuota(store: Store, root: string, options: { nearest?: boolean } = {}): Promise<QuotaReport> {
   const asked = parseMailboxName(root);
   const index = store.administration().index;
-  const nearest = options.nearest ? quotaRoot(index, asked) : undefined;
-  const components = nearest?.root ?? asked;
-  const limits = nearest?.limits ?? index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
+  const { components, limits } = await index.readNow(() => { // synchronous reads: not in an index reopen
+    const nearest = options.nearest ? quotaRoot(index, asked) : undefined;
+    const root = nearest?.root ?? asked;
+    return { components: root, limits: nearest?.limits ?? index.getNow<QuotaLimits>(quotaKey(root)) ?? {} };
+  });
   const used = await usageBelow(index, undefined, components);
   return {
     root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages,
@@ -167,10 +169,12 @@ function quotaRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[]): { 
  */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
-  const nested = new Set((await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR))
+  // synchronous reads through readNow (not in an index reopen; a prepare holds the Writer: no wait)
+  const roots = await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR);
+  const nested = new Set(await db.readNow(() => roots
     .map(({ root: name }) => parseMailboxName(name))
     .filter((name) => read(quotaKey(name)) !== undefined) // removed in this batch: counts against `root` again
-    .map(formatMailboxName));
+    .map(formatMailboxName)));
   let messages = 0, bytes = 0;
   const count = (name: Buffer, id: Uint8Array) => {
     if (nested.size > 0 && belowNested(decodeNameKey(name), root.length, nested)) return;
@@ -183,7 +187,9 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
   // the same batch counted for nothing: concurrent deliveries took a root past its limit
   const pending = new Set(view?.pendingKeys(keys.name(root)));
   for await (const [name, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
-    if (!pending.has(name.toString('latin1'))) count(name, id);
+    if (pending.has(name.toString('latin1'))) continue;
+    if (db.whenOpen()) await db.readNow(() => count(name, id));
+    else count(name, id);
   }
   for (const name of pending) {
     const key = Buffer.from(name, 'latin1');

@@ -94,7 +94,7 @@ export class StoreReader {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
-    const box = this.committed(mailbox);
+    const box = await this.host.db.readNow(() => this.committed(mailbox)); // synchronous reads: not in an index reopen
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
     return toInfo(checked, record);
@@ -106,7 +106,7 @@ export class StoreReader {
     checkOptions(options, ['fromUid'], 'messages option');
     const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
     this.host.live();
-    const box = this.committed(mailbox);
+    const box = await this.host.db.readNow(() => this.committed(mailbox));
     const gte = keys.message(box.id, fromUid);
     for await (const [key, record] of this.host.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
       yield toInfo(decodeMessageKey(key).uid, record);
@@ -118,7 +118,7 @@ export class StoreReader {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
-    const { id } = this.committed(mailbox);
+    const { id } = await this.host.db.readNow(() => this.committed(mailbox));
     // one point in time for the mailbox, its change log and its messages: read one after the
     // other while clients changed them, a message came with a modseq above the highestModseq
     // answered, and a client that took it as its new point missed what changed in between
@@ -169,7 +169,7 @@ export class StoreReader {
     try {
       return await this.fetchRecord(mailbox, uid, record);
     } catch (error) {
-      throw this.reclaimedMeanwhile(error, mailbox, id, uid, record);
+      throw await this.reclaimedMeanwhile(error, mailbox, id, uid, record);
     }
   }
 
@@ -200,7 +200,7 @@ export class StoreReader {
       try {
         yield* chunks;
       } catch (error) {
-        throw reader.reclaimedMeanwhile(error, mailbox, id, uid, record);
+        throw await reader.reclaimedMeanwhile(error, mailbox, id, uid, record);
       }
     })());
   }
@@ -211,16 +211,18 @@ export class StoreReader {
    * expunge and a compaction), that is NOT_FOUND, as it is for a read started a moment later, and
    * no damage: nothing is missing that the index still refers to. Anything else stands.
    */
-  private reclaimedMeanwhile(error: unknown, mailbox: string, id: Uint8Array, uid: number, record: MessageRecord): unknown {
-    if (!isMailstoreError(error) || error.code !== 'CORRUPT' || !this.goneMeanwhile(id, uid, record.h)) return error;
+  private async reclaimedMeanwhile(error: unknown, mailbox: string, id: Uint8Array, uid: number, record: MessageRecord): Promise<unknown> {
+    if (!isMailstoreError(error) || error.code !== 'CORRUPT' || !(await this.goneMeanwhile(id, uid, record.h))) return error;
     return new MailstoreError('NOT_FOUND', `message ${uid} in ${mailbox} was expunged while it was being read`, { path: `${mailbox}/${uid}`, cause: error });
   }
 
   /** The message is no longer in its mailbox and no message uses its blob any more (else a failed read of it is damage). */
-  private goneMeanwhile(id: Uint8Array, uid: number, hash: Uint8Array): boolean {
-    const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
-    if (now && Buffer.from(now.h).equals(Buffer.from(hash))) return false;
-    return (this.host.db.getNow<BlobRecord>(keys.blob(hash))?.r ?? 0) === 0;
+  private goneMeanwhile(id: Uint8Array, uid: number, hash: Uint8Array): boolean | Promise<boolean> {
+    return this.host.db.readNow(() => {
+      const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
+      if (now && Buffer.from(now.h).equals(Buffer.from(hash))) return false;
+      return (this.host.db.getNow<BlobRecord>(keys.blob(hash))?.r ?? 0) === 0;
+    });
   }
 
   /** Reads a blob by hash (repair sources, export); verified. */
@@ -270,7 +272,7 @@ export class StoreReader {
    * fails verification throws, as fetch would, once every message before it was yielded.
    */
   readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
-    return new MessageReads(() => this.startReads(mailbox, options));
+    return new MessageReads(() => this.host.db.readNow(() => this.startReads(mailbox, options)));
   }
 
   /** What readMessages does at its first next(), as an async generator's body would: checks, then the read-ahead. */
@@ -517,7 +519,7 @@ export class StoreReader {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
-    const box = this.host.committedBox(mailbox);
+    const box = await this.host.db.readNow(() => this.host.committedBox(mailbox));
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
     return { id: box.id, record };
@@ -593,7 +595,7 @@ interface ReadSession {
   readonly lent?: LentBuffers;
   readonly onCorrupt?: ReadMessagesOptions['onCorrupt'];
   /** StoreReader.goneMeanwhile for a message of this read. */
-  goneMeanwhile(item: PendingRead): boolean;
+  goneMeanwhile(item: PendingRead): boolean | Promise<boolean>;
   /** Waits for every read started, then closes the index iterator. */
   close(): Promise<void>;
 }
@@ -618,7 +620,8 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
   private pulling?: Promise<IteratorResult<MessageWithBody>>;
   private ended = false;
 
-  constructor(private readonly start: () => ReadSession) {}
+  /** `start`: StoreReader.startReads, which reads the mailbox synchronously (IndexDb.readNow: not in an index reopen). */
+  constructor(private readonly start: () => ReadSession | Promise<ReadSession>) {}
 
   [Symbol.asyncIterator](): this {
     return this;
@@ -659,7 +662,7 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
   private async pull(): Promise<IteratorResult<MessageWithBody>> {
     try {
       if (!this.session) {
-        this.session = this.start();
+        this.session = await this.start();
         this.after = this.session.following();
       }
       const session = this.session;
@@ -689,7 +692,7 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
           }
           // expunged by another client since this read began, and compaction took its blob: it
           // is left out, as from a read begun a moment later (no damage, nothing to report)
-          const gone = isMailstoreError(item.error, 'CORRUPT') && session.goneMeanwhile(item);
+          const gone = isMailstoreError(item.error, 'CORRUPT') && await session.goneMeanwhile(item);
           if (!gone && (!session.onCorrupt || !isMailstoreError(item.error, 'CORRUPT'))) throw item.error;
           if (!gone) session.onCorrupt!(item.info, item.error as MailstoreError);
           this.handedOut = item;

@@ -27,6 +27,7 @@ import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { finishMailboxDeletes, type DeleteHost } from './delete-chunks.js';
@@ -272,6 +273,8 @@ export class Store implements MailStore {
   private readonly reportSnapshot: (result?: SnapshotResult, error?: unknown) => void;
   /** Background work that is neither a compaction round nor a snapshot failed: onBackgroundError, else a health finding. */
   private readonly reportBackground: (error: unknown, what: string) => void;
+  /** When index/LOG and MANIFEST were last measured (maybeRollIndexLog). */
+  private indexLogCheckedMs = monotonicMs();
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly, checkMounted: this.checkMounted } = parts);
@@ -315,6 +318,7 @@ export class Store implements MailStore {
         this.tierMover?.noteCommit();
         this.clock.committed();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
+        this.maybeRollIndexLog();
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
       afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
@@ -618,10 +622,20 @@ export class Store implements MailStore {
     const report = this.reportSnapshot;
     // LevelDB's rewrite is no snapshot (the one after it still runs and retires): its failure is the
     // compaction's background error, never "a snapshot failed, the journal was not retired"
-    this.snapshots.pause(() => this.db.compactFiles()).catch((error: unknown) => this.reportBackground(error, 'tidying the index files after a compaction failed'));
+    this.snapshots.pause(() => this.db.compactFiles()).then(() => this.maybeRollIndexLog(), (error: unknown) => this.reportBackground(error, 'tidying the index files after a compaction failed'));
     // a second snapshot above the first when only the rule of two held the journal back (Snapshotter.tidy)
     this.snapshots.tidy(() => this.commitNothing(), (first) => report(first))
       .then((second) => { if (second) report(second); }, (error: unknown) => report(undefined, error));
+  }
+
+  /** index-log.ts, at most every limits.indexLogCheckMs, in the compaction slot. */
+  private maybeRollIndexLog(): void {
+    if (this.readOnly || this.closed || this.failure || this.compaction || this.swapping || monotonicMs() - this.indexLogCheckedMs < limits.indexLogCheckMs) return;
+    this.indexLogCheckedMs = monotonicMs();
+    const host = { fs: this.fs, index: () => this.db, maintenance: this.maintenanceHooks, closed: () => this.closed, stop: (failure: MailstoreError) => this.writer.stop(failure) };
+    this.holdPacks(import('./index-log.js').then((indexLog) => indexLog.rollIndexLog(host))).catch((error: unknown) => {
+      if (!this.closed) this.reportBackground(error, 'reopening the index to roll its LOG and MANIFEST failed');
+    });
   }
 
   /**
@@ -1584,7 +1598,7 @@ export class Store implements MailStore {
    * a read-heavy server resolves the same few names again and again.
    */
   private async resolveCommitted(name: string): Promise<MailboxInfo> {
-    const box = this.committedBox(name);
+    const box = await this.db.readNow(() => this.committedBox(name)); // synchronous reads: not in an index reopen
     return { ...box, id: Buffer.from(box.id) };
   }
 

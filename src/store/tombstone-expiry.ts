@@ -79,7 +79,7 @@ export async function expireWhenDue(host: TombstoneExpiryHost, retentionMs = lim
 
 /** The marks after this pass: one more [now, the highest modseq given] when due, those no expiry needs any more left out. */
 async function noteMark(host: TombstoneExpiryHost, retentionMs: number, now: number): Promise<Mark[]> {
-  const kept = (host.index.getNow<Mark[]>(keys.meta(TOMBSTONE_MARKS_NAME)) ?? []).filter(isMark);
+  const kept = (await host.index.readNow(() => host.index.getNow<Mark[]>(keys.meta(TOMBSTONE_MARKS_NAME))) ?? []).filter(isMark);
   const newest = kept.at(-1);
   if (newest && now - newest[0] < retentionMs / limits.tombstoneMarksPerRetention && newest[0] <= now) return kept;
   return host.mutate({

@@ -41,7 +41,8 @@ async function usageOf(store: Store, user: string, ids: Buffer[]): Promise<UserU
   let messages = 0, bytes = 0, uniqueBytes = 0, mailboxes = 0;
   const seen = new Set<string>();
   for (const id of ids) {
-    const box = store.administration().index.getNow<MailboxInfo>(keys.info(id));
+    const index = store.administration().index;
+    const box = await index.readNow(() => index.getNow<MailboxInfo>(keys.info(id))); // not in an index reopen
     if (!box || box.deleting) continue;
     mailboxes++;
     messages += box.messages;

@@ -147,7 +147,11 @@ export async function deleteMailboxTree(store: Store, name: string, options?: De
 
 /** Messages at or below NAME, for the CLI's refusal to delete a non-empty tree without --force. */
 export async function messagesInTree(store: Store, name: string): Promise<number> {
-  let messages = 0;
-  for (const [, id] of await treeOf(store, parseMailboxName(name))) messages += store.administration().index.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
-  return messages;
+  const tree = await treeOf(store, parseMailboxName(name));
+  const index = store.administration().index;
+  return index.readNow(() => { // synchronous reads: not in an index reopen
+    let messages = 0;
+    for (const [, id] of tree) messages += index.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
+    return messages;
+  });
 }

@@ -269,6 +269,13 @@ export class Writer {
     this.failure = error;
   }
 
+  /** fail, and onStop told (once), as every stop. */
+  stop(error: MailstoreError): void {
+    if (this.failure) return;
+    this.fail(error);
+    this.hooks.onStop(error);
+  }
+
   private async run(): Promise<void> {
     try {
       while (this.queue.length > 0 || this.ahead) {

@@ -411,3 +411,26 @@ describe('PackStore: scan', () => {
     await packs.close();
   });
 });
+
+describe('removePack and the per-pack maps', () => {
+  it('a removed side pack leaves the path cache and the side-pack set, and a pin of its old location is still refused', async () => {
+    const { packs } = await openPacks();
+    await commit(packs, [body(1)]);
+    const writer = await packs.createSidePack();
+    const moved = body(2);
+    const location = await writer.append(hashBytes(moved), moved);
+    await writer.sync(); // named NNNNNNNN.pack
+    await writer.close();
+    const maps = packs as unknown as { paths: Map<number, string>; sidePacks: Set<number> };
+    expect(packs.isSidePack(location.pack)).toBe(true);
+    expect(await packs.checkLocation(location, hashBytes(moved))).toBeUndefined();
+    expect(maps.paths.has(location.pack)).toBe(true);
+    expect(await packs.removePack(location.pack, 0)).toBe(true);
+    expect(maps.paths.has(location.pack)).toBe(false);
+    expect(packs.isSidePack(location.pack)).toBe(false);
+    // as before: a stale location naming the removed pack is refused, and asking does not cache its path again
+    expect(await packs.checkLocation(location, hashBytes(moved))).toBe('its pack was retired by compaction');
+    expect(maps.paths.has(location.pack)).toBe(false);
+    await packs.close();
+  });
+});

@@ -78,8 +78,14 @@ beforeAll(requireBuilt);
  * 1,015 kB in session 49 (wt49i, 1,014.9 kB): the slowest consumer named with its lag when it holds
  * the journal (snapshots.ts heldBy), one runner a consumer name (changes.ts claim) and a directory
  * another writer made meanwhile taken as made (durable.ts ensureDir): +1.4 kB, comments one line.
+ * 1,021 kB in session 50 (wt50a, 1,020.8 kB, measured 1,014.2 kB before it as this test counts): an
+ * open store reopens its index in place to bound LevelDB's LOG and MANIFEST. On the path: the gate
+ * every call into LevelDB passes and synchronous reads' readNow (index-db.ts, +3.8 kB), the check on
+ * a commit (store.ts, +1.1 kB), readNow's callers (reader.ts, quota.ts, moved.ts: +0.8 kB), Writer.stop,
+ * limits.ts, a removed pack leaving pack-store.ts's maps (+0.4 kB); the reopen itself and a range
+ * read's resumption after one load only when a reopen is due (index/reopen.ts, store/index-log.ts).
  */
-const APPEND_MODULE_BYTES_MAX = 1_015_000;
+const APPEND_MODULE_BYTES_MAX = 1_021_000;
 
 /** Registers a load hook that writes each file URL node loads to stderr as "LOADED url". */
 const HOOK = `data:text/javascript,${encodeURIComponent(`
