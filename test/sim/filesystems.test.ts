@@ -8,7 +8,7 @@
 // Every mount and loop device is released in a finally, also when the test fails.
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -291,6 +291,72 @@ describe('btrfs (root only)', () => {
       daemon?.kill('SIGTERM');
       if (daemon && daemon.exitCode === null) await new Promise((done) => daemon!.on('close', done));
       cleanUp(work, mounted);
+    }
+  });
+});
+
+/**
+ * An exFAT image mounted through FUSE (mount.exfat-fuse: this kernel has no exfat module), as the
+ * USB disk a nightly backup goes to; undefined with a warning when it cannot be made.
+ */
+function exfatMount(work: string, mounted: string[], loops: string[]): string | undefined {
+  const image = join(work, 'usb.img');
+  execFileSync('truncate', ['-s', '128M', image]);
+  execFileSync('mkfs.exfat', [image], { stdio: 'pipe' });
+  const loop = spawnSync('losetup', ['-f', '--show', image], { encoding: 'utf8' });
+  if (loop.status !== 0) {
+    console.warn(`SKIPPED: exFAT: losetup failed: ${loop.stderr.trim()}`);
+    return undefined;
+  }
+  loops.push(loop.stdout.trim());
+  const mnt = join(work, 'usb');
+  mkdirSync(mnt);
+  const made = spawnSync('mount.exfat-fuse', [loop.stdout.trim(), mnt], { encoding: 'utf8' });
+  if (made.status !== 0) {
+    console.warn(`SKIPPED: exFAT: mount.exfat-fuse failed: ${made.stderr.trim()}`);
+    return undefined;
+  }
+  mounted.push(mnt);
+  return mnt;
+}
+
+describe('exFAT through FUSE (root only)', () => {
+  const skip = noRoot ?? (!has('mkfs.exfat') || !has('mount.exfat-fuse') ? 'exFAT tools are missing (apt-get install -y exfat-fuse exfatprogs)' : undefined);
+  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('names there ignore case (LOCK is lock/): init and an open of a store copied there are INVALID naming it, not IO EISDIR, and init leaves nothing', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-exfat-'));
+    const mounted: string[] = [];
+    const loops: string[] = [];
+    try {
+      const usb = exfatMount(work, mounted, loops);
+      if (!usb) return;
+      const store = join(usb, 'store');
+      const init = await run(['init'], { store });
+      expect(init.code, init.stderr).toBe(5);
+      expect(init.stderr).toMatch(/^mailstore: INVALID: .*upper and lower case/);
+      expect(existsSync(store), 'init left nothing').toBe(false);
+      mkdirSync(join(usb, 'made-first'));
+      const initInto = await run(['init'], { store: join(usb, 'made-first') });
+      expect(initInto.code, initInto.stderr).toBe(5);
+      expect(initInto.stderr).toMatch(/^mailstore: INVALID: .*upper and lower case/);
+      expect(readdirSync(join(usb, 'made-first')), 'init left nothing in the directory it was given').toEqual([]);
+
+      // a store made on a case-sensitive disk and copied onto the stick (lock/ is there, LOCK is not)
+      const home = join(work, 'store');
+      await ok(['init'], { store: home });
+      await ok(['mailbox', 'create', 'INBOX'], { store: home });
+      const bytes = message(1, 300);
+      await ok(['append', 'INBOX', '-'], { store: home, input: bytes });
+      cpSync(home, join(usb, 'copied'), { recursive: true });
+      for (const args of [['append', 'INBOX', '-'], ['messages', 'INBOX'], ['scrub']]) {
+        const refused = await run(args, { store: join(usb, 'copied'), input: message(2, 300) });
+        expect(refused.code, `${args.join(' ')}: ${refused.stderr}`).toBe(5);
+        expect(refused.stdout.toString(), 'nothing acknowledged').toBe('');
+        expect(refused.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: .*copied.*upper and lower case.*exFAT/);
+      }
+      expect(await ok(['fetch', 'INBOX', '1'], { store: home }), 'the original is untouched').toBe(bytes);
+    } finally {
+      cleanUp(work, mounted);
+      for (const loop of loops) spawnSync('losetup', ['-d', loop]);
     }
   });
 });
