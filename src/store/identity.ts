@@ -210,7 +210,7 @@ async function initLeftOnly(fs: FileSystem, root: string, names: string[]): Prom
  */
 export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the store\'s directories'): void {
   if ((stat.mode & 0o022) === 0) return;
-  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again (on a mount whose modes are fixed, CIFS or vfat with dir_mode=0777, remount it with a narrower dir_mode)`, { path: dir });
+  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again (where the mount gives the modes and chmod changes nothing, remount it with umask=022 (exFAT, FAT) or dir_mode=0755 (a CIFS share))`, { path: dir });
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */

@@ -299,7 +299,7 @@ describe('btrfs (root only)', () => {
  * An exFAT image mounted through FUSE (mount.exfat-fuse: this kernel has no exfat module), as the
  * USB disk a nightly backup goes to; undefined with a warning when it cannot be made.
  */
-function exfatMount(work: string, mounted: string[], loops: string[]): string | undefined {
+function exfatMount(work: string, mounted: string[], loops: string[], options: string[] = []): string | undefined {
   const image = join(work, 'usb.img');
   execFileSync('truncate', ['-s', '128M', image]);
   execFileSync('mkfs.exfat', [image], { stdio: 'pipe' });
@@ -311,7 +311,7 @@ function exfatMount(work: string, mounted: string[], loops: string[]): string | 
   loops.push(loop.stdout.trim());
   const mnt = join(work, 'usb');
   mkdirSync(mnt);
-  const made = spawnSync('mount.exfat-fuse', [loop.stdout.trim(), mnt], { encoding: 'utf8' });
+  const made = spawnSync('mount.exfat-fuse', [...options, loop.stdout.trim(), mnt], { encoding: 'utf8' });
   if (made.status !== 0) {
     console.warn(`SKIPPED: exFAT: mount.exfat-fuse failed: ${made.stderr.trim()}`);
     return undefined;
@@ -354,6 +354,52 @@ describe('exFAT through FUSE (root only)', () => {
         expect(refused.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: .*copied.*upper and lower case.*exFAT/);
       }
       expect(await ok(['fetch', 'INBOX', '1'], { store: home }), 'the original is untouched').toBe(bytes);
+    } finally {
+      cleanUp(work, mounted);
+      for (const loop of loops) spawnSync('losetup', ['-d', loop]);
+    }
+  });
+
+  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('a backup repository there: on the default mount (every mode 0777, chmod changes nothing) it is refused ACCESS naming the umask to mount it with, also in a directory it makes itself; mounted umask=022, backup, incremental, check --read-data, restore and forget --prune work', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-exfat-repo-'));
+    const mounted: string[] = [];
+    const loops: string[] = [];
+    try {
+      const store = join(work, 'store');
+      await ok(['init'], { store });
+      await ok(['mailbox', 'create', 'INBOX'], { store });
+      const sent = [message(1, 300), message(2, 200_000), message(3, 500)];
+      for (const bytes of sent.slice(0, 2)) await ok(['append', 'INBOX', '-'], { store, input: bytes });
+      const usb = exfatMount(work, mounted, loops);
+      if (!usb) return;
+      for (const repo of [join(usb, 'repo'), join(usb, 'made-first')]) {
+        if (repo.endsWith('made-first')) mkdirSync(repo);
+        const refused = await run(['backup', '--repo', repo], { store });
+        expect(refused.code, refused.stderr).toBe(2);
+        expect(refused.stderr).toMatch(/^mailstore: ACCESS: .*umask=022/);
+        expect(readdirSync(usb).filter((name) => name === 'repo'), 'nothing was left').toEqual([]);
+      }
+      expect(readdirSync(join(usb, 'made-first'))).toEqual([]);
+      spawnSync('umount', [mounted.pop()!]);
+      const made = spawnSync('mount.exfat-fuse', ['-o', 'umask=022', loops[0], usb], { encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      mounted.push(usb);
+      const repo = join(usb, 'repo');
+      await ok(['backup', '--repo', repo], { store });
+      await ok(['append', 'INBOX', '-'], { store, input: sent[2] });
+      await ok(['expunge', 'INBOX', '1'], { store });
+      await ok(['backup', '--repo', repo], { store });
+      await ok(['backup', 'check', '--repo', repo, '--read-data']);
+      const restored = join(work, 'restored');
+      await ok(['restore', '--repo', repo, '--to', restored], { store: restored });
+      expect(await ok(['fetch', 'INBOX', '2'], { store: restored })).toBe(sent[1]);
+      expect(await ok(['fetch', 'INBOX', '3'], { store: restored })).toBe(sent[2]);
+      await ok(['backup', 'forget', '--repo', repo, '--keep-last', '1', '--prune']);
+      const check = await run(['backup', 'check', '--repo', repo, '--read-data', '--json']);
+      expect(check.code, check.stdout.toString()).toBe(0);
+      rmSync(restored, { recursive: true });
+      await ok(['restore', '--repo', repo, '--to', restored], { store: restored });
+      expect((await ok(['messages', 'INBOX'], { store: restored })).trim().split('\n')).toHaveLength(2);
     } finally {
       cleanUp(work, mounted);
       for (const loop of loops) spawnSync('losetup', ['-d', loop]);
