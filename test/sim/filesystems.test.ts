@@ -322,7 +322,7 @@ function exfatMount(work: string, mounted: string[], loops: string[], options: s
 
 describe('exFAT through FUSE (root only)', () => {
   const skip = noRoot ?? (!has('mkfs.exfat') || !has('mount.exfat-fuse') ? 'exFAT tools are missing (apt-get install -y exfat-fuse exfatprogs)' : undefined);
-  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('names there ignore case (LOCK is lock/): init and an open of a store copied there are INVALID naming it, not IO EISDIR, and init leaves nothing', async () => {
+  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('names there ignore case (LOCK is lock/): init and an open of a store copied there are INVALID naming it, not IO EISDIR, and init leaves nothing; a Maildir export there is INVALID naming \':\', mbox works', async () => {
     const work = mkdtempSync(join(tmpdir(), 'mailstore-exfat-'));
     const mounted: string[] = [];
     const loops: string[] = [];
@@ -354,6 +354,15 @@ describe('exFAT through FUSE (root only)', () => {
         expect(refused.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: .*copied.*upper and lower case.*exFAT/);
       }
       expect(await ok(['fetch', 'INBOX', '1'], { store: home }), 'the original is untouched').toBe(bytes);
+
+      // an export to the stick: Maildir's ':2,S' is a name exFAT refuses (was NOT_FOUND ENOENT, exit 4)
+      await ok(['flags', 'INBOX', '1', '--add', '\\Seen'], { store: home });
+      const maildir = await run(['export', 'INBOX', '--format', 'maildir', '--out', join(usb, 'Maildir')], { store: home });
+      expect(maildir.code, maildir.stderr).toBe(5);
+      expect(maildir.stderr).toMatch(/^mailstore: INVALID: .*':'.*--format mbox/);
+      expect(existsSync(join(usb, 'Maildir')), 'no half Maildir').toBe(false);
+      await ok(['export', 'INBOX', '--format', 'mbox', '--out', join(usb, 'INBOX.mbox')], { store: home });
+      expect(readFileSync(join(usb, 'INBOX.mbox'), 'latin1')).toContain(bytes.split('\r\n\r\n')[1]);
     } finally {
       cleanUp(work, mounted);
       for (const loop of loops) spawnSync('losetup', ['-d', loop]);
