@@ -251,6 +251,50 @@ describe('overlayfs (root only)', () => {
   });
 });
 
+describe('overlayfs, a store in the lower layer (root only)', () => {
+  it.skipIf(skipReason(!!noRoot, `overlayfs: ${noRoot}`))('its index damaged (a container image that ships a store): the open moves index/ aside file by file (overlayfs will not rename a lower directory: EXDEV) and rebuilds it, reconstruct --from-journal too; a journal swap is refused naming redirect_dir', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-overlay-lower-'));
+    const mounted: string[] = [];
+    try {
+      for (const name of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(work, name));
+      const image = join(work, 'lower', 'store');
+      await ok(['init'], { store: image });
+      await ok(['mailbox', 'create', 'INBOX'], { store: image });
+      const sent = [message(1, 300), message(2, 100_000)];
+      for (const bytes of sent) await ok(['append', 'INBOX', '-'], { store: image, input: bytes });
+      writeFileSync(join(image, 'index', 'CURRENT'), 'MANIFEST-999999\n'); // damaged in the image
+      const merged = join(work, 'merged');
+      try {
+        // redirect_dir=off: what the kernel's default (and Docker's overlay2) gives
+        mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${join(work, 'lower')},upperdir=${join(work, 'upper')},workdir=${join(work, 'work')},redirect_dir=off`], merged);
+      } catch (error) {
+        console.warn(`SKIPPED: overlayfs: ${(error as Error).message}`);
+        return;
+      }
+      mounted.push(merged);
+      const store = join(merged, 'store');
+      const third = message(3, 200);
+      const append = await run(['append', 'INBOX', '-'], { store, input: third });
+      expect(append.code, append.stderr).toBe(0);
+      expect(append.stdout.toString().trim()).toBe('3');
+      sent.push(third);
+      for (const [i, bytes] of sent.entries()) expect(await ok(['fetch', 'INBOX', String(i + 1)], { store })).toBe(bytes);
+      const aside = readdirSync(join(store, 'quarantine')).filter((name) => name.startsWith('index-damaged-'));
+      expect(aside, 'the damaged index was kept').toHaveLength(1);
+      expect(readFileSync(join(store, 'quarantine', aside[0], 'CURRENT'), 'utf8')).toBe('MANIFEST-999999\n');
+
+      await ok(['reconstruct', '--from-journal'], { store }); // index/ is a merged directory now
+      const swap = await run(['reconstruct', '--from-index'], { store }); // journal/ is the image's
+      expect(swap.stderr).toMatch(/journal.*EXDEV.*redirect_dir=on/);
+      for (const [i, bytes] of sent.entries()) expect(await ok(['fetch', 'INBOX', String(i + 1)], { store })).toBe(bytes);
+      const scrub = await run(['scrub', '--json'], { store });
+      expect(scrub.code, scrub.stdout.toString()).toBe(0);
+    } finally {
+      cleanUp(work, mounted);
+    }
+  }, 120_000);
+});
+
 describe('btrfs (root only)', () => {
   const skip = noRoot ?? (!has('mkfs.btrfs') || !has('btrfs') ? 'mkfs.btrfs is missing (apt-get install -y btrfs-progs)' : undefined);
   it.skipIf(skipReason(!!skip, `btrfs: ${skip}`))('a read-only snapshot of a subvolume whose store a daemon serves: messages, scrub, export and backup read it (LOCK names the daemon, which holds the original, not the snapshot)', async () => {
