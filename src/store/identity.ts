@@ -109,9 +109,8 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   const stat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'looking at', root); });
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
-    // before the modes: on exFAT every directory is 0777 and chmod changes nothing, so the advice would not help
     const parent = dirname(root);
-    if (parent !== root && (await fs.statIfExists(parent))?.dev === stat.dev && (await namesIgnoreCase(fs, parent, basename(root)))) throw namesFoldedError(root, 'init');
+    if (parent !== root && (await fs.statIfExists(parent))?.dev === stat.dev) await (await import('./name-case.js')).refuseNamesIgnoringCase(fs, parent, basename(root), root);
     refuseOthersMayWrite(stat, root);
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
@@ -130,11 +129,10 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     : { format: STORE_FORMAT, version: STORE_VERSION, storeId: crypto.randomUUID(), created: new Date().toISOString() };
   try {
     const madePacks = await ensureDir(fs, join(root, LAYOUT.packs));
-    if (await namesIgnoreCase(fs, root, LAYOUT.packs)) {
+    await (await import('./name-case.js')).refuseNamesIgnoringCase(fs, root, LAYOUT.packs, root, async () => {
       if (madePacks) await fs.rmdir(join(root, LAYOUT.packs));
       if (!stat) await fs.rmdir(root);
-      throw namesFoldedError(root, 'init');
-    }
+    });
     for (const dir of [LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) {
       await ensureDir(fs, join(root, dir));
     }
@@ -147,35 +145,6 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     throw fromSystemError(error, 'initialising store', root);
   }
   return identity;
-}
-
-/** `name` in upper case, or in lower case when it has no lower-case letter; undefined when case does not change it. */
-function otherCase(name: string): string | undefined {
-  const upper = name.toUpperCase();
-  const other = upper !== name ? upper : name.toLowerCase();
-  return other !== name ? other : undefined;
-}
-
-/**
- * Whether the file system holding `dir` ignores case in names (exFAT and FAT, SMB shares, ext4's
- * casefold directories): `name`, an entry of `dir`, is found under another case that the listing
- * lacks. Told by the name, not by the inode: exfat-fuse gives each spelling its own inode number.
- */
-export async function namesIgnoreCase(fs: FileSystem, dir: string, name: string): Promise<boolean> {
-  const other = otherCase(name);
-  if (!other || !(await fs.lstatIfExists(join(dir, other)).catch(() => undefined))) return false;
-  return !(await fs.readdir(dir).catch(() => [other])).includes(other);
-}
-
-/**
- * A store where names ignore case: `LOCK` (the owner's pid) and `lock/` (the kernel lock) are one
- * name there, so taking the lock failed IO EISDIR, after init had written STORE.
- */
-function namesFoldedError(root: string, doing: 'init' | 'open'): MailstoreError {
-  const remedy = doing === 'init'
-    ? 'Nothing was written. Keep the store on a file system that tells case apart (ext4, XFS, btrfs); a backup repository (mailstore backup --repo) works on exFAT'
-    : 'Nothing was changed. Copy the store back onto a file system that tells case apart (ext4, XFS, btrfs) and open it there; to carry a store on such a disk, back it up there (mailstore backup --repo) and restore it';
-  return new MailstoreError('INVALID', `${root} is on a file system whose names ignore upper and lower case (exFAT or FAT, as on a USB disk; an SMB share; an ext4 casefold directory): a store needs ${LAYOUT.lock} and ${LAYOUT.lockDb}/ to be two names, so it cannot ${doing === 'init' ? 'be made' : 'be opened'} there. ${remedy}`, { path: root });
 }
 
 /**
@@ -463,7 +432,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     }
     const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), async (error) => {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
-      await refuseFoldedLock(fs, root, error);
+      if ((error as NodeJS.ErrnoException).code === 'EISDIR') await (await import('./name-case.js')).refuseFoldedLock(fs, root);
       throw fromSystemError(error, 'reading the lock owner', path);
     });
     const pid = Number(text);
@@ -563,7 +532,7 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: KernelLock):
   } catch (error) {
     await fs.unlink(temporary).catch(() => undefined);
     await kernelLock.release().catch(() => undefined);
-    await refuseFoldedLock(fs, root, error);
+    if ((error as NodeJS.ErrnoException).code === 'EISDIR') await (await import('./name-case.js')).refuseFoldedLock(fs, root);
     throw fromSystemError(error, 'taking lock', path);
   }
   heldHere.add(resolve(path));
@@ -574,11 +543,6 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: KernelLock):
     await kernelLock.release().catch(() => undefined);
   };
   return { release, stale };
-}
-
-/** LOCK found to be a directory (`error` EISDIR): where names ignore case, it is lock/ (namesFoldedError). */
-async function refuseFoldedLock(fs: FileSystem, root: string, error: unknown): Promise<void> {
-  if ((error as NodeJS.ErrnoException).code === 'EISDIR' && (await namesIgnoreCase(fs, root, LAYOUT.lockDb))) throw namesFoldedError(root, 'open');
 }
 
 function sleep(ms: number): Promise<void> {
