@@ -4,7 +4,7 @@
 export const ERROR_CODES = {
   NOT_FOUND: 'no such mailbox, message or blob',
   EXISTS: 'the mailbox or store already exists',
-  INVALID: 'bad input: a name, UID set, flag, option or file the caller gave',
+  INVALID: 'bad input: a name, UID set, flag, option or file the caller gave, or a store directory on a file system that cannot hold one (names that ignore case)',
   CORRUPT: 'bytes on disk fail their checksum or hash; nothing wrong was returned',
   NO_SPACE: 'the disk is full (ENOSPC/EDQUOT); nothing of the failed operation was kept',
   ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path, or a path is on a file system where fsync does nothing (overlayfs mounted volatile) and is not written',

@@ -779,7 +779,10 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
   const config: RepoConfig = { format: REPO_FORMAT, version: REPO_VERSION_NEW, id: randomUUID(), created: new Date().toISOString() };
   if (encryption) config.encryption = encryption.params;
   try {
-    if (!stat) await mkdirShared(fs, dir);
+    if (!stat) {
+      await mkdirShared(fs, dir);
+      await refuseModesIgnored(fs, dir);
+    }
     for (const area of [REPO_LAYOUT.data, REPO_LAYOUT.index, REPO_LAYOUT.snapshots, REPO_LAYOUT.locks]) await mkdirShared(fs, join(dir, area));
     await createFileDurable(fs, join(dir, REPO_LAYOUT.config), encodeConfig(config));
   } catch (error) {
@@ -787,6 +790,20 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
     throw fromSystemError(error, 'creating the backup repository', dir);
   }
   return { config, keys: encryption?.keys };
+}
+
+/**
+ * The repository's directory, just made 0750, that group or others may write: its file system
+ * gives modes of its own (exFAT through exfat-fuse gives 0777 to everything and its chmod changes
+ * nothing), so the rule for a directory made beforehand (refuseOthersMayWrite) holds here too;
+ * until session 50 only a directory made beforehand was refused, and a missing one went through.
+ * The directory is removed again (if still empty).
+ */
+async function refuseModesIgnored(fs: FileSystem, dir: string): Promise<void> {
+  const made = await fs.stat(dir);
+  if ((made.mode & 0o022) === 0) return;
+  await fs.rmdir(dir).catch(() => undefined);
+  throw new MailstoreError('ACCESS', `${dir}: the file system there gave the repository's directory, made 0750, mode ${(made.mode & 0o7777).toString(8)}: its modes come from the mount (exFAT and FAT: umask=, dmask=, fmask=; a CIFS share: dir_mode=) and chmod changes nothing, so any user of this host could rename or replace the repository's files. Remount it with umask=022 (exFAT, FAT) or dir_mode=0755 (CIFS) and run it again. Nothing was written`, { path: dir });
 }
 
 /** A directory with snapshot files in its snapshots/: a repository, whatever its config. */

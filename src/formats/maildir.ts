@@ -3,7 +3,7 @@
 //
 // One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
 // Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { importLimits, limits } from '../limits.js';
@@ -484,8 +484,9 @@ export class MaildirWriter {
     if (options.internalDate) await this.setDate(tmpPath, options.internalDate, options.onDateNotKept);
     // never over a message already there: a name taken all the same (another host, same pid and microsecond) fails
     await this.fs.renameNoReplace(tmpPath, curPath).catch(async (error) => {
+      const refusedName = await this.refusedColon(error, tmpPath, curPath);
       await this.fs.unlink(tmpPath).catch(() => {});
-      throw fromSystemError(error, 'rename into', curPath);
+      throw refusedName ?? fromSystemError(error, 'rename into', curPath);
     });
     if (this.sync) await this.fs.syncDir(dirname(curPath)).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
     return curPath;
@@ -493,6 +494,17 @@ export class MaildirWriter {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /**
+   * A rename to a name with ':' failing ENOENT (exfat-fuse) or EINVAL (vfat) while the file to
+   * rename is there: the file system takes no ':' in names (exFAT, FAT, an SMB share), which the
+   * flags suffix needs. It was NOT_FOUND "rename into ...: ENOENT", as if the message were missing.
+   */
+  private async refusedColon(error: unknown, tmpPath: string, curPath: string): Promise<MailstoreError | undefined> {
+    if (!['ENOENT', 'EINVAL'].includes((error as NodeJS.ErrnoException).code ?? '') || !basename(curPath).includes(':')) return undefined;
+    if (!(await this.fs.statIfExists(tmpPath).catch(() => undefined))) return undefined;
+    return new MailstoreError('INVALID', `${this.dir} is on a file system that takes no ':' in file names (exFAT or FAT, as on a USB disk; an SMB share), which a Maildir message's flags need (${basename(curPath)}): export onto a file system that does (ext4, XFS, btrfs), or as one file with --format mbox`, { path: curPath, cause: error });
   }
 
   /** The internal date as the file's mtime, read back: a file system that clamps it does so silently. */

@@ -109,6 +109,8 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   const stat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'looking at', root); });
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
+    const parent = dirname(root);
+    if (parent !== root && (await fs.statIfExists(parent))?.dev === stat.dev) await (await import('./name-case.js')).refuseNamesIgnoringCase(fs, parent, basename(root), root);
     refuseOthersMayWrite(stat, root);
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
@@ -126,7 +128,12 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     ? decodeIdentity(cloneOf, 'the primary\'s STORE')
     : { format: STORE_FORMAT, version: STORE_VERSION, storeId: crypto.randomUUID(), created: new Date().toISOString() };
   try {
-    for (const dir of [LAYOUT.packs, LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) {
+    const madePacks = await ensureDir(fs, join(root, LAYOUT.packs));
+    await (await import('./name-case.js')).refuseNamesIgnoringCase(fs, root, LAYOUT.packs, root, async () => {
+      if (madePacks) await fs.rmdir(join(root, LAYOUT.packs));
+      if (!stat) await fs.rmdir(root);
+    });
+    for (const dir of [LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) {
       await ensureDir(fs, join(root, dir));
     }
     // The markers let open tell "packs/ is an empty mount point" from "a store with no mail yet".
@@ -172,7 +179,7 @@ async function initLeftOnly(fs: FileSystem, root: string, names: string[]): Prom
  */
 export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the store\'s directories'): void {
   if ((stat.mode & 0o022) === 0) return;
-  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again (on a mount whose modes are fixed, CIFS or vfat with dir_mode=0777, remount it with a narrower dir_mode)`, { path: dir });
+  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again (where the mount gives the modes and chmod changes nothing, remount it with umask=022 (exFAT, FAT) or dir_mode=0755 (a CIFS share))`, { path: dir });
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
@@ -423,8 +430,9 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     if (ownedHere(root)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
     }
-    const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), (error) => {
+    const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), async (error) => {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      if ((error as NodeJS.ErrnoException).code === 'EISDIR') await (await import('./name-case.js')).refuseFoldedLock(fs, root);
       throw fromSystemError(error, 'reading the lock owner', path);
     });
     const pid = Number(text);
@@ -524,6 +532,7 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: KernelLock):
   } catch (error) {
     await fs.unlink(temporary).catch(() => undefined);
     await kernelLock.release().catch(() => undefined);
+    if ((error as NodeJS.ErrnoException).code === 'EISDIR') await (await import('./name-case.js')).refuseFoldedLock(fs, root);
     throw fromSystemError(error, 'taking lock', path);
   }
   heldHere.add(resolve(path));

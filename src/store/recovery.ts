@@ -659,7 +659,10 @@ export function describeLoss(before: IndexCounts, after: IndexCounts): string {
 export async function moveAside(fs: FileSystem, root: string, path: string, label: string): Promise<string | undefined> {
   if (!(await fs.statIfExists(path))) return undefined;
   const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `${label}-${fileTimeStamp()}-${process.pid}`));
-  await fs.rename(path, target).catch((e) => { throw fromSystemError(e, 'moving aside', path); });
+  await fs.rename(path, target).catch(async (e) => {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw fromSystemError(e, 'moving aside', path);
+    await (await import('./move-entries.js')).moveEntriesAside(fs, root, path, target);
+  });
   // the new name is durable with quarantine/ synced; the old one's directory too, so it cannot come back
   await fs.syncDir(dirname(target));
   if (dirname(path) !== dirname(target)) await fs.syncDir(dirname(path));

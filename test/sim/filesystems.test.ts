@@ -8,7 +8,7 @@
 // Every mount and loop device is released in a finally, also when the test fails.
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -251,6 +251,50 @@ describe('overlayfs (root only)', () => {
   });
 });
 
+describe('overlayfs, a store in the lower layer (root only)', () => {
+  it.skipIf(skipReason(!!noRoot, `overlayfs: ${noRoot}`))('its index damaged (a container image that ships a store): the open moves index/ aside file by file (overlayfs will not rename a lower directory: EXDEV) and rebuilds it, reconstruct --from-journal too; a journal swap is refused naming redirect_dir', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-overlay-lower-'));
+    const mounted: string[] = [];
+    try {
+      for (const name of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(work, name));
+      const image = join(work, 'lower', 'store');
+      await ok(['init'], { store: image });
+      await ok(['mailbox', 'create', 'INBOX'], { store: image });
+      const sent = [message(1, 300), message(2, 100_000)];
+      for (const bytes of sent) await ok(['append', 'INBOX', '-'], { store: image, input: bytes });
+      writeFileSync(join(image, 'index', 'CURRENT'), 'MANIFEST-999999\n'); // damaged in the image
+      const merged = join(work, 'merged');
+      try {
+        // redirect_dir=off: what the kernel's default (and Docker's overlay2) gives
+        mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${join(work, 'lower')},upperdir=${join(work, 'upper')},workdir=${join(work, 'work')},redirect_dir=off`], merged);
+      } catch (error) {
+        console.warn(`SKIPPED: overlayfs: ${(error as Error).message}`);
+        return;
+      }
+      mounted.push(merged);
+      const store = join(merged, 'store');
+      const third = message(3, 200);
+      const append = await run(['append', 'INBOX', '-'], { store, input: third });
+      expect(append.code, append.stderr).toBe(0);
+      expect(append.stdout.toString().trim()).toBe('3');
+      sent.push(third);
+      for (const [i, bytes] of sent.entries()) expect(await ok(['fetch', 'INBOX', String(i + 1)], { store })).toBe(bytes);
+      const aside = readdirSync(join(store, 'quarantine')).filter((name) => name.startsWith('index-damaged-'));
+      expect(aside, 'the damaged index was kept').toHaveLength(1);
+      expect(readFileSync(join(store, 'quarantine', aside[0], 'CURRENT'), 'utf8')).toBe('MANIFEST-999999\n');
+
+      await ok(['reconstruct', '--from-journal'], { store }); // index/ is a merged directory now
+      const swap = await run(['reconstruct', '--from-index'], { store }); // journal/ is the image's
+      expect(swap.stderr).toMatch(/journal.*EXDEV.*redirect_dir=on/);
+      for (const [i, bytes] of sent.entries()) expect(await ok(['fetch', 'INBOX', String(i + 1)], { store })).toBe(bytes);
+      const scrub = await run(['scrub', '--json'], { store });
+      expect(scrub.code, scrub.stdout.toString()).toBe(0);
+    } finally {
+      cleanUp(work, mounted);
+    }
+  }, 120_000);
+});
+
 describe('btrfs (root only)', () => {
   const skip = noRoot ?? (!has('mkfs.btrfs') || !has('btrfs') ? 'mkfs.btrfs is missing (apt-get install -y btrfs-progs)' : undefined);
   it.skipIf(skipReason(!!skip, `btrfs: ${skip}`))('a read-only snapshot of a subvolume whose store a daemon serves: messages, scrub, export and backup read it (LOCK names the daemon, which holds the original, not the snapshot)', async () => {
@@ -291,6 +335,127 @@ describe('btrfs (root only)', () => {
       daemon?.kill('SIGTERM');
       if (daemon && daemon.exitCode === null) await new Promise((done) => daemon!.on('close', done));
       cleanUp(work, mounted);
+    }
+  });
+});
+
+/**
+ * An exFAT image mounted through FUSE (mount.exfat-fuse: this kernel has no exfat module), as the
+ * USB disk a nightly backup goes to; undefined with a warning when it cannot be made.
+ */
+function exfatMount(work: string, mounted: string[], loops: string[], options: string[] = []): string | undefined {
+  const image = join(work, 'usb.img');
+  execFileSync('truncate', ['-s', '128M', image]);
+  execFileSync('mkfs.exfat', [image], { stdio: 'pipe' });
+  const loop = spawnSync('losetup', ['-f', '--show', image], { encoding: 'utf8' });
+  if (loop.status !== 0) {
+    console.warn(`SKIPPED: exFAT: losetup failed: ${loop.stderr.trim()}`);
+    return undefined;
+  }
+  loops.push(loop.stdout.trim());
+  const mnt = join(work, 'usb');
+  mkdirSync(mnt);
+  const made = spawnSync('mount.exfat-fuse', [...options, loop.stdout.trim(), mnt], { encoding: 'utf8' });
+  if (made.status !== 0) {
+    console.warn(`SKIPPED: exFAT: mount.exfat-fuse failed: ${made.stderr.trim()}`);
+    return undefined;
+  }
+  mounted.push(mnt);
+  return mnt;
+}
+
+describe('exFAT through FUSE (root only)', () => {
+  const skip = noRoot ?? (!has('mkfs.exfat') || !has('mount.exfat-fuse') ? 'exFAT tools are missing (apt-get install -y exfat-fuse exfatprogs)' : undefined);
+  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('names there ignore case (LOCK is lock/): init and an open of a store copied there are INVALID naming it, not IO EISDIR, and init leaves nothing; a Maildir export there is INVALID naming \':\', mbox works', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-exfat-'));
+    const mounted: string[] = [];
+    const loops: string[] = [];
+    try {
+      const usb = exfatMount(work, mounted, loops);
+      if (!usb) return;
+      const store = join(usb, 'store');
+      const init = await run(['init'], { store });
+      expect(init.code, init.stderr).toBe(5);
+      expect(init.stderr).toMatch(/^mailstore: INVALID: .*upper and lower case/);
+      expect(existsSync(store), 'init left nothing').toBe(false);
+      mkdirSync(join(usb, 'made-first'));
+      const initInto = await run(['init'], { store: join(usb, 'made-first') });
+      expect(initInto.code, initInto.stderr).toBe(5);
+      expect(initInto.stderr).toMatch(/^mailstore: INVALID: .*upper and lower case/);
+      expect(readdirSync(join(usb, 'made-first')), 'init left nothing in the directory it was given').toEqual([]);
+
+      // a store made on a case-sensitive disk and copied onto the stick (lock/ is there, LOCK is not)
+      const home = join(work, 'store');
+      await ok(['init'], { store: home });
+      await ok(['mailbox', 'create', 'INBOX'], { store: home });
+      const bytes = message(1, 300);
+      await ok(['append', 'INBOX', '-'], { store: home, input: bytes });
+      cpSync(home, join(usb, 'copied'), { recursive: true });
+      for (const args of [['append', 'INBOX', '-'], ['messages', 'INBOX'], ['scrub']]) {
+        const refused = await run(args, { store: join(usb, 'copied'), input: message(2, 300) });
+        expect(refused.code, `${args.join(' ')}: ${refused.stderr}`).toBe(5);
+        expect(refused.stdout.toString(), 'nothing acknowledged').toBe('');
+        expect(refused.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: .*copied.*upper and lower case.*exFAT/);
+      }
+      expect(await ok(['fetch', 'INBOX', '1'], { store: home }), 'the original is untouched').toBe(bytes);
+
+      // an export to the stick: Maildir's ':2,S' is a name exFAT refuses (was NOT_FOUND ENOENT, exit 4)
+      await ok(['flags', 'INBOX', '1', '--add', '\\Seen'], { store: home });
+      const maildir = await run(['export', 'INBOX', '--format', 'maildir', '--out', join(usb, 'Maildir')], { store: home });
+      expect(maildir.code, maildir.stderr).toBe(5);
+      expect(maildir.stderr).toMatch(/^mailstore: INVALID: .*':'.*--format mbox/);
+      expect(existsSync(join(usb, 'Maildir')), 'no half Maildir').toBe(false);
+      await ok(['export', 'INBOX', '--format', 'mbox', '--out', join(usb, 'INBOX.mbox')], { store: home });
+      expect(readFileSync(join(usb, 'INBOX.mbox'), 'latin1')).toContain(bytes.split('\r\n\r\n')[1]);
+    } finally {
+      cleanUp(work, mounted);
+      for (const loop of loops) spawnSync('losetup', ['-d', loop]);
+    }
+  });
+
+  it.skipIf(skipReason(!!skip, `exFAT: ${skip}`))('a backup repository there: on the default mount (every mode 0777, chmod changes nothing) it is refused ACCESS naming the umask to mount it with, also in a directory it makes itself; mounted umask=022, backup, incremental, check --read-data, restore and forget --prune work', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-exfat-repo-'));
+    const mounted: string[] = [];
+    const loops: string[] = [];
+    try {
+      const store = join(work, 'store');
+      await ok(['init'], { store });
+      await ok(['mailbox', 'create', 'INBOX'], { store });
+      const sent = [message(1, 300), message(2, 200_000), message(3, 500)];
+      for (const bytes of sent.slice(0, 2)) await ok(['append', 'INBOX', '-'], { store, input: bytes });
+      const usb = exfatMount(work, mounted, loops);
+      if (!usb) return;
+      for (const repo of [join(usb, 'repo'), join(usb, 'made-first')]) {
+        if (repo.endsWith('made-first')) mkdirSync(repo);
+        const refused = await run(['backup', '--repo', repo], { store });
+        expect(refused.code, refused.stderr).toBe(2);
+        expect(refused.stderr).toMatch(/^mailstore: ACCESS: .*umask=022/);
+        expect(readdirSync(usb).filter((name) => name === 'repo'), 'nothing was left').toEqual([]);
+      }
+      expect(readdirSync(join(usb, 'made-first'))).toEqual([]);
+      spawnSync('umount', [mounted.pop()!]);
+      const made = spawnSync('mount.exfat-fuse', ['-o', 'umask=022', loops[0], usb], { encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      mounted.push(usb);
+      const repo = join(usb, 'repo');
+      await ok(['backup', '--repo', repo], { store });
+      await ok(['append', 'INBOX', '-'], { store, input: sent[2] });
+      await ok(['expunge', 'INBOX', '1'], { store });
+      await ok(['backup', '--repo', repo], { store });
+      await ok(['backup', 'check', '--repo', repo, '--read-data']);
+      const restored = join(work, 'restored');
+      await ok(['restore', '--repo', repo, '--to', restored], { store: restored });
+      expect(await ok(['fetch', 'INBOX', '2'], { store: restored })).toBe(sent[1]);
+      expect(await ok(['fetch', 'INBOX', '3'], { store: restored })).toBe(sent[2]);
+      await ok(['backup', 'forget', '--repo', repo, '--keep-last', '1', '--prune']);
+      const check = await run(['backup', 'check', '--repo', repo, '--read-data', '--json']);
+      expect(check.code, check.stdout.toString()).toBe(0);
+      rmSync(restored, { recursive: true });
+      await ok(['restore', '--repo', repo, '--to', restored], { store: restored });
+      expect((await ok(['messages', 'INBOX'], { store: restored })).trim().split('\n')).toHaveLength(2);
+    } finally {
+      cleanUp(work, mounted);
+      for (const loop of loops) spawnSync('losetup', ['-d', loop]);
     }
   });
 });

@@ -5,7 +5,7 @@
 // there, scrub clean, a plain open; the import cut in the middle is run again and must finish
 // without duplicates. The live file system, which saw only a process kill, is checked the same
 // way. The next run continues on the copy. POWER_CUTS sets the number of cuts (default 4;
-// `npm run test:power` 100); POWER_CUT_FS=xfs or btrfs runs them there (power-cut.ts). Root only;
+// `npm run test:power` 100); POWER_CUT_FS=xfs, btrfs or btrfs-zstd runs them there (power-cut.ts). Root only;
 // says why when it skips.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';

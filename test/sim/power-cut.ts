@@ -6,9 +6,9 @@
 // fdatasync-acknowledged write of a 10-line program in 3 of 13 runs, this never lost one (15 of 15),
 // so "acknowledged ⇒ present" is a fair oracle on the copy.
 //
-// POWER_CUT_FS=xfs or btrfs makes the images of that file system instead of ext4 (mounted with
-// nouuid on XFS, which refuses a second file system with a UUID it saw; btrfs and XFS need bigger
-// images than ext4: at least 128 and 300 MiB). Root only (mount, losetup). This is test code, so
+// POWER_CUT_FS=xfs, btrfs or btrfs-zstd (mounted compress=zstd) makes the images of that file
+// system instead of ext4 (mounted with nouuid on XFS, which refuses a second file system with a UUID
+// it saw; btrfs and XFS need bigger images than ext4: at least 128 and 300 MiB). Root only (mount, losetup). This is test code, so
 // it uses node:fs and child_process directly.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
@@ -27,6 +27,8 @@ const FILE_SYSTEMS = {
   ext4: { mkfs: ['mkfs.ext4', '-q', '-F'], mountOptions: 'loop', minMiB: 16, apt: 'e2fsprogs' },
   xfs: { mkfs: ['mkfs.xfs', '-q', '-f'], mountOptions: 'loop,nouuid', minMiB: 300, apt: 'xfsprogs' },
   btrfs: { mkfs: ['mkfs.btrfs', '-q', '-f'], mountOptions: 'loop', minMiB: 128, apt: 'btrfs-progs' },
+  // compressed extents: a write is compressed at write-back, in up to 128 KiB extents rewritten whole
+  'btrfs-zstd': { mkfs: ['mkfs.btrfs', '-q', '-f'], mountOptions: 'loop,compress=zstd', minMiB: 128, apt: 'btrfs-progs' },
 } as const;
 export type DiskFileSystem = keyof typeof FILE_SYSTEMS;
 
