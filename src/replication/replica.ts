@@ -407,8 +407,14 @@ export class Replica {
         this.tookRound();
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
-      case 'commit':
-        return this.noteCommit(connection, Number(message.seq));
+      case 'commit': {
+        const seq = Number(message.seq);
+        this.noteCommit(connection, seq);
+        // kept beside the rounds until they commit here: a notice only this session knew was lost
+        // with it (a full disk failing their commit, a restart), and a primary put back to an
+        // older image at the same epoch replaced rounds it had said committed (docs/REPLICATION.md)
+        return this.pending.noteCommitted(seq);
+      }
       case 'resync': {
         this.resyncingTo = Number(message.seq);
         try {

@@ -439,11 +439,11 @@ describe('a tentative round held from a primary that died, and a promoted replic
   }, 60_000);
 });
 
-/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]). */
+/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]; commit notices among them). */
 function frameAt(bytes: Buffer, seq: number): number {
   for (let at = 0; at + 8 <= bytes.length && !bytes.subarray(at, at + 8).equals(PENDING_END); at += 8 + bytes.readUInt32BE(at)) {
-    const round = decodeRound(decodeCbor<Wire>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at))));
-    if (lastSeqOf(round) === seq) return at;
+    const wire = decodeCbor<Wire & { t?: string }>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at)));
+    if (wire.t !== 'commit' && lastSeqOf(decodeRound(wire)) === seq) return at; // a commit notice holds no round
   }
   throw new Error(`no frame ends at seq ${seq}`);
 }
