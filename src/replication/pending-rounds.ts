@@ -11,6 +11,7 @@
 // commits the rounds in groups (replica.ts scheduleCommit): the frames here are their durable
 // copy until then. A damaged frame is reported, never skipped silently (commitPendingRounds).
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { decodeCbor, encodeCbor } from '../index/codec.js';
@@ -69,7 +70,7 @@ export const lastSeqOf = (round: TentativeRound): number => round.records[round.
  * they run in the replica's process), one at a time per store. Read during a frame's write, the
  * half-written frame failed its CRC with no frame after it: damage in doubt, a false finding (exit
  * 1, "promote with --quarantine-damaged-pending"). Not across processes: another process reads it
- * only through the daemon while one serves the store (a read-only open beside it does not wait).
+ * through the daemon while one serves the store; a read-only open re-reads instead (readBesideWriter).
  */
 const fileTurns = new WeakMap<Store, Promise<unknown>>();
 
@@ -243,7 +244,25 @@ export interface PendingDamage {
 
 /** The valid frames of PENDING_FILE, in order, up to the end mark, the file's end, or the first damaged frame. */
 export function readPendingRounds(store: Store): Promise<PendingRead> {
-  return inTurn(store, () => readPendingFile(store));
+  return store.readOnly ? readBesideWriter(store) : inTurn(store, () => readPendingFile(store));
+}
+
+/**
+ * A read-only open takes no lock, and a replica's daemon started after it checked LOCK writes the
+ * file from another process: a frame read half written looked like damage in doubt (a false
+ * `replica status` DAMAGED, a scrub finding). Damage is reported only when the file still reads
+ * damaged after each of limits.replicaPendingRereadMs: a write ends, damage stays. A read-write
+ * open holds LOCK, so the only writer is in its process and inTurn suffices (no pause there: the
+ * writer waits for its turn).
+ */
+async function readBesideWriter(store: Store): Promise<PendingRead> {
+  let read = await readPendingFile(store);
+  for (const pauseMs of limits.replicaPendingRereadMs) {
+    if (!read.damage) return read;
+    await sleep(pauseMs);
+    read = await readPendingFile(store);
+  }
+  return read;
 }
 
 /**
