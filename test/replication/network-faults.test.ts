@@ -13,6 +13,7 @@ import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
+import { replicaErrorLine } from '../../src/cli/commands/replica.js';
 import { codeOf, keyFile, logicalState, msg, pairBehindProxy, until } from './helpers.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -116,6 +117,34 @@ describe('replication through a black-holed link', () => {
       await close();
     }
   }, 60_000);
+
+  // Through the daemon, `replica status` showed the replica's lastError only between sessions: a
+  // retry that got past its welcome cleared it, so a replica failing at its first round (a full
+  // disk), or reconnected and taking nothing yet, showed no error at all most of the time.
+  it("a replica's status keeps its last error and its time once a retry is past its welcome, until it takes a round", async () => {
+    const lines: string[] = [];
+    const { primaryStore, proxy, replica, end } = await pairBehindProxy({ replica: { log: (line) => lines.push(line) } });
+    try {
+      await primaryStore.append('INBOX', msg(0));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'the first round');
+      expect(replica.status().lastError).toBeUndefined();
+      lines.length = 0;
+      const cutAt = Date.now();
+      proxy.cut();
+      // the retry's welcome: its connect line is logged just before it (once in the run of failures)
+      await until(() => lines.some((line) => /replication: connected to /.test(line)), 10_000, 'the retry past its welcome');
+      const status = replica.status();
+      expect(status).toMatchObject({ connected: true, lastError: expect.stringMatching(/UNAVAILABLE: .*closed the connection/) });
+      expect(status.lastErrorAt).toBeGreaterThanOrEqual(cutAt);
+      expect(replicaErrorLine(status)).toMatch(/^connected to its primary again, no change taken yet; its last session failed at .*: UNAVAILABLE: /);
+      await primaryStore.append('INBOX', msg(1));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'the round after');
+      expect(replica.status()).toMatchObject({ lastError: undefined });
+      expect(replica.status().lastErrorAt).toBeUndefined();
+    } finally {
+      await end();
+    }
+  }, 30_000);
 
   it('a replica black-holed while the primary sends it a big round: the blocked send is freed within replicaApplyTimeoutMs; back, it catches up', async () => {
     mutable.replicaApplyTimeoutMs = 1500;

@@ -280,7 +280,7 @@ describe('a replica past its free-space reserve holding a round its primary comm
       await until(() => noSpace().length > 0 && sessions() >= before + 2, 20_000, 'the restarted replica refused at the reserve');
       expect(noSpace()[0]).toMatch(/free-space reserve/);
       expect((await readPendingRounds(replica.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
-      await until(() => /NO_SPACE/.test(replica.status().lastError ?? ''), 15_000, 'replica status naming it'); // cleared while a retry is past its welcome
+      await until(() => /NO_SPACE/.test(replica.status().lastError ?? ''), 15_000, 'replica status naming it'); // kept until a round is taken
       // room again (the reserve back to its default): taken, the file emptied
       await replica.store.setFreeSpaceReserve(undefined);
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the round committed once there is room');
