@@ -167,6 +167,27 @@ function flipBodyByte(path: string, frameAt: number): void {
   writeFileSync(path, bytes);
 }
 
+describe('a commit notice in REPLICATION-PENDING', () => {
+  it('is read as the commit of the rounds before it, and a failed fdatasync of it does not fail the close', async () => {
+    const faults = new FaultFileSystem();
+    const store = await Store.open(tmpDir('pending-notice'), { create: true, fs: faults });
+    try {
+      const seq = store.changes.lastSeq + 1;
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(fakeRound(seq));
+      await pending.noteCommitted(seq);
+      faults.failAll('EIO', { pathPrefix: join(store.root, PENDING_FILE), ops: ['sync'] });
+      await pending.close(); // before: rejected EIO with the handle left open, hiding what the caller was cleaning up after
+      expect(faults.firedFaults()).toHaveLength(1);
+      faults.clear();
+      expect(await readPendingRounds(store)).toMatchObject({ rounds: [{ records: [{ seq }] }], committedThrough: seq });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('a damaged REPLICATION-PENDING frame', () => {
   async function storeWithFrames(rounds: TentativeRound[]): Promise<{ store: Store; path: string }> {
     const store = await Store.open(tmpDir('pending'), { create: true });
