@@ -752,6 +752,13 @@ export const limits = {
    * full waits for that commit, so it should be rare (every ~140 deliveries of 28 KB).
    */
   replicaPendingFileBytes: 4 * 1024 * 1024,
+  /**
+   * A read-only open (the replica's writer may be another process, one started after this open
+   * checked LOCK) reports a damaged REPLICATION-PENDING frame only when the file still reads damaged
+   * after each of these pauses: a frame being written reads as damage while its write runs
+   * (microseconds; longer when dirty-page throttling holds the writer), damage stays.
+   */
+  replicaPendingRereadMs: [10, 100, 1000],
   /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
   replicationQueueBytesMax: 64 * 1024 * 1024,
   /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */

@@ -11,6 +11,7 @@
 // commits the rounds in groups (replica.ts scheduleCommit): the frames here are their durable
 // copy until then. A damaged frame is reported, never skipped silently (commitPendingRounds).
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { decodeCbor, encodeCbor } from '../index/codec.js';
@@ -69,7 +70,7 @@ export const lastSeqOf = (round: TentativeRound): number => round.records[round.
  * they run in the replica's process), one at a time per store. Read during a frame's write, the
  * half-written frame failed its CRC with no frame after it: damage in doubt, a false finding (exit
  * 1, "promote with --quarantine-damaged-pending"). Not across processes: another process reads it
- * only through the daemon while one serves the store (a read-only open beside it does not wait).
+ * through the daemon while one serves the store; a read-only open re-reads instead (readBesideWriter).
  */
 const fileTurns = new WeakMap<Store, Promise<unknown>>();
 
@@ -93,6 +94,10 @@ export class PendingRounds {
   private length = 0;
   /** The last seq of the newest round this session made durable here (0: none). */
   heldSeq = 0;
+  /** The highest commit notice written here this session (noteCommitted). */
+  private noticeSeq = 0;
+  /** A notice was written and not fdatasynced yet (the next frame's fdatasync, or beginSession's or close's, makes it durable). */
+  private noticeUnsynced = false;
 
   constructor(private readonly store: Store) {}
 
@@ -105,6 +110,8 @@ export class PendingRounds {
   async beginSession(): Promise<void> {
     this.rounds = [];
     this.heldSeq = 0;
+    this.noticeSeq = 0;
+    await this.syncNotice(); // the last session's rounds whose commit failed (a full disk) keep their notice durably
     this.handle ??= await openStoreFile(this.store, PENDING_FILE);
     const length = await this.handle.size();
     const first = Buffer.alloc(FRAME_HEADER_BYTES);
@@ -137,15 +144,46 @@ export class PendingRounds {
   private async addInTurn(round: TentativeRound, wire?: Buffer): Promise<void> {
     if (this.length < limits.replicaPendingFileBytes) await this.preallocate();
     if (this.stale || (this.idle && this.full)) await this.clearInTurn();
-    const body = wire ?? encodeCbor(encodeRound(round));
+    await this.writeFrame(wire ?? encodeCbor(encodeRound(round)), true); // the primary's change waits on this
+    this.noticeUnsynced = false; // an fdatasync covers the whole file
+    this.rounds.push(round);
+    this.heldSeq = Math.max(this.heldSeq, lastSeqOf(round));
+  }
+
+  /** Writes a frame at `at` with the end mark after it; fdatasynced when `durable`. */
+  private async writeFrame(body: Buffer, durable: boolean): Promise<void> {
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     head.writeUInt32BE(body.length, 0);
     head.writeUInt32BE(crc32(body), 4);
-    await this.handle!.writevDurable([head, body, PENDING_END], this.at); // the primary's change waits on this
+    if (durable) await this.handle!.writevDurable([head, body, PENDING_END], this.at);
+    else await this.handle!.writev([head, body, PENDING_END], this.at);
     this.at += head.length + body.length;
     this.length = Math.max(this.length, this.at + PENDING_END.length);
-    this.rounds.push(round);
-    this.heldSeq = Math.max(this.heldSeq, lastSeqOf(round));
+  }
+
+  /**
+   * The primary said (a `commit` frame) it committed every round up to `seq`, so it may have
+   * acknowledged them: kept as a frame of its own (`{t: 'commit', c}`), which a later session's
+   * hello names as `heldCommitted` while those rounds are still held (the replica's own commit
+   * failed, or it stopped first), so a primary put back to an older image cannot replace them
+   * (history.ts refuseLostCommitted). A tentative round's `c` is in its frame already. Not
+   * fdatasynced here (no sync beyond the rounds' own): the next round's fdatasync covers it, and
+   * beginSession's or close's when none came. Only a power loss before either, with the rounds
+   * uncommitted, loses it.
+   */
+  noteCommitted(seq: number): Promise<void> {
+    return inTurn(this.store, async () => {
+      if (!Number.isSafeInteger(seq) || this.idle || this.stale || seq <= this.noticeSeq || !this.handle) return;
+      await this.writeFrame(encodeCbor({ t: 'commit', c: seq }), false);
+      this.noticeSeq = seq;
+      this.noticeUnsynced = true;
+    });
+  }
+
+  private async syncNotice(): Promise<void> {
+    if (!this.noticeUnsynced) return;
+    await this.handle?.sync();
+    this.noticeUnsynced = false;
   }
 
   /** The rounds up to `seq` (the primary committed them), in order; call committed() once they are. */
@@ -189,9 +227,19 @@ export class PendingRounds {
     await this.handle!.sync();
   }
 
+  /**
+   * Closes the file, its commit notice fdatasynced first when it can be: a failed sync leaves the
+   * notice as durable as the page cache makes it (the rounds themselves are durable already), and
+   * must not fail the replica's close (before, it left the handle open and hid the error a close
+   * in a test's `finally` was cleaning up after).
+   */
   async close(): Promise<void> {
-    await this.handle?.close();
-    this.handle = undefined;
+    try {
+      await this.syncNotice().catch(() => undefined);
+    } finally {
+      await this.handle?.close();
+      this.handle = undefined;
+    }
   }
 }
 
@@ -205,12 +253,31 @@ export interface PendingDamage {
 
 /** The valid frames of PENDING_FILE, in order, up to the end mark, the file's end, or the first damaged frame. */
 export function readPendingRounds(store: Store): Promise<PendingRead> {
-  return inTurn(store, () => readPendingFile(store));
+  return store.readOnly ? readBesideWriter(store) : inTurn(store, () => readPendingFile(store));
+}
+
+/**
+ * A read-only open takes no lock, and a replica's daemon started after it checked LOCK writes the
+ * file from another process: a frame read half written looked like damage in doubt (a false
+ * `replica status` DAMAGED, a scrub finding). Damage is reported only when the file still reads
+ * damaged after each of limits.replicaPendingRereadMs: a write ends, damage stays. A read-write
+ * open holds LOCK, so the only writer is in its process and inTurn suffices (no pause there: the
+ * writer waits for its turn).
+ */
+async function readBesideWriter(store: Store): Promise<PendingRead> {
+  let read = await readPendingFile(store);
+  for (const pauseMs of limits.replicaPendingRereadMs) {
+    if (!read.damage) return read;
+    await sleep(pauseMs);
+    read = await readPendingFile(store);
+  }
+  return read;
 }
 
 /**
  * `committedThrough`: the highest seq a frame says its primary had committed through (the `c` of a
- * tentative round: the rounds before it committed there, so they may be acknowledged), when one does.
+ * tentative round, or a commit notice of its own: the rounds up to it committed there, so they may
+ * be acknowledged), when one does.
  */
 export interface PendingRead {
   rounds: TentativeRound[];
@@ -241,8 +308,8 @@ function readFrames(bytes: Buffer, from: number): { rounds: TentativeRound[]; da
     const length = bytes.readUInt32BE(at);
     const body = bytes.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
     if (body.length !== length || crc32(body) !== bytes.readUInt32BE(at + 4)) return { rounds, damagedAt: at, committedThrough };
-    const wire = decodeCbor<Wire & { c?: number }>(body);
-    rounds.push(decodeRound(wire));
+    const wire = decodeCbor<Wire & { t?: string; c?: number }>(body);
+    if (wire.t !== 'commit') rounds.push(decodeRound(wire)); // a commit notice holds no round (noteCommitted)
     if (Number.isSafeInteger(wire.c)) committedThrough = Math.max(committedThrough, wire.c!);
   }
   return { rounds, committedThrough };

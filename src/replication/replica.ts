@@ -56,7 +56,13 @@ export interface ReplicaStatus {
   /** The primary's newest seq as last heard (0 before the first round). */
   primarySeq: number;
   lastContact: number;
+  /**
+   * Why its last session failed (a refusal, an error), kept until a round is taken: a retry that
+   * gets past its welcome has not shown it follows again (a full disk fails it at its first round).
+   */
   lastError?: string;
+  /** When (wall clock) that failure came. */
+  lastErrorAt?: number;
   /** Since when (wall clock) it has failed to follow its primary, while lastError says why. */
   failingSince?: number;
   /** Being resynced from the primary's snapshot of this seq (it was behind the retained journal). */
@@ -174,6 +180,7 @@ export class Replica {
   private primarySeq = 0;
   private lastContact = 0;
   private lastError?: string;
+  private lastErrorAt?: number;
   private retryMs: number = limits.replicationRetryMinMs;
   /** This replica's failures to follow its primary, logged once per reason (and every repeat interval). */
   private readonly failures: RepeatedFailures;
@@ -219,7 +226,7 @@ export class Replica {
     return {
       role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
-      ...(this.lastError === undefined ? {} : { failingSince: this.failures.since(this.primary) }),
+      ...(this.lastError === undefined ? {} : { lastErrorAt: this.lastErrorAt, failingSince: this.failures.since(this.primary) }),
       ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
   }
@@ -267,6 +274,7 @@ export class Replica {
         const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
         this.failures.note(this.primary, `replication: replica of ${this.primary}: `, message);
         this.lastError = message;
+        this.lastErrorAt = Date.now();
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
       } finally {
         this.connection?.close();
@@ -325,7 +333,6 @@ export class Replica {
     this.warned = new Set(warnings);
     if (this.failures.once(this.primary, 'connected')) this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
-    this.lastError = undefined;
     this.welcomed = true;
     while (!this.stopped) {
       const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
@@ -410,12 +417,19 @@ export class Replica {
         this.tookRound();
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
-      case 'commit':
-        return this.noteCommit(connection, Number(message.seq));
+      case 'commit': {
+        const seq = Number(message.seq);
+        this.noteCommit(connection, seq);
+        // kept beside the rounds until they commit here: a notice only this session knew was lost
+        // with it (a full disk failing their commit, a restart), and a primary put back to an
+        // older image at the same epoch replaced rounds it had said committed (docs/REPLICATION.md)
+        return this.pending.noteCommitted(seq);
+      }
       case 'resync': {
         this.resyncingTo = Number(message.seq);
         try {
           this.primarySeq = Math.max(this.primarySeq, await receiveResync(this.store, connection, message, this.log));
+          this.tookRound();
         } finally {
           this.resyncingTo = undefined;
         }
@@ -428,8 +442,10 @@ export class Replica {
     }
   }
 
-  /** A round taken: a run of failing sessions is over, said once (its next failure is logged again). */
+  /** A round taken: a run of failing sessions is over, said once (its next failure is logged again), and status shows no error. */
   private tookRound(): void {
+    this.lastError = undefined;
+    this.lastErrorAt = undefined;
     const since = this.failures.since(this.primary);
     if (since === undefined) return;
     this.failures.clear(this.primary);

@@ -28,8 +28,8 @@ export interface StoredReplicationStatus {
    * since is refused by the replica (replica.ts refuseDamagedHeld).
    */
   pendingDamage?: { offset: number; afterSeq: number };
-  /** A replica's daemon: its replication client's live state, with why it does not follow its primary (lastError, since failingSince). */
-  replica?: Pick<ReplicaStatus, 'connected' | 'lastError' | 'failingSince'>;
+  /** A replica's daemon: its replication client's live state, with why its last session failed (lastError at lastErrorAt; failing since failingSince) until it takes a round. */
+  replica?: Pick<ReplicaStatus, 'connected' | 'lastError' | 'lastErrorAt' | 'failingSince'>;
   /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
   replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
   /**

@@ -94,6 +94,8 @@ export interface SnapshotHost extends StoreRoot {
   boundRetirement?(throughSeq: number): Promise<number>;
   /** A retirement run after a consumer caught up (consumerReleased) failed: nothing was lost, the next snapshot retires (it is not tried again before). */
   retireFailed?(error: unknown): void;
+  /** A replica: the oldest seq its primary's journal still holds (its rounds' `kept`), once known. */
+  primaryKept?(): number | undefined;
 }
 
 export class Snapshotter {
@@ -192,7 +194,7 @@ export class Snapshotter {
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
     if (this.busy > 0 || this.paused > 0 || !this.started || monotonicMs() < this.autoNotBefore) return;
     const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes
-      || (this.lone && lastSeq > this.lastSeq);
+      || (this.lone && lastSeq > this.lastSeq) || this.primaryRetiredPast();
     if (!grown) return;
     const started = monotonicMs();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
@@ -206,6 +208,24 @@ export class Snapshotter {
       this.autoNotBefore = monotonicMs() + Math.max(pause, retry);
     };
     this.take().then((result) => { spaced(false); report(result); }, (error) => { spaced(true); report(undefined, error); });
+  }
+
+  /**
+   * A replica whose primary retired its journal past this store's newest snapshot, with a whole
+   * segment here below what the primary keeps: a snapshot now lets this journal follow the
+   * primary's (retirement here stays below the primary's kept seq and the older kept snapshot).
+   * A primary snapshots after every compaction (Store.tidyAfterCompaction) and so retires its
+   * journal often; a replica compacts nothing itself, and on the records and bytes rule alone its
+   * journal grew to limits.snapshotEveryRecords (100k records) while its primary's held a few
+   * hundred KB. At most one snapshot per retirement of the primary: once taken, its seq is at or
+   * past the primary's kept seq until the primary retires again.
+   */
+  private primaryRetiredPast(): boolean {
+    const kept = this.host.primaryKept?.();
+    if (kept === undefined || kept - 1 <= this.lastSeq) return false;
+    const segments = this.host.journal.segmentNames;
+    const second = segments.length >= 2 ? parseSegmentFileName(segments[1]) : undefined;
+    return second !== undefined && second <= kept;
   }
 
   private nextRetryMs(): number {

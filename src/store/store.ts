@@ -295,6 +295,7 @@ export class Store implements MailStore {
     this.snapshots = new Snapshotter({
       fs: this.fs, root: this.root, checkMounted: this.checkMounted, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
       boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
+      primaryKept: () => (this.replicationRole?.role === 'replica' ? this.primaryKeptSeq : undefined),
       retireFailed: (error) => this.reportBackground(error, 'retiring the journal after a consumer caught up failed (no record was lost; the next snapshot retires it, or says why not)'),
     });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;

@@ -590,6 +590,10 @@ export class Writer {
     }
     try {
       for (const chunk of batch.packs) await this.packs.writeReplicated(chunk.pack, chunk.offset, chunk.bytes);
+      // A compaction's pack.removed starts a new segment on the primary (compact.ts finishRetired),
+      // so the history it made dead retires at the next snapshot: here too, or the replica's journal
+      // stayed one segment that no retirement passes until it reached journalSegmentBytesMax
+      if (decoded.some((p) => p.ops.some((op) => op.op === 'pack.removed'))) this.journal.keepTailAndStartNewSegment(firstSeq);
       // Both syncs at once, as a live commit: open cuts a newest batch whose blobs did not survive.
       await this.journal.write(records);
       const [packs, journal] = await Promise.allSettled([this.packs.syncReplicated(), this.journal.sync()]);

@@ -85,6 +85,37 @@ describe('compaction on a replicated store', () => {
     samePacks(p, r);
   }, 60_000);
 
+  // A primary snapshots after each compaction (its tidy) and its pack.removed record starts a new
+  // journal segment, so its journal retires as it goes; its replica compacts nothing itself: its
+  // journal stayed one segment and took a snapshot only every limits.snapshotEveryRecords (last
+  // session's soak: 83 MB of journal on the replica, 124 KB on its primary).
+  it("a replica's journal retires as its primary's does: a segment at each compaction's record, a snapshot once the primary retired past its own", async () => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true, ...PACKED, ...options });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, log: quiet, storeOptions: options });
+    try {
+      let retiredAt = 0;
+      for (let cycle = 0; cycle < 6 && replica.store.changes.firstSeq === 1; cycle++) {
+        await fillAndThin(primaryStore, 100, 3000, cycle * 1000);
+        expect((await primaryStore.compact()).packsRemoved.length).toBeGreaterThan(0);
+        // the primary's tidy retires its journal in the background; the rounds after it tell the replica (kept)
+        await until(() => primaryStore.changes.firstSeq > retiredAt, 20_000, "the primary's retirement");
+        retiredAt = primaryStore.changes.firstSeq;
+        await primaryStore.append('INBOX', msg(cycle * 1000 + 999));
+        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the replica caught up');
+      }
+      await until(() => replica.store.changes.firstSeq > 1, 20_000, "the replica's retirement"); // before: 1 for good (100k records)
+      expect(replica.store.changes.firstSeq).toBeLessThanOrEqual(primaryStore.changes.firstSeq); // never past what its primary keeps
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 90_000);
+
   it('a replica SIGKILLed at several points of a compaction\'s shipping recovers whole and ends identical', async () => {
     expect(existsSync(dist), 'build first: npx tsc -p .').toBe(true);
     const key = keyFile();

@@ -7,7 +7,8 @@
 // round after or instead of it is applied.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { spawn } from 'node:child_process';
+import { join, resolve, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
@@ -166,6 +167,27 @@ function flipBodyByte(path: string, frameAt: number): void {
   writeFileSync(path, bytes);
 }
 
+describe('a commit notice in REPLICATION-PENDING', () => {
+  it('is read as the commit of the rounds before it, and a failed fdatasync of it does not fail the close', async () => {
+    const faults = new FaultFileSystem();
+    const store = await Store.open(tmpDir('pending-notice'), { create: true, fs: faults });
+    try {
+      const seq = store.changes.lastSeq + 1;
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(fakeRound(seq));
+      await pending.noteCommitted(seq);
+      faults.failAll('EIO', { pathPrefix: join(store.root, PENDING_FILE), ops: ['sync'] });
+      await pending.close(); // before: rejected EIO with the handle left open, hiding what the caller was cleaning up after
+      expect(faults.firedFaults()).toHaveLength(1);
+      faults.clear();
+      expect(await readPendingRounds(store)).toMatchObject({ rounds: [{ records: [{ seq }] }], committedThrough: seq });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('a damaged REPLICATION-PENDING frame', () => {
   async function storeWithFrames(rounds: TentativeRound[]): Promise<{ store: Store; path: string }> {
     const store = await Store.open(tmpDir('pending'), { create: true });
@@ -303,6 +325,8 @@ describe('a damaged REPLICATION-PENDING frame', () => {
 });
 
 describe('REPLICATION-PENDING read while a frame is being written', () => {
+  const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(4000, seq) }], packs: [], tails: [] });
+
   // Found by session 49's testers: replica status and scrub read the file without waiting for its
   // writer, so a frame half written (its body not all there yet) read as damage in doubt, a false
   // finding (pending-round-damage, exit 1, "promote with --quarantine-damaged-pending").
@@ -312,49 +336,161 @@ describe('REPLICATION-PENDING read while a frame is being written', () => {
       await store.createMailbox('INBOX');
       await store.append('INBOX', msg(1));
       const last = store.changes.lastSeq;
-      // a file system that stops each frame's write half way until told to go on
-      const fs = store.fs as FileSystem & { open: FileSystem['open'] };
-      const open = fs.open.bind(fs);
-      let paused: (() => void) | undefined;
-      let pausedAt: Promise<void> = Promise.resolve();
-      fs.open = async (path, mode) => {
-        const handle = await open(path, mode);
-        if (!path.endsWith(PENDING_FILE)) return handle;
-        return Object.assign(Object.create(handle) as typeof handle, {
-          writevDurable: async (parts: Buffer[], position: number) => {
-            const whole = Buffer.concat(parts);
-            const half = Math.floor(whole.length / 2);
-            await handle.writev([whole.subarray(0, half)], position);
-            let reached!: () => void;
-            pausedAt = new Promise<void>((resolve) => { reached = resolve; });
-            await new Promise<void>((resolve) => { paused = resolve; reached(); });
-            await handle.writev([whole.subarray(half)], position + half);
-            await handle.sync();
-          },
-        });
-      };
+      const writes = pauseFrameWritesHalfWay(store);
       const pending = new PendingRounds(store);
       try {
         await pending.beginSession();
-        const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(4000, seq) }], packs: [], tails: [] });
         for (const [n, read] of [[1, async () => doubtfulDamage(await readPendingRounds(store), last)], [2, async () => (await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage')]] as const) {
           const writing = pending.add(big(last + n));
-          await pausedAt;
-          await until(() => paused !== undefined, 5_000, 'the write to pause half way');
+          const resume = await writes.halfWritten();
           const reading = read();
           await new Promise((resolve) => setTimeout(resolve, 100));
-          paused!();
-          paused = undefined;
+          resume();
           await writing;
           expect(await reading).toEqual(n === 1 ? undefined : []);
         }
         expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([last + 1, last + 2]);
       } finally {
         await pending.close();
-        fs.open = open;
+        writes.restore();
       }
     } finally {
       await store.close();
     }
   });
+
+  // The turns above are this process's: a read-only open takes no lock, and a replica's daemon
+  // started after it checked LOCK writes the file from another process. Its half-written frame was
+  // reported as damage in doubt (status DAMAGED, a scrub finding).
+  it('by a read-only open in another process: the frame being written is not reported as damage (status and scrub)', async () => {
+    expect(existsSync(join(dist, 'replication/pending-rounds.js')), 'build first: npm run build').toBe(true);
+    const dir = tmpDir('pending-race-process');
+    const made = await Store.open(dir, { create: true });
+    await made.createMailbox('INBOX');
+    await made.append('INBOX', msg(1));
+    const last = made.changes.lastSeq;
+    await made.close();
+    const reader = readOnlyReader(dir);
+    let store: Store | undefined;
+    try {
+      await reader.line(/^open$/, 'the read-only open');
+      store = await Store.open(dir); // the writer, started after the reader's open
+      const writes = pauseFrameWritesHalfWay(store);
+      const pending = new PendingRounds(store);
+      try {
+        await pending.beginSession();
+        for (const [n, ask] of [[1, 'status'], [2, 'scrub']] as const) {
+          const writing = pending.add(big(last + n));
+          const resume = await writes.halfWritten();
+          reader.send(ask);
+          await reader.line(/^torn$/, 'the reader holding the half-written frame it read');
+          resume();
+          await writing;
+          reader.send('go'); // its first read saw the frame half written; any later one sees it whole
+          expect(JSON.parse((await reader.line(/^answer /, `its ${ask}`)).slice('answer '.length))).toEqual(ask === 'status' ? null : []);
+        }
+        expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([last + 1, last + 2]);
+      } finally {
+        await pending.close();
+        writes.restore();
+      }
+      // damage that stays is still reported (after the re-reads)
+      const path = join(dir, PENDING_FILE);
+      const bytes = readFileSync(path);
+      bytes[8 + 2] ^= 0x40;
+      writeFileSync(path, bytes);
+      reader.send('status');
+      await reader.line(/^torn$/, 'the reader holding its read');
+      reader.send('go');
+      expect(JSON.parse((await reader.line(/^answer /, 'its status')).slice('answer '.length))).toEqual({ offset: 0, afterSeq: last });
+    } finally {
+      reader.kill();
+      await store?.close();
+    }
+  }, 60_000);
 });
+
+const dist = resolve(import.meta.dirname, '../../dist/src');
+
+/**
+ * A child process holding `dir` open read-only (it prints `open`), answering `status` (doubtfulDamage
+ * of its REPLICATION-PENDING read, or null) and `scrub` (its pending-round-damage findings) with
+ * `answer JSON`. The first read of the file after each question prints `torn` and returns only once
+ * told `go`: the bytes it read stay those of that moment.
+ */
+function readOnlyReader(dir: string): { send(line: string): void; line(pattern: RegExp, what: string): Promise<string>; kill(): void } {
+  const script = `
+    import { createInterface } from 'node:readline';
+    import { Store } from ${JSON.stringify(join(dist, 'store/store.js'))};
+    import { nodeFileSystem } from ${JSON.stringify(join(dist, 'fs/node-fs.js'))};
+    import { doubtfulDamage, readPendingRounds } from ${JSON.stringify(join(dist, 'replication/pending-rounds.js'))};
+    import { scrub } from ${JSON.stringify(join(dist, 'scrub/scrub.js'))};
+    const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+    let hold = false;
+    const fs = new Proxy(nodeFileSystem, { get(target, name) {
+      const value = Reflect.get(target, name);
+      if (name !== 'readFile') return typeof value === 'function' ? value.bind(target) : value;
+      return async (path, ...rest) => {
+        const bytes = await target.readFile(path, ...rest);
+        if (hold && path.endsWith(${JSON.stringify(PENDING_FILE)})) { hold = false; process.stdout.write('torn\\n'); await lines.next(); }
+        return bytes;
+      };
+    } });
+    const store = await Store.open(${JSON.stringify(dir)}, { readOnly: true, fs });
+    process.stdout.write('open\\n');
+    for (;;) {
+      const { value, done } = await lines.next();
+      if (done) break;
+      hold = true;
+      const answer = value === 'status' ? doubtfulDamage(await readPendingRounds(store), store.changes.lastSeq) ?? null
+        : (await scrub(store)).findings.filter((f) => f.kind === 'pending-round-damage');
+      process.stdout.write('answer ' + JSON.stringify(answer) + '\\n');
+    }
+    await store.close();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const out: string[] = [];
+  let partial = '';
+  child.stdout!.on('data', (bytes: Buffer) => {
+    const parts = (partial + bytes.toString()).split('\n');
+    partial = parts.pop()!;
+    out.push(...parts);
+  });
+  return {
+    send: (line) => { child.stdin!.write(`${line}\n`); },
+    line: async (pattern, what) => {
+      await until(() => out.some((l) => pattern.test(l)) || child.exitCode !== null, 30_000, what);
+      const at = out.findIndex((l) => pattern.test(l));
+      if (at < 0) throw new Error(`the reader exited (${child.exitCode}) before ${what}`);
+      return out.splice(0, at + 1).at(-1)!;
+    },
+    kill: () => { child.kill('SIGKILL'); },
+  };
+}
+
+/** The store's REPLICATION-PENDING frame writes stop half way, each until its resume (halfWritten() gives the next). */
+function pauseFrameWritesHalfWay(store: Store): { halfWritten(): Promise<() => void>; restore(): void } {
+  const fs = store.fs as FileSystem & { open: FileSystem['open'] };
+  const open = fs.open.bind(fs);
+  const resumes: (() => void)[] = [];
+  fs.open = async (path, mode) => {
+    const handle = await open(path, mode);
+    if (!path.endsWith(PENDING_FILE)) return handle;
+    return Object.assign(Object.create(handle) as typeof handle, {
+      writevDurable: async (parts: Buffer[], position: number) => {
+        const whole = Buffer.concat(parts);
+        const half = Math.floor(whole.length / 2);
+        await handle.writev([whole.subarray(0, half)], position);
+        await new Promise<void>((resume) => resumes.push(resume));
+        await handle.writev([whole.subarray(half)], position + half);
+        await handle.sync();
+      },
+    });
+  };
+  return {
+    halfWritten: async () => {
+      await until(() => resumes.length > 0, 15_000, 'a frame write paused half way');
+      return resumes.shift()!;
+    },
+    restore: () => { fs.open = open; },
+  };
+}

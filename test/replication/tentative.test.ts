@@ -280,7 +280,7 @@ describe('a replica past its free-space reserve holding a round its primary comm
       await until(() => noSpace().length > 0 && sessions() >= before + 2, 20_000, 'the restarted replica refused at the reserve');
       expect(noSpace()[0]).toMatch(/free-space reserve/);
       expect((await readPendingRounds(replica.store)).rounds.map(lastSeqOf)).toContain(committed + 1);
-      await until(() => /NO_SPACE/.test(replica.status().lastError ?? ''), 15_000, 'replica status naming it'); // cleared while a retry is past its welcome
+      await until(() => /NO_SPACE/.test(replica.status().lastError ?? ''), 15_000, 'replica status naming it'); // kept until a round is taken
       // room again (the reserve back to its default): taken, the file emptied
       await replica.store.setFreeSpaceReserve(undefined);
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the round committed once there is room');
@@ -439,11 +439,11 @@ describe('a tentative round held from a primary that died, and a promoted replic
   }, 60_000);
 });
 
-/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]). */
+/** The byte offset of the frame whose round ends at `seq` (frames: [u32 length][u32 crc][CBOR]; commit notices among them). */
 function frameAt(bytes: Buffer, seq: number): number {
   for (let at = 0; at + 8 <= bytes.length && !bytes.subarray(at, at + 8).equals(PENDING_END); at += 8 + bytes.readUInt32BE(at)) {
-    const round = decodeRound(decodeCbor<Wire>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at))));
-    if (lastSeqOf(round) === seq) return at;
+    const wire = decodeCbor<Wire & { t?: string }>(bytes.subarray(at + 8, at + 8 + bytes.readUInt32BE(at)));
+    if (wire.t !== 'commit' && lastSeqOf(decodeRound(wire)) === seq) return at; // a commit notice holds no round
   }
   throw new Error(`no frame ends at seq ${seq}`);
 }

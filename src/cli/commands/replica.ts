@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import type { CheckResult } from '../../replication/check.js';
+import type { StoredReplicationStatus } from '../../replication/status.js';
 import { inlineGapAdvice } from '../../replication/inline-gap.js';
 import { EXIT } from '../exit-codes.js';
 import { absolutePath, printJson, printLine, wantsJson, withReadStore } from '../context.js';
@@ -28,10 +29,7 @@ others as for every command.`)
       if (wantsJson(command)) return printJson(status);
       const held = status.heldSeq === undefined ? '' : `; holds tentative changes up to seq ${status.heldSeq} (its primary may have acknowledged them; promote commits them)`;
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}${held}`);
-      if (status.replica?.lastError !== undefined) {
-        const since = status.replica.failingSince === undefined ? '' : ` since ${new Date(status.replica.failingSince).toISOString()}`;
-        await printLine(`not following its primary${since} (retried every few seconds; logged once, then when the reason changes): ${status.replica.lastError}`);
-      }
+      if (status.replica?.lastError !== undefined) await printLine(replicaErrorLine(status.replica));
       if (status.pendingDamage) {
         await printLine(`DAMAGED: REPLICATION-PENDING has a damaged frame at byte ${status.pendingDamage.offset}, after seq ${status.pendingDamage.afterSeq}: it may hold a change its primary acknowledged; ` +
           'a primary promoted since is refused; promote this replica with --quarantine-damaged-pending, or stop it, move REPLICATION-PENDING into quarantine/ ' +
@@ -75,4 +73,15 @@ async function printCheck(result: CheckResult): Promise<void> {
     for (const m of d.messages ?? []) await printLine(`  uid ${m.uid}: primary ${JSON.stringify(m.primary)}, replica ${JSON.stringify(m.replica)}`);
   }
   if (result.inlineBodiesMissing) await printLine(`MISSING: ${inlineGapAdvice(result.inlineBodiesMissing)}`);
+}
+
+/**
+ * A replica daemon's last failure, kept until it takes a round: while a retry is connected (past
+ * its welcome, nothing taken yet) it is said as such, not as "not following".
+ */
+export function replicaErrorLine(replica: NonNullable<StoredReplicationStatus['replica']>): string {
+  const at = replica.lastErrorAt === undefined ? '' : ` at ${new Date(replica.lastErrorAt).toISOString()}`;
+  const since = replica.failingSince === undefined ? '' : ` since ${new Date(replica.failingSince).toISOString()}`;
+  if (replica.connected) return `connected to its primary again, no change taken yet; its last session failed${at}${since ? ` (failing${since})` : ''}: ${replica.lastError}`;
+  return `not following its primary${since} (retried every few seconds; logged once, then when the reason changes); last failure${at}: ${replica.lastError}`;
 }
