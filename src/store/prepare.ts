@@ -39,16 +39,14 @@ function existing(box: MailboxInfo | undefined, name: string): MailboxInfo {
  * whole), and a crash between parts leaves one that the same call run again completes. Parts after
  * the first take the mailbox the first one found: one deleted or renamed meanwhile, and another
  * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
- * The call changes the messages the mailbox held when its first part committed, as one record
- * would: `resolve` drops from its part the uids at or above the uidNext the first part found, so
- * a message delivered between parts under a uid the list names (UID EXPUNGE 1:1010 handed on as
- * given) is left alone, not expunged. `change` reads its part after `resolve`.
+ * As one record would, it takes only what the first part found: `resolve` drops uids at or above
+ * that uidNext from its part (mail delivered between parts is not expunged), read after it.
  */
 export async function inUidParts<T>(uids: number[], components: string[], name: string,
   change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>, pin?: Buffer): Promise<T[]> {
   let uidsDoneBefore = uids[0];
   const resolveBox = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`, pin);
-  let uidEnd: number | undefined; // the mailbox's uidNext when the first part resolved it
+  let uidEnd: number | undefined;
   const results: T[] = [];
   for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
     // a part's small journal write may be flushed in this thread, so the parts could follow one

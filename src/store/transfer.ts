@@ -125,10 +125,7 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
   let target: Buffer | undefined;
   let next: number | undefined; // the target's uidNext after the parts so far
   let first: number | undefined; // a copy's first uid at the target, once a part added one
-  // the source's uidNext when the first part began: the call takes the messages there then, as one
-  // record would; a copy into itself took again the copies its earlier parts made, a message
-  // delivered to the source between parts under a uid the list names was copied too
-  let sourceEnd: number | undefined;
+  let sourceEnd: number | undefined; // as inUidParts: a copy into itself copied its own copies
   try {
     for (let at = 0; at < list.length; at += limits.uidChangePartMessages) {
       if (at > 0) await nextTurn(); // the sockets, and a delivery on one, go first
