@@ -125,12 +125,7 @@ export class StoreReader {
     return answer;
   }
 
-  /**
-   * changesSince in the order it is read: the changed messages in pieces of
-   * limits.readBatchMessages, then the vanished uids, the vanished ranges (below the floor) and
-   * highestModseq, all from one point in time. The daemon lists it so, a piece at a time, rather
-   * than holding the whole answer: changesSince(0) of 1M messages held 1M records at once.
-   */
+  /** changesSince as read (changed in pieces, vanished, ranges, highestModseq): the daemon's listing held 1M records whole. */
   async *changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
     parseMailboxName(mailbox);
     checkModseq(modseq);

@@ -1576,7 +1576,6 @@ export class Store implements MailStore {
     return this.reader.changesSince(mailbox, modseq);
   }
 
-  /** changesSince a piece at a time, as it is read (the daemon's listing of it). */
   changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
     return this.reader.changesSinceParts(mailbox, modseq);
   }
