@@ -386,6 +386,8 @@ export const limits = {
    * 0.40 s and 0.45 s (load ~7).
    */
   uidChangePartMessages: 2_000,
+  /** A CLI listing goes to stdout in pieces of about this many characters (stdout-pieces.ts). */
+  stdoutPieceBytes: 64 * 1024,
   /** search: most bytes of a message's header section parsed for --header/--subject/--from. */
   searchHeaderBytesMax: 256 * 1024,
   /**

@@ -57,17 +57,25 @@ export const PROCEDURES = {
    * would take a part it does not know for the last.
    */
   changesSinceList: async function* (store: Store, mailbox: string, modseq: number, options?: { ranges?: boolean }): AsyncGenerator<ChangesPart> {
-    const answer = await store.changesSince(mailbox, modseq);
-    const { changed, highestModseq, vanishedRanges, vanishedFloor } = answer;
-    const vanished = vanishedRanges && options?.ranges !== true ? uidsOfRanges(vanishedRanges, mailbox) : answer.vanished;
-    for (const info of changed) yield { changed: info };
+    // as it is read: the whole answer first held 1M changed records at once (changesSince(0) of a 1M-message mailbox)
+    let vanished: number[] = [];
     const part = daemonLimits.backupSessionPartEntries;
-    for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
-    if (vanishedRanges && options?.ranges === true) {
-      for (let at = 0; at < vanishedRanges.length; at += part) yield { vanishedRanges: vanishedRanges.slice(at, at + part), vanishedFloor: vanishedFloor! };
-      if (vanishedRanges.length === 0) yield { vanishedRanges: [], vanishedFloor: vanishedFloor! };
+    for await (const piece of store.changesSinceParts(mailbox, modseq)) {
+      if ('changed' in piece) for (const info of piece.changed) yield { changed: info };
+      else if ('vanished' in piece) vanished = piece.vanished; // sent with the ranges, or in their place
+      else if ('vanishedRanges' in piece) {
+        const { vanishedRanges, vanishedFloor } = piece;
+        if (options?.ranges !== true) vanished = uidsOfRanges(vanishedRanges, mailbox);
+        for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
+        vanished = [];
+        if (options?.ranges !== true) continue;
+        for (let at = 0; at < vanishedRanges.length; at += part) yield { vanishedRanges: vanishedRanges.slice(at, at + part), vanishedFloor };
+        if (vanishedRanges.length === 0) yield { vanishedRanges: [], vanishedFloor };
+      } else {
+        for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
+        yield { highestModseq: piece.highestModseq };
+      }
     }
-    yield { highestModseq };
   },
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),

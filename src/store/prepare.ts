@@ -39,20 +39,36 @@ function existing(box: MailboxInfo | undefined, name: string): MailboxInfo {
  * whole), and a crash between parts leaves one that the same call run again completes. Parts after
  * the first take the mailbox the first one found: one deleted or renamed meanwhile, and another
  * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
+ * As one record would, it takes only what the first part found: `resolve` drops uids at or above
+ * that uidNext from its part (mail delivered between parts is not expunged), read after it.
  */
 export async function inUidParts<T>(uids: number[], components: string[], name: string,
   change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>, pin?: Buffer): Promise<T[]> {
   let uidsDoneBefore = uids[0];
-  const resolve = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`, pin);
+  const resolveBox = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`, pin);
+  let uidEnd: number | undefined;
   const results: T[] = [];
   for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
     // a part's small journal write may be flushed in this thread, so the parts could follow one
     // another without the event loop turning: the sockets, and a delivery on one, go first
     if (at > 0) await nextTurn();
     uidsDoneBefore = uids[at];
-    results.push(await change(uids.slice(at, at + limits.uidChangePartMessages), resolve));
+    const part = uids.slice(at, at + limits.uidChangePartMessages);
+    results.push(await change(part, async (view) => {
+      const box = await resolveBox(view);
+      uidEnd ??= box.uidNext;
+      part.length = belowUid(part, uidEnd);
+      return box;
+    }));
   }
   return results;
+}
+
+/** How many of the ascending `uids` are below `end`. */
+export function belowUid(uids: readonly number[], end: number): number {
+  let count = uids.length;
+  while (count > 0 && uids[count - 1] >= end) count--;
+  return count;
 }
 
 /**

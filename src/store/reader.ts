@@ -16,7 +16,7 @@ import type { HashPool } from '../hash/pool.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
-import { toInfo, type Changes, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
+import { toInfo, type Changes, type ChangesSincePart, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
 import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
 
 /** What the reader needs of its Store: the current index (replaced by an index swap), the packs. */
@@ -115,6 +115,18 @@ export class StoreReader {
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
   async changesSince(mailbox: string, modseq: number): Promise<Changes> {
+    const answer: Changes = { changed: [], vanished: [], highestModseq: 0 };
+    for await (const part of this.changesSinceParts(mailbox, modseq)) {
+      if ('changed' in part) for (const info of part.changed) answer.changed.push(info);
+      else if ('vanished' in part) answer.vanished = part.vanished;
+      else if ('vanishedRanges' in part) Object.assign(answer, part);
+      else answer.highestModseq = part.highestModseq;
+    }
+    return answer;
+  }
+
+  /** changesSince as read (changed in pieces, vanished, ranges, highestModseq): the daemon's listing held 1M records whole. */
+  async *changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
@@ -137,24 +149,24 @@ export class StoreReader {
       }
       changedUids.sort((a, b) => a - b);
       vanished.sort((a, b) => a - b);
-      const changed: MessageInfo[] = [];
       // in pieces, each its own round trip: one read of every changed record (QRESYNC from 0 of
       // 200k messages) decoded them all in one turn of the event loop, 2.2 s the daemon answered
       // no delivery and no read
       for (let at = 0; at < changedUids.length; at += limits.readBatchMessages) {
         const piece = changedUids.slice(at, at + limits.readBatchMessages);
         const records = await snapshot.getMany<MessageRecord>(piece.map((uid) => keys.message(id, uid)));
+        const changed: MessageInfo[] = [];
         records.forEach((record, i) => { if (record) changed.push(toInfo(piece[i], record)); });
+        yield { changed };
       }
-      const answer: Changes = { changed, vanished, highestModseq: box.highestModseq };
+      yield { vanished };
       const floor = box.vanishedFloor ?? 0;
       if (modseq < floor) {
         // the tombstones below the floor are gone: every uid that holds no message may have
         // vanished, and a client drops those it cached; bounded by the mailbox's live messages
-        answer.vanishedRanges = await (await import('./vanished-floor.js')).emptyUidRanges(snapshot, id, box.uidNext);
-        answer.vanishedFloor = floor;
+        yield { vanishedRanges: await (await import('./vanished-floor.js')).emptyUidRanges(snapshot, id, box.uidNext), vanishedFloor: floor };
       }
-      return answer;
+      yield { highestModseq: box.highestModseq };
     } finally {
       await snapshot.close();
     }

@@ -36,24 +36,40 @@ function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | 
 
 /** The messages of `mailbox` that match every criterion, in uid order. */
 export async function searchMailbox(store: MailStore, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
+  const out: MessageInfo[] = [];
+  for await (const info of searchMessages(store, mailbox, criteria)) out.push(info);
+  return out;
+}
+
+/**
+ * searchMailbox one message at a time, as found: the CLI prints each as it comes (a SINCE over 1M
+ * messages held every match's record). A header key keeps only the uids the index keys let
+ * through (numbers), then reads those messages' bytes, the matches' records from that read.
+ */
+export async function* searchMessages(store: MailStore, mailbox: string, criteria: SearchCriteria): AsyncGenerator<MessageInfo> {
   checkCriteria(criteria);
   const flags = normalizeFlags(criteria.flags);
   const noFlags = normalizeFlags(criteria.noFlags);
   const uids = criteria.uids ? new Set(criteria.uids) : undefined;
-  const candidates: MessageInfo[] = [];
-  for await (const info of store.messages(mailbox)) if (matchesIndex(info, criteria, uids, flags, noFlags)) candidates.push(info);
   const wanted = criteria.headers ?? [];
-  if (wanted.length === 0 || candidates.length === 0) return candidates;
-  const keep = new Set(candidates.map((m) => m.uid));
-  const out: MessageInfo[] = [];
-  // lent: a body is only parsed before the next one is asked for
-  for await (const { info, body } of store.readMessages(mailbox, { fromUid: candidates[0].uid, lendBodies: true })) {
-    if (!keep.has(info.uid)) continue;
-    const headers = parseHeaderSection(body);
-    if (wanted.every(([name, value]) => headerContains(headers, name, value))) out.push(info);
-    if (info.uid >= candidates[candidates.length - 1].uid) break;
+  if (wanted.length === 0) {
+    for await (const info of store.messages(mailbox)) if (matchesIndex(info, criteria, uids, flags, noFlags)) yield info;
+    return;
   }
-  return out;
+  const candidates: number[] = [];
+  for await (const info of store.messages(mailbox)) if (matchesIndex(info, criteria, uids, flags, noFlags)) candidates.push(info.uid);
+  if (candidates.length === 0) return;
+  let next = 0; // the first candidate not yet read: both lists ascend
+  // lent: a body is only parsed before the next one is asked for
+  for await (const { info, body } of store.readMessages(mailbox, { fromUid: candidates[0], lendBodies: true })) {
+    while (next < candidates.length && candidates[next] < info.uid) next++;
+    if (next === candidates.length) break;
+    if (candidates[next] !== info.uid) continue;
+    const headers = parseHeaderSection(body);
+    const last = info.uid >= candidates[candidates.length - 1];
+    if (wanted.every(([name, value]) => headerContains(headers, name, value))) yield info;
+    if (last) break;
+  }
 }
 
 const CRITERIA = ['uids', 'before', 'since', 'larger', 'smaller', 'flags', 'noFlags', 'headers'];

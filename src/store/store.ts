@@ -59,7 +59,7 @@ import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import { transfer, undoInterruptedCopies, type TransferHost, type TransferResult } from './transfer.js';
 import { movedName, movedOp, movedUsers, orMoved, type MovedMarker, type MovedUser } from './moved.js';
 import {
-  uuidString, type AppendOptions, type AppendResult, type Changes, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
+  uuidString, type AppendOptions, type AppendResult, type Changes, type ChangesSincePart, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
@@ -1590,6 +1590,10 @@ export class Store implements MailStore {
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
   changesSince(mailbox: string, modseq: number): Promise<Changes> {
     return this.reader.changesSince(mailbox, modseq);
+  }
+
+  changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
+    return this.reader.changesSinceParts(mailbox, modseq);
   }
 
   // ---- helpers ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import type { IndexDb } from '../index/index-db.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { AdminIndexReader } from './administration.js';
-import { checkRecordSize, checkUidsLeft, pinnedMailbox, resolveInBatch } from './prepare.js';
+import { belowUid, checkRecordSize, checkUidsLeft, pinnedMailbox, resolveInBatch } from './prepare.js';
 import { checkQuota } from './quota.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { parseMailboxName } from './validate.js';
@@ -125,6 +125,7 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
   let target: Buffer | undefined;
   let next: number | undefined; // the target's uidNext after the parts so far
   let first: number | undefined; // a copy's first uid at the target, once a part added one
+  let sourceEnd: number | undefined; // as inUidParts: a copy into itself copied its own copies
   try {
     for (let at = 0; at < list.length; at += limits.uidChangePartMessages) {
       if (at > 0) await nextTurn(); // the sockets, and a delivery on one, go first
@@ -141,7 +142,9 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
           } else if (dst.uidNext !== next) {
             throw new MailstoreError('UNAVAILABLE', `messages were added to ${names.to} while messages were being ${verb} into it in parts, outside this store's calls (a repair?), so their uids would not be one run; ${expungeSource ? `those before uid ${movedBefore} of ${names.from} are moved` : 'nothing of the copy is kept'}: run it again`, { path: names.to });
           }
-          const part = await transferOps(view, src, dst, list.slice(at, at + limits.uidChangePartMessages), names, expungeSource);
+          sourceEnd ??= src.uidNext;
+          const uids = list.slice(at, at + limits.uidChangePartMessages);
+          const part = await transferOps(view, src, dst, uids.slice(0, belowUid(uids, sourceEnd)), names, expungeSource);
           // a copy's last part ends its intent in the same record (a copy in one part needs none)
           if (!expungeSource && (last ? first !== undefined : part.mapping.length > 0)) {
             const intent: CopyIntent | null = last ? null : { first: first ?? dst.uidNext, last: dst.uidNext + part.mapping.length - 1 };

@@ -207,6 +207,13 @@ export interface Changes {
   vanishedFloor?: number;
 }
 
+/** A part of a changesSince answer as it is read (StoreReader.changesSinceParts), in this order. */
+export type ChangesSincePart =
+  | { changed: MessageInfo[] }
+  | { vanished: number[] }
+  | { vanishedRanges: [first: number, last: number][]; vanishedFloor: number }
+  | { highestModseq: number };
+
 export interface MailboxSummary {
   name: string;
   id: string;

@@ -14,7 +14,7 @@ import { limits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { json, requireBuilt } from './helpers.js';
+import { json, requireBuilt, run } from './helpers.js';
 
 /** `store` with the records its messages() calls yielded counted. */
 function counting(store: Store): { store: MailStore; read: () => number } {
@@ -103,6 +103,13 @@ describe('expunge and flags over a set bigger than a run', () => {
     expect((await after.status('INBOX')).messages).toBe(1);
     expect((await after.status('Other')).messages).toBe(1);
     await after.close();
+  });
+
+  it('flags and expunge --help name the size of the parts the store commits (a modseq each), not of the CLI\'s runs', async () => {
+    requireBuilt();
+    const text = async (command: string) => (await run([command, '--help'])).stdout.toString().replace(/\s+/g, ' ');
+    expect(await text('flags')).toContain(`one modseq per ${limits.uidChangePartMessages} messages`);
+    expect(await text('expunge')).toContain(`records of at most ${limits.uidChangePartMessages} messages`);
   });
 
   it('expunge, move, copy and flags of a UID set touch nothing in a mailbox made under the name after the set was read (the one read renamed away): NOT_FOUND', async () => {

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
-import { procedures } from '../../src/daemon/procedures.js';
+import { PROCEDURES, procedures } from '../../src/daemon/procedures.js';
 import { daemonLimits } from '../../src/limits.js';
 import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
@@ -17,6 +17,7 @@ import { MailstoreError } from '../../src/errors.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
 import { message, startDaemon, tempDir, type Running } from './helpers.js';
+import { internalsOf } from '../helpers/internals.js';
 
 const INBOX = 'user/alice/INBOX';
 let running: Running | undefined;
@@ -114,6 +115,29 @@ describe('the client library', () => {
     } finally {
       tunable.frameBytesMax = saved;
     }
+  });
+
+  it('lists changesSince as it reads it: the first change goes out after one piece of records is read, not the whole answer (changesSince(0) of 1M messages held 1M records in the daemon)', async () => {
+    const { client, store } = await setup();
+    await store.appendBatch(INBOX, Array.from({ length: 3000 }, (_, i) => ({ bytes: message(i) })));
+    await store.expunge(INBOX, [5, 6]);
+    const db = internalsOf(store).db;
+    const snapshotOf = db.snapshot.bind(db);
+    let reads = 0;
+    db.snapshot = async () => {
+      const snapshot = await snapshotOf();
+      const getMany = snapshot.getMany.bind(snapshot);
+      snapshot.getMany = (keyList) => { reads++; return getMany(keyList); };
+      return snapshot;
+    };
+    const listing = PROCEDURES.changesSinceList(store, INBOX, 0, { ranges: true });
+    expect((await listing.next()).value).toMatchObject({ changed: { uid: 1 } });
+    expect(reads, 'record pieces read before the first change went out').toBe(1);
+    await listing.return(undefined);
+    const whole = await store.changesSince(INBOX, 0);
+    expect(whole.changed).toHaveLength(2998);
+    expect(whole.vanished).toEqual([5, 6]);
+    expect(await client.changesSince(INBOX, 0)).toEqual(whole);
   });
 
   it("answers changesSince below a mailbox's vanished floor with its ranges as the store does; a client before session 39 (no ranges option, or the one-value call) is given their uids as vanished ones", async () => {

@@ -93,6 +93,35 @@ describe('copy and move of many uids commit in parts', () => {
     await store.close();
   });
 
+  it('a copy in parts of a mailbox into itself copies each message once, not the copies its earlier parts made (COPY 1:2000 of 1000 messages onto INBOX)', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const result = await store.copy('user/a/INBOX', uids(2000), 'user/a/INBOX');
+    expect(result.mapping).toEqual(uids(1000).map((u) => [u, u + 1000]));
+    expect(await subjects(store, 'user/a/INBOX')).toEqual([...range(0, 1000), ...range(0, 1000)].map(String));
+    await store.close();
+  });
+
+  it('a copy in parts takes the messages its source held when it began: one delivered there meanwhile, whose uid the range names, is not copied', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+    const submit = writer.submit.bind(writer);
+    let calls = 0;
+    let delivered: { uid: number } | undefined;
+    // the delivery commits after the copy's first part, before its second
+    writer.submit = <T>(mutation: Mutation<T>) => {
+      if (++calls !== 2) return submit(mutation);
+      writer.submit = submit;
+      return store.append('user/a/INBOX', msg(-1)).then((r) => { delivered = r; return submit(mutation); });
+    };
+    const result = await store.copy('user/a/INBOX', uids(1010), 'user/a/Archive');
+    expect(delivered?.uid).toBe(1001);
+    expect(result.mapping).toEqual(uids(1000).map((u) => [u, u]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await store.close();
+  });
+
   it('the quota is checked for the whole call up front: OVER_QUOTA, nothing copied', async () => {
     limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);

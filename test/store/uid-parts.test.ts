@@ -59,6 +59,31 @@ describe('a change to many uids commits in parts', () => {
     await store.close();
   });
 
+  it('an expunge in parts of a uid range past the last message leaves mail delivered meanwhile whose uid the range names: the call takes the messages there when it began', async () => {
+    // an IMAP server's UID EXPUNGE 1:1010 handed on as given, and a delivery between its parts
+    // took uid 1001: the last part expunged it, acknowledged mail lost
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const expunge = store.expunge('user/a/INBOX', uids(1010));
+    const delivery = store.append('user/a/INBOX', msg(-1));
+    const [result, delivered] = await Promise.all([expunge, delivery]);
+    expect(delivered.uid).toBe(1001);
+    expect(result.expunged).toEqual(uids(1000));
+    expect((await listed(store, 'user/a/INBOX')).map((m) => m.uid)).toEqual([1001]);
+    await store.close();
+  });
+
+  it('setFlags in parts of a uid range past the last message leaves a message delivered meanwhile as it came', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const flags = store.setFlags('user/a/INBOX', uids(1010), { add: ['\\Deleted'] });
+    const delivery = store.append('user/a/INBOX', msg(-1));
+    const [result, delivered] = await Promise.all([flags, delivery]);
+    expect(result.updated).toEqual(uids(1000));
+    expect((await store.messageInfo('user/a/INBOX', delivered.uid)).flags).toEqual([]);
+    await store.close();
+  });
+
   it('the event loop turns between parts (a part may be flushed in this thread)', async () => {
     limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);

@@ -16,7 +16,7 @@ interface ExpungeOptions { before?: string; seen?: boolean; dryRun?: boolean; re
 export function register(program: Command): void {
   program
     .command('expunge <mailbox> [uids]')
-    .description(`permanently remove the messages of a UID set (e.g. 1:5,9,12:*), or with --before those older than an age or date. Durable (journaled, in records of at most ${limits.uidSetChunkMessages} messages) when it returns`)
+    .description(`permanently remove the messages of a UID set (e.g. 1:5,9,12:*), or with --before those older than an age or date. Durable (journaled, in records of at most ${limits.uidChangePartMessages} messages) when it returns`)
     .option('--before <age|date>', 'retention: messages whose internal (arrival) date is before DATE (without a zone: UTC), or older than an age: 30d, 12h, 2w')
     .option('--seen', 'with --before: only messages with \\Seen')
     .option('--dry-run', 'with --before: list what would be expunged, change nothing')

@@ -15,7 +15,7 @@ interface FlagsOptions { add?: string; remove?: string; set?: string; unchangedS
 export function register(program: Command): void {
   program
     .command('flags <mailbox> <uids>')
-    .description(`add, remove or set the flags of the messages in a UID set (e.g. 1:5,9,12:*); durable (journaled, one modseq per ${limits.uidSetChunkMessages} messages) when it returns`)
+    .description(`add, remove or set the flags of the messages in a UID set (e.g. 1:5,9,12:*); durable (journaled, one modseq per ${limits.uidChangePartMessages} messages) when it returns`)
     .option('--add <flags>', 'flags to add, comma or space separated')
     .option('--remove <flags>', 'flags to remove')
     .option('--set <flags>', 'replace all flags with these ("" clears them)')

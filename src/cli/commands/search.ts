@@ -2,11 +2,11 @@
 // `doveadm search`. Date, size and flag keys read the index only; --header, --subject and --from
 // read each remaining message's header section (its bytes verified against the hash first).
 import { Option, type Command } from 'commander';
-import { searchMailbox, type SearchCriteria } from '../../store/search.js';
-import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
+import { searchMessages, type SearchCriteria } from '../../store/search.js';
+import { wantsJson, withReadStore } from '../context.js';
 import { parseAgeOrDate, parseCount } from '../dates.js';
 import { resolveUidSet } from '../uids.js';
-import { formatMessageLine } from './messages.js';
+import { printMessages } from './messages.js';
 
 interface SearchOptions {
   uids?: string; before?: string; since?: string; larger?: string; smaller?: string;
@@ -31,13 +31,11 @@ export function register(program: Command): void {
     .option('--from <text>', 'From contains TEXT')
     .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash}')
     .action(async (mailbox: string, options: SearchOptions, command: Command) => {
-      const found = await withReadStore(command, async (store) => {
+      await withReadStore(command, async (store) => {
         const criteria = toCriteria(options);
         if (options.uids !== undefined) criteria.uids = await resolveUidSet(store, mailbox, options.uids);
-        return searchMailbox(store, mailbox, criteria);
+        await printMessages(searchMessages(store, mailbox, criteria), wantsJson(command));
       });
-      if (wantsJson(command)) return printJson(found);
-      for (const info of found) await printLine(formatMessageLine(info));
     });
 }
 
