@@ -133,7 +133,7 @@ describe('the vanished floor', () => {
       const counting: TombstoneExpiryHost = {
         mutate: (mutation) => admin.mutate(mutation),
         index: {
-          get: (key) => admin.index.get(key), getNow: (key) => admin.index.getNow(key), settle: () => admin.index.settle(),
+          get: (key) => admin.index.get(key), getNow: (key) => admin.index.getNow(key), settle: () => admin.index.settle(), readNow: (read) => admin.index.readNow(read),
           entries: async function* <T>(range: Parameters<typeof admin.index.entries>[0]) {
             for await (const entry of admin.index.entries<T>(range)) {
               if (entry[0].subarray(0, changeSpace.length).equals(changeSpace)) read++;
