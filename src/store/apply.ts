@@ -291,7 +291,7 @@ function setMessageFlags(view: IndexView, seq: number, op: OpOf<'message.flags'>
   const digest = copyDigest(box);
   for (const [uid, flags] of op.set) {
     const key = keys.message(op.id, uid);
-    const message = view.getNow<MessageRecord>(key);
+    const message = view.getShared<MessageRecord>(key); // read only (messagesOfPart)
     if (!message) { problem(`record ${seq} sets flags on missing message ${uid}`); continue; }
     unseen += (message.f.includes(SEEN) ? 0 : -1) + (flags.includes(SEEN) ? 0 : 1);
     view.del(keys.change(op.id, message.m, uid));
@@ -310,7 +310,7 @@ function expungeMessages(view: IndexView, seq: number, op: OpOf<'message.expunge
   const digest = copyDigest(box);
   for (const uid of op.uids) {
     const key = keys.message(op.id, uid);
-    const message = view.getNow<MessageRecord>(key);
+    const message = view.getShared<MessageRecord>(key); // read only (messagesOfPart)
     if (!message) { problem(`record ${seq} expunges missing message ${uid}`); continue; }
     if (digest) toggleMessage(digest, uid, message);
     messages--;
@@ -336,7 +336,7 @@ function referenced(blob: BlobRecord): BlobRecord {
  */
 function releaseBlob(view: IndexView, seq: number, uid: number, hash: Buffer, at: number | undefined, problem: ApplyProblem): void {
   const blobKey = keys.blob(hash);
-  const blob = view.getNow<BlobRecord>(blobKey);
+  const blob = view.getShared<BlobRecord>(blobKey); // read only (messagesOfPart)
   if (!blob) { problem(`record ${seq}: message ${uid} refers to unknown blob ${hash.toString('hex')}`); return; }
   const r = Math.max(0, blob.r - 1);
   view.put(blobKey, r === 0 && at !== undefined ? { ...blob, r, z: at } : { ...blob, r });

@@ -6,7 +6,7 @@ import { UID_MAX } from '../formats/uidset.js';
 import { encodeCbor } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import type { MailboxInfo, Op } from './records.js';
+import type { MailboxInfo, MessageRecord, Op } from './records.js';
 import { uuidString } from './types.js';
 import type { PrepareContext } from './writer.js';
 
@@ -62,6 +62,15 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
     }));
   }
   return results;
+}
+
+/** A part's message entries (and with `blobs` their blob entries) in getMany round trips off the event loop, read only (getShared). */
+export async function messagesOfPart(view: PrepareContext['view'], id: Buffer, uids: readonly number[], blobs = false): Promise<(MessageRecord | undefined)[]> {
+  const messageKeys = uids.map((uid) => keys.message(id, uid));
+  await view.prefetch(messageKeys);
+  const records = messageKeys.map((key) => view.getShared<MessageRecord>(key));
+  if (blobs) await view.prefetch(records.flatMap((record) => record ? [keys.blob(record.h)] : []));
+  return records;
 }
 
 /** How many of the ascending `uids` are below `end`. */

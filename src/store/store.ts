@@ -45,7 +45,7 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, mailboxInBatchNow, messagesOfPart, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { type BlobRecord, type MailboxInfo, type MessageAddExtras, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -1404,8 +1404,9 @@ export class Store implements MailStore {
         const box = await resolve(view);
         const set: [number, string[]][] = [];
         const modified: number[] = [];
-        for (const uid of part) {
-          const record = await view.get<MessageRecord>(keys.message(box.id, uid));
+        const records = await messagesOfPart(view, box.id, part);
+        for (const [i, uid] of part.entries()) {
+          const record = records[i];
           if (!record) continue;
           if (since !== undefined && record.m > since) { modified.push(uid); continue; }
           const next = changedFlags(record.f, { add, remove, replace });
@@ -1439,8 +1440,9 @@ export class Store implements MailStore {
         const box = await resolve(view);
         const present: number[] = [];
         const modified: number[] = [];
-        for (const uid of part) {
-          const record = await view.get<MessageRecord>(keys.message(box.id, uid));
+        const records = await messagesOfPart(view, box.id, part, true);
+        for (const [i, uid] of part.entries()) {
+          const record = records[i];
           if (record && since !== undefined && record.m > since) modified.push(uid);
           else if (record) present.push(uid);
         }

@@ -97,6 +97,32 @@ describe('a change to many uids commits in parts', () => {
     await store.close();
   });
 
+  it('a part reads its messages and their blobs in round trips off the event loop, not one synchronous read a uid', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const db = internalsOf(store).db;
+    await db.settle(); // the appended entries in LevelDB, not in a batch still landing
+    const level = (db as unknown as { db: { getSync(key: Buffer): unknown; getMany(keys: Buffer[]): Promise<unknown> } }).db;
+    const counts = { sync: 0, many: 0 };
+    const [getSync, getMany] = [level.getSync.bind(level), level.getMany.bind(level)];
+    level.getSync = (key) => { counts.sync++; return getSync(key); };
+    level.getMany = (keyList) => { counts.many++; return getMany(keyList); };
+    const flagged = await store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] });
+    expect(flagged.updated).toHaveLength(1000);
+    // before: 2 synchronous reads a uid (prepare, apply) = 2,000; now the mailbox's few a part
+    expect(counts.sync).toBeLessThanOrEqual(10 * 4);
+    expect(counts.many).toBeLessThanOrEqual(10);
+    await db.settle();
+    Object.assign(counts, { sync: 0, many: 0 });
+    const result = await store.expunge('user/a/INBOX', uids(1000));
+    expect(result.expunged).toEqual(uids(1000));
+    // before: 3 a uid (prepare, apply, the blob's release) = 3,000; now 2 round trips a part
+    expect(counts.sync).toBeLessThanOrEqual(10 * 4);
+    expect(counts.many).toBeLessThanOrEqual(10 * 2);
+    expect((await store.status('user/a/INBOX')).messages).toBe(0);
+    await store.close();
+  });
+
   it('a mailbox renamed and another made under its name between parts is left alone: NOT_FOUND', async () => {
     limits.uidChangePartMessages = 100;
     const store = await storeWith(300);
