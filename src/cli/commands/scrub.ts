@@ -9,7 +9,7 @@ import { INLINE_PACK } from '../../blob/pack-store.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { resolve } from 'node:path';
-import { procedures } from '../../daemon/procedures.js';
+import { collectScrubReport, procedures } from '../../daemon/procedures.js';
 import type { RepairResult } from '../../scrub/repair.js';
 import type { ScrubReport } from '../../scrub/scrub.js';
 import type { MailStore } from '../../store/api.js';
@@ -159,12 +159,9 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
   };
-  // As events, so that the progress also crosses a daemon's socket when the scrub runs there.
-  let report: ScrubReport | undefined;
-  for await (const event of procedures(store).scrubEvents(scrubOptions)) {
-    if (event.report) report = event.report;
-    else scrubOptions.onProgress(event.progress);
-  }
+  // As events, so that the progress also crosses a daemon's socket when the scrub runs there, and
+  // the findings in pieces: a big store's report as one item passed a frame (64 MB, 648k unreferenced blobs)
+  const report = await collectScrubReport(procedures(store).scrubEvents(scrubOptions, { findingsInPieces: true }), scrubOptions.onProgress);
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
