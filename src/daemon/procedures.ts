@@ -247,13 +247,20 @@ function refuseWholeReport(report: ScrubReport): void {
 /** The report of scrubEvents, its findings gathered from the pieces listed before it (a daemon of session 50 or later) and from it (an older one, or one run here); progress to onProgress. */
 export async function collectScrubReport(events: AsyncGenerator<ScrubEvent>, onProgress: (progress: ScrubProgress) => void): Promise<ScrubReport | undefined> {
   const findings: Finding[] = [];
-  for await (const event of events) {
-    if (event.progress) onProgress(event.progress);
-    else if (event.findings) for (const finding of event.findings) findings.push(finding);
-    else if (event.report) {
-      for (const finding of event.report.findings) findings.push(finding);
-      return { ...event.report, findings };
+  try {
+    for await (const event of events) {
+      if (event.progress) onProgress(event.progress);
+      else if (event.findings) for (const finding of event.findings) findings.push(finding);
+      else if (event.report) {
+        for (const finding of event.report.findings) findings.push(finding);
+        return { ...event.report, findings };
+      }
     }
+  } catch (error) {
+    // the daemon's own words (protocol.ts encodeFrame) for the report it sent as one item: a daemon before session 50
+    if (!isMailstoreError(error, 'INVALID') || !/^a item frame of \d+ bytes exceeds/.test(error.message)) throw error;
+    throw new MailstoreError('INVALID', `the daemon sent the scrub report as one frame, too big for the socket protocol (${error.message}): it runs a mailstore before session 50, ` +
+      `which does not list the findings in pieces; restart it on this version (an upgrade it has not been restarted for), or stop it and run scrub without --through-daemon`);
   }
   return undefined;
 }

@@ -379,6 +379,9 @@ describe('the client library', () => {
     // a daemon before session 50 ignores the option and sends the report whole: taken as it is
     const older = (async function* () { yield { report: local! }; })();
     expect(await collectScrubReport(older, () => undefined)).toEqual(local);
+    // ... and one too big for a frame fails there, which this client says is the daemon's version
+    const tooBig = (async function* () { yield* []; throw new MailstoreError('INVALID', "a item frame of 20800355 bytes exceeds the socket protocol's limit of 16777216 bytes (too many arguments or results in one call)"); })();
+    expect(await codeAndMessage(collectScrubReport(tooBig, () => undefined))).toMatch(/^INVALID: the daemon sent the scrub report as one frame, .* 20800355 bytes .* a mailstore before session 50, which does not list the findings in pieces; restart it on this version/);
   });
 
   it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {
