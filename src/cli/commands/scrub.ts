@@ -65,8 +65,9 @@ or --mailbox names no mailbox;
 5 invalid options; 70 internal error (a bug: an assertion failed; please report it); 75 skipped
 (--through-daemon, no daemon serves the store: nothing was checked).
 Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
-pack, dropped blobs) do not change the exit code; the text output counts them by kind and lists
-them only with --verbose (--json and --jsonl always carry every finding, with "damage": false).
+pack, dropped blobs) do not change the exit code; the text output counts them by kind, with
+their bytes, and lists them only with --verbose (--json and --jsonl always carry every finding,
+with "damage": false).
 
 Scoped (--mailbox PREFIX, like doveadm force-resync or Cyrus reconstruct -r): verifies only the
 blobs the messages of PREFIX and the mailboxes below it use, and those mailboxes' index records
@@ -281,11 +282,31 @@ function quarantineNote(held: QuarantineUse | undefined): string {
   return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}${outsideNote(held)}): look, then remove by hand (RECOVERY.md)`;
 }
 
-/** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */
+/** The bytes an informational finding stands for (what a cleanup reclaims), when it says. */
+function informationalBytes(f: Finding): number | undefined {
+  switch (f.kind) {
+    case 'unreferenced-blob': case 'unreferenced-pack-record': case 'pack-damage': case 'dropped-blob': return f.length;
+    case 'empty-pack': return f.bytes;
+    default: return undefined;
+  }
+}
+
+/**
+ * " (3 informational: 2 unreferenced-pack-record (1.2 KiB), 1 unreferenced-blob (600 B))", or ""
+ * when there are none: a kind's count and bytes, which is what an admin weighs (648k unreferenced
+ * blobs awaiting compaction are one line, their size the space a compaction gives back).
+ */
 function informationalCounts(findings: Finding[]): string {
-  const byKind = new Map<string, number>();
-  for (const f of findings) if (!isDamage(f)) byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
+  const byKind = new Map<string, { n: number; bytes?: number }>();
+  for (const f of findings) {
+    if (isDamage(f)) continue;
+    const kind = byKind.get(f.kind) ?? { n: 0 };
+    const bytes = informationalBytes(f);
+    kind.n++;
+    if (bytes !== undefined) kind.bytes = (kind.bytes ?? 0) + bytes;
+    byKind.set(f.kind, kind);
+  }
   if (byKind.size === 0) return '';
-  const total = [...byKind.values()].reduce((a, b) => a + b, 0);
-  return ` (${total} informational: ${[...byKind].map(([kind, n]) => `${n} ${kind}`).join(', ')})`;
+  const total = [...byKind.values()].reduce((a, b) => a + b.n, 0);
+  return ` (${total} informational: ${[...byKind].map(([kind, { n, bytes }]) => `${n} ${kind}${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}`).join(', ')})`;
 }
