@@ -244,15 +244,19 @@ function refuseWholeReport(report: ScrubReport): void {
   }
 }
 
-/** The report of scrubEvents, its findings gathered from the pieces listed before it (a daemon of session 50 or later) and from it (an older one, or one run here); progress to onProgress. */
-export async function collectScrubReport(events: AsyncGenerator<ScrubEvent>, onProgress: (progress: ScrubProgress) => void): Promise<ScrubReport | undefined> {
+/**
+ * The report of scrubEvents, its findings gathered from the pieces listed before it (a daemon of
+ * session 50 or later) and from it (an older one, or one run here); progress to onProgress. Only
+ * the findings `keep` takes are kept (the CLI's text tallies the informational ones instead).
+ */
+export async function collectScrubReport(events: AsyncGenerator<ScrubEvent>, onProgress: (progress: ScrubProgress) => void, keep: (finding: Finding) => boolean = () => true): Promise<ScrubReport | undefined> {
   const findings: Finding[] = [];
   try {
     for await (const event of events) {
       if (event.progress) onProgress(event.progress);
-      else if (event.findings) for (const finding of event.findings) findings.push(finding);
+      else if (event.findings) for (const finding of event.findings) { if (keep(finding)) findings.push(finding); }
       else if (event.report) {
-        for (const finding of event.report.findings) findings.push(finding);
+        for (const finding of event.report.findings) if (keep(finding)) findings.push(finding);
         return { ...event.report, findings };
       }
     }

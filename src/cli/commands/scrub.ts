@@ -162,14 +162,19 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
   };
   // As events, so that the progress also crosses a daemon's socket when the scrub runs there, and
   // the findings in pieces: a big store's report as one item passed a frame (64 MB, 648k unreferenced blobs)
-  const report = await collectScrubReport(procedures(store).scrubEvents(scrubOptions, { findingsInPieces: true }), scrubOptions.onProgress);
+  // The text of a check lists only damage (unless --verbose): the informational findings are
+  // tallied as they come and not kept, 648k of them held in this process for their count
+  const tally = new InformationalTally();
+  const counted = output === 'text' && detail !== 'verbose' && !options.repair;
+  const report = await collectScrubReport(procedures(store).scrubEvents(scrubOptions, { findingsInPieces: true }), scrubOptions.onProgress,
+    counted ? (f) => isDamage(f) || !tally.add(f) : undefined);
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
     // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. A daemon
     // older than the question (an upgrade it has not been restarted for) leaves the hint out
     const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationRole().then((role) => role === 'replica', () => false));
-    await print(report.findings, report, output, detail, replica);
+    await print(report.findings, report, output, detail, replica, counted ? tally : InformationalTally.of(report.findings));
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
   }
   return repairAndReport(store, options, report, output);
@@ -213,7 +218,7 @@ async function printRepairText(report: ScrubReport, result: RepairResult, option
     await printTable(result.unrepaired);
     if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
   } else {
-    await printLine(`second scrub: clean${informationalCounts(result.after.findings)}`);
+    await printLine(`second scrub: clean${InformationalTally.of(result.after.findings).counts()}`);
   }
 }
 
@@ -226,7 +231,7 @@ async function printTable(findings: Finding[]): Promise<void> {
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
 
-async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail, replica = false): Promise<void> {
+async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail, replica: boolean, informational: InformationalTally): Promise<void> {
   const s = report.summary;
   if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
   if (output === 'jsonl') {
@@ -240,7 +245,7 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
     s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
   const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records${s.snapshotsVerified ? `, ${s.snapshotsVerified} snapshot(s)` : ''}`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
-  const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
+  const info = informational.counts() + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
   if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
@@ -291,22 +296,34 @@ function informationalBytes(f: Finding): number | undefined {
   }
 }
 
-/**
- * " (3 informational: 2 unreferenced-pack-record (1.2 KiB), 1 unreferenced-blob (600 B))", or ""
- * when there are none: a kind's count and bytes, which is what an admin weighs (648k unreferenced
- * blobs awaiting compaction are one line, their size the space a compaction gives back).
- */
-function informationalCounts(findings: Finding[]): string {
-  const byKind = new Map<string, { n: number; bytes?: number }>();
-  for (const f of findings) {
-    if (isDamage(f)) continue;
-    const kind = byKind.get(f.kind) ?? { n: 0 };
+/** The informational findings by kind: how many, and the bytes they stand for where they say. */
+class InformationalTally {
+  private readonly byKind = new Map<string, { n: number; bytes?: number }>();
+
+  static of(findings: Finding[]): InformationalTally {
+    const tally = new InformationalTally();
+    for (const f of findings) if (!isDamage(f)) tally.add(f);
+    return tally;
+  }
+
+  /** Counts an informational finding; true (it is counted). */
+  add(f: Finding): true {
+    const kind = this.byKind.get(f.kind) ?? { n: 0 };
     const bytes = informationalBytes(f);
     kind.n++;
     if (bytes !== undefined) kind.bytes = (kind.bytes ?? 0) + bytes;
-    byKind.set(f.kind, kind);
+    this.byKind.set(f.kind, kind);
+    return true;
   }
-  if (byKind.size === 0) return '';
-  const total = [...byKind.values()].reduce((a, b) => a + b.n, 0);
-  return ` (${total} informational: ${[...byKind].map(([kind, { n, bytes }]) => `${n} ${kind}${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}`).join(', ')})`;
+
+  /**
+   * " (3 informational: 2 unreferenced-pack-record (1.2 KiB), 1 unreferenced-blob (600 B))", or ""
+   * when there are none: a kind's count and bytes, which is what an admin weighs (648k unreferenced
+   * blobs awaiting compaction are one line, their size the space a compaction gives back).
+   */
+  counts(): string {
+    if (this.byKind.size === 0) return '';
+    const total = [...this.byKind.values()].reduce((a, b) => a + b.n, 0);
+    return ` (${total} informational: ${[...this.byKind].map(([kind, { n, bytes }]) => `${n} ${kind}${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}`).join(', ')})`;
+  }
 }
