@@ -9,13 +9,14 @@ import { spawn } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
-import { PROCEDURES, procedures } from '../../src/daemon/procedures.js';
+import { PROCEDURES, collectScrubReport, procedures } from '../../src/daemon/procedures.js';
 import { daemonLimits } from '../../src/limits.js';
 import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
+import type { ScrubSummary } from '../../src/scrub/scrub.js';
 import { message, startDaemon, tempDir, type Running } from './helpers.js';
 import { internalsOf } from '../helpers/internals.js';
 
@@ -34,6 +35,15 @@ async function setup(options?: Parameters<Running['client']>[0]): Promise<{ clie
   const client = await running.client(options);
   clients.push(client);
   return { client, store: running.store, running };
+}
+
+async function codeAndMessage(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return `${(error as MailstoreError).code}: ${(error as MailstoreError).message}`;
+  }
+  return 'no error';
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -331,6 +341,47 @@ describe('the client library', () => {
     expect(events.at(-1)?.report?.summary.blobsVerified).toBe(30); // progress (if any) first, the report last
     expect(await remote.deleteMailboxTree('user/alice')).toEqual({ mailboxes: 2, messages: 30 });
     expect(await client.listMailboxes()).toEqual([]);
+  });
+
+  it("lists a scrub's findings in pieces: a report bigger than a frame crosses the socket whole and equal to the local one (one item, it failed: 648k unreferenced blobs made 64 MB); damage still counts; a client before session 50 is told why", async () => {
+    const { client, store } = await setup();
+    const uids = (await store.appendBatch(INBOX, Array.from({ length: 600 }, (_, i) => ({ bytes: message(i) })))).map((r) => r.uid);
+    await store.expunge(INBOX, uids.slice(0, 500)); // each leaves an unreferenced blob (informational) until compaction
+    writeFileSync(join(store.root, 'JOURNAL-ARCHIVE'), 'not a setting'); // damage: store-file-damage
+    const local = await collectScrubReport(PROCEDURES.scrubEvents(store, {}), () => undefined);
+    expect(local?.findings.filter((f) => f.kind === 'unreferenced-blob')).toHaveLength(500);
+    expect(local?.summary.damage).toBe(1);
+    const frameBytesMax = daemonLimits.frameBytesMax;
+    const partEntries = daemonLimits.backupSessionPartEntries;
+    daemonLimits.frameBytesMax = 32 * 1024; // the report: ~50 kB
+    daemonLimits.backupSessionPartEntries = 100;
+    try {
+      const items: string[] = [];
+      const listed = procedures(client).scrubEvents({}, { findingsInPieces: true });
+      const remote = await collectScrubReport((async function* () {
+        for await (const event of listed) {
+          items.push(event.findings ? `findings ${event.findings.length}` : event.report ? `report ${event.report.findings.length}` : 'progress');
+          yield event;
+        }
+      })(), () => undefined);
+      expect(items.filter((item) => item !== 'progress')).toEqual(['findings 100', 'findings 100', 'findings 100', 'findings 100', 'findings 100', 'findings 1', 'report 0']);
+      const untimed = ({ seconds: _seconds, passSeconds: _passSeconds, ...summary }: ScrubSummary) => summary;
+      expect(remote?.findings).toEqual(local?.findings);
+      expect(untimed(remote!.summary)).toEqual(untimed(local!.summary));
+      expect(remote?.summary.damage).toBe(1); // the CLI's exit 1
+      // a client before session 50 takes the report whole: refused saying why, not as a frame too big
+      const whole = await codeAndMessage(collectScrubReport(procedures(client).scrubEvents({}), () => undefined));
+      expect(whole).toMatch(/^INVALID: the scrub found 501 findings \(damage 1, informational 500\), a report bigger than one frame .* before session 50/);
+    } finally {
+      daemonLimits.frameBytesMax = frameBytesMax;
+      daemonLimits.backupSessionPartEntries = partEntries;
+    }
+    // a daemon before session 50 ignores the option and sends the report whole: taken as it is
+    const older = (async function* () { yield { report: local! }; })();
+    expect(await collectScrubReport(older, () => undefined)).toEqual(local);
+    // ... and one too big for a frame fails there, which this client says is the daemon's version
+    const tooBig = (async function* () { yield* []; throw new MailstoreError('INVALID', "a item frame of 20800355 bytes exceeds the socket protocol's limit of 16777216 bytes (too many arguments or results in one call)"); })();
+    expect(await codeAndMessage(collectScrubReport(tooBig, () => undefined))).toMatch(/^INVALID: the daemon sent the scrub report as one frame, .* 20800355 bytes .* a mailstore before session 50, which does not list the findings in pieces; restart it on this version/);
   });
 
   it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {

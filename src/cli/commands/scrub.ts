@@ -9,7 +9,7 @@ import { INLINE_PACK } from '../../blob/pack-store.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { resolve } from 'node:path';
-import { procedures } from '../../daemon/procedures.js';
+import { collectScrubReport, procedures } from '../../daemon/procedures.js';
 import type { RepairResult } from '../../scrub/repair.js';
 import type { ScrubReport } from '../../scrub/scrub.js';
 import type { MailStore } from '../../store/api.js';
@@ -65,8 +65,9 @@ or --mailbox names no mailbox;
 5 invalid options; 70 internal error (a bug: an assertion failed; please report it); 75 skipped
 (--through-daemon, no daemon serves the store: nothing was checked).
 Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
-pack, dropped blobs) do not change the exit code; the text output counts them by kind and lists
-them only with --verbose (--json and --jsonl always carry every finding, with "damage": false).
+pack, dropped blobs) do not change the exit code; the text output counts them by kind, with
+their bytes, and lists them only with --verbose (--json and --jsonl always carry every finding,
+with "damage": false).
 
 Scoped (--mailbox PREFIX, like doveadm force-resync or Cyrus reconstruct -r): verifies only the
 blobs the messages of PREFIX and the mailboxes below it use, and those mailboxes' index records
@@ -159,19 +160,21 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
   };
-  // As events, so that the progress also crosses a daemon's socket when the scrub runs there.
-  let report: ScrubReport | undefined;
-  for await (const event of procedures(store).scrubEvents(scrubOptions)) {
-    if (event.report) report = event.report;
-    else scrubOptions.onProgress(event.progress);
-  }
+  // As events, so that the progress also crosses a daemon's socket when the scrub runs there, and
+  // the findings in pieces: a big store's report as one item passed a frame (64 MB, 648k unreferenced blobs)
+  // The text of a check lists only damage (unless --verbose): the informational findings are
+  // tallied as they come and not kept, 648k of them held in this process for their count
+  const tally = new InformationalTally();
+  const counted = output === 'text' && detail !== 'verbose' && !options.repair;
+  const report = await collectScrubReport(procedures(store).scrubEvents(scrubOptions, { findingsInPieces: true }), scrubOptions.onProgress,
+    counted ? (f) => isDamage(f) || !tally.add(f) : undefined);
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
     // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. A daemon
     // older than the question (an upgrade it has not been restarted for) leaves the hint out
     const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationRole().then((role) => role === 'replica', () => false));
-    await print(report.findings, report, output, detail, replica);
+    await print(report.findings, report, output, detail, replica, counted ? tally : InformationalTally.of(report.findings));
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
   }
   return repairAndReport(store, options, report, output);
@@ -215,7 +218,7 @@ async function printRepairText(report: ScrubReport, result: RepairResult, option
     await printTable(result.unrepaired);
     if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
   } else {
-    await printLine(`second scrub: clean${informationalCounts(result.after.findings)}`);
+    await printLine(`second scrub: clean${InformationalTally.of(result.after.findings).counts()}`);
   }
 }
 
@@ -228,7 +231,7 @@ async function printTable(findings: Finding[]): Promise<void> {
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
 
-async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail, replica = false): Promise<void> {
+async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail, replica: boolean, informational: InformationalTally): Promise<void> {
   const s = report.summary;
   if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
   if (output === 'jsonl') {
@@ -242,7 +245,7 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
     s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
   const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records${s.snapshotsVerified ? `, ${s.snapshotsVerified} snapshot(s)` : ''}`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
-  const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
+  const info = informational.counts() + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
   if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
@@ -284,11 +287,43 @@ function quarantineNote(held: QuarantineUse | undefined): string {
   return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}${outsideNote(held)}): look, then remove by hand (RECOVERY.md)`;
 }
 
-/** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */
-function informationalCounts(findings: Finding[]): string {
-  const byKind = new Map<string, number>();
-  for (const f of findings) if (!isDamage(f)) byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
-  if (byKind.size === 0) return '';
-  const total = [...byKind.values()].reduce((a, b) => a + b, 0);
-  return ` (${total} informational: ${[...byKind].map(([kind, n]) => `${n} ${kind}`).join(', ')})`;
+/** The bytes an informational finding stands for (what a cleanup reclaims), when it says. */
+function informationalBytes(f: Finding): number | undefined {
+  switch (f.kind) {
+    case 'unreferenced-blob': case 'unreferenced-pack-record': case 'pack-damage': case 'dropped-blob': return f.length;
+    case 'empty-pack': return f.bytes;
+    default: return undefined;
+  }
+}
+
+/** The informational findings by kind: how many, and the bytes they stand for where they say. */
+class InformationalTally {
+  private readonly byKind = new Map<string, { n: number; bytes?: number }>();
+
+  static of(findings: Finding[]): InformationalTally {
+    const tally = new InformationalTally();
+    for (const f of findings) if (!isDamage(f)) tally.add(f);
+    return tally;
+  }
+
+  /** Counts an informational finding; true (it is counted). */
+  add(f: Finding): true {
+    const kind = this.byKind.get(f.kind) ?? { n: 0 };
+    const bytes = informationalBytes(f);
+    kind.n++;
+    if (bytes !== undefined) kind.bytes = (kind.bytes ?? 0) + bytes;
+    this.byKind.set(f.kind, kind);
+    return true;
+  }
+
+  /**
+   * " (3 informational: 2 unreferenced-pack-record (1.2 KiB), 1 unreferenced-blob (600 B))", or ""
+   * when there are none: a kind's count and bytes, which is what an admin weighs (648k unreferenced
+   * blobs awaiting compaction are one line, their size the space a compaction gives back).
+   */
+  counts(): string {
+    if (this.byKind.size === 0) return '';
+    const total = [...this.byKind.values()].reduce((a, b) => a + b.n, 0);
+    return ` (${total} informational: ${[...this.byKind].map(([kind, { n, bytes }]) => `${n} ${kind}${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}`).join(', ')})`;
+  }
 }

@@ -8,7 +8,7 @@ import { defaultSocketPath } from '../../client/client.js';
 import { isMailstoreError, type MailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
 import { socketPathFits } from '../../daemon/address.js';
-import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
+import { PROCEDURES, listScrubEvents, scrubEvents, type ScrubEvent, type ScrubListing } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { watchMount } from '../../daemon/mount-watch.js';
@@ -234,12 +234,14 @@ function reportScrubs(server: DaemonServer, hooks: ServiceHooks): void {
       throw error;
     }
   };
-  server.procedureOverrides.scrubEvents = (options?: unknown) => scrubEventsRecorded(server.store, options as ScrubOptions | undefined, record, () => hooks.metrics.scrubbed('failed'));
+  // recorded whole, then listed as the caller takes it (findings in pieces since session 50)
+  server.procedureOverrides.scrubEvents = (options?: unknown, listing?: unknown) =>
+    listScrubEvents(scrubEventsRecorded(server.store, options as ScrubOptions | undefined, record, () => hooks.metrics.scrubbed('failed')), listing as ScrubListing | undefined);
 }
 
 async function* scrubEventsRecorded(store: Store, options: ScrubOptions | undefined, record: (report: ScrubReport) => void, failed: () => void): AsyncGenerator<ScrubEvent> {
   try {
-    for await (const event of PROCEDURES.scrubEvents(store, options)) {
+    for await (const event of scrubEvents(store, options)) {
       if (event.report) record(event.report);
       yield event;
     }
