@@ -299,14 +299,17 @@ export class LogEvery {
  */
 export async function answeredWithinFreeTime(work: Promise<unknown>, ms: number, capMs = 10 * ms, tickMs = 100): Promise<boolean> {
   let outcome: { error?: unknown } | undefined;
-  work.then(() => { outcome = {}; }, (error: unknown) => { outcome = { error }; });
+  const settled = work.then(() => { outcome = {}; }, (error: unknown) => { outcome = { error }; });
   const started = monotonicMs();
   let free = 0;
   while (outcome === undefined && free < ms && monotonicMs() - started < capMs) {
     const tick = Math.min(tickMs, ms - free);
     const before = monotonicMs();
-    await sleep(tick);
-    await nextTurn(); // past the poll phase: the work's callback, ready meanwhile, has run
+    // an answer ends the wait at once (a stop goes on to refuse calls then, not a tick later)
+    const timer = new AbortController();
+    await Promise.race([settled, sleep(tick, undefined, { signal: timer.signal }).catch(() => undefined)]);
+    timer.abort();
+    if (outcome === undefined) await nextTurn(); // past the poll phase: the work's callback, ready meanwhile, has run
     if (monotonicMs() - before <= 2 * tick) free += tick;
   }
   if (outcome?.error !== undefined) throw outcome.error;
