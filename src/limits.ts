@@ -1127,9 +1127,11 @@ export const eventLimits = {
   /**
    * Followers through a daemon whose names and flags it keeps between their looks (each up to
    * flagStatesMax messages); past this the least recently looking one starts again with nothing
-   * seen (its next flag change of a message is a FlagsSet allFlags).
+   * seen (its next flag change of a message is a FlagsSet allFlags). 8, not 64: each keeps up to
+   * flagStatesMax flag states at ~150 B (a hex:uid key, the flags, the Map entry), ~15 MB a busy
+   * follower, so 64 could hold ~1 GB of a daemon bounded at 256 MB; 8 hold at most ~120 MB.
    */
-  followSessionsMax: 64,
+  followSessionsMax: 8,
 } as const;
 
 /** Backup repositories (src/backup/, docs/BACKUP.md). */
