@@ -42,6 +42,28 @@ describe('gen-corpus', () => {
     expect(Math.max(...sizes)).toBeLessThanOrEqual(4608);
   });
 
+  it('keeps a big corpus within five years of dates, a small one as it was', () => {
+    const span = (messages: number, take: number): number => {
+      const dates: number[] = [];
+      for (const m of generateMessages({ messages, seed: 'd', small: true })) {
+        dates.push(m.internalDate.getTime());
+        if (dates.length === take) break;
+      }
+      for (let i = 1; i < dates.length; i += 1) expect(dates[i]).toBeGreaterThanOrEqual(dates[i - 1]);
+      return dates[dates.length - 1] - dates[0];
+    };
+    const year = 365 * 24 * 3600 * 1000;
+    // 1M messages: the first 5,000 take ~5,000/1M of five years (at ~2 h a step, they took ~1.1 years and 1M reached 2252).
+    expect(span(1_000_000, 5000)).toBeLessThan((5 * year * 5000 * 1.2) / 1_000_000);
+    // The bench's 20k corpus keeps its dates: the first messages of 20k and of 1,000 are the same.
+    const firstDates = (messages: number): number[] => {
+      const dates: number[] = [];
+      for (const m of generateMessages({ messages, seed: 'd', small: true })) if (dates.push(m.internalDate.getTime()) === 50) break;
+      return dates;
+    };
+    expect(firstDates(20_000)).toEqual(firstDates(1000));
+  });
+
   it('writes a Maildir++ tree and an mbox that read back as generated', async () => {
     const dir = tmp();
     const summary = await generateCorpus(fs, { out: join(dir, 'md'), format: 'maildir', messages: 60, seed: 'w', folders: ['Sent', 'Lists/kernel'] });
