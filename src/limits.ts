@@ -609,6 +609,8 @@ export const limits = {
   scrubRecordsPerTurn: 1000,
   /** Scrub's pack pass looks its records up in the index this many at a time (one getMany). */
   scrubLookupBatch: 1000,
+  /** A scrub report lists this many informational findings of a kind, and counts the rest (findings.ts ListingCap). */
+  scrubListedPerKindMax: 1000,
   /** Scrub's index pass reads a key space this many entries at a time (one native call each). */
   scrubIndexReadEntries: 1000,
   /**

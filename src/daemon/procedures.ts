@@ -4,7 +4,9 @@
 // socket on a Client, with the same arguments and results, so no command reaches into a Store's
 // internals when a daemon holds it.
 import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
-import { scrub, type ScrubOptions, type ScrubProgress, type ScrubReport } from '../scrub/scrub.js';
+import { scrub, type ScrubOptions, type ScrubReport } from '../scrub/scrub.js';
+import { listScrubEvents, scrubEvents, type ScrubEvent, type ScrubListing } from './scrub-listing.js';
+import { repairEvents, type RepairEvent } from './repair-events.js';
 import { daemonLimits, eventLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/types.js';
@@ -84,7 +86,10 @@ export const PROCEDURES = {
   deleteMailboxTree: (store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name, options),
   scrub: (store: Store, options?: ScrubOptions): Promise<ScrubReport> => scrub(store, options),
   scrubEvents: (store: Store, options?: ScrubOptions, listing?: ScrubListing): AsyncGenerator<ScrubEvent> => listScrubEvents(scrubEvents(store, options), listing),
-  repair: (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => repair(store, before, options),
+  /** A client before session 51's repair: the result whole, refused when a frame cannot hold it (this version's runs repairEvents). */
+  repair: async (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => refuseWholeResult(await repair(store, before, options)),
+  /** scrub --repair: the scrub and the repair of its report here, the reports in pieces (repair-events.ts). */
+  repairEvents: (store: Store, scrubOptions?: ScrubOptions, options?: RepairOptions): AsyncGenerator<RepairEvent> => repairEvents(store, scrubOptions, options),
   compact: (store: Store, options?: CompactOptions): Promise<CompactResult> => store.compact(options),
   snapshot: async (store: Store, archive?: string | null): Promise<{ result: SnapshotResult; archive: string | null }> => {
     if (archive !== undefined) await store.setJournalArchive(archive ?? undefined);
@@ -145,6 +150,25 @@ export const PROCEDURES = {
   },
 };
 
+/**
+ * A repair's result for a caller before session 51, which takes it whole: one that a frame cannot
+ * hold (the reports before and after, each finding of them) is refused saying so, rather than as a
+ * frame too big for the socket protocol. The repair has run by then: the message says what it did.
+ */
+function refuseWholeResult(result: RepairResult): RepairResult {
+  const { before, after, quarantined, dropped } = result;
+  if (before.findings.length + after.findings.length + quarantined.length + dropped.length < daemonLimits.backupSessionPartEntries) return result; // well below a frame
+  try {
+    encodeFrame({ t: 'res', id: 0, v: result });
+  } catch (error) {
+    if (!isMailstoreError(error, 'INVALID')) throw error;
+    throw new MailstoreError('INVALID', `the repair ran (damage before ${before.summary.damage}, after ${after.summary.damage}; ${quarantined.length} record(s) copied into quarantine/), ` +
+      `but its result, with ${before.findings.length + after.findings.length} findings, is bigger than one frame of the socket protocol, which a mailstore before session 51 takes whole: ` +
+      `run 'mailstore scrub' with the daemon's mailstore version to see what is left (it takes the reports in pieces)`);
+  }
+  return result;
+}
+
 /** The store's state at one seq as a listing: its seq first, then every checkpoint op. */
 async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> {
   const state = await store.maintenance().snapshotState();
@@ -177,134 +201,10 @@ export function uidsOfRanges(ranges: [number, number][], mailbox: string): numbe
 export type ProcedureName = keyof typeof PROCEDURES;
 
 export { MUTATING_PROCEDURES } from './procedure-names.js';
+export { collectScrubReport, listScrubEvents, scrubEvents, type ScrubEvent, type ScrubListing } from './scrub-listing.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'events', 'followEvents', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
-
-/**
- * What scrubEvents yields: progress now and then, then (to a caller that takes them so) the findings
- * in pieces, the report last: its findings are those not listed before it (collectScrubReport).
- */
-export type ScrubEvent =
-  | { progress: ScrubProgress; report?: undefined; findings?: undefined }
-  | { findings: Finding[]; progress?: undefined; report?: undefined }
-  | { report: ScrubReport; progress?: undefined; findings?: undefined };
-
-/**
- * How the caller of scrubEvents takes the report. findingsInPieces (a client of session 50 or
- * later): the findings listed before it in pieces, since the report as one item exceeded a frame
- * (frameBytesMax) on a big store: 648k unreferenced blobs (expunged, not yet compacted) made it
- * 64 MB, and the nightly scrub through the daemon failed after all its work. A daemon before
- * session 50 ignores the argument and sends the report whole, which collectScrubReport takes too.
- */
-export interface ScrubListing {
-  findingsInPieces?: boolean;
-}
-
-/** scrubEvents' events as `listing` asks: the report's findings in pieces of about backupSessionPartEntries entries (a message a finding refers to counting as one). */
-export async function* listScrubEvents(events: AsyncGenerator<ScrubEvent>, listing?: ScrubListing): AsyncGenerator<ScrubEvent> {
-  for await (const event of events) {
-    if (!event.report) {
-      yield event;
-      continue;
-    }
-    if (listing?.findingsInPieces !== true) {
-      refuseWholeReport(event.report);
-      yield event;
-      continue;
-    }
-    const { findings, summary } = event.report;
-    let piece: Finding[] = [];
-    let entries = 0;
-    for (const finding of findings) {
-      piece.push(finding);
-      entries += 1 + ('refs' in finding ? finding.refs.length : 0);
-      if (entries < daemonLimits.backupSessionPartEntries) continue;
-      yield { findings: piece };
-      piece = [];
-      entries = 0;
-    }
-    if (piece.length > 0) yield { findings: piece };
-    yield { report: { findings: [], summary } };
-  }
-}
-
-/**
- * A report for a caller before session 50 (it takes it whole) that one frame cannot hold: refused
- * saying so, rather than as a frame too big for the socket protocol (the same exit, no hint).
- */
-function refuseWholeReport(report: ScrubReport): void {
-  if (report.findings.length < daemonLimits.backupSessionPartEntries) return; // well below a frame: not encoded twice
-  try {
-    encodeFrame({ t: 'item', id: 0, v: report });
-  } catch (error) {
-    if (!isMailstoreError(error, 'INVALID')) throw error;
-    throw new MailstoreError('INVALID', `the scrub found ${report.findings.length} findings (damage ${report.summary.damage}, informational ${report.summary.informational}), ` +
-      `a report bigger than one frame of the socket protocol, which a mailstore before session 50 takes whole: run this scrub with the daemon's mailstore version (it takes the findings in pieces)`);
-  }
-}
-
-/**
- * The report of scrubEvents, its findings gathered from the pieces listed before it (a daemon of
- * session 50 or later) and from it (an older one, or one run here); progress to onProgress. Only
- * the findings `keep` takes are kept (the CLI's text tallies the informational ones instead).
- */
-export async function collectScrubReport(events: AsyncGenerator<ScrubEvent>, onProgress: (progress: ScrubProgress) => void, keep: (finding: Finding) => boolean = () => true): Promise<ScrubReport | undefined> {
-  const findings: Finding[] = [];
-  try {
-    for await (const event of events) {
-      if (event.progress) onProgress(event.progress);
-      else if (event.findings) for (const finding of event.findings) { if (keep(finding)) findings.push(finding); }
-      else if (event.report) {
-        for (const finding of event.report.findings) if (keep(finding)) findings.push(finding);
-        return { ...event.report, findings };
-      }
-    }
-  } catch (error) {
-    // the daemon's own words (protocol.ts encodeFrame) for the report it sent as one item: a daemon before session 50
-    if (!isMailstoreError(error, 'INVALID') || !/^a item frame of \d+ bytes exceeds/.test(error.message)) throw error;
-    throw new MailstoreError('INVALID', `the daemon sent the scrub report as one frame, too big for the socket protocol (${error.message}): it runs a mailstore before session 50, ` +
-      `which does not list the findings in pieces; restart it on this version (an upgrade it has not been restarted for), or stop it and run scrub without --through-daemon`);
-  }
-  return undefined;
-}
-
-/**
- * A scrub as a listing, so its progress can cross the daemon's socket (a callback cannot):
- * progress at most every progressRedrawMs, then the report. A reader that stops early (a CLI
- * interrupted, its connection gone) stops the pack pass where it is (a budgeted run writes its
- * cursor there): it read every pack of the store on for nobody, for hours on a big one. The report
- * whole: the procedure lists it as its caller takes it (listScrubEvents).
- */
-export async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGenerator<ScrubEvent> {
-  const queue: ScrubEvent[] = [];
-  let wake: (() => void) | undefined;
-  let done = false;
-  let failure: unknown;
-  let last = -Infinity;
-  const onProgress = (progress: ScrubProgress) => {
-    const now = monotonicMs(); // monotonic, as the CLI's meter
-    if (now - last < limits.progressRedrawMs) return;
-    last = now;
-    queue.push({ progress });
-    wake?.();
-  };
-  const stop = new AbortController();
-  void scrub(store, { ...options, onProgress, signal: stop.signal })
-    .then((report) => { queue.push({ report }); }, (error: unknown) => { failure = error; })
-    .finally(() => { done = true; wake?.(); });
-  try {
-    for (;;) {
-      while (queue.length > 0) yield queue.shift()!;
-      if (failure !== undefined) throw failure;
-      if (done) return;
-      await new Promise<void>((resolve) => { wake = resolve; });
-      wake = undefined;
-    }
-  } finally {
-    if (!done) stop.abort();
-  }
-}
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'repairEvents', 'events', 'followEvents', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 type Rest<F> = F extends (store: Store, ...args: infer A) => infer R ? (...args: A) => R : never;
 export type Procedures = { [K in ProcedureName]: Rest<(typeof PROCEDURES)[K]> };

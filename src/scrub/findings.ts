@@ -76,6 +76,53 @@ export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);
 }
 
+/** The bytes a finding stands for (what a cleanup reclaims, or what is damaged), when it says. */
+export function findingBytes(f: Finding): number | undefined {
+  switch (f.kind) {
+    case 'unreferenced-blob': case 'unreferenced-pack-record': case 'pack-damage': case 'dropped-blob': return f.length;
+    case 'empty-pack': return f.bytes;
+    default: return undefined;
+  }
+}
+
+/** Informational findings a report counts and does not list, by kind: how many, and their bytes. */
+export type UnlistedFindings = { [K in FindingKind]?: { count: number; bytes: number } };
+
+/**
+ * A report's list of findings, informational ones past limits.scrubListedPerKindMax of a kind
+ * counted (with their bytes) instead of listed: 400k unreferenced blobs (expunged, awaiting
+ * compaction), an object each for the whole scrub, held a daemon at 384 MB (its bound is 256 MB)
+ * and crossed the socket as 40 MB of findings, each read only for its count. Damage is always listed.
+ */
+export class ListingCap {
+  private readonly listed = new Map<FindingKind, number>();
+  readonly unlisted: UnlistedFindings = {};
+
+  constructor(private readonly perKindMax: number) {}
+
+  /** Adds `finding` to `findings`, or counts it when its kind is informational and listed perKindMax times already. */
+  push(findings: Finding[], finding: Finding): void {
+    if (isDamage(finding)) {
+      findings.push(finding);
+      return;
+    }
+    const listed = this.listed.get(finding.kind) ?? 0;
+    if (listed < this.perKindMax) {
+      this.listed.set(finding.kind, listed + 1);
+      findings.push(finding);
+      return;
+    }
+    const kind = (this.unlisted[finding.kind] ??= { count: 0, bytes: 0 });
+    kind.count++;
+    kind.bytes += findingBytes(finding) ?? 0;
+  }
+
+  /** How many findings were counted and not listed. */
+  unlistedCount(): number {
+    return Object.values(this.unlisted).reduce((sum, kind) => sum + kind.count, 0);
+  }
+}
+
 /** Where a blob is: a pack record, or an inline body (pack -1: the journal record of that seq). */
 function blobWhere(pack: number, offset: number): string {
   return pack === INLINE_PACK ? `journal record ${offset} (inline body)` : `pack ${pack} @${offset}`;

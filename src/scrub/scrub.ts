@@ -29,7 +29,7 @@ import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo
 import { formatMailboxName } from '../store/validate.js';
 import { meta } from '../store/apply.js';
 import { RECOUNT_META, type RecountTotals } from './recount.js';
-import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
+import { ListingCap, emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding, type MessageRef, type MessageTally, type UnlistedFindings } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { tallyOps, type OpsTally } from './journal-tally.js';
 import { scrubMailboxes } from './scoped.js';
@@ -110,6 +110,12 @@ export interface ScrubSummary {
   scope?: { mailbox: string; mailboxes: number };
   /** What quarantine/ holds (never removed automatically: said at every run, so an admin sees it grow). */
   quarantine?: QuarantineUse;
+  /**
+   * Informational findings counted in `informational` and not in the report's list: those past
+   * limits.scrubListedPerKindMax of their kind (ListingCap), by kind with their bytes. Absent when
+   * every finding is listed (and from a daemon before session 51, which listed them all).
+   */
+  unlisted?: UnlistedFindings;
 }
 
 export interface PassSeconds {
@@ -155,9 +161,10 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     cycleComplete: false, scanned: [], damage: 0, informational: 0, objectsByChecksum: 0, objectBytesRead: 0,
   };
   const overBudget = () => (budget !== undefined && now() - started >= budget) || options.signal?.aborted === true;
+  const cap = new ListingCap(limits.scrubListedPerKindMax);
   const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
-  for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
-  const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
+  for (const pack of packs) if (retired.has(pack)) cap.push(findings, { kind: 'retired-pack-present', pack });
+  const packPass = new PackPass(store, options, findings, summary, cursor, overBudget, cap);
   // Every pass reads the index (the pack pass its blob entries, the index pass all of it, then the
   // message references): a table LevelDB cannot read cuts the pass that met it short, and what
   // follows with it (the totals comparison, the references), all of which read the same index.
@@ -182,7 +189,8 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   if (budget !== undefined && !cut) await writeCursor(store, packPass.stoppedAt ?? (stoppedInChecks ? checksPending : { cycle: cursor.cycle + 1, pack: 0, offset: 0 }));
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
-  summary.informational = findings.length - summary.damage;
+  summary.informational = findings.length - summary.damage + cap.unlistedCount();
+  if (cap.unlistedCount() > 0) summary.unlisted = cap.unlisted;
   summary.quarantine = quarantine;
   return { findings, summary };
 }
@@ -267,7 +275,7 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   const locations = (index: IndexChecked) => checkBlobs(store, findings, index.blobs, packPass, summary.scanned);
   let comparable = false;
   const index = await timed(summary, 'index', () => maintenance.runExclusive(async () => {
-    const checked = await checkIndex(store, findings, indexTotals, stop);
+    const checked = await checkIndex(store, findings, indexTotals, stop, packPass.cap);
     comparable = await countSince(store, journalTotals);
     if (!packsDone) await locations(checked);
     return checked;
@@ -327,8 +335,10 @@ class PackPass {
     private readonly summary: ScrubSummary,
     private readonly cursor: Cursor,
     private readonly overBudget: () => boolean,
+    /** The scrub's list of informational findings, capped by kind (shared with the index pass). */
+    readonly cap: ListingCap,
   ) {
-    this.classifier = new RecordClassifier(store, findings, this.confirmed);
+    this.classifier = new RecordClassifier(store, findings, this.confirmed, cap);
   }
 
   progress(phase: ScrubProgress['phase']): ScrubProgress {
@@ -429,7 +439,7 @@ class PackPass {
         }
         if (item.kind === 'damage') {
           await this.classifier.flush();
-          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+          this.cap.push(findings, { kind: 'pack-damage', pack, offset: item.offset, length: item.length });
         } else {
           summary.blobsVerified++;
           summary.bytesVerified += item.length;
@@ -540,7 +550,7 @@ class RecordClassifier {
   private pack = 0;
   private previous: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: Confirmed) {}
+  constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: Confirmed, private readonly cap: ListingCap) {}
 
   /** Adds a record of `pack`; submitFull (or flush) starts the lookups. One pack at a time: flush between packs. */
   push(pack: number, item: ScannedBlob): void {
@@ -588,7 +598,7 @@ class RecordClassifier {
     if (!item.valid && used) {
       this.findings.push({ kind: 'blob-corrupt', pack, offset: item.offset, hash: hashHex(item.hash), length: item.length, refs: [] });
     } else if (!used) {
-      this.findings.push({ kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
+      this.cap.push(this.findings, { kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
     }
     return used && item.valid;
   }
@@ -817,12 +827,12 @@ interface IndexCounter {
   stop?: () => boolean;
 }
 
-async function checkIndex(store: Store, findings: Finding[], totals: LiveTotals, stop?: () => boolean): Promise<IndexChecked> {
+async function checkIndex(store: Store, findings: Finding[], totals: LiveTotals, stop: (() => boolean) | undefined, cap: ListingCap): Promise<IndexChecked> {
   // LevelDB's own checksums, every live table read once beside the reads below: a flipped bit in a
   // table's filter or index block hides entries from point lookups that iteration still finds
   const files = checkIndexFiles(store.fs, store.maintenance().index.path);
   files.catch(() => undefined); // awaited below
-  const pass = { store, findings, counter: { n: 0, stop } };
+  const pass = { store, findings, counter: { n: 0, stop }, cap };
   let blobs: BlobTallies;
   try {
     blobs = await crossCheckIndex(pass, totals);
@@ -881,11 +891,13 @@ interface IndexPass {
   store: Store;
   findings: Finding[];
   counter: { n: number };
+  /** The scrub's cap on informational findings listed (unreferenced blobs: one per expunged message until compaction). */
+  cap: ListingCap;
 }
 
 /** A pass of its own for a step run beside others: its own findings, the shared key counter. */
 function fork(pass: IndexPass): IndexPass {
-  return { store: pass.store, findings: [], counter: pass.counter };
+  return { store: pass.store, findings: [], counter: pass.counter, cap: pass.cap };
 }
 
 function spaceBatches<T>(pass: IndexPass, space: number): AsyncGenerator<[Buffer, T][]> {
@@ -1080,7 +1092,7 @@ function blobBatch(pass: IndexPass, retired: ReadonlySet<number>, batch: [Buffer
     tally.recorded.addWords(key.readUInt32BE(1), key.readUInt32BE(5), blob.r);
     if (blob.r === 0) found.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }
-  for (const finding of found) pass.findings.push(finding);
+  for (const finding of found) pass.cap.push(pass.findings, finding);
 }
 
 /**

@@ -11,6 +11,7 @@ import { keys } from '../../src/keys/index-keys.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { requireBuilt, run, tempDir } from './helpers.js';
+import { formatBytes } from '../../src/cli/progress.js';
 
 beforeAll(requireBuilt);
 
@@ -67,6 +68,26 @@ describe('scrub output for cron', () => {
     const json = JSON.parse((await mailstore(dir, 'scrub', '--json')).stdout.toString());
     expect(json.findings).toHaveLength(2);
     expect(json.findings.every((f: { damage: boolean }) => f.damage === false)).toBe(true);
+  });
+
+  it('past the first 1,000 informational findings of a kind (unreferenced blobs after a big expunge) every output counts the rest with their bytes instead of listing them', async () => {
+    const dir = join(tempDir(), 'store');
+    const s = await Store.open(dir, { create: true });
+    await s.createMailbox('INBOX');
+    const appended = await s.appendBatch('INBOX', Array.from({ length: 1005 }, (_, i) => ({ bytes: body('carol', i) })));
+    await s.expunge('INBOX', appended.map((a) => a.uid));
+    await s.close();
+    const json = JSON.parse((await mailstore(dir, 'scrub', '--json')).stdout.toString());
+    expect(json.findings).toHaveLength(1000);
+    expect(json.summary).toMatchObject({ damage: 0, informational: 1005, unlisted: { 'unreferenced-blob': { count: 5, bytes: expect.any(Number) } } });
+    const bytes = json.findings.reduce((sum: number, f: { length: number }) => sum + f.length, 0) + json.summary.unlisted['unreferenced-blob'].bytes;
+    const quiet = await mailstore(dir, 'scrub', '--quiet');
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stdout.toString()).toContain(`clean (1005 informational: 1005 unreferenced-blob (${formatBytes(bytes)})); --verbose lists them, but the first 1000 of a kind: 5 are counted only`);
+    const verbose = await mailstore(dir, 'scrub', '--verbose');
+    expect(lines(verbose.stdout).filter((line) => line.startsWith('unreferenced-blob'))).toHaveLength(1000);
+    expect(verbose.stdout.toString()).toContain('(1005 informational: 1005 unreferenced-blob');
+    expect(verbose.stdout.toString()).toContain('; listed, but the first 1000 of a kind: 5 are counted only');
   });
 
   it('refuses option mixes that make no sense (exit 5)', async () => {

@@ -8,15 +8,17 @@ import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Client } from '../../src/client/client.js';
+import { Client, lacksProcedure } from '../../src/client/client.js';
 import { PROCEDURES, collectScrubReport, procedures } from '../../src/daemon/procedures.js';
+import { scrubAndRepair } from '../../src/daemon/repair-events.js';
+import { repair } from '../../src/scrub/repair.js';
 import { daemonLimits } from '../../src/limits.js';
 import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
-import type { ScrubSummary } from '../../src/scrub/scrub.js';
+import type { ScrubReport, ScrubSummary } from '../../src/scrub/scrub.js';
 import { message, startDaemon, tempDir, type Running } from './helpers.js';
 import { internalsOf } from '../helpers/internals.js';
 
@@ -382,6 +384,61 @@ describe('the client library', () => {
     // ... and one too big for a frame fails there, which this client says is the daemon's version
     const tooBig = (async function* () { yield* []; throw new MailstoreError('INVALID', "a item frame of 20800355 bytes exceeds the socket protocol's limit of 16777216 bytes (too many arguments or results in one call)"); })();
     expect(await codeAndMessage(collectScrubReport(tooBig, () => undefined))).toMatch(/^INVALID: the daemon sent the scrub report as one frame, .* 20800355 bytes .* a mailstore before session 50, which does not list the findings in pieces; restart it on this version/);
+  });
+
+  it("scrub --repair through the daemon: the scrub and the repair run there, their reports in pieces (the report as one call and the result as one answer each passed a frame: 648k unreferenced blobs); a daemon before session 51 gets the damage alone; a client before session 51 is told why", async () => {
+    const { client, store } = await setup();
+    const uids = (await store.appendBatch(INBOX, Array.from({ length: 600 }, (_, i) => ({ bytes: message(i) })))).map((r) => r.uid);
+    await store.expunge(INBOX, uids.slice(0, 500)); // each leaves an unreferenced blob (informational) until compaction
+    writeFileSync(join(store.root, 'JOURNAL-ARCHIVE'), 'not a setting'); // damage --repair leaves (store-file-damage names its own remedy)
+    const local = await collectScrubReport(PROCEDURES.scrubEvents(store, {}), () => undefined);
+    const frameBytesMax = daemonLimits.frameBytesMax;
+    const partEntries = daemonLimits.backupSessionPartEntries;
+    daemonLimits.frameBytesMax = 32 * 1024; // a report: ~50 kB
+    daemonLimits.backupSessionPartEntries = 100;
+    const untimed = ({ seconds: _seconds, passSeconds: _passSeconds, ...summary }: ScrubSummary) => summary;
+    try {
+      // before: the CLI sent the report whole to repair, a call frame too big
+      expect(await codeAndMessage(procedures(client).repair(local!))).toMatch(/^INVALID: a call frame of \d+ bytes exceeds the socket protocol's limit of 32768 bytes/);
+      const pieces: string[] = [];
+      const remote = procedures(client);
+      const listed = { ...remote, repairEvents: async function* (...args: Parameters<typeof remote.repairEvents>) {
+        for await (const event of remote.repairEvents(...args)) {
+          pieces.push(Object.keys(event)[0]);
+          yield event;
+        }
+      } };
+      const result = await scrubAndRepair(listed, {}, {}, () => undefined, () => false);
+      expect(pieces.filter((piece) => piece !== 'progress')).toEqual(['before', 'before', 'before', 'before', 'before', 'before', 'after', 'after', 'after', 'after', 'after', 'after', 'result']);
+      expect(result.before.findings).toEqual(local?.findings);
+      expect(untimed(result.before.summary)).toEqual(untimed(local!.summary));
+      expect(result.after.findings).toEqual(local?.findings);
+      expect(result.unrepaired.map((f) => f.kind)).toEqual(['store-file-damage']);
+      // a daemon before session 51 (no repairEvents): its scrub in pieces, then its repair of the damage alone (one small call)
+      const calls: string[] = [];
+      const older = {
+        repairEvents: async function* (): AsyncGenerator<never> { yield* []; throw new MailstoreError('INVALID', 'the daemon has no procedure "repairEvents"'); },
+        scrubEvents: (...args: Parameters<typeof remote.scrubEvents>) => { calls.push('scrubEvents'); return remote.scrubEvents(...args); },
+        repair: async (before: ScrubReport) => {
+          calls.push(`repair ${before.findings.length}`);
+          return repair(store, before); // that daemon's procedure, here (its answer's frame is not this test's)
+        },
+      };
+      const fallback = await scrubAndRepair(older, {}, {}, () => undefined, (error) => lacksProcedure(error, 'repairEvents'));
+      expect(calls).toEqual(['scrubEvents', 'repair 1']);
+      expect(fallback.before.findings).toEqual(local?.findings);
+      expect(fallback.unrepaired.map((f) => f.kind)).toEqual(['store-file-damage']);
+      // ... whose result (the report after, whole) passes a frame: the error names the daemon's version
+      const tooBig = { ...older, repair: () => Promise.reject(new MailstoreError('INVALID', "a res frame of 52100 bytes exceeds the socket protocol's limit of 32768 bytes (too many arguments or results in one call)")) };
+      expect(await codeAndMessage(scrubAndRepair(tooBig, {}, {}, () => undefined, (error) => lacksProcedure(error, 'repairEvents'))))
+        .toMatch(/^INVALID: the repair's report or result is too big for one frame .* a mailstore before session 51, .* restart it on this version/);
+      // a client before session 51 calls repair, whose result holds the report after whole: refused saying why
+      const damage = { ...local!, findings: local!.findings.filter((f) => f.kind === 'store-file-damage') };
+      expect(await codeAndMessage(procedures(client).repair(damage))).toMatch(/^INVALID: the repair ran \(damage before 1, after 1; .* with 502 findings, is bigger than one frame .* a mailstore before session 51 takes whole/);
+    } finally {
+      daemonLimits.frameBytesMax = frameBytesMax;
+      daemonLimits.backupSessionPartEntries = partEntries;
+    }
   });
 
   it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { PACKED, PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
+import { limits } from '../../src/limits.js';
 import { repair } from '../../src/scrub/repair.js';
 import { reconstruct as reconstructOn, type ReconstructOptions } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
@@ -285,6 +286,41 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     expect(corrupt).toBeGreaterThanOrEqual(0);
     expect(unreferenced).toBeGreaterThan(corrupt);
     expect(findings).toContainEqual(expect.objectContaining({ kind: 'refcount-mismatch', hash: released.subarray(1).toString('hex'), recorded: 0, counted: record.r }));
+  });
+
+  it('lists at most scrubListedPerKindMax informational findings of a kind and counts the rest with their bytes (400k unreferenced blobs held a daemon at 384 MB); damage is listed whole', async () => {
+    const dir = tmpDir();
+    const made = await Store.open(dir, { create: true });
+    await made.createMailbox('INBOX');
+    const appended = await made.appendBatch('INBOX', Array.from({ length: 10 }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\n${'x'.repeat(100 + i)}\r\n`) })));
+    await made.expunge('INBOX', appended.slice(0, 8).map((a) => a.uid)); // 8 unreferenced blobs until compaction
+    await made.close();
+    const store = await Store.open(dir);
+    const level = rawLevelOf(store);
+    const blobKeys: Buffer[] = [];
+    for await (const [key] of store.maintenance().index.rawIterator({ gte: Buffer.of(0x42), lt: Buffer.of(0x43) })) blobKeys.push(Buffer.from(key));
+    for (const key of blobKeys) { // the kept messages' refcounts wrong: damage, each listed
+      const record = decodeValue<BlobRecord>(await level.get(key), key);
+      if (record.r > 0) await level.put(key, encodeValue(key, { ...record, r: record.r + 7 }));
+    }
+    const whole = await scrub(store);
+    const listedMax = limits.scrubListedPerKindMax;
+    limits.scrubListedPerKindMax = 3;
+    let capped;
+    try {
+      capped = await scrub(store);
+    } finally {
+      limits.scrubListedPerKindMax = listedMax;
+      await store.close();
+    }
+    const unreferenced = whole.findings.filter((f) => f.kind === 'unreferenced-blob') as { length: number }[];
+    expect(unreferenced).toHaveLength(8);
+    expect(whole.summary.unlisted).toBeUndefined();
+    expect(capped.findings.filter((f) => f.kind === 'unreferenced-blob')).toEqual(unreferenced.slice(0, 3)); // the first three, in index order
+    expect(capped.summary.unlisted).toEqual({ 'unreferenced-blob': { count: 5, bytes: unreferenced.slice(3).reduce((sum, f) => sum + f.length, 0) } });
+    expect(capped.findings.filter(isDamage)).toEqual(whole.findings.filter(isDamage));
+    expect(capped.findings.filter((f) => f.kind === 'refcount-mismatch')).toHaveLength(2);
+    expect([capped.summary.damage, capped.summary.informational]).toEqual([whole.summary.damage, whole.summary.informational]);
   });
 
   it('index damage: a bit-flipped value is found and rebuilt; a deleted index/ or CURRENT is rebuilt on open; nothing lost', async () => {

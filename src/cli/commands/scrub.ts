@@ -4,14 +4,15 @@
 import type { Command } from 'commander';
 import { MailstoreError, assert } from '../../errors.js';
 import { parseDuration } from '../dates.js';
-import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
+import { describeFinding, findingBytes, isDamage, type Finding, type UnlistedFindings } from '../../scrub/findings.js';
 import { INLINE_PACK } from '../../blob/pack-store.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { resolve } from 'node:path';
 import { collectScrubReport, procedures } from '../../daemon/procedures.js';
+import { scrubAndRepair } from '../../daemon/repair-events.js';
 import type { RepairResult } from '../../scrub/repair.js';
-import type { ScrubReport } from '../../scrub/scrub.js';
+import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import type { MailStore } from '../../store/api.js';
 import { outsideNote, type QuarantineUse } from '../../store/quarantine.js';
 import { EXIT } from '../exit-codes.js';
@@ -66,8 +67,10 @@ or --mailbox names no mailbox;
 (--through-daemon, no daemon serves the store: nothing was checked).
 Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
 pack, dropped blobs) do not change the exit code; the text output counts them by kind, with
-their bytes, and lists them only with --verbose (--json and --jsonl always carry every finding,
-with "damage": false).
+their bytes, and lists them only with --verbose. Every output lists at most the first ${limits.scrubListedPerKindMax.toLocaleString("en")} of a
+kind (648k unreferenced blobs await compaction after a big expunge): --json and --jsonl carry those,
+with "damage": false, and summary.unlisted counts the rest by kind with their bytes; summary.informational
+counts them all. Damage is always listed whole.
 
 Scoped (--mailbox PREFIX, like doveadm force-resync or Cyrus reconstruct -r): verifies only the
 blobs the messages of PREFIX and the mailboxes below it use, and those mailboxes' index records
@@ -160,35 +163,39 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
   };
+  if (options.repair) return repairAndReport(store, options, scrubOptions, output, progress);
   // As events, so that the progress also crosses a daemon's socket when the scrub runs there, and
   // the findings in pieces: a big store's report as one item passed a frame (64 MB, 648k unreferenced blobs)
   // The text of a check lists only damage (unless --verbose): the informational findings are
   // tallied as they come and not kept, 648k of them held in this process for their count
   const tally = new InformationalTally();
-  const counted = output === 'text' && detail !== 'verbose' && !options.repair;
+  const counted = output === 'text' && detail !== 'verbose';
   const report = await collectScrubReport(procedures(store).scrubEvents(scrubOptions, { findingsInPieces: true }), scrubOptions.onProgress,
     counted ? (f) => isDamage(f) || !tally.add(f) : undefined);
   progress.finish();
   assert(report !== undefined, 'scrubEvents ended without a report');
-  if (!options.repair) {
-    // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. A daemon
-    // older than the question (an upgrade it has not been restarted for) leaves the hint out
-    const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationRole().then((role) => role === 'replica', () => false));
-    await print(report.findings, report, output, detail, replica, counted ? tally : InformationalTally.of(report.findings));
-    return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
-  }
-  return repairAndReport(store, options, report, output);
+  // a replica takes no repair (READ_ONLY_REPLICA): the hint names what heals it instead. A daemon
+  // older than the question (an upgrade it has not been restarted for) leaves the hint out
+  const replica = report.summary.damage > 0 && output === 'text' && (await procedures(store).replicationRole().then((role) => role === 'replica', () => false));
+  await print(report.findings, report, output, detail, replica, counted ? tally.addUnlisted(report.summary.unlisted) : InformationalTally.of(report.findings, report.summary.unlisted));
+  return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
 }
 
-/** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
-async function repairAndReport(store: MailStore, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
-  const result = await procedures(store).repair(report, {
+/**
+ * --repair: scrubs, heals what the scrub found and prints the findings before, what is left, and a
+ * summary. Both run where the store is, the reports crossing a daemon's socket in pieces (repair-events.ts).
+ */
+async function repairAndReport(store: MailStore, options: ScrubCliOptions, scrubOptions: ScrubOptions, output: Output, progress: { finish: () => void }): Promise<number> {
+  const { lacksProcedure } = await import('../../client/client.js');
+  const result = await scrubAndRepair(procedures(store), scrubOptions, {
     // a directory and the key file are made absolute (through a daemon the repair runs there, in its
     // own working directory); HOST:PORT names a node (replication listener) and is kept as it is
     sources: options.source?.map((source) => (/^[^/]*:\d+$/.test(source) ? source : absolutePath(source))),
     replicationKey: options.replicationKey && absolutePath(options.replicationKey), force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
-  });
+  }, scrubOptions.onProgress ?? (() => undefined), (error) => lacksProcedure(error, 'repairEvents'));
+  progress.finish();
+  const report = result.before;
   const summary = {
     ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
     quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, journalRewritten: result.journalRewritten, dropped: result.dropped,
@@ -218,7 +225,7 @@ async function printRepairText(report: ScrubReport, result: RepairResult, option
     await printTable(result.unrepaired);
     if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
   } else {
-    await printLine(`second scrub: clean${InformationalTally.of(result.after.findings).counts()}`);
+    await printLine(`second scrub: clean${InformationalTally.of(result.after.findings, result.after.summary.unlisted).counts()}`);
   }
 }
 
@@ -245,7 +252,7 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
     s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
   const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records${s.snapshotsVerified ? `, ${s.snapshotsVerified} snapshot(s)` : ''}`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
-  const info = informational.counts() + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
+  const info = informational.counts() + listedNote(s, detail) + quarantineNote(s.quarantine);
   if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
@@ -281,35 +288,46 @@ const REPLICA_WITHOUT_INLINE_BODIES = `this store is a replica whose journal sta
 /** Damage whose finding names its own remedy, which no `scrub --repair` applies. */
 const OWN_REMEDY: ReadonlySet<string> = new Set(['store-file-damage', 'journal-archive-unusable', 'pending-round-damage']);
 
+/** Where the informational findings are listed: with --verbose, but past the first of a kind only counted (ListingCap). */
+function listedNote(s: ScrubReport['summary'], detail: Detail): string {
+  if (!s.informational) return '';
+  const unlisted = Object.values(s.unlisted ?? {}).reduce((sum, kind) => sum + kind.count, 0);
+  const cap = unlisted ? `, but the first ${limits.scrubListedPerKindMax} of a kind: ${unlisted} are counted only` : '';
+  return detail === 'verbose' ? (cap ? `; listed${cap}` : '') : `; --verbose lists them${cap}`;
+}
+
 /** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
 function quarantineNote(held: QuarantineUse | undefined): string {
   if (!held?.entries) return '';
   return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}${outsideNote(held)}): look, then remove by hand (RECOVERY.md)`;
 }
 
-/** The bytes an informational finding stands for (what a cleanup reclaims), when it says. */
-function informationalBytes(f: Finding): number | undefined {
-  switch (f.kind) {
-    case 'unreferenced-blob': case 'unreferenced-pack-record': case 'pack-damage': case 'dropped-blob': return f.length;
-    case 'empty-pack': return f.bytes;
-    default: return undefined;
-  }
-}
-
 /** The informational findings by kind: how many, and the bytes they stand for where they say. */
 class InformationalTally {
   private readonly byKind = new Map<string, { n: number; bytes?: number }>();
 
-  static of(findings: Finding[]): InformationalTally {
+  /** The report's informational findings: those it lists, and those it counted without listing (ScrubSummary.unlisted). */
+  static of(findings: Finding[], unlisted?: UnlistedFindings): InformationalTally {
     const tally = new InformationalTally();
     for (const f of findings) if (!isDamage(f)) tally.add(f);
-    return tally;
+    return tally.addUnlisted(unlisted);
+  }
+
+  /** Adds the findings a report counted without listing them. */
+  addUnlisted(unlisted: UnlistedFindings | undefined): this {
+    for (const [kind, { count, bytes }] of Object.entries(unlisted ?? {})) {
+      const known = this.byKind.get(kind) ?? { n: 0 };
+      known.n += count;
+      known.bytes = (known.bytes ?? 0) + bytes;
+      this.byKind.set(kind, known);
+    }
+    return this;
   }
 
   /** Counts an informational finding; true (it is counted). */
   add(f: Finding): true {
     const kind = this.byKind.get(f.kind) ?? { n: 0 };
-    const bytes = informationalBytes(f);
+    const bytes = findingBytes(f);
     kind.n++;
     if (bytes !== undefined) kind.bytes = (kind.bytes ?? 0) + bytes;
     this.byKind.set(f.kind, kind);
