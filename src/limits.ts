@@ -518,6 +518,12 @@ export const limits = {
    */
   readBatchIndexBytes: 256 * 1024,
   /**
+   * changesSinceParts: vanished uids, or vanished ranges, in one part (its changed messages go
+   * readBatchMessages a part). The daemon sends each such part as one frame: 10,000 ranges are
+   * ~100 kB of CBOR, far below frameBytesMax.
+   */
+  changesSincePartUids: 10_000,
+  /**
    * readMessages: batches of records located (index, then blob lookups) ahead of the one being read.
    * One keeps up: a cold SpamAssassin pass (loaded machine, alternating runs) took 6-8 % less CPU
    * with 1 than with 2 (a third less surviving each scavenge) and no longer (wall 279 vs 304 ms,

@@ -17,10 +17,10 @@ import {
 } from '../daemon/protocol.js';
 import { FrameSocket } from '../daemon/transport.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
-import { daemonLimits } from '../limits.js';
+import { daemonLimits, limits } from '../limits.js';
 import type { AppendBatchItem, AppendBatchOptions, MailStore } from '../store/api.js';
 import type {
-  AppendOptions, AppendResult, Changes, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
+  AppendOptions, AppendResult, Changes, ChangesSincePart, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 import type { MovedUser } from '../store/moved.js';
@@ -560,6 +560,33 @@ export class Client implements MailStore, ProcedureRunner {
       return this.call('changesSince', [mailbox, modseq]); // a daemon before session 31 (a rolling upgrade): its one answer
     }
     return answer;
+  }
+
+  /**
+   * changesSince a part at a time, as the store gives it (the daemon's changesSinceParts listing,
+   * its changed messages gathered into pieces of limits.readBatchMessages): this process holds one
+   * piece, the daemon one part and the listing's window. A daemon before session 51 has no such
+   * listing: its whole answer (changesSince) is given in parts instead.
+   */
+  async *changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
+    let changed: MessageInfo[] = [];
+    let started = false;
+    try {
+      for await (const part of this.procedureListing('changesSinceParts', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
+        started = true;
+        if (!('changed' in part)) yield part;
+        else if (changed.push(part.changed) === limits.readBatchMessages) {
+          yield { changed };
+          changed = [];
+        }
+      }
+    } catch (error) {
+      if (started || !lacks(error, 'procedure', 'changesSinceParts')) throw error;
+      const { partsOfChanges } = await import('../store/changes-parts.js');
+      yield* partsOfChanges(await this.changesSince(mailbox, modseq), limits.changesSincePartUids);
+      return;
+    }
+    if (changed.length > 0) yield { changed };
   }
 
   renameUser(from: string, to: string): Promise<RenameUserResult> {

@@ -55,32 +55,14 @@ export const PROCEDURES = {
     yield* await store.listMailboxes(options);
   },
   /**
-   * Client.changesSince: each changed message an item, the vanished uids in pieces, the vanished
-   * ranges (below the floor) in pieces, highestModseq last (~100k changes pass one frame). A client
-   * before session 39 (no `ranges` option) takes the ranges' uids as vanished ones instead: it
-   * would take a part it does not know for the last.
+   * Client.changesSince: the answer's parts, highestModseq last (~100k changes pass one frame). A
+   * client before session 39 (no `ranges` option) takes the ranges' uids as vanished ones instead:
+   * it would take a part it does not know for the last.
    */
-  changesSinceList: async function* (store: Store, mailbox: string, modseq: number, options?: { ranges?: boolean }): AsyncGenerator<ChangesPart> {
-    // as it is read: the whole answer first held 1M changed records at once (changesSince(0) of a 1M-message mailbox)
-    let vanished: number[] = [];
-    const part = daemonLimits.backupSessionPartEntries;
-    for await (const piece of store.changesSinceParts(mailbox, modseq)) {
-      if ('changed' in piece) for (const info of piece.changed) yield { changed: info };
-      else if ('vanished' in piece) vanished = piece.vanished; // sent with the ranges, or in their place
-      else if ('vanishedRanges' in piece) {
-        const { vanishedRanges, vanishedFloor } = piece;
-        if (options?.ranges !== true) vanished = uidsOfRanges(vanishedRanges, mailbox);
-        for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
-        vanished = [];
-        if (options?.ranges !== true) continue;
-        for (let at = 0; at < vanishedRanges.length; at += part) yield { vanishedRanges: vanishedRanges.slice(at, at + part), vanishedFloor };
-        if (vanishedRanges.length === 0) yield { vanishedRanges: [], vanishedFloor };
-      } else {
-        for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
-        yield { highestModseq: piece.highestModseq };
-      }
-    }
-  },
+  changesSinceList: (store: Store, mailbox: string, modseq: number, options?: { ranges?: boolean }): AsyncGenerator<ChangesPart> =>
+    listChanges(store, mailbox, modseq, options?.ranges === true ? 'ranges' : 'uids'),
+  /** Client.changesSinceParts: the parts in the store's order, the head first. */
+  changesSinceParts: (store: Store, mailbox: string, modseq: number): AsyncGenerator<ChangesPart> => listChanges(store, mailbox, modseq, 'parts'),
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
   deleteMailboxTree: (store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name, options),
@@ -180,15 +162,45 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
   }
 }
 
-/** What changesSinceList yields: the parts of one changesSince answer. */
-export type ChangesPart = { changed: MessageInfo } | { vanished: number[] } | { vanishedRanges: [number, number][]; vanishedFloor: number } | { highestModseq: number };
+/** What changesSinceList and changesSinceParts yield: the parts of one changesSince answer, a changed message an item. */
+export type ChangesPart = { changed: MessageInfo } | { vanished: number[] } | { vanishedRanges: [number, number][]; vanishedFloor: number } | { highestModseq: number; vanishedFloor?: number };
+
+/**
+ * changesSince listed as the store reads it (Store.changesSinceParts), a changed message an item:
+ * the daemon holds one part at a time, whatever the mailbox (changesSince(0) of 1M messages held
+ * 1M records, 935 MB). `parts`: in the store's order, the head first. `ranges`: as changesSinceList
+ * has always answered, highestModseq last, since a client takes the part after the others for the
+ * last. `uids`: that, with the ranges' uids given as vanished ones in place of the exact list.
+ */
+async function* listChanges(store: Store, mailbox: string, modseq: number, shape: 'parts' | 'ranges' | 'uids'): AsyncGenerator<ChangesPart> {
+  let highestModseq = 0;
+  let expanded = 0; // `uids`: how many uids of ranges were given so far
+  let ranges = false; // the head said vanished ranges follow
+  for await (const part of store.changesSinceParts(mailbox, modseq)) {
+    if ('changed' in part) for (const info of part.changed) yield { changed: info };
+    else if ('highestModseq' in part) {
+      ({ highestModseq } = part);
+      ranges = part.vanishedFloor !== undefined;
+      if (shape === 'parts') yield part;
+    } else if (!('vanishedRanges' in part)) {
+      if (shape !== 'uids' || !ranges) yield part; // the ranges' uids include these
+    } else if (shape !== 'uids') yield part;
+    else {
+      const uids = uidsOfRanges(part.vanishedRanges, mailbox, expanded);
+      expanded += uids.length;
+      const size = daemonLimits.backupSessionPartEntries;
+      for (let at = 0; at < uids.length; at += size) yield { vanished: uids.slice(at, at + size) };
+    }
+  }
+  if (shape !== 'parts') yield { highestModseq };
+}
 
 /**
  * Vanished ranges as the uids in them, for a client that knows no ranges: a superset of what it
  * cached there, which RFC 7162 lets it ignore; UNAVAILABLE past vanishedExpandedUidsMax.
  */
-export function uidsOfRanges(ranges: [number, number][], mailbox: string): number[] {
-  let count = 0;
+export function uidsOfRanges(ranges: [number, number][], mailbox: string, givenBefore = 0): number[] {
+  let count = givenBefore;
   for (const [first, last] of ranges) count += last - first + 1;
   if (count > daemonLimits.vanishedExpandedUidsMax) {
     throw new MailstoreError('UNAVAILABLE', `the changes in ${mailbox} since that modseq include ${count} uids that hold no message (its older expunges are no longer listed one by one): too many for a client before mailstore session 39; upgrade the client`, { path: mailbox });
@@ -204,7 +216,7 @@ export { MUTATING_PROCEDURES } from './procedure-names.js';
 export { collectScrubReport, listScrubEvents, scrubEvents, type ScrubEvent, type ScrubListing } from './scrub-listing.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'repairEvents', 'events', 'followEvents', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'changesSinceParts', 'scrubEvents', 'repairEvents', 'events', 'followEvents', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 type Rest<F> = F extends (store: Store, ...args: infer A) => infer R ? (...args: A) => R : never;
 export type Procedures = { [K in ProcedureName]: Rest<(typeof PROCEDURES)[K]> };

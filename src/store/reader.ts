@@ -8,14 +8,14 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AssertionFailure, MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
-import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
+import { keys, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { PACK_NUMBER_MAX, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import { INLINE_PACK, runEnd, type BlobLocation, type PackStore, type RunItem } from '../blob/pack-store.js';
 import type { HashPool } from '../hash/pool.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
-import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
+import type { BlobRecord, MailboxInfo, MessageRecord } from './records.js';
 import { toInfo, type Changes, type ChangesSincePart, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
 import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
 
@@ -115,61 +115,17 @@ export class StoreReader {
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
   async changesSince(mailbox: string, modseq: number): Promise<Changes> {
-    const answer: Changes = { changed: [], vanished: [], highestModseq: 0 };
-    for await (const part of this.changesSinceParts(mailbox, modseq)) {
-      if ('changed' in part) for (const info of part.changed) answer.changed.push(info);
-      else if ('vanished' in part) answer.vanished = part.vanished;
-      else if ('vanishedRanges' in part) Object.assign(answer, part);
-      else answer.highestModseq = part.highestModseq;
-    }
-    return answer;
+    const parts = this.changesSinceParts(mailbox, modseq);
+    return (await import('./changes-parts.js')).collectChanges(parts);
   }
 
-  /** changesSince as read (changed in pieces, vanished, ranges, highestModseq): the daemon's listing held 1M records whole. */
+  /** changesSince a part at a time, from one point in time (changes-since.ts). */
   async *changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
     const { id } = await this.host.db.readNow(() => this.committed(mailbox));
-    // one point in time for the mailbox, its change log and its messages: read one after the
-    // other while clients changed them, a message came with a modseq above the highestModseq
-    // answered, and a client that took it as its new point missed what changed in between
-    const snapshot = await this.host.db.snapshot();
-    try {
-      const box = snapshot.get<MailboxInfo>(keys.info(id));
-      if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox}`, { path: mailbox });
-      const changedUids: number[] = [];
-      const vanished: number[] = [];
-      for await (const batch of snapshot.entryBatches<ChangeRecord>({ gte: keys.changeFrom(id, modseq + 1), lt: prefixEnd(keys.changePrefix(id)) }, limits.readBatchMessages)) {
-        for (const [key, value] of batch) {
-          const c = decodeChangeKey(key);
-          if (value === 1) vanished.push(c.uid);
-          else changedUids.push(c.uid);
-        }
-      }
-      changedUids.sort((a, b) => a - b);
-      vanished.sort((a, b) => a - b);
-      // in pieces, each its own round trip: one read of every changed record (QRESYNC from 0 of
-      // 200k messages) decoded them all in one turn of the event loop, 2.2 s the daemon answered
-      // no delivery and no read
-      for (let at = 0; at < changedUids.length; at += limits.readBatchMessages) {
-        const piece = changedUids.slice(at, at + limits.readBatchMessages);
-        const records = await snapshot.getMany<MessageRecord>(piece.map((uid) => keys.message(id, uid)));
-        const changed: MessageInfo[] = [];
-        records.forEach((record, i) => { if (record) changed.push(toInfo(piece[i], record)); });
-        yield { changed };
-      }
-      yield { vanished };
-      const floor = box.vanishedFloor ?? 0;
-      if (modseq < floor) {
-        // the tombstones below the floor are gone: every uid that holds no message may have
-        // vanished, and a client drops those it cached; bounded by the mailbox's live messages
-        yield { vanishedRanges: await (await import('./vanished-floor.js')).emptyUidRanges(snapshot, id, box.uidNext), vanishedFloor: floor };
-      }
-      yield { highestModseq: box.highestModseq };
-    } finally {
-      await snapshot.close();
-    }
+    yield* (await import('./changes-since.js')).changesSinceParts(this.host.db, id, mailbox, modseq);
   }
 
   /**

@@ -1594,6 +1594,7 @@ export class Store implements MailStore {
     return this.reader.changesSince(mailbox, modseq);
   }
 
+  /** changesSince a part at a time (api.ts): what a caller holds is one part, whatever the mailbox. */
   changesSinceParts(mailbox: string, modseq: number): AsyncGenerator<ChangesSincePart> {
     return this.reader.changesSinceParts(mailbox, modseq);
   }

@@ -207,12 +207,18 @@ export interface Changes {
   vanishedFloor?: number;
 }
 
-/** A part of a changesSince answer as it is read (StoreReader.changesSinceParts), in this order. */
+/**
+ * A part of a changesSince answer as changesSinceParts gives it, in this order: one head (the
+ * answer's highestModseq, and `vanishedFloor` when vanishedRanges parts follow), the vanished uids,
+ * the vanished ranges, then the changed messages, each list ascending and in pieces (their sizes
+ * are not part of the contract). Vanished before changed, as RFC 7162 3.2.6 wants VANISHED
+ * (EARLIER) before any FETCH: a server writes each part out as it comes and holds none of it.
+ */
 export type ChangesSincePart =
-  | { changed: MessageInfo[] }
+  | { highestModseq: number; vanishedFloor?: number }
   | { vanished: number[] }
   | { vanishedRanges: [first: number, last: number][]; vanishedFloor: number }
-  | { highestModseq: number };
+  | { changed: MessageInfo[] };
 
 export interface MailboxSummary {
   name: string;

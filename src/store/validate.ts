@@ -228,8 +228,17 @@ export function checkByteBound(value: unknown, what: string, min: number, max: n
 export function normalizeUids(uids: unknown): number[] {
   const list = typeof uids === 'number' ? [uids] : uids;
   if (!Array.isArray(list)) throw new MailstoreError('INVALID', `uids must be a number or an array of numbers, got ${describe(uids)}`);
-  for (const uid of list) checkUid(uid);
-  return [...new Set(list as number[])].sort((a, b) => a - b);
+  let ascending = true;
+  for (let i = 0; i < list.length; i++) {
+    checkUid(list[i]);
+    if (i > 0 && list[i] <= list[i - 1]) ascending = false;
+  }
+  if (ascending) return list.slice(); // as a server or the CLI sends a UID set: the answer already
+  // sorted as 4-byte numbers: a Set of the uids and a sorted copy took ~40 MB for STORE 1:* of 1M
+  const sorted = Uint32Array.from(list as number[]).sort();
+  const unique: number[] = [];
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) unique.push(sorted[i]);
+  return unique;
 }
 
 /** One uid (IMAP: 1 .. 2^32-1); an array is not one uid. */

@@ -7,19 +7,28 @@ import { limits } from '../limits.js';
 import { modseqAt } from './apply.js';
 import type { MailboxInfo } from './records.js';
 
-/** The uids in [1, uidNext) holding no message of mailbox `id`, as [first, last] ranges (values not decoded). */
-export async function emptyUidRanges(snapshot: Pick<IndexSnapshot, 'rawEntryBatches'>, id: Buffer, uidNext: number): Promise<[number, number][]> {
+/**
+ * The uids in [1, uidNext) holding no message of mailbox `id`, as [first, last] ranges in order, in
+ * pieces of at most `pieceRanges` (at least one piece, maybe empty; values not decoded): a mailbox
+ * of 1M messages with every other one expunged has 1M ranges, ~50 MB as one list.
+ */
+export async function* emptyUidRangePieces(snapshot: Pick<IndexSnapshot, 'rawEntryBatches'>, id: Buffer, uidNext: number, pieceRanges: number): AsyncGenerator<[number, number][]> {
   const ranges: [number, number][] = [];
   let next = 1; // the lowest uid not yet known to hold a message
+  let given = false;
   for await (const batch of snapshot.rawEntryBatches({ gte: keys.messagePrefix(id), lt: prefixEnd(keys.messagePrefix(id)) }, limits.readBatchMessages)) {
     for (const [key] of batch) {
       const uid = messageKeyUid(key);
       if (uid > next) ranges.push([next, uid - 1]);
       next = uid + 1;
     }
+    while (ranges.length >= pieceRanges) {
+      yield ranges.splice(0, pieceRanges);
+      given = true;
+    }
   }
   if (next < uidNext) ranges.push([next, uidNext - 1]);
-  return ranges;
+  if (ranges.length > 0 || !given) yield ranges;
 }
 
 /**

@@ -12,7 +12,9 @@ import { Client, lacksProcedure } from '../../src/client/client.js';
 import { PROCEDURES, collectScrubReport, procedures } from '../../src/daemon/procedures.js';
 import { scrubAndRepair } from '../../src/daemon/repair-events.js';
 import { repair } from '../../src/scrub/repair.js';
-import { daemonLimits } from '../../src/limits.js';
+import { daemonLimits, limits } from '../../src/limits.js';
+import { collectChanges } from '../../src/store/changes-parts.js';
+import type { ChangesSincePart } from '../../src/store/types.js';
 import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
@@ -55,6 +57,20 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
     return (error as MailstoreError).code;
   }
   return 'no error';
+}
+
+/** Counts the getMany round trips of the store's index snapshots (changesSince reads its records so). */
+function countSnapshotReads(store: Store): { count: number } {
+  const reads = { count: 0 };
+  const db = internalsOf(store).db;
+  const snapshotOf = db.snapshot.bind(db);
+  db.snapshot = async () => {
+    const snapshot = await snapshotOf();
+    const getMany = snapshot.getMany.bind(snapshot);
+    snapshot.getMany = (keyList) => { reads.count++; return getMany(keyList); };
+    return snapshot;
+  };
+  return reads;
 }
 
 describe('the client library', () => {
@@ -133,23 +149,96 @@ describe('the client library', () => {
     const { client, store } = await setup();
     await store.appendBatch(INBOX, Array.from({ length: 3000 }, (_, i) => ({ bytes: message(i) })));
     await store.expunge(INBOX, [5, 6]);
-    const db = internalsOf(store).db;
-    const snapshotOf = db.snapshot.bind(db);
-    let reads = 0;
-    db.snapshot = async () => {
-      const snapshot = await snapshotOf();
-      const getMany = snapshot.getMany.bind(snapshot);
-      snapshot.getMany = (keyList) => { reads++; return getMany(keyList); };
-      return snapshot;
-    };
+    const reads = countSnapshotReads(store);
     const listing = PROCEDURES.changesSinceList(store, INBOX, 0, { ranges: true });
+    expect((await listing.next()).value).toEqual({ vanished: [5, 6] });
     expect((await listing.next()).value).toMatchObject({ changed: { uid: 1 } });
-    expect(reads, 'record pieces read before the first change went out').toBe(1);
+    expect(reads.count, 'record pieces read before the first change went out').toBe(1);
     await listing.return(undefined);
     const whole = await store.changesSince(INBOX, 0);
     expect(whole.changed).toHaveLength(2998);
     expect(whole.vanished).toEqual([5, 6]);
     expect(await client.changesSince(INBOX, 0)).toEqual(whole);
+  });
+
+  it('gives changesSince in parts through the client as the store does: the head, vanished before changed (RFC 7162 3.2.6), changed in pieces, the caller holding one (QRESYNC from 0 of 1M messages held 651 MB in the caller)', async () => {
+    const { client, store } = await setup();
+    await store.appendBatch(INBOX, Array.from({ length: 3000 }, (_, i) => ({ bytes: message(i) })));
+    await store.expunge(INBOX, [5, 6, 2999]);
+    await store.setFlags(INBOX, [7, 1500], { add: ['\\Flagged'] });
+    const reads = countSnapshotReads(store);
+    const shape = (part: ChangesSincePart) => ('changed' in part ? `changed ${part.changed.length}` : Object.keys(part).join(','));
+    for (const handle of [store, client] as MailStore[]) {
+      reads.count = 0;
+      const parts = handle.changesSinceParts(INBOX, 0);
+      const first = await parts.next();
+      const second = await parts.next();
+      const third = await parts.next();
+      expect(first.value).toEqual({ highestModseq: (await store.status(INBOX)).highestModseq });
+      expect(second.value).toEqual({ vanished: [5, 6, 2999] });
+      expect('changed' in third.value! && third.value.changed.slice(0, 3).map((info) => info.uid)).toEqual([1, 2, 3]);
+      expect(reads.count, 'record pieces read when the first piece of changes came').toBeLessThanOrEqual(3);
+      const rest: ChangesSincePart[] = [];
+      for await (const part of parts) rest.push(part);
+      // 2,997 changed messages: eleven full pieces and one of 181
+      expect([third.value, ...rest].map(shape)).toEqual([...Array.from({ length: 11 }, () => `changed ${limits.readBatchMessages}`), 'changed 181']);
+    }
+    for (const since of [0, 3]) {
+      const whole = await store.changesSince(INBOX, since);
+      expect(await collectChanges(store.changesSinceParts(INBOX, since))).toEqual(whole);
+      expect(await collectChanges(client.changesSinceParts(INBOX, since))).toEqual(whole);
+    }
+    expect(await codeOf(collectChanges(client.changesSinceParts('user/alice/Nope', 0)))).toBe('NOT_FOUND');
+  });
+
+  it("gives the vanished ranges below a mailbox's floor in parts, at least one, through the client as the store does", async () => {
+    const { client, store } = await setup();
+    const floorAt = async (mailbox: string) => {
+      const id = Buffer.from((await store.mailbox(mailbox)).id.replace(/-/g, ''), 'hex');
+      const floor = (await store.status(mailbox)).highestModseq;
+      await store.replication().commitOps(async () => ({ ops: [{ op: 'change.floor', id, floor, entries: [] }], result: undefined }));
+      return floor;
+    };
+    await store.appendBatch(INBOX, Array.from({ length: 12 }, (_, i) => ({ bytes: message(i) })));
+    const before = (await store.status(INBOX)).highestModseq;
+    await store.expunge(INBOX, [2, 3, 7, 10]);
+    const floor = await floorAt(INBOX);
+    // what an XFER, an undump or the tombstones' expiry leaves, in a mailbox with no gap below its uidNext
+    await store.createMailbox('user/alice/Full');
+    await store.appendBatch('user/alice/Full', [{ bytes: message(1) }]);
+    const fullFloor = await floorAt('user/alice/Full');
+    const tunable = limits as { changesSincePartUids: number };
+    const saved = tunable.changesSincePartUids;
+    tunable.changesSincePartUids = 2;
+    const partsOf = async (handle: MailStore, mailbox: string, since: number) => {
+      const parts: ChangesSincePart[] = [];
+      for await (const part of handle.changesSinceParts(mailbox, since)) parts.push(part);
+      return parts;
+    };
+    try {
+      for (const handle of [store, client] as MailStore[]) {
+        expect(await partsOf(handle, INBOX, before)).toEqual([
+          { highestModseq: floor, vanishedFloor: floor },
+          { vanished: [2, 3] }, { vanished: [7, 10] }, // the tombstones at the floor, as the change log has them
+          { vanishedRanges: [[2, 3], [7, 7]], vanishedFloor: floor },
+          { vanishedRanges: [[10, 10]], vanishedFloor: floor },
+        ]);
+        expect((await partsOf(handle, INBOX, 0)).map((part) => Object.keys(part).join(','))).toEqual([
+          'highestModseq,vanishedFloor', 'vanished', 'vanished', 'vanishedRanges,vanishedFloor', 'vanishedRanges,vanishedFloor', 'changed',
+        ]);
+        expect(await partsOf(handle, 'user/alice/Full', 0)).toEqual([
+          { highestModseq: fullFloor, vanishedFloor: fullFloor },
+          { vanishedRanges: [], vanishedFloor: fullFloor },
+          { changed: [await store.messageInfo('user/alice/Full', 1)] },
+        ]);
+      }
+    } finally {
+      tunable.changesSincePartUids = saved;
+    }
+    for (const [mailbox, since] of [[INBOX, before], [INBOX, 0], ['user/alice/Full', 0]] as const) {
+      expect(await client.changesSince(mailbox, since)).toEqual(await store.changesSince(mailbox, since));
+    }
+    expect((await store.changesSince('user/alice/Full', 0)).vanishedRanges).toEqual([]);
   });
 
   it("answers changesSince below a mailbox's vanished floor with its ranges as the store does; a client before session 39 (no ranges option, or the one-value call) is given their uids as vanished ones", async () => {

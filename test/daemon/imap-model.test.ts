@@ -6,8 +6,10 @@
 // again, rename away and make again), every change raises the message's modseq above the
 // mailbox's HIGHESTMODSEQ, which never goes back, changesSince(m) for any m lists exactly the
 // messages above m and the expunges after it (RFC 7162), and a flag store with unchangedSince
-// changes none of the messages changed since (MODIFIED) and all the others. Parts are made small
-// (limits.uidChangePartMessages) so that calls in parts are checked too.
+// changes none of the messages changed since (MODIFIED) and all the others; changesSinceParts gives
+// changesSince's answer in parts, vanished before changed. Parts are made small
+// (limits.uidChangePartMessages, changesSincePartUids, readBatchMessages) so that calls and
+// answers in parts are checked too.
 //
 //   IMAP_MODEL_RUNS=200 IMAP_MODEL_STEPS=80 npx vitest run test/daemon/imap-model.test.ts   (long form)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +18,7 @@ import type { Client } from '../../src/client/client.js';
 import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
+import type { Changes } from '../../src/store/types.js';
 import { startDaemon, type Running } from './helpers.js';
 
 const RUNS = Number(process.env.IMAP_MODEL_RUNS ?? 6);
@@ -243,20 +246,51 @@ class Model {
     }
     for (const uid of answer.vanished) expect(box.gone.has(uid), `${mailbox}: vanished uid ${uid} was never expunged`).toBe(true);
     expect(answer.vanished).toEqual([...answer.vanished].sort((a, b) => a - b));
+    await this.changesInParts(mailbox, m, answer);
     this.transcript.push(`changes ${mailbox} ${changed.map(([u]) => u).join(',')} / ${answer.vanished.join(',')}`);
+  }
+
+  /**
+   * changesSinceParts(m): the same answer as changesSince(m) (nothing changed in between), the head
+   * first, then the vanished uids, then the changed messages (RFC 7162 3.2.6: VANISHED (EARLIER)
+   * before any FETCH), no part longer than its limit (made small here, so answers come in several).
+   */
+  private async changesInParts(mailbox: string, m: number, answer: Changes): Promise<void> {
+    const order = ['highestModseq', 'vanished', 'vanishedRanges', 'changed'];
+    const kinds: string[] = [];
+    const collected: Changes = { changed: [], vanished: [], highestModseq: 0 };
+    for await (const part of this.store.changesSinceParts(mailbox, m)) {
+      const kind = order.find((k) => k in part)!;
+      const previous = kinds.at(-1);
+      if (kind === 'highestModseq') expect(previous, `${mailbox} since ${m}: the head first, once`).toBeUndefined();
+      else expect(order.indexOf(kind), `${mailbox} since ${m}: ${kind} after ${previous}`).toBeGreaterThanOrEqual(order.indexOf(previous ?? 'highestModseq'));
+      kinds.push(kind);
+      if ('highestModseq' in part) collected.highestModseq = part.highestModseq;
+      else if ('vanished' in part) {
+        expect(part.vanished.length).toBeLessThanOrEqual(limits.changesSincePartUids);
+        collected.vanished.push(...part.vanished);
+      } else if ('changed' in part) {
+        expect(part.changed.length).toBeLessThanOrEqual(limits.readBatchMessages);
+        collected.changed.push(...part.changed);
+      }
+    }
+    expect(kinds[0], 'the head first').toBe('highestModseq');
+    expect(collected, `${mailbox}: changesSinceParts(${m}) and changesSince(${m})`).toEqual(answer);
+    this.transcript.push(`parts ${mailbox} ${kinds.join(',')}`);
   }
 }
 
 let running: Running | undefined;
 let client: Client | undefined;
-const partMessages = limits.uidChangePartMessages;
+const tunable = limits as { uidChangePartMessages: number; changesSincePartUids: number; readBatchMessages: number };
+const saved = { ...tunable };
 
 beforeAll(() => {
-  // calls of a few uids go in parts, as 1:* of a big mailbox does
-  (limits as { uidChangePartMessages: number }).uidChangePartMessages = 3;
+  // calls of a few uids go in parts, as 1:* of a big mailbox does; so do the answers of changesSinceParts
+  Object.assign(tunable, { uidChangePartMessages: 3, changesSincePartUids: 2, readBatchMessages: 2 });
 });
 afterAll(async () => {
-  (limits as { uidChangePartMessages: number }).uidChangePartMessages = partMessages;
+  Object.assign(tunable, { uidChangePartMessages: saved.uidChangePartMessages, changesSincePartUids: saved.changesSincePartUids, readBatchMessages: saved.readBatchMessages });
   await client?.close();
   await running?.server.stop('test');
 });

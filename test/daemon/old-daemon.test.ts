@@ -74,6 +74,18 @@ describe('a daemon of session 30 (f76e064)', () => {
     expect(changes.changed[0]).toMatchObject({ uid: 1, size: 21, flags: ['\\Seen'], modseq: 3, hash: '5d7663607cbcf72fc172358e81f4cc7a6989335e773886e18f23aebb6a7e4023' });
   });
 
+  it('changesSinceParts gives its changesSince answer in parts (it has no changesSinceParts listing, as no daemon before session 51)', async () => {
+    // every daemon since procedures came (2d004c1) refuses a procedure it lacks in these words
+    const client = await Client.connect(await oldDaemon((call) => (call.m === 'procedure' && call.a[0] === 'changesSinceParts'
+      ? { t: 'err', id: call.id, e: { code: 'INVALID', message: 'the daemon has no procedure "changesSinceParts"' } } : undefined)));
+    clients.push(client);
+    const parts: unknown[] = [];
+    for await (const part of client.changesSinceParts('INBOX', 0)) parts.push(part);
+    const whole = await client.changesSince('INBOX', 0);
+    expect(parts).toEqual([{ highestModseq: 3 }, { changed: whole.changed }]);
+    expect(whole.changed).toHaveLength(1);
+  });
+
   it('a procedure it does not have is INVALID naming the daemon as older, nothing changed', async () => {
     const client = await Client.connect(await oldDaemon());
     clients.push(client);
