@@ -363,6 +363,30 @@ describe('events webhook', () => {
     }
   });
 
+  it("a stored batch of session 50 ({from, events}) is posted as stored; one the records no longer give is said (webhook.repost-differs) and what they give is posted", async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    const store = await storeWithMessages(dir, 2);
+    try {
+      const stored = { cursor: '2.0', event: 'MessageNew', seq: 2, mailbox: 'INBOX (as first posted)', mailboxId: 'x' };
+      await store.setMeta('consumer/events-webhook/pending', { from: '0', events: [stored] });
+      await postEvents(store, r.url, { batchEvents: 10 });
+      expect(r.requests[0].events).toEqual([stored]);
+      expect(r.requests[1].cursors).toEqual(['3.0']); // then on after it
+      // a batch up to a cursor the records do not give (a journal rewritten by reconstruct)
+      await store.append('INBOX', msg('m2'));
+      await store.setMeta('consumer/events-webhook/pending', { from: '3.0', to: '4.5', seen: {}, events: [] });
+      const log: { event: string }[] = [];
+      const result = await postEvents(store, r.url, { batchEvents: 10, log: (entry) => log.push(entry) });
+      expect(log.map((e) => e.event)).toEqual(['webhook.repost-differs', 'webhook.posted']);
+      expect(result.posted).toBe(1);
+      expect(r.accepted.slice(-1)).toEqual([r.requests.at(-1)!.cursors[0]]);
+      expect(await store.getMeta('consumer/events-webhook/pending')).toMatchObject({ from: '3.0', to: result.cursor });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('the batch stored before its POST is its bounds and what its reader knew, not its events: the same bytes for 10 events and for 400', async () => {
     const sizes: number[] = [];
     for (const count of [5, 200]) {
