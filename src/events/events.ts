@@ -23,6 +23,7 @@ import { uuidString } from '../store/types.js';
 import { formatMailboxName } from '../store/validate.js';
 import { formatCursor, isAfter, type EventCursor } from './cursor.js';
 import { MailstoreError } from '../errors.js';
+import type { SeenBefore, SeenLog, SeenMailbox } from './seen-log.js';
 
 export type EventName =
   | 'MessageNew' | 'MessageExpunge' | 'FlagsSet' | 'FlagsClear'
@@ -63,8 +64,35 @@ interface KnownMailbox {
 export class EventContext {
   private readonly mailboxes = new Map<string, KnownMailbox>();
   private readonly flags = new Map<string, string[]>();
+  private log?: SeenLog;
 
   constructor(private store: Pick<Store, 'maintenance'>) {}
+
+  /** Logs what each record read of this memory from now on (a webhook's batches: seen-log.ts). */
+  logging(log: SeenLog): this {
+    this.log = log;
+    return this;
+  }
+
+  /** Starts out knowing what a reader knew before a record (SeenLog.before): it reads the same events from there. */
+  knowing(seen: SeenBefore): this {
+    for (const [hex, [name, uidValidity, pastNames]] of Object.entries(seen.mailboxes ?? {})) {
+      this.mailboxes.set(hex, { name, ...(uidValidity === null ? {} : { uidValidity }), ...(pastNames ? { pastNames } : {}) });
+    }
+    for (const [hex, uids] of Object.entries(seen.flags ?? {})) {
+      for (const [uid, flags] of Object.entries(uids)) this.flags.set(`${hex}:${uid}`, flags);
+    }
+    return this;
+  }
+
+  /** Called before each record's ops (the log keeps what the memory held before each record). */
+  beginRecord(seq: number): void {
+    this.log?.beginRecord(seq);
+  }
+
+  private touchMailbox(hex: string, known: KnownMailbox | undefined): void {
+    this.log?.touch(`m${hex}`, known && seenMailbox(known));
+  }
 
   /**
    * Reads names from `store` from now on: what it remembers goes on to the next open of the same
@@ -79,17 +107,24 @@ export class EventContext {
   mailbox(id: Buffer): KnownMailbox {
     const hex = id.toString('hex');
     const known = this.mailboxes.get(hex);
-    if (known) return known;
+    if (known) {
+      this.touchMailbox(hex, known);
+      return known;
+    }
     const info = this.store.maintenance().index.getNow<MailboxInfo>(keys.info(id));
     const found: KnownMailbox = info
       ? { name: formatMailboxName(info.name), uidValidity: info.uidValidity, pastNames: info.pastNames.map(formatMailboxName) }
       : { name: uuidString(id) };
+    // logged as known before: the index may say otherwise when the batch is read again
+    this.touchMailbox(hex, found);
     this.mailboxes.set(hex, found);
     return found;
   }
 
   named(id: Buffer, name: string, uidValidity?: number): void {
-    this.mailboxes.set(id.toString('hex'), { name, uidValidity: uidValidity ?? this.mailboxes.get(id.toString('hex'))?.uidValidity });
+    const hex = id.toString('hex');
+    this.touchMailbox(hex, this.mailboxes.get(hex));
+    this.mailboxes.set(hex, { name, uidValidity: uidValidity ?? this.mailboxes.get(hex)?.uidValidity });
   }
 
   /**
@@ -98,20 +133,34 @@ export class EventContext {
    * ever saw, those of every user made and removed.
    */
   forget(id: Buffer): void {
-    this.mailboxes.delete(id.toString('hex'));
+    const hex = id.toString('hex');
+    this.touchMailbox(hex, this.mailboxes.get(hex));
+    this.mailboxes.delete(hex);
   }
 
   /** The flags last seen for a message, then remembers `next` (bounded: the oldest are forgotten). */
   swapFlags(id: Buffer, uid: number, next: string[] | undefined): string[] | undefined {
     const key = `${id.toString('hex')}:${uid}`;
     const before = this.flags.get(key);
+    this.log?.touch(`f${key}`, before);
     this.flags.delete(key);
     if (next) {
-      if (this.flags.size >= eventLimits.flagStatesMax) this.flags.delete(this.flags.keys().next().value!);
+      if (this.flags.size >= eventLimits.flagStatesMax) {
+        const oldest = this.flags.keys().next().value!;
+        // logged as unknown before: a batch read again does not fill its memory up to evict it
+        this.log?.touch(`f${oldest}`, undefined);
+        this.flags.delete(oldest);
+      }
       this.flags.set(key, next);
     }
     return before;
   }
+}
+
+function seenMailbox(known: KnownMailbox): SeenMailbox {
+  const seen: SeenMailbox = [known.name, known.uidValidity ?? null];
+  if (known.pastNames) seen.push(known.pastNames);
+  return seen;
 }
 
 /**
@@ -122,6 +171,7 @@ export class EventContext {
 export function recordEvents(seq: number, payload: JournalPayload, context: EventContext): { slot: number; event: Omit<MailEvent, 'cursor'> }[] {
   const out: { slot: number; event: Omit<MailEvent, 'cursor'> }[] = [];
   let slot = 0;
+  context.beginRecord(seq);
   for (const op of payload.ops ?? []) {
     for (const { offset, event } of opEvents(seq, op, context)) out.push({ slot: slot + offset, event });
     slot += slotsOf(op);

@@ -41,7 +41,7 @@ export function pause(ms: number, abort?: AbortSignal): Promise<void> {
   return new ChangeSignal().wait(ms, abort);
 }
 
-export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
+export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage' | 'context'> {
   /** Stops the follower (the generator returns). */
   signal?: AbortSignal;
   /** Notified on every commit; without it the journal is polled. */
@@ -56,7 +56,7 @@ export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
  * already read are not read again: the next read starts after the last record seen.
  */
 export async function* followEvents(store: EventSource, since: EventCursor, options: FollowOptions = {}): AsyncGenerator<MailEvent> {
-  const context = new EventContext(store);
+  const context = options.context ?? new EventContext(store);
   const changes = options.changes ?? new ChangeSignal();
   let position = since;
   let readTo = since.slot === Infinity ? since.seq : since.seq - 1;

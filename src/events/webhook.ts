@@ -6,10 +6,12 @@
 import { MailstoreError } from '../errors.js';
 import { eventLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
-import { formatCursor, parseCursor, START, type EventCursor } from './cursor.js';
+import { formatCursor, isAfter, parseCursor, START, type EventCursor } from './cursor.js';
 import { followEvents, pause, type ChangeSignal } from './follow.js';
 import { readEvents, type MailEvent } from './events.js';
 import { checkWritableRole } from '../store/role.js';
+import { EventContext } from './events.js';
+import { SeenLog, type SeenBefore } from './seen-log.js';
 
 export type WebhookStore = Pick<Store, 'root' | 'maintenance' | 'getMeta' | 'setMeta' | 'changes' | 'replication'>;
 
@@ -43,15 +45,24 @@ export function consumerKey(consumer: string): string {
 }
 
 /**
- * The batch a consumer is posting, stored before its POST: the events after cursor `from`. Events
- * depend on what their reader saw before them (a message's earlier flags, a mailbox's name), so
- * the same records read again after a restart, from the stored cursor with nothing seen, gave other
- * events and cursors (`28.1` FlagsSet allFlags where the first post said `28.0` FlagsSet): a
- * receiver deduplicating by cursor kept both. A batch whose cursor was not stored is posted again
- * from here, as it was.
+ * The batch a consumer is posting, stored before its POST: its events are those after cursor
+ * `from` up to cursor `to`. Events depend on what their reader saw before them (a message's
+ * earlier flags, a mailbox's name), so the same records read again after a restart with nothing
+ * seen gave other events and cursors (`28.1` FlagsSet allFlags where the first post said `28.0`
+ * FlagsSet): a receiver deduplicating by cursor kept both. `seen` is what the reader knew before
+ * those records of what they looked up; read again knowing it, they give the same events, bytes
+ * and cursors. A batch whose cursor was not stored is posted again from here, as it was.
+ *
+ * Session 50 stored the events themselves (`events`): a journal record the size of the batch for
+ * every batch (~16 KB for 80 events; +53 % over the journal bytes of the deliveries and flag
+ * changes posted). Such a record is still posted as stored; this format stores `events: []`, so
+ * that code of session 50 (a replica promoted before it was upgraded) reads it as no batch
+ * instead of failing, and reads the records again as it did before.
  */
 interface PendingBatch {
   from: string;
+  to?: string;
+  seen?: SeenBefore;
   events: MailEvent[];
 }
 
@@ -124,6 +135,11 @@ function pinOf(cursor: EventCursor): number {
   return cursor.slot === Infinity ? cursor.seq : Math.max(0, cursor.seq - 1);
 }
 
+/** The first record a read after `cursor` reads (again, when the cursor is inside it). */
+function firstRecordAfter(cursor: EventCursor): number {
+  return pinOf(cursor) + 1;
+}
+
 /** A consumer's stored cursor ("0" when it never committed one). */
 export async function consumerCursor(store: Pick<Store, 'getMeta'>, consumer = WEBHOOK_CONSUMER): Promise<EventCursor> {
   const stored = await store.getMeta<string>(consumerKey(consumer));
@@ -154,22 +170,34 @@ async function postClaimed(store: WebhookStore, url: string, consumer: string, o
   await store.changes.register(consumer, Math.min(pinOf(cursor), store.changes.lastSeq));
   let stored = (await store.getMeta<string>(consumerKey(consumer))) ?? '0';
   const result: WebhookResult = { posted: 0, batches: 0, cursor: stored };
+  const seen = new SeenLog();
+  const context = new EventContext(store).logging(seen);
   // a batch posted (or about to be) when the last run stopped before storing its cursor: again as it was
   const pending = await store.getMeta<PendingBatch>(pendingKey(consumer));
-  const repost = pending?.from === stored && pending.events.length > 0;
-  let batch: MailEvent[] = repost ? pending.events : [];
-  let batchStored = repost;
+  const current = pending?.from === stored ? pending : undefined;
+  let batch: MailEvent[] = current?.events?.length ? current.events : []; // session 50's format
+  let batchStored = batch.length > 0;
+  // this format: read again knowing what the first read knew, up to the same last event
+  let repostTo = current?.to === undefined ? undefined : parseCursor(current.to);
+  if (repostTo) context.knowing(current!.seen ?? {});
   // Posts what was gathered and then stores the cursor; nothing when stopped (the cursor stays).
   const flush = async () => {
     if (batch.length === 0) return;
     checkCursorWritable(store); // a primary fenced while following
-    if (!batchStored) await store.setMeta(pendingKey(consumer), { from: stored, events: batch } satisfies PendingBatch);
+    if (repostTo) {
+      // the records no longer give the stored batch (a journal rewritten by reconstruct): this is another one
+      options.log?.({ event: 'webhook.repost-differs', consumer, from: stored, to: formatCursor(repostTo) });
+      repostTo = undefined;
+    }
+    const from = parseCursor(stored);
+    if (!batchStored) await storeBatch(store, url, consumer, { from: stored, to: batch[batch.length - 1].cursor, seen: seen.before(firstRecordAfter(from)), events: [] }, batch.length);
     batchStored = true;
     if (!(await postWithRetries(url, { consumer, events: batch }, options))) return;
     stored = batch[batch.length - 1].cursor;
     await store.setMeta(consumerKey(consumer), stored);
     const pinned = (await store.changes.cursor(consumer))?.seq ?? 0;
     await store.changes.advance(consumer, Math.max(pinned, pinOf(parseCursor(stored))));
+    seen.dropBefore(firstRecordAfter(parseCursor(stored)));
     result.posted += batch.length;
     result.batches++;
     result.cursor = stored;
@@ -177,17 +205,41 @@ async function postClaimed(store: WebhookStore, url: string, consumer: string, o
     batch = [];
     batchStored = false;
   };
-  if (repost) await flush();
+  await flush();
   if (options.signal?.aborted) return result;
   const from = parseCursor(stored);
   // a follower posts what it has whenever it has caught up, not only when a batch is full
-  const events = options.follow ? followEvents(store, from, { signal: options.signal, changes: options.changes, onCaughtUp: flush }) : readEvents(store, from);
+  const events = options.follow ? followEvents(store, from, { signal: options.signal, changes: options.changes, onCaughtUp: flush, context }) : readEvents(store, from, { context });
   for await (const event of events) {
     batch.push(event);
+    if (repostTo) {
+      const at = parseCursor(event.cursor);
+      if (isAfter(at, repostTo.seq, repostTo.slot)) continue; // not yet the stored batch's last event
+      // its last event; past it, the records give another batch now (flush says so)
+      if (!isAfter(repostTo, at.seq, at.slot)) {
+        repostTo = undefined;
+        batchStored = true;
+      }
+      await flush();
+      continue;
+    }
     if (batch.length >= batchEvents) await flush();
   }
   await flush();
   return result;
+}
+
+/**
+ * Stores the batch before its POST. When that fails (a full disk: NO_SPACE) nothing is posted and
+ * the cursor stays: the run fails saying so, and the next one posts from the same cursor.
+ */
+async function storeBatch(store: WebhookStore, url: string, consumer: string, pending: PendingBatch, events: number): Promise<void> {
+  try {
+    await store.setMeta(pendingKey(consumer), pending);
+  } catch (error) {
+    if (!(error instanceof MailstoreError)) throw error;
+    throw new MailstoreError(error.code, `webhook ${webhookForLog(url)}: the batch of ${events} events after cursor ${pending.from} could not be stored before its POST, so it was not posted and the cursor stays at ${pending.from} (nothing is skipped: the next run posts from there): ${error.message}`, { path: error.path, cause: error });
+  }
 }
 
 /**

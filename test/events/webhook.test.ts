@@ -15,6 +15,11 @@ import { Store } from '../../src/store/store.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { encodeCbor } from '../../src/index/codec.js';
+import type { MailstoreError } from '../../src/errors.js';
+import { EventContext, readEvents } from '../../src/events/events.js';
+import type { SeenBefore } from '../../src/events/seen-log.js';
+import { parseCursor } from '../../src/events/cursor.js';
 import { run } from '../cli/helpers.js';
 import { serve } from '../daemon/processes.js';
 import { startPair, until } from '../replication/helpers.js';
@@ -64,6 +69,18 @@ async function storeWithMessages(dir: string, count: number): Promise<Store> {
   return store;
 }
 
+/** 7 events in records 1-5 (3 a batch: MailboxCreate, MessageNew m0, m1 | m0's FlagsSet 4.0, 5.0, FlagsClear 5.1 | MessageExpunge). */
+async function storeWithFlagChanges(dir: string): Promise<Store> {
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  const { uid } = await store.append('INBOX', msg('m0'));
+  await store.append('INBOX', msg('m1'));
+  await store.setFlags('INBOX', uid, { add: ['\\Seen'] });
+  await store.setFlags('INBOX', uid, { replace: ['\\Flagged'] });
+  await store.expunge('INBOX', uid);
+  return store;
+}
+
 /** The store as a webhook sees it, killed as it stores its second cursor (the batch's own record before the POST goes through). */
 function diesAtSecondCursor(current: () => Store): WebhookStore {
   let commits = 0;
@@ -76,6 +93,21 @@ function diesAtSecondCursor(current: () => Store): WebhookStore {
     setMeta: async (key, value) => {
       if (key === 'consumer/events-webhook' && ++commits === 2) throw new Error('killed');
       await current().setMeta(key, value);
+    },
+  };
+}
+
+/** The store as a webhook sees it; `onSet` sees every meta value it stores, and may throw after it is stored (a kill). */
+function watched(current: () => Store, onSet: (key: string, value: unknown) => void): WebhookStore {
+  return {
+    get root() { return current().root; },
+    replication: () => current().replication(),
+    maintenance: () => current().maintenance(),
+    getMeta: (key) => current().getMeta(key),
+    get changes() { return current().changes; },
+    setMeta: async (key, value) => {
+      await current().setMeta(key, value);
+      onSet(key, value);
     },
   };
 }
@@ -240,13 +272,7 @@ describe('events webhook', () => {
   it('a batch posted again after a restart carries the same events and cursors as its first post, flag changes included', async () => {
     const r = await receiver();
     const dir = tmpDir('webhook');
-    let store = await Store.open(dir, { create: true });
-    await store.createMailbox('INBOX');
-    const { uid } = await store.append('INBOX', msg('m0'));
-    await store.append('INBOX', msg('m1'));
-    await store.setFlags('INBOX', uid, { add: ['\\Seen'] });
-    await store.setFlags('INBOX', uid, { replace: ['\\Flagged'] });
-    await store.expunge('INBOX', uid);
+    let store = await storeWithFlagChanges(dir);
     // killed after the receiver accepted the second batch (m0's flag changes, its flags known from its
     // MessageNew in the first), before its cursor was stored
     const dying = diesAtSecondCursor(() => store);
@@ -268,6 +294,150 @@ describe('events webhook', () => {
       }
       expect([...byCursor.values()].map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew', 'FlagsSet', 'FlagsSet', 'FlagsClear', 'MessageExpunge']);
       expect((await postEvents(store, r.url)).posted).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('killed after its batch is stored and before the POST: the restart posts the batch an uninterrupted run posts, names and earlier flags as they were, though the mailbox was renamed meanwhile', async () => {
+    const r = await receiver();
+    const reference = await receiver();
+    const dir = tmpDir('webhook');
+    let store = await storeWithFlagChanges(dir);
+    // what a run that is never interrupted posts (another consumer: the same records, the same events)
+    await postEvents(store, reference.url, { batchEvents: 3, consumer: 'reference' });
+    let stores = 0;
+    const dying = watched(() => store, (key) => {
+      if (key === 'consumer/events-webhook/pending' && ++stores === 2) throw new Error('killed');
+    });
+    await expect(postEvents(dying, r.url, { batchEvents: 3 })).rejects.toThrow('killed');
+    expect(r.requests).toHaveLength(1); // the second batch was stored, never posted
+    // the index's name changes before the restart: the batch still says INBOX, as its first read did
+    await store.renameMailbox('INBOX', 'Archive');
+    await store.close();
+    store = await Store.open(dir);
+    try {
+      await postEvents(store, r.url, { batchEvents: 3 });
+      expect(r.requests[1].events).toEqual(reference.requests[1].events);
+      expect(r.requests[1].events.map((e) => `${e.event}${e.allFlags ? ' all' : ''} ${e.mailbox} ${e.flags!.join(' ')}`)).toEqual(['FlagsSet INBOX \\Seen', 'FlagsSet INBOX \\Flagged', 'FlagsClear INBOX \\Seen']);
+      expect(r.requests.slice(2).flatMap((x) => x.events.map((e) => e.event))).toEqual(['MessageExpunge', 'MailboxRename']);
+      expect((await postEvents(store, r.url)).posted).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('every stored batch reads back as the batch posted, batches cut inside records included: renames, flag changes of many messages in one record, expunges', async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Other');
+      const uids: number[] = [];
+      for (let i = 0; i < 6; i++) uids.push((await store.append(i % 2 ? 'Other' : 'INBOX', msg(`m${i}`))).uid);
+      await postEvents(store, r.url); // what follows is read knowing these
+      const inbox = uids.filter((_, i) => i % 2 === 0);
+      await store.setFlags('INBOX', inbox, { add: ['\\Seen'] });
+      await store.renameMailbox('Other', 'Kept');
+      await store.setFlags('INBOX', inbox, { replace: ['\\Answered', 'x'] });
+      await store.setFlags('Kept', uids.filter((_, i) => i % 2 === 1), { add: ['\\Flagged'] });
+      await store.expunge('INBOX', inbox[1]);
+      await store.setFlags('INBOX', inbox, { remove: ['x'] });
+      await store.append('Kept', msg('m6'));
+      const stored: { from: string; to: string; seen: SeenBefore }[] = [];
+      await postEvents(watched(() => store, (key, value) => { if (key.endsWith('/pending')) stored.push(value as typeof stored[0]); }), r.url, { batchEvents: 4 });
+      const posted = r.requests.slice(1).map((x) => x.events);
+      expect(posted.length).toBe(stored.length);
+      expect(posted.some((events) => events[0].cursor.split('.')[1] !== '0')).toBe(true); // some start inside a record
+      for (const [i, batch] of stored.entries()) {
+        const again: MailEvent[] = [];
+        for await (const event of readEvents(store, parseCursor(batch.from), { context: new EventContext(store).knowing(batch.seen) })) {
+          again.push(event);
+          if (event.cursor === batch.to) break;
+        }
+        expect(again, `batch ${i}`).toEqual(posted[i]);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a stored batch of session 50 ({from, events}) is posted as stored; one the records no longer give is said (webhook.repost-differs) and what they give is posted", async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    const store = await storeWithMessages(dir, 2);
+    try {
+      const stored = { cursor: '2.0', event: 'MessageNew', seq: 2, mailbox: 'INBOX (as first posted)', mailboxId: 'x' };
+      await store.setMeta('consumer/events-webhook/pending', { from: '0', events: [stored] });
+      await postEvents(store, r.url, { batchEvents: 10 });
+      expect(r.requests[0].events).toEqual([stored]);
+      expect(r.requests[1].cursors).toEqual(['3.0']); // then on after it
+      // a batch up to a cursor the records do not give (a journal rewritten by reconstruct)
+      await store.append('INBOX', msg('m2'));
+      await store.setMeta('consumer/events-webhook/pending', { from: '3.0', to: '4.5', seen: {}, events: [] });
+      const log: { event: string }[] = [];
+      const result = await postEvents(store, r.url, { batchEvents: 10, log: (entry) => log.push(entry) });
+      expect(log.map((e) => e.event)).toEqual(['webhook.repost-differs', 'webhook.posted']);
+      expect(result.posted).toBe(1);
+      expect(r.accepted.slice(-1)).toEqual([r.requests.at(-1)!.cursors[0]]);
+      expect(await store.getMeta('consumer/events-webhook/pending')).toMatchObject({ from: '3.0', to: result.cursor });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the batch stored before its POST is its bounds and what its reader knew, not its events: the same bytes for 10 events and for 400', async () => {
+    const sizes: number[] = [];
+    for (const count of [5, 200]) {
+      const r = await receiver();
+      const dir = tmpDir('webhook');
+      const store = await Store.open(dir, { create: true });
+      try {
+        await store.createMailbox('INBOX');
+        await postEvents(store, r.url); // the mailbox is known from here on; the batch below reads its name from the index
+        const uids: number[] = [];
+        for (let i = 0; i < count; i++) uids.push((await store.append('INBOX', msg(`m${i}`))).uid);
+        for (const uid of uids) await store.setFlags('INBOX', uid, { add: ['\\Seen'] });
+        const stored: unknown[] = [];
+        const result = await postEvents(watched(() => store, (key, value) => { if (key.endsWith('/pending')) stored.push(value); }), r.url, { batchEvents: 2 * count });
+        expect(result.posted).toBe(2 * count);
+        expect(stored).toHaveLength(1);
+        sizes.push(encodeCbor(stored[0]).length);
+      } finally {
+        await store.close();
+      }
+    }
+    // before: the events themselves, ~150 bytes each (1,877 bytes for 10 events)
+    expect(sizes[0]).toBeLessThan(200);
+    expect(Math.abs(sizes[1] - sizes[0])).toBeLessThanOrEqual(8); // the cursors' digits
+  });
+
+  it('a full disk when the batch is stored before its POST (ENOSPC): NO_SPACE saying nothing was posted, the cursor stays, and the next run posts every event from there', async () => {
+    const { FaultFileSystem } = await import('../sim/faultfs.js');
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    const fs = new FaultFileSystem();
+    const store = await Store.open(dir, { create: true, fs, autoSnapshot: false });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', msg('m0'));
+      const first = await postEvents(store, r.url);
+      const pin = (await store.changes.cursor('events-webhook'))?.seq;
+      for (let i = 1; i <= 3; i++) await store.append('INBOX', msg(`m${i}`));
+      fs.failAll('ENOSPC', { pathPrefix: join(dir, 'journal') });
+      const failed = await postEvents(store, r.url).then(() => undefined, (error: unknown) => error as MailstoreError);
+      expect(failed?.code).toBe('NO_SPACE');
+      expect(failed?.message).toMatch(new RegExp(`the batch of 3 events after cursor ${first.cursor.replace('.', '\\.')} could not be stored before its POST, so it was not posted and the cursor stays at ${first.cursor.replace('.', '\\.')}`));
+      expect(r.requests).toHaveLength(1);
+      expect(await consumerCursor(store)).toEqual(parseCursor(first.cursor));
+      expect((await store.changes.cursor('events-webhook'))?.seq).toBe(pin);
+      fs.clear();
+      const resumed = await postEvents(store, r.url);
+      const all: string[] = [];
+      for await (const event of readEvents(store, parseCursor('0'))) all.push(event.cursor);
+      expect(resumed.posted).toBe(3);
+      expect(r.accepted).toEqual(all); // each event once, none skipped
     } finally {
       await store.close();
     }
