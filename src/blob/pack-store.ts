@@ -10,6 +10,7 @@ import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, fileTimeStamp, unusedPath } from '../fs/durable.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
 import type { HashPool, ScannedChunk } from '../hash/pool.js';
+import type { NumberRuns } from './number-runs.js';
 import { limits } from '../limits.js';
 import {
   PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, recordHeaderFault,
@@ -281,7 +282,7 @@ export class PackStore {
   /** Readers inside each pack (read, readStream, checkLocation, scan): a retired pack is deleted at 0. */
   private readonly pins = new Map<number, number>();
   /** Retired packs being (or already) deleted: a new reader looks its blob up again instead. */
-  private readonly gone = new Set<number>();
+  private gone?: NumberRuns;
   private readonly unpinned = new Map<number, (() => void)[]>();
   private locator?: BlobLocator;
   private inline?: InlineSource;
@@ -317,7 +318,7 @@ export class PackStore {
     let path = this.paths.get(pack);
     if (path === undefined) {
       path = join(this.dir, packFileName(pack));
-      if (!this.gone.has(pack)) this.paths.set(pack, path);
+      if (!this.gone?.has(pack)) this.paths.set(pack, path);
     }
     return path;
   }
@@ -903,7 +904,7 @@ export class PackStore {
 
   /** Enters a pack; false when it was retired (deleted or being deleted). */
   private pin(pack: number): boolean {
-    if (this.gone.has(pack)) return false;
+    if (this.gone?.has(pack)) return false;
     this.pins.set(pack, (this.pins.get(pack) ?? 0) + 1);
     return true;
   }
@@ -920,7 +921,7 @@ export class PackStore {
   /** A location whose pack was retired: where the index says the blob is now (looked up once). */
   private async movedFrom(location: BlobLocation, hash: Buffer): Promise<BlobLocation> {
     const now = await this.locator?.(hash);
-    if (!now || now.pack === location.pack || this.gone.has(now.pack)) {
+    if (!now || now.pack === location.pack || this.gone?.has(now.pack)) {
       throw this.corrupt(location, this.path(location.pack), 'its pack was retired by compaction and the index has no other copy');
     }
     return now;
@@ -990,6 +991,10 @@ export class PackStore {
    */
   async removePack(pack: number, waitMs: number): Promise<boolean> {
     assert(pack !== this.appendPack, `pack ${pack} is being appended to and cannot be removed`);
+    if (!this.gone) {
+      const { NumberRuns } = await import('./number-runs.js'); // not an append's to load
+      this.gone ??= new NumberRuns(); // another removal may have made it meanwhile
+    }
     this.gone.add(pack);
     if (this.pins.has(pack)) {
       let timer: NodeJS.Timeout | undefined;

@@ -65,7 +65,7 @@ export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
     '  67 EX_NOUSER    NOT_FOUND: no such mailbox, and no other under its parent (75 while user/NAME/... has',
-    '                  some: an INBOX renamed away by an archive rotation); MOVED past limits.xferMovedTempfailMs (5 days) after its XFER,',
+    '                  some: an INBOX renamed away by an archive rotation; 75 when that cannot be read); MOVED past limits.xferMovedTempfailMs (5 days) after its XFER,',
     '                  as long seen by the daemon (without it, 75: the MTA bounces at its queue lifetime)',
     '  65 EX_DATAERR   INVALID, TOO_LARGE: the message, its flags or date are unacceptable',
     '  66 EX_NOINPUT   the message FILE cannot be read',

@@ -25,8 +25,11 @@ import { handOver, parseMailboxName } from '../store/validate.js';
 import { monotonicMs } from '../monotonic.js';
 import { parentStillThere } from '../store/missing-mailbox.js';
 
-/** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
-export type LmtpStore = Pick<Store, 'status' | 'append'> & Partial<Pick<Store, 'listMailboxes'>>;
+/**
+ * What delivery needs of a store: a `Store`, or anything with its API (the daemon's client).
+ * listMailboxes tells a user gone for good from an INBOX being made again (missingReply).
+ */
+export type LmtpStore = Pick<Store, 'status' | 'append' | 'listMailboxes'>;
 
 export interface LmtpOptions {
   /** 'HOST:PORT' (port 0: any free one; IPv6 as '[::1]:2424') or 'unix:PATH'. */
@@ -73,11 +76,20 @@ interface OpenConnection {
   close(): void;
 }
 
-/** An LMTP reply refusing one recipient (smtp-server sends `responseCode` and the message). */
+/**
+ * An LMTP reply refusing one recipient (smtp-server sends `responseCode` and the message);
+ * `trouble`, the server's own failure behind it, when there is one (logged at its level).
+ */
 class Reply extends Error {
-  constructor(readonly responseCode: number, message: string) {
+  constructor(readonly responseCode: number, message: string, readonly trouble?: unknown) {
     super(message);
   }
+}
+
+/** The log level of a refusal: a Reply's is its trouble's, when it has one (troubleLevel). */
+function refusalLevel(error: unknown): 'warn' | undefined {
+  if (!(error instanceof Reply)) return troubleLevel(error);
+  return error.trouble === undefined ? undefined : troubleLevel(error.trouble);
 }
 
 export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
@@ -148,7 +160,8 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
         callback();
       }, (error: unknown) => {
         const reply = rcptReply(error);
-        log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}`, ...(error instanceof Reply ? {} : { level: troubleLevel(error) }) });
+        const level = refusalLevel(error);
+        log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}`, ...(level ? { level } : {}) });
         callback(reply);
       });
     },
@@ -363,10 +376,18 @@ async function checkRecipient(store: LmtpStore, template: string, address: strin
 /**
  * The reply to a mailbox that does not exist: 550 5.1.1, or 450 4.2.1 while its parent still holds
  * mailboxes (an INBOX renamed away by an archive rotation: src/store/missing-mailbox.ts), so the MTA
- * keeps the mail and tries again instead of bouncing it.
+ * keeps the mail and tries again instead of bouncing it. When that look fails (EIO, the index
+ * reopening: UNAVAILABLE) nobody knows whether the user is gone: 451 4.3.0 as for any local
+ * error, never a bounce for good (it was 550 5.1.1 until session 51).
  */
 async function missingReply(store: LmtpStore, mailbox: string): Promise<Reply> {
-  const parent = store.listMailboxes ? await parentStillThere(store as Required<LmtpStore>, mailbox) : undefined;
+  let parent: string | undefined;
+  try {
+    parent = await parentStillThere(store, mailbox);
+  } catch (error) {
+    const code = isMailstoreError(error) ? error.code : 'INTERNAL';
+    return new Reply(451, `4.3.0 local error in processing (${code}): ${mailbox} does not exist, and whether its user has other mailboxes could not be read: try again later`, error);
+  }
   return parent === undefined
     ? new Reply(550, '5.1.1 no such mailbox')
     : new Reply(450, `4.2.1 ${mailbox} does not exist now, but ${parent} holds mailboxes (renamed away and being made again?): try again later`);
@@ -510,7 +531,8 @@ async function deliver(
     if (outcomes.has(mailbox)) continue;
     outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch(async (error: unknown) => {
       const reply = isMailstoreError(error, 'NOT_FOUND') ? await missingReply(store, mailbox) : failureReply(error);
-      log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), reply: `${reply.responseCode} ${reply.message}`, level: troubleLevel(error) });
+      const trouble = reply.trouble === undefined ? {} : { trouble: String(reply.trouble) };
+      log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), ...trouble, reply: `${reply.responseCode} ${reply.message}`, level: troubleLevel(reply.trouble ?? error) });
       return reply;
     }));
   }

@@ -141,6 +141,8 @@ export class IndexDb {
   private readonly aheads = new Set<ReadAhead>();
   /** A reopen under way (reopen()): what reaches LevelDB waits for it. */
   private reopening?: Promise<void>;
+  /** Set by a reopen (reopen.ts): a synchronous read that meets it, a bug, stops the store. */
+  private duringReopen?: (key: Buffer) => never;
   /** Reopens so far: an iterator older than the last goes on from its last key. */
   private generation = 0;
   /** Calls into LevelDB under way: a reopen waits for none. */
@@ -158,8 +160,8 @@ export class IndexDb {
   }
 
   /** LevelDB closed and opened again in place, the caller holding the Writer: reopen.ts (false: not done). */
-  async reopen(): Promise<boolean> {
-    return (await import('./reopen.js')).reopenLevel(this as unknown as Reopenable, () => openLevel(this.path, false, this.options));
+  async reopen(broken?: (bug: Error) => void): Promise<boolean> {
+    return (await import('./reopen.js')).reopenLevel(this as unknown as Reopenable, () => openLevel(this.path, false, this.options), broken);
   }
 
   /** Undefined when LevelDB can be called now; else a promise of the end of a reopen under way. */
@@ -218,6 +220,7 @@ export class IndexDb {
   }
 
   getNow<T>(key: Buffer): T | undefined {
+    if (this.reopening) this.duringReopen?.(key);
     const hit = this.behindValue(key);
     if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
     const cacheable = this.uncached === 0 && CACHED_SPACES.has(key[0]);

@@ -41,8 +41,10 @@ export async function rollIndexLog(host: IndexLogHost): Promise<'reopened' | 'un
   if (host.closed() || (await indexLogBytes(host.fs, host.index().path)) <= limits.indexLogBytesMax) return 'under';
   return (await host.maintenance.withoutSnapshots(() => host.maintenance.runExclusive(async () => {
     const db = host.index();
+    // a synchronous read that met the reopen (a bug: it did not go through readNow) stops the store at once
+    const broken = (bug: Error) => host.stop(new MailstoreError('HALTED', `the store stopped itself: ${bug.message}; nothing acknowledged is lost; open it again, and report this message`, { path: db.path, cause: bug }));
     try {
-      return await db.reopen();
+      return await db.reopen(broken);
     } catch (error) {
       const failure = new MailstoreError('CLOSED', `reopening the index at ${db.path} (to roll its LOG and MANIFEST) failed: ${(error as Error).message}; the store stopped: nothing acknowledged is lost (the journal holds it); open it again, which recovers the index`, { path: db.path, cause: error });
       host.stop(failure);

@@ -433,4 +433,27 @@ describe('removePack and the per-pack maps', () => {
     expect(maps.paths.has(location.pack)).toBe(false);
     await packs.close();
   });
+
+  it('removed packs are kept as runs, not one entry each (was a Set of every pack ever removed): a stale location in any of them is refused, the live ones between them read', async () => {
+    const { packs } = await openPacks();
+    await commit(packs, [body(1)]);
+    const made: { location: BlobLocation; hash: Buffer }[] = [];
+    for (let i = 0; i < 40; i++) {
+      const writer = await packs.createSidePack();
+      const bytes = body(100 + i);
+      made.push({ location: await writer.append(hashBytes(bytes), bytes), hash: hashBytes(bytes) });
+      await writer.sync();
+      await writer.close();
+    }
+    const live = (i: number) => i % 10 === 9; // compaction left every tenth pack
+    for (const [i, { location }] of made.entries()) if (!live(i)) expect(await packs.removePack(location.pack, 0)).toBe(true);
+    expect((packs as unknown as { gone: { runs: number } }).gone.runs).toBe(4);
+    for (const [i, { location, hash }] of made.entries()) {
+      expect(await packs.checkLocation(location, hash), `pack ${location.pack}`).toBe(live(i) ? undefined : 'its pack was retired by compaction');
+    }
+    for (const [i, { location }] of made.entries()) if (live(i) && i < 39) expect(await packs.removePack(location.pack, 0)).toBe(true);
+    expect((packs as unknown as { gone: { runs: number } }).gone.runs).toBe(1); // the live ones compacted too, all but the last
+    expect(await packs.checkLocation(made[39].location, made[39].hash)).toBeUndefined();
+    await packs.close();
+  });
 });

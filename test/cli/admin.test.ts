@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { finish, repoRoot, requireBuilt, run as spawned, start, tempDir } from './helpers.js';
 // command lines in this process, a sample checked against the spawned command (in-process.ts); the
@@ -200,12 +200,31 @@ describe('append --sysexits', () => {
     const rotating = await run(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) });
     expect(rotating.code).toBe(75);
     expect(rotating.stderr).toMatch(/NOT_FOUND/);
+    expect(rotating.stderr).toMatch(/user\/alice\/INBOX does not exist now, but user\/alice holds mailboxes .*: retry later/);
     expect((await run(['append', 'user/alice/INBOX', '-'], { store, input: message(1) })).code).toBe(4); // without --sysexits: the usual table
     expect((await run(['append', 'user/carol/INBOX', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67); // no user/carol/...
     await ok(['mailbox', 'delete', 'user/bob/INBOX'], { store });
     expect((await run(['append', 'user/bob/INBOX', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67); // nothing left of bob
     await ok(['mailbox', 'create', 'user/alice/INBOX'], { store });
     expect((await ok(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) })).trim()).toBe('1');
+  });
+
+  it('a missing INBOX whose user cannot be looked up (listMailboxes fails: EIO, the index reopening) is 75 (retry), and says why; not 67 (was: 67, a bounce for good over a transient fault)', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'user/alice/Sent'], { store });
+    // the store the in-process command opens is dist's (in-process.ts)
+    const { Store: BuiltStore } = await import(pathToFileURL(join(repoRoot, 'dist/src/store/store.js')).href) as { Store: typeof Store };
+    const failing = vi.spyOn(BuiltStore.prototype, 'listMailboxes').mockRejectedValue(new Error('EIO reading the index'));
+    try {
+      const result = await run(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) });
+      expect(result.code).toBe(75);
+      expect(result.stderr).toMatch(/NOT_FOUND/);
+      expect(result.stderr).toMatch(/whether user\/alice\/INBOX's user has other mailboxes could not be read \(INTERNAL: EIO reading the index\): retry later/);
+      expect(failing).toHaveBeenCalled();
+    } finally {
+      failing.mockRestore();
+    }
+    expect((await run(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(1) })).code).toBe(75); // the look works: alice has Sent
   });
 
   it('keeps the mail queued (75), never bounces it, when the store is the trouble: missing, not a directory, damaged', async () => {

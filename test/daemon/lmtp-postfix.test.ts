@@ -76,6 +76,7 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
         ? Promise.reject(new MailstoreError('MOVED', 'moved', { moved: { user: 'dave', to: 'mail2.example', permanent: false } }))
         : open.status(name.startsWith('user/erin/') ? 'user/alice/INBOX' : name)),
       append: (name, bytes, options) => (name.startsWith('user/erin/') ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full')) : open.append(name, bytes, options)),
+      listMailboxes: (options) => open.listMailboxes(options),
     };
     server = await startLmtp(lmtpStore, { listen: '127.0.0.1:0' });
     dir = tmpDir('lmtp-pf');

@@ -40,6 +40,7 @@ describe('LMTP recipients', () => {
     const counting: LmtpStore = {
       status: (mailbox) => { statusCalls++; return store.status(mailbox); },
       append: (mailbox, bytes, options) => store.append(mailbox, bytes, options),
+      listMailboxes: (options) => store.listMailboxes(options),
     };
     const server = await startLmtp(counting, { listen: '127.0.0.1:0', hostname: 'test.example' });
     open.push({ server, store });

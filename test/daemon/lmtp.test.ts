@@ -108,6 +108,7 @@ describe('LMTP delivery', () => {
   it('sends 250 only once the append has resolved (the journal is fsynced)', async () => {
     const events: string[] = [];
     const slow = (store: Store): LmtpStore => ({
+      listMailboxes: (options) => store.listMailboxes(options),
       status: (name) => store.status(name),
       append: async (name, bytes, options) => {
         await new Promise((resolve) => setTimeout(resolve, 300));
@@ -356,6 +357,43 @@ describe('LMTP delivery', () => {
     c.socket.destroy();
   });
 
+  it('a missing INBOX whose user cannot be looked up (listMailboxes fails: EIO, the index reopening) is 451 4.3.0 logged as a warning, at RCPT and after DATA; the other recipients are delivered (was: 550 5.1.1, a bounce for good over a transient fault)', async () => {
+    let listing: MailstoreError | undefined = new MailstoreError('UNAVAILABLE', 'the index is being reopened');
+    const unlisted = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name),
+      append: (name, bytes, options) => store.append(name, bytes, options),
+      listMailboxes: (options) => (listing ? Promise.reject(listing) : store.listMailboxes(options)),
+    });
+    const { store, port, log } = await setup({ store: unlisted });
+    await store.createMailbox('user/alice/Sent');
+    await store.renameMailbox('user/alice/INBOX', 'user/alice/Archive');
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'nobody@example.org', 'bob@example.org']));
+    const rcpt = await c.replies(5);
+    expect(rcpt[2]).toMatch(/^451 4\.3\.0 local error in processing \(UNAVAILABLE\): user\/alice\/INBOX does not exist, and whether its user has other mailboxes could not be read/);
+    expect(rcpt[3]).toMatch(/^451 4\.3\.0 .*\(UNAVAILABLE\)/); // nobody's may be a user whose INBOX is being made again too
+    expect(rcpt[4]).toBe('250 2.1.5 Accepted');
+    expect(log.filter((e) => e.event === 'lmtp.refused').map((e) => e.level)).toEqual(['warn', 'warn']);
+    // accepted at RCPT, renamed away before the final dot, the look failing (EIO): 451 for alice, bob delivered
+    await store.createMailbox('user/alice/INBOX');
+    listing = undefined;
+    c.send('RSET\r\n' + envelope('s@example.org', ['alice@example.org', 'bob@example.org']).replace(/^LHLO[^\n]*\n/, '') + 'DATA\r\n');
+    expect((await c.replies(5)).slice(1)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
+    await store.renameMailbox('user/alice/INBOX', 'user/alice/Archive-2');
+    listing = new MailstoreError('IO', 'EIO reading the index');
+    c.send(message('unlisted') + '.\r\n');
+    const [alice, bob] = await c.replies(2);
+    expect(alice).toMatch(/^451 4\.3\.0 local error in processing \(IO\): user\/alice\/INBOX /);
+    expect(bob).toMatch(/^250 2\.0\.0 delivered to user\/bob\/INBOX uid 1/);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => [e.code, e.level, e.trouble])).toEqual([['NOT_FOUND', 'warn', expect.stringContaining('EIO reading the index')]]);
+    // the look works again: a rotation's 450 (carol has a Sent but no INBOX), and 550 for a user with nothing
+    listing = undefined;
+    await store.createMailbox('user/carol/Sent');
+    c.send(envelope('s@example.org', ['carol@example.org', 'nobody@example.org']).replace(/^LHLO[^\n]*\n/, ''));
+    expect((await c.replies(3)).slice(1)).toEqual([expect.stringMatching(/^450 4\.2\.1 user\/carol\/INBOX /), '550 5.1.1 no such mailbox']);
+    c.socket.destroy();
+  });
+
   it('refuses a local part of 8-bit bytes that are not UTF-8: they all read as U+FFFD, one mailbox for every such address', async () => {
     const { store, port } = await setup();
     await store.createMailbox('user/\ufffdlice/INBOX'); // made for one of them (\xe4lice, say), reached by all
@@ -424,6 +462,7 @@ describe('LMTP delivery', () => {
 
   it('one transaction, one reply each: delivered, mailbox full, a store that stopped itself, a replica: only the first is 2xx, none of the others 5xx (the MTA keeps them queued)', async () => {
     const failing = (store: Store): LmtpStore => ({
+      listMailboxes: (options) => store.listMailboxes(options),
       status: (name) => store.status(name.replace(/^user\/(carol|dave)\//, 'user/alice/')),
       append: (name, bytes, options) => {
         if (name.startsWith('user/carol/')) return Promise.reject(new MailstoreError('HALTED', 'an invariant failed'));
@@ -459,6 +498,7 @@ describe('LMTP delivery', () => {
     };
     const userOf = (name: string) => name.split('/')[1];
     const failing = (store: Store): LmtpStore => ({
+      listMailboxes: (options) => store.listMailboxes(options),
       status: (name) => {
         const refusal = atRcpt[userOf(name)];
         if (refusal) return Promise.reject(refusal());
@@ -627,6 +667,7 @@ describe('LMTP delivery', () => {
 
   it('close() lets a transaction in DATA finish: its final dot during the grace gets the 250 once durable, then 421 (was 421 alone: the delivery begun after close() was not waited for, and the MTA sent the stored mail again)', async () => {
     const slow = (store: Store): LmtpStore => ({
+      listMailboxes: (options) => store.listMailboxes(options),
       status: (name) => store.status(name),
       append: async (name, bytes, options) => {
         await new Promise((resolve) => setTimeout(resolve, 300));

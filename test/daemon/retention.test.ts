@@ -103,6 +103,7 @@ describe('the daemon keeps nothing per delivery', () => {
         bodies.register(bytes as object);
         return store.append(mailbox, bytes, options);
       },
+      listMailboxes: (options) => store.listMailboxes(options),
     };
     const server = await startLmtp(counting, { listen: '127.0.0.1:0', hostname: 'test.example' });
     open.push({ server, store });

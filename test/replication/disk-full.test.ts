@@ -14,6 +14,7 @@ import { FaultFileSystem } from '../sim/faultfs.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { PACKED } from '../helpers/packed.js';
 import { keyFile, logicalState, msg, pairBehindProxy, until } from './helpers.js';
 import { checkReplica } from '../../src/replication/check.js';
 
@@ -96,4 +97,50 @@ describe('a replica whose every round fails after the handshake', () => {
       await pair.end();
     }
   }, 60_000);
+});
+
+describe('a replica whose disk is full when its primary\'s compaction record starts a journal segment', () => {
+  // Since b92be859 a replica starts a new journal segment at each replicated pack.removed (as its
+  // primary did), so its journal retires as the primary's does. That segment's create meeting a full
+  // disk fails the round: reported (status lastError), nothing of it acknowledged, and once there is
+  // room the same round is taken again and the replica ends identical.
+  it('fails the round NO_SPACE in lastError, acknowledges only what it stored, and catches up once the disk takes writes', async () => {
+    const faults = new FaultFileSystem();
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true, ...PACKED, packBytesMax: 256 * 1024 }); // compaction rewrites packs
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: () => undefined });
+    const r = join(tmpDir('replica'), 'r');
+    const lines: string[] = [];
+    const replica = await startReplica(r, { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, fs: faults, log: (l) => lines.push(l), storeOptions: { packBytesMax: 256 * 1024 } });
+    try {
+      const uids: number[] = [];
+      for (let i = 0; i < 100; i += 10) uids.push(...(await Promise.all(Array.from({ length: 10 }, (_, k) => primaryStore.append('INBOX', msg(i + k, 3000))))).map((a) => a.uid));
+      await primaryStore.expunge('INBOX', uids.filter((_, i) => i % 5 !== 0));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the replica caught up');
+      const segments = replica.store.replication().journal.segmentNames.length;
+      faults.failAll('ENOSPC', { pathPrefix: `${r}${sep}journal${sep}`, ops: ['create'] });
+      const before = replica.store.changes.lastSeq;
+      expect((await primaryStore.compact()).packsRemoved.length).toBeGreaterThan(0);
+      await until(() => /NO_SPACE|ENOSPC/.test(replica.status().lastError ?? ''), 20_000, 'the round failing on the replica');
+      expect(replica.status().lastError).toMatch(/journal/);
+      // nothing acknowledged that it did not store: its seq is what its journal holds, the compaction's records are not there
+      expect(replica.status().seq).toBe(replica.store.changes.lastSeq);
+      expect(replica.store.changes.lastSeq).toBeLessThan(primaryStore.changes.lastSeq);
+      expect(replica.store.changes.lastSeq).toBeGreaterThanOrEqual(before);
+      // and the primary holds no acknowledgement past it
+      for (const known of (await primary.status()).replicas) expect(known.seq).toBeLessThanOrEqual(replica.store.changes.lastSeq);
+      for await (const m of replica.store.messages('INBOX')) expect(await replica.store.fetch('INBOX', m.uid)).toEqual(await primaryStore.fetch('INBOX', m.uid));
+      faults.clear(); // room again
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 3 * limits.replicationRetryMaxMs, 'catch-up once the disk takes writes');
+      expect(replica.store.replication().journal.segmentNames.length).toBeGreaterThan(segments); // the segment at pack.removed, made this time
+      expect(replica.status().lastError).toBeUndefined();
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      expect((await checkReplica(replica.store, { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key })).identical).toBe(true);
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 90_000);
 });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { IndexDb } from '../../src/index/index-db.js';
 import { levelClass } from '../../src/index/level-module.js';
-import { MailstoreError } from '../../src/errors.js';
+import { AssertionFailure, MailstoreError } from '../../src/errors.js';
+import { keys } from '../../src/keys/index-keys.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -27,6 +28,17 @@ async function withSmallBound<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     Object.assign(limits, { indexLogBytesMax: saved.max, indexLogCheckMs: saved.every });
+  }
+}
+
+/** The store at `dir`, opened again, holds every acknowledged [body number, uid] and no more. */
+async function expectAcknowledged(dir: string, acked: [number, number][]): Promise<void> {
+  const again = await Store.open(dir);
+  try {
+    expect((await again.status('INBOX')).messages).toBe(acked.length);
+    for (const [i, uid] of acked) expect((await again.fetch('INBOX', uid)).equals(body(i))).toBe(true);
+  } finally {
+    await again.close();
   }
 }
 
@@ -150,13 +162,46 @@ describe('index LOG and MANIFEST bound', () => {
     }
     await expect(Store.open(dir)).rejects.toBeInstanceOf(MailstoreError); // LOCK still a directory: refused, nothing moved
     rmSync(lock, { recursive: true });
-    const again = await Store.open(dir);
+    await expectAcknowledged(dir, acked);
+  }), 120_000);
+
+  it('a synchronous index read that meets a reopen without readNow (a bug) stops the store: the read fails an assertion, onStop is told HALTED, the next open has every acknowledged message (was: UNAVAILABLE in the moment between close and open, an answer by luck before it)', () => withSmallBound(async () => {
+    const dir = tmpDir();
+    const stops: MailstoreError[] = [];
+    const store = await Store.open(dir, { create: true, onStop: (error) => stops.push(error) });
+    const original = IndexDb.prototype.reopen;
+    let unguarded: unknown = 'no read made';
+    // a read added without readNow, made as soon as the reopen has begun (before LevelDB's close)
+    const spy = vi.spyOn(IndexDb.prototype, 'reopen').mockImplementation(function (this: IndexDb, ...args: Parameters<IndexDb['reopen']>) {
+      const reopened = original.apply(this, args);
+      void (async () => {
+        while (!this.whenOpen()) await new Promise(setImmediate);
+        try {
+          unguarded = this.getNow(keys.meta('anything'));
+        } catch (error) {
+          unguarded = error;
+        }
+      })();
+      return reopened;
+    });
+    const acked: [number, number][] = [];
     try {
-      expect((await again.status('INBOX')).messages).toBe(acked.length);
-      for (const [i, uid] of acked) expect((await again.fetch('INBOX', uid)).equals(body(i))).toBe(true);
+      await store.createMailbox('INBOX');
+      for (let i = 0; i < 3; i++) acked.push([i, (await store.append('INBOX', body(i))).uid]);
+      Object.assign(limits, { indexLogBytesMax: 0 }); // the next commit reopens
+      acked.push([3, (await store.append('INBOX', body(3))).uid]);
+      while (internals(store).compaction) await internals(store).compaction!.catch(() => undefined);
+      expect(spy).toHaveBeenCalled();
+      expect(unguarded).toBeInstanceOf(AssertionFailure);
+      expect((unguarded as Error).message).toMatch(/a synchronous read of the index at .* during its reopen: a read outside the Writer must go through IndexDb\.readNow/);
+      expect(stops.map((e) => e.code)).toEqual(['HALTED']);
+      expect(stops[0]!.message).toMatch(/the store stopped itself: .*readNow.*; nothing acknowledged is lost; open it again, and report this message/);
+      await expect(store.append('INBOX', body(4))).rejects.toMatchObject({ code: 'HALTED' });
     } finally {
-      await again.close();
+      spy.mockRestore();
+      await store.close();
     }
+    await expectAcknowledged(dir, acked);
   }), 120_000);
 
   it('a SIGKILL during a reopen: the store opens and every acknowledged message reads back', async () => {

@@ -11,8 +11,8 @@ import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted, type AppendStage } 
 
 interface AppendCliOptions { flags?: string; date?: string; sysexits?: boolean }
 
-/** How far an append got: what a failure is about (sysexitFor). */
-interface AppendProgress { stage: AppendStage; parent?: string }
+/** How far an append got: what a failure is about (sysexitFor); why a NOT_FOUND is to be retried. */
+interface AppendProgress { stage: AppendStage; retry?: string }
 
 export function register(program: Command): void {
   program
@@ -31,8 +31,9 @@ export function register(program: Command): void {
       } catch (error) {
         if (error instanceof CommanderError) throw error;
         process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${printable(error instanceof Error ? error.message : String(error))}\n`);
-        // NOT_FOUND while the mailbox's parent holds others (an INBOX renamed away by a rotation): retry, not "no such user"
-        process.exitCode = progress.parent !== undefined ? SYSEXITS.tempFail : sysexitFor(error, progress.stage, file === '-' ? undefined : file);
+        // NOT_FOUND while the mailbox's parent holds others (an INBOX renamed away by a rotation), or cannot be read: not "no such user"
+        if (progress.retry !== undefined) process.stderr.write(`mailstore: ${progress.retry}\n`);
+        process.exitCode = progress.retry !== undefined ? SYSEXITS.tempFail : sysexitFor(error, progress.stage, file === '-' ? undefined : file);
         if (wantsJson(command)) await printJsonError(error, process.exitCode);
       }
     });
@@ -50,7 +51,7 @@ async function appendOne(mailbox: string, file: string | undefined, options: App
     progress.stage = 'append';
     return store.append(mailbox, bytes, { flags, internalDate }).catch(async (error: unknown) => {
       if (isMailstoreError(error, 'NOT_FOUND') && sysexitsWanted(options.sysexits)) {
-        progress.parent = await (await import('../../store/missing-mailbox.js')).parentStillThere(store, mailbox); // loaded on this failure only
+        progress.retry = await (await import('../../store/missing-mailbox.js')).retryAfterMissing(store, mailbox); // loaded on this failure only
       }
       throw error;
     });
