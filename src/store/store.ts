@@ -1407,6 +1407,7 @@ export class Store implements MailStore {
     if (replace && (add.length || remove.length)) throw new MailstoreError('INVALID', 'use either replace or add/remove, not both');
     const since = change.unchangedSince === undefined ? undefined : checkModseq(change.unchangedSince, 'unchangedSince');
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
+      partOfMany: list.length > limits.uidChangePartMessages,
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
         const set: [number, string[]][] = [];
@@ -1443,6 +1444,7 @@ export class Store implements MailStore {
     const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
     const pin = mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId);
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
+      partOfMany: list.length > limits.uidChangePartMessages,
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
         const present: number[] = [];

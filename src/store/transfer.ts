@@ -140,6 +140,7 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
       movedBefore = list[at];
       const last = at + limits.uidChangePartMessages >= list.length;
       const done = await host.submit({
+        partOfMany: true,
         prepare: async ({ view }) => {
           const src = await resolveSource(view);
           const dst = await resolveTarget(view);
