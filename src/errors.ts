@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   HALTED: 'the store stopped itself because one of its own invariants failed (a bug); nothing of the batch was written; reopen it and report the message',
   READ_ONLY_REPLICA: 'the store is a replica (or a primary fenced by a newer epoch): it serves reads, writes go to the primary',
   MOVED: 'the mailbox\'s user was moved to another server by xfer (the host is named): temporary for xferMovedTempfailMs after the move (by the wall clock and as long seen by this process), so mail waits in the MTA\'s queue until its routing names the new host; permanent after that (error.moved.permanent)',
-  UNAVAILABLE: 'temporary: the daemon could not be reached, went away or did not answer in time, or holds as many listings waiting for their readers as it allows, or too few synchronous replicas are connected (refused before anything was written), or a replica did not confirm in time, or a read was under way when the store closed or its index was swapped; error.mayHaveCommitted says whether a change in flight may have been made',
+  UNAVAILABLE: 'temporary: the daemon could not be reached, went away or did not answer in time, or holds as many listings waiting for their readers as it allows, or too few synchronous replicas are connected (refused before anything was written), or a replica did not confirm in time, or a read was under way when the store closed or its index was swapped, or a call in parts (a big expunge, flag change, copy or move) was stopped between two parts as the store closed (its message says what was done); error.mayHaveCommitted says whether a change in flight may have been made',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -185,6 +185,9 @@ export class DaemonServer {
   }
 
   private async stopNow(reason: string): Promise<void> {
+    // a call in parts in flight (a 900k expunge) ends at its next part boundary, saying how far it
+    // got: waiting for its end held the stop past the grace, and the store's close cut it anyway
+    this.store.stopCallsInParts();
     this.refusedLog.flush();
     this.acceptFailedLog.flush();
     this.malformedLog.flush();

@@ -41,9 +41,10 @@ function existing(box: MailboxInfo | undefined, name: string): MailboxInfo {
  * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
  * As one record would, it takes only what the first part found: `resolve` drops uids at or above
  * that uidNext from its part (mail delivered between parts is not expunged), read after it.
+ * Once `stopping` says so (the store closing), it ends at the next part boundary (partsStopped).
  */
 export async function inUidParts<T>(uids: number[], components: string[], name: string,
-  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>, pin?: Buffer): Promise<T[]> {
+  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>, pin?: Buffer, stopping?: () => boolean): Promise<T[]> {
   let uidsDoneBefore = uids[0];
   const resolveBox = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`, pin);
   let uidEnd: number | undefined;
@@ -52,6 +53,7 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
     // a part's small journal write may be flushed in this thread, so the parts could follow one
     // another without the event loop turning: the sockets, and a delivery on one, go first
     if (at > 0) await nextTurn();
+    if (at > 0 && stopping?.()) throw partsStopped(name, `its uids before ${uids[at]} (${at} of ${uids.length}) are done, each part committed; from uid ${uids[at]} on nothing was changed`);
     uidsDoneBefore = uids[at];
     const part = uids.slice(at, at + limits.uidChangePartMessages);
     results.push(await change(part, async (view) => {
@@ -62,6 +64,12 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
     }));
   }
   return results;
+}
+
+/** A call in parts stopped at a part boundary as the store closes (Store.stopCallsInParts); `progress`: what was committed, what not. */
+export function partsStopped(name: string, progress: string): MailstoreError {
+  return new MailstoreError('UNAVAILABLE', `${name}: the store is closing (the daemon was asked to stop), so this call in parts stopped between two parts: ${progress}. ` +
+    'Run it again once the store is back: what is done is found done', { path: name, mayHaveCommitted: true });
 }
 
 /** A part's message entries (and with `blobs` their blob entries) in getMany round trips off the event loop, read only (getShared). */

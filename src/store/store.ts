@@ -237,6 +237,7 @@ export class Store implements MailStore {
   private readonly copies = new CopyPool();
   private closed = false;
   private closing?: Promise<void>;
+  private partsStopping = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
@@ -399,7 +400,13 @@ export class Store implements MailStore {
     return this.closing;
   }
 
+  /** Calls in parts (expunge, setFlags, copy, move) end at their next part boundary, UNAVAILABLE saying how far they got (a daemon's stop; close). */
+  stopCallsInParts(): void {
+    this.partsStopping = true;
+  }
+
   private async closeNow(): Promise<void> {
+    this.stopCallsInParts();
     this.closed = true;
     await this.tierMover?.stop();
     await this.compactor?.stop();
@@ -1400,6 +1407,7 @@ export class Store implements MailStore {
     if (replace && (add.length || remove.length)) throw new MailstoreError('INVALID', 'use either replace or add/remove, not both');
     const since = change.unchangedSince === undefined ? undefined : checkModseq(change.unchangedSince, 'unchangedSince');
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
+      partOfMany: list.length > limits.uidChangePartMessages,
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
         const set: [number, string[]][] = [];
@@ -1420,7 +1428,7 @@ export class Store implements MailStore {
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
         return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
-    }), pin);
+    }), pin, this.stoppingParts);
     return { modseq: Math.max(...parts.map((p) => p.modseq)), updated: parts.flatMap((p) => p.updated), modified: parts.flatMap((p) => p.modified) };
   }
 
@@ -1436,6 +1444,7 @@ export class Store implements MailStore {
     const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
     const pin = mailboxId === undefined ? undefined : mailboxIdBytes(mailboxId);
     const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
+      partOfMany: list.length > limits.uidChangePartMessages,
       prepare: async ({ view, seq }) => {
         const box = await resolve(view);
         const present: number[] = [];
@@ -1452,7 +1461,7 @@ export class Store implements MailStore {
         checkRecordSize(ops, `expunging ${present.length} messages`);
         return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
-    }), pin);
+    }), pin, this.stoppingParts);
     const modseq = Math.max(...parts.map((p) => p.modseq));
     const expunged = parts.flatMap((p) => p.expunged);
     return since === undefined ? { expunged, modseq } : { expunged, modseq, modified: parts.flatMap((p) => p.modified ?? []) };
@@ -1479,10 +1488,13 @@ export class Store implements MailStore {
     }
   }
 
+  private readonly stoppingParts = (): boolean => this.partsStopping;
+
   private transferHost(): TransferHost {
     const store = this;
     return {
       get index() { return store.db; },
+      stopping: this.stoppingParts,
       submit: (mutation) => this.submit(mutation),
       holdAdditions: (components) => this.holdAdditions(components),
       afterAdditions: (components, start) => this.afterAdditions(components, start),

@@ -8,7 +8,7 @@ import type { IndexDb } from '../index/index-db.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { AdminIndexReader } from './administration.js';
-import { belowUid, checkRecordSize, checkUidsLeft, pinnedMailbox, resolveInBatch } from './prepare.js';
+import { belowUid, checkRecordSize, checkUidsLeft, partsStopped, pinnedMailbox, resolveInBatch } from './prepare.js';
 import { checkQuota } from './quota.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { parseMailboxName } from './validate.js';
@@ -22,6 +22,8 @@ export interface TransferHost {
   holdAdditions(components: readonly string[]): Promise<() => void>;
   /** Starts `start` once no call in parts adds to the mailbox: in this turn when none does. */
   afterAdditions<T>(components: readonly string[], start: () => Promise<T>): Promise<T>;
+  /** True once the store is closing: a call in parts ends at its next part boundary (partsStopped). */
+  stopping?: () => boolean;
 }
 
 export interface TransferResult {
@@ -126,12 +128,19 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
   let next: number | undefined; // the target's uidNext after the parts so far
   let first: number | undefined; // a copy's first uid at the target, once a part added one
   let sourceEnd: number | undefined; // as inUidParts: a copy into itself copied its own copies
+  let stopped = false; // the store is closing: a copy's undo (parts again) is left to the next open
   try {
     for (let at = 0; at < list.length; at += limits.uidChangePartMessages) {
       if (at > 0) await nextTurn(); // the sockets, and a delivery on one, go first
+      if (at > 0 && host.stopping?.()) {
+        stopped = true;
+        throw partsStopped(names.from, expungeSource ? `its uids before ${list[at]} (${at} of ${list.length}) are moved to ${names.to}, each part committed; from uid ${list[at]} on nothing was moved`
+          : `nothing of it is kept (a copy is whole or not at all): the copies made so far into ${names.to} are removed when the store next opens`);
+      }
       movedBefore = list[at];
       const last = at + limits.uidChangePartMessages >= list.length;
       const done = await host.submit({
+        partOfMany: true,
         prepare: async ({ view }) => {
           const src = await resolveSource(view);
           const dst = await resolveTarget(view);
@@ -161,7 +170,7 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
   } catch (error) {
     // RFC 9051: a COPY that fails leaves the target as it was; an undo that fails too is left to
     // the next copy in parts into the target or the next open (the intent stays)
-    if (!expungeSource && target) await undoCopy(host, target).catch(() => undefined);
+    if (!expungeSource && target && !stopped) await undoCopy(host, target).catch(() => undefined);
     throw error;
   }
   return { uidValidity, mapping };

@@ -54,6 +54,8 @@ export interface CommitChain {
 export interface Mutation<T> {
   /** Runs alone in its batch, so range reads of the index see everything before it. */
   exclusive?: boolean;
+  /** A part of a call in parts: never flushed in this thread (flushesInThread). */
+  partOfMany?: boolean;
   chain?: CommitChain;
   /**
    * What it may write, for the free-space reserve (free-space.ts): checked before its prepare, so a
@@ -314,7 +316,7 @@ export class Writer {
   private write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: PreparedBatch): Promise<void> {
     if (packBatch.blobs.length === 0) {
       const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
-      if (this.flushesInThread(records)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
+      if (this.flushesInThread(records, syncing)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
       if (!replicated) return this.writeJournalOnly(records);
     }
     return this.writeBoth(packBatch, records, opsBySeq, packWrite, syncing);
@@ -413,11 +415,12 @@ export class Writer {
    * (FileHandle.writevDurable, no thread-pool hop; FlushChoice decides by measuring both ways):
    * when this writer is alone (no other mutation was in flight since the batch was taken, so
    * nobody else waits on the event loop while it blocks in fdatasync) and the payloads total at
-   * most limits.journalInThreadFlushBytesMax. Its index writes are then not started here but merge
+   * most limits.journalInThreadFlushBytesMax, and it holds no part of a call in parts (a daemon's
+   * other clients wait on this thread too). Its index writes are then not started here but merge
    * and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
    */
-  private flushesInThread(records: JournalRecord[]): boolean {
-    if (this.outstandingPeak > 1) return false;
+  private flushesInThread(records: JournalRecord[], prepared?: PreparedBatch): boolean {
+    if (this.outstandingPeak > 1 || prepared?.done.some((d) => d.pending.mutation.partOfMany)) return false;
     let bytes = 0;
     for (const record of records) bytes += record.payload.length;
     return bytes <= limits.journalInThreadFlushBytesMax;

@@ -223,4 +223,23 @@ describe('copy and move of many uids commit in parts', () => {
     expect(await subjects(reopened, 'user/a/INBOX')).toEqual([]);
     await reopened.close();
   });
+
+  it('a move or copy in parts stopped as the store closes (stopCallsInParts, a daemon\'s SIGTERM) ends at the next part boundary: UNAVAILABLE; a move\'s parts stay, a copy is undone at the next open', async () => {
+    for (const verb of ['move', 'copy'] as const) {
+      limits.uidChangePartMessages = 100;
+      const store = await storeWith(1000);
+      const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+      const submit = writer.submit.bind(writer);
+      let calls = 0;
+      writer.submit = <T>(mutation: Mutation<T>) => submit(mutation).finally(() => { if (++calls === 3) store.stopCallsInParts(); });
+      const error = await store[verb]('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+      expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+      expect((error as MailstoreError).message).toContain(verb === 'move' ? 'its uids before 301 (300 of 1000) are moved to user/a/Archive' : 'nothing of it is kept');
+      await store.close();
+      const reopened = await Store.open(store.root);
+      expect(await subjects(reopened, 'user/a/Archive')).toEqual(verb === 'move' ? range(0, 300).map(String) : []);
+      expect(await subjects(reopened, 'user/a/INBOX')).toEqual(range(verb === 'move' ? 300 : 0, verb === 'move' ? 700 : 1000).map(String));
+      await reopened.close();
+    }
+  });
 });

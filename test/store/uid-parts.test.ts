@@ -97,6 +97,19 @@ describe('a change to many uids commits in parts', () => {
     await store.close();
   });
 
+  it('a part is never flushed in this thread, whose fdatasync would hold the other clients of a daemon; a lone small change still may be', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    let asked = 0; // FlushChoice is asked only for a commit that may flush in this thread
+    (store as unknown as { writer: { flushChoice: { inThread(): boolean } } }).writer.flushChoice.inThread = () => { asked++; return true; };
+    await store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] });
+    await store.expunge('user/a/INBOX', uids(500));
+    expect(asked).toBe(0); // before: 15, one a part
+    await store.setFlags('user/a/INBOX', [600], { add: ['\\Flagged'] });
+    expect(asked).toBe(1);
+    await store.close();
+  });
+
   it('a part reads its messages and their blobs in round trips off the event loop, not one synchronous read a uid', async () => {
     limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);
