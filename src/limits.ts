@@ -363,8 +363,8 @@ export const limits = {
   indexProbeKeys: 10_000,
   /** A probe killed or past its time: a child node without LevelDB is tried (can any run here?) for at most this long. */
   indexProbeControlTimeoutMs: 10_000,
-  /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
-  deleteChunkMessages: 10_000,
+  /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs (an apply: one turn of the event loop, as uidChangePartMessages). */
+  deleteChunkMessages: 2_000,
   /**
    * ...and a record of a delete looks at, or ends, at most this many mailboxes (a user of 50k
    * empty folders: 50 records, each holding the writer for a few milliseconds).
