@@ -116,7 +116,9 @@ describe("a replica whose pending round's in-thread fdatasync fails EIO (the rea
         const outcome = await primaryStore.append('INBOX', msg(2)).catch((e: unknown) => e);
         const failedSeq = primaryStore.changes.lastSeq; // committed on the primary either way
         expect(faults.firedFaults().map((f) => `${f.kind} ${f.code} ${f.path}`)).toEqual([`sync EIO ${pendingPath}`]);
-        await until(() => lines.some((l) => new RegExp(`reports: .*tentative round ${failedSeq} durable in ${PENDING_FILE}: .*EIO`).test(l)), 15_000, "the primary's log line");
+        // a fresh-clone CI at load ~20 once timed out here: its lines are in the error now, to say why
+        await until(() => lines.some((l) => new RegExp(`reports: .*tentative round ${failedSeq} durable in ${PENDING_FILE}: .*EIO`).test(l)), 15_000, "the primary's log line")
+          .catch((error: Error) => { throw new Error(`${error.message} (round ${failedSeq}; the primary's lines: ${lines.join(' | ')})`); });
         const state = (await primary.status()).replicas;
         expect(state).toHaveLength(1);
         expect(state[0].seq).toBeLessThan(failedSeq); // the replica never acknowledged the round
