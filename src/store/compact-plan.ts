@@ -55,6 +55,11 @@ export interface CompactionPlan {
   bytesToCopy: number;
   /** Blob entries of the candidates released past their grace period (what the rewrite forgets). */
   blobsExpired: number;
+  /**
+   * Inline bodies' entries released past their grace period (docs/FORMAT.md, "Inline bodies"):
+   * forgotten by every round, candidates or not (compact.ts forgetInline), never copied.
+   */
+  inlineExpired: number;
   /** Packs that qualified but whose live records would not fit in the room given (left for a later round). */
   noRoom?: number[];
   /**
@@ -177,7 +182,7 @@ export class SeenEntries {
    * The entries in `packs`, in B order, in chunks of at most `chunkEntries` (kept entries sorted by pack and
    * offset); `keptOnly`: only those to copy (the caller forgets the expired ones apart: expiredOf).
    */
-  *chunksOf(packs: Set<number>, chunkEntries: number, keptOnly = false): Generator<CandidateChunk> {
+  *chunksOf(packs: ReadonlySet<number>, chunkEntries: number, keptOnly = false): Generator<CandidateChunk> {
     let chunk: CandidateChunk = { kept: [], expired: [] };
     for (let i = 0; i < this.count; i++) {
       if (!packs.has(this.packs[i]) || (keptOnly && this.expired[i])) continue;
@@ -196,7 +201,7 @@ export class SeenEntries {
    * copies: they are only read, and the buffer is never written again once the scan ended. Each
    * carries its `r` and `z` as read.
    */
-  expiredOf(packs: Set<number>): PlannedBlob[] {
+  expiredOf(packs: ReadonlySet<number>): PlannedBlob[] {
     const out: PlannedBlob[] = [];
     for (let i = 0; i < this.count; i++) if (this.expired[i] && packs.has(this.packs[i])) out.push(this.planned(i));
     return out;
@@ -330,7 +335,8 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
  * (`noRoom`), so a nearly full disk still reclaims what fits — every wholly dead pack at least.
  */
 export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], grace: Grace, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity, smallPackBytes = 0): Promise<CompactionPlan> {
-  const plan: CompactionPlan = { tallies: [], candidates: [], grace, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
+  const inlineExpired = scan.byPack.get(INLINE_PACK)?.expiredBlobs ?? 0;
+  const plan: CompactionPlan = { tallies: [], candidates: [], grace, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0, inlineExpired };
   const small: { pack: number; bytes: number; keptBytes: number }[] = [];
   for (const pack of packs) {
     const bytes = await backend.packBytes(pack);
@@ -393,7 +399,7 @@ export interface CandidateChunk {
  * memory stays bounded however many messages the packs held). The scan reads one LevelDB
  * iterator, a point-in-time view: what commits meanwhile is caught by the conditional ops.
  */
-export async function* candidateChunks(db: IndexDb, candidates: Set<number>, grace: Grace, chunkEntries: number): AsyncGenerator<CandidateChunk> {
+export async function* candidateChunks(db: IndexDb, candidates: ReadonlySet<number>, grace: Grace, chunkEntries: number): AsyncGenerator<CandidateChunk> {
   let chunk: CandidateChunk = { kept: [], expired: [] };
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {

@@ -10,7 +10,7 @@ import type { SharedHashPool } from '../hash/shared-pool.js';
 import type { InlineRunSource } from './inline-bodies.js';
 import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
-import type { RunItem } from '../blob/pack-store.js';
+import { INLINE_PACK, type RunItem } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -81,11 +81,18 @@ export interface CompactResult {
   /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
   inlineMoved?: number;
   /**
+   * Entries of inline bodies released past their grace period that were dropped (would be, on a
+   * dry run): their bytes are in journal records, which retire with their segments; none is
+   * copied into a pack (forgetInline). Absent when none.
+   */
+  inlineReclaimed?: number;
+  /**
    * Wall-clock ms of each phase (docs/FORMAT.md, "Compaction: where the time goes"): plan (the scans
    * of B and M and the pick), seal, forget (the forgets committed beside the copy: overlaps it),
    * copy (reads, checks, appends), sync (the new packs' fsyncs),
    * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
-   * in-use check, deletions, the `pack.removed` record), size (packs/ after); Store.compact's
+   * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline-forget (the
+   * released inline bodies' entries dropped: forgetInline); Store.compact's
    * inline, tombstones (their expiry) and consumer (the background compactor's cursor moved).
    */
   phases: Record<string, number>;
@@ -158,6 +165,8 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     phase('planned');
     result.bytesBefore = plan.bytesBefore;
     if (plan.foreign) await setAsideForeign(host, plan.foreign, result, Boolean(options.dryRun));
+    if (!options.dryRun) await timed(result, 'inline-forget', () => forgetInline(host, plan, result));
+    else if (plan.inlineExpired > 0) result.inlineReclaimed = plan.inlineExpired;
     if (options.dryRun || plan.candidates.length === 0) {
       result.packsRewritten = plan.candidates;
       const setAside = result.foreignPacks?.some((f) => f.setAsideTo !== undefined);
@@ -298,6 +307,26 @@ async function planRound(host: CompactHost, options: CompactOptions, grace: Grac
   keep(before);
   return plan;
 }
+
+/**
+ * Drops the entries of inline bodies released past the grace period (docs/FORMAT.md, "Compaction"):
+ * their bytes are in journal records, which retire with their segments once no entry points at
+ * them, so there is nothing to copy. Left to the move (compact-inline.ts), a big delete's bodies
+ * were written into a new pack only for the next round to drop them: 94,960 bodies of a 190k-message
+ * mailbox delete grew the store from 209 to 226 MB. Before the pack rewrite, so its forgets commit
+ * on the planning scan's entries. Conditional like every forget: an append of the same bytes
+ * meanwhile wrote a fresh copy (a released blob is never deduplicated against), which stays.
+ */
+async function forgetInline(host: CompactHost, plan: CompactionPlan, result: CompactResult): Promise<void> {
+  if (plan.inlineExpired === 0) return;
+  const dropped = { blobsReclaimed: 0 };
+  const chain: CommitChain = {};
+  if (plan.seen) await commitRun(host, chain, [], plan.seen.expiredOf(INLINE_ONLY), plan.grace, dropped, undefined, plan.scannedAt);
+  else for await (const chunk of candidateChunks(host.db, INLINE_ONLY, plan.grace, limits.compactChunkEntries)) await commitRun(host, chain, [], chunk.expired, plan.grace, dropped);
+  if (dropped.blobsReclaimed > 0) result.inlineReclaimed = dropped.blobsReclaimed;
+}
+
+const INLINE_ONLY: ReadonlySet<number> = new Set([INLINE_PACK]);
 
 interface Copied {
   blob: PlannedBlob;
@@ -530,7 +559,7 @@ function liveRuns(kept: PlannedBlob[]): LiveItem[][] {
  * reclaimed by the next compaction, and a record that might after all be durable never points at
  * a removed file.
  */
-async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], grace: Grace, result: CompactResult, retire?: number[], scannedAt?: CompactionPlan['scannedAt']): Promise<void> {
+async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], grace: Grace, result: Pick<CompactResult, 'blobsReclaimed'>, retire?: number[], scannedAt?: CompactionPlan['scannedAt']): Promise<void> {
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {

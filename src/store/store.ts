@@ -570,7 +570,8 @@ export class Store implements MailStore {
     const clear = () => { if (this.compaction === running) this.compaction = undefined; };
     running.then((result) => {
       clear();
-      if (result.packsRemoved.length > 0) this.tidyAfterCompaction();
+      // released inline bodies dropped: their segments retire once a snapshot is above them
+      if (result.packsRemoved.length > 0 || result.inlineReclaimed) this.tidyAfterCompaction();
     }, clear);
     return running;
   }
@@ -620,7 +621,7 @@ export class Store implements MailStore {
   }
 
   /**
-   * After a compaction removed packs, in the background (close waits for it): LevelDB rewrites its
+   * After a compaction removed packs or dropped released inline bodies, in the background (close waits for it): LevelDB rewrites its
    * files without the forgotten entries, and a snapshot lets the journal segments before the
    * compaction's last record retire. Disk use then follows live data: at 20k messages, 80 %
    * expunged, the store was 8.8 % above the live bytes after compaction alone, 1 % after this.

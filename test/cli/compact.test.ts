@@ -78,6 +78,18 @@ describe('mailstore compact', () => {
     expect(await ok(['compact', '--tombstone-retention', '0'], { store })).not.toMatch(/tombstone/); // none left
   });
 
+  it('released inline bodies (one-sync deliveries) are dropped, not copied into a pack: --dry-run and --json count them, the summary says so', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'Gone'], { store });
+    for (let i = 1; i <= 6; i++) await ok(['append', 'Gone', '-'], { store, input: message(i, 500) });
+    await ok(['mailbox', 'delete', 'Gone', '--force'], { store });
+    expect(await json(['compact', '--dry-run'], { store })).toMatchObject({ inlineReclaimed: 6, blobsReclaimed: 0 });
+    expect(await ok(['compact'], { store })).toMatch(/^dropped 6 released inline bodies \(in the journal: their segments retire with the next snapshot\)$/m);
+    expect(packsBytes(store), 'none copied into a pack').toBe(0);
+    expect((await json(['compact'], { store })).inlineReclaimed).toBeUndefined(); // none left
+  });
+
   it('a bad --grace is INVALID (exit 5); --help explains', async () => {
     const store = join(tempDir(), 'store');
     await ok(['init'], { store });

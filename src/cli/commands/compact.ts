@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .option('--dry-run', 'report what would be rewritten and reclaimed; change nothing (opens the store read-only)')
     .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', (text: string) => parseDuration(text, '--grace'))
     .option('--tombstone-retention <duration>', 'drop the change-log entries of uids expunged longer ago than this (e.g. 7d; default 30d), raising each mailbox\'s vanished floor: a QRESYNC client that last synced before is told the uid ranges that hold no message instead (docs/FORMAT.md, "The vanished floor")', (text: string) => parseDuration(text, '--tombstone-retention'))
-    .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, foreignPacks?, ms} as JSON')
+    .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, inlineReclaimed?, inlineMoved?, bytesBefore, bytesAfter, skipped, foreignPacks?, ms} as JSON')
     .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash or could not be read (run mailstore scrub) or because it is another store\'s file that messages of this one were appended to; REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
       phase('modules loaded');
@@ -62,6 +62,7 @@ async function printSummary(r: CompactResult): Promise<void> {
   await printLine(`${would} ${packs} pack${packs === 1 ? '' : 's'}${packs ? ` (${r.packsRewritten.join(', ')})` : ''}; ${r.dryRun ? 'would reclaim' : 'reclaimed'} ${r.blobsReclaimed} blob${r.blobsReclaimed === 1 ? '' : 's'}`);
   if (!r.dryRun) await printLine(`copied ${r.blobsCopied} live blob${r.blobsCopied === 1 ? '' : 's'} (${formatBytes(r.bytesCopied)}) into ${r.packsWritten.length ? `pack ${r.packsWritten.join(', ')}` : 'no new pack'}`);
   await printLine(`packs: ${formatBytes(r.bytesBefore)} before, ${formatBytes(r.bytesAfter)} after${r.dryRun ? ' (estimate)' : ''}; ${formatDuration(r.ms / 1000)}`);
+  if (r.inlineReclaimed) await printLine(`${r.dryRun ? 'would drop' : 'dropped'} ${r.inlineReclaimed} released inline bod${r.inlineReclaimed === 1 ? 'y' : 'ies'} (in the journal: their segments retire with the next snapshot)`);
   if (r.tombstonesExpired) await printLine(`dropped ${r.tombstonesExpired} tombstone${r.tombstonesExpired === 1 ? '' : 's'} of expunged uids past their retention (vanished floors raised)`);
   if (r.packsPending.length) await printLine(`retired packs still held by a reader or still in use, deleted later: ${r.packsPending.join(', ')}`);
   for (const s of r.skipped) await printLine(`skipped pack ${s.pack}: ${s.why}`);
