@@ -6,13 +6,14 @@
 //   [--stop-after-ms MS] [--node-flag=--cpu-prof ...]
 // The store of N messages is made once in --template DIR (kept) and copied for each run.
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, defaultSocketPath } from '../src/client/client.js';
 import { Store } from '../src/store/store.js';
+import { cpuSeconds, daemonOnCopy, quantile } from './stall-measures.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,19 +32,6 @@ const bin = resolve(import.meta.dirname, '../src/cli/main.cjs');
 const INBOX = 'user/a/INBOX';
 const message = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
-/**
- * user+system CPU seconds of a process's main thread so far (/proc/PID/task/PID/stat, clock ticks
- * of 1/100 s): the event loop's work, without LevelDB's compactions and the thread pool.
- */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function quantile(sorted: number[], q: number): string {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toFixed(0) : '-';
-}
-
 async function makeTemplate(dir: string): Promise<void> {
   const store = await Store.init(dir);
   await store.createMailbox(INBOX);
@@ -56,13 +44,7 @@ async function makeTemplate(dir: string): Promise<void> {
 const base = mkdtempSync(join(tmpdir(), 'mailstore-expunge-stall-'));
 try {
   const template = values.template ?? join(base, 'template');
-  if (!existsSync(join(template, 'STORE'))) await makeTemplate(template);
-  const dir = join(base, 'store');
-  cpSync(template, dir, { recursive: true });
-  const daemon = spawn(process.execPath, [...values['node-flag'], bin, 'serve', '--store', dir], { stdio: ['ignore', 'ignore', 'inherit'], cwd: base });
-  while (!existsSync(defaultSocketPath(dir))) await sleep(20);
-  const probe = await Client.connect(defaultSocketPath(dir));
-  await sleep(300);
+  const { dir, daemon, probe } = await daemonOnCopy(template, makeTemplate, base, bin, values['node-flag']);
   const cpuBefore = cpuSeconds(daemon.pid!);
   let done = values.quiet;
   const fetches: number[] = [];

@@ -6,7 +6,7 @@ import type { IndexDb } from '../index/index-db.js';
 import type { Mutation } from './writer.js';
 
 /** The committed index: point reads and range scans (settle first, inside an exclusive mutation). */
-export type AdminIndexReader = Pick<IndexDb, 'get' | 'getNow' | 'readNow' | 'whenOpen' | 'entries' | 'settle'>;
+export type AdminIndexReader = Pick<IndexDb, 'get' | 'getNow' | 'getMany' | 'readNow' | 'whenOpen' | 'entries' | 'settle'>;
 
 export interface StoreAdministration {
   /** The current index (after an index swap, the new one). */

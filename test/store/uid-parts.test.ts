@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { limits } from '../../src/limits.js';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
+import { expungeBefore } from '../../src/store/retention.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { internalsOf } from '../helpers/internals.js';
 
@@ -175,6 +176,29 @@ describe('a change to many uids commits in parts', () => {
     // of 10,000 each apply held a daemon's every client for 2-3 s at 190k (load ~20 on 2 cores)
     expect(records).toBeGreaterThanOrEqual(2 + Math.ceil(5000 / limits.uidChangePartMessages));
     expect((await store.listMailboxes()).map((m) => m.name)).toEqual(['user/b/INBOX']);
+    await store.close();
+  });
+
+  it('retention (expunge --before) of many messages commits in parts of expunge, each reading its messages and blobs in round trips, not one synchronous read a message', async () => {
+    // limits.retentionChunkMessages (10,000) is the size of a call to expunge, not of a record:
+    // expunge splits it into parts of uidChangePartMessages, each prefetched (messagesOfPart)
+    limits.uidChangePartMessages = 100;
+    const store = await Store.open(join(tmpDir('uid-parts'), 's'), { create: true });
+    await store.createMailbox('user/a/INBOX');
+    await store.appendBatch('user/a/INBOX', Array.from({ length: 1000 }, (_, i) => ({ bytes: msg(i), internalDate: new Date(Date.UTC(2020, 0, 1)) })));
+    const db = internalsOf(store).db;
+    await db.settle();
+    const level = (db as unknown as { db: { getSync(key: Buffer): unknown } }).db;
+    let sync = 0;
+    const getSync = level.getSync.bind(level);
+    level.getSync = (key) => { sync++; return getSync(key); };
+    const before = (await store.status('user/a/INBOX')).highestModseq;
+    const [result] = await expungeBefore(store, 'user/a/INBOX', { before: new Date(Date.UTC(2021, 0, 1)) });
+    expect(result.uids).toEqual(uids(1000));
+    // a record a part (each a modseq), and a handful of synchronous reads a part (its mailbox's name
+    // and entry), not 2 a message (2,000 here; 20,000 a record of 10,000 held a daemon for seconds)
+    expect((await store.status('user/a/INBOX')).highestModseq - before).toBeGreaterThanOrEqual(10);
+    expect(sync).toBeLessThanOrEqual(10 * 4);
     await store.close();
   });
 

@@ -9,6 +9,7 @@ import { deleteMailboxTree } from '../../src/store/users.js';
 import { dumpMailboxes, formatDumpLine, parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 import { limits } from '../../src/limits.js';
 import { randomUUID } from 'node:crypto';
 
@@ -257,6 +258,68 @@ describe('quota roots of a deleted tree', () => {
     await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
     for (const i of [1, 2]) await store.append('user/bob/INBOX', msg(i)); // no limit of the old INBOX left
     expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
+});
+
+describe('a user of many mailboxes', () => {
+  /** A store with user/many/box0..N-1 (2 messages each, bob's ACL entry on each) and user/other/INBOX. */
+  async function manyBoxes(count: number): Promise<Store> {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/other/INBOX');
+    for (let i = 0; i < count; i++) {
+      await store.createMailbox(`user/many/box${i}`, { owner: 'many', acl: { bob: 'lr' } });
+      await store.appendBatch(`user/many/box${i}`, [{ bytes: msg(2 * i) }, { bytes: msg(2 * i + 1) }]);
+    }
+    return store;
+  }
+
+  /** Counts LevelDB's synchronous point reads (getSync) and getMany round trips during `call`. */
+  async function readsDuring(store: Store, call: () => Promise<unknown>): Promise<{ sync: number; many: number }> {
+    const db = internalsOf(store).db;
+    await db.settle();
+    const level = (db as unknown as { db: { getSync(key: Buffer): unknown; getMany(keys: Buffer[]): Promise<unknown> } }).db;
+    const counts = { sync: 0, many: 0 };
+    const [getSync, getMany] = [level.getSync, level.getMany];
+    level.getSync = (key) => { counts.sync++; return getSync.call(level, key); };
+    level.getMany = (keyList) => { counts.many++; return getMany.call(level, keyList); };
+    try {
+      await call();
+    } finally {
+      level.getSync = getSync;
+      level.getMany = getMany;
+    }
+    return counts;
+  }
+
+  // before: 3 synchronous reads a mailbox in the rename (its entry twice in the prepare, once in
+  // the apply; 2 in the delete's begin, 1 in each expunge's apply): a user of 5,000 mailboxes held
+  // a daemon's every client for seconds in one turn of its event loop
+  it('user rename reads the mailboxes\' entries in round trips off the event loop, not one synchronous read each', async () => {
+    const store = await manyBoxes(300);
+    const tunable = limits as { deleteChunkMailboxes: number };
+    const chunk = limits.deleteChunkMailboxes;
+    tunable.deleteChunkMailboxes = 100;
+    const counts = await readsDuring(store, () => store.renameUser('many', 'lots')).finally(() => { tunable.deleteChunkMailboxes = chunk; });
+    expect(counts.sync).toBeLessThanOrEqual(20);
+    // in pieces of deleteChunkMailboxes, a turn of the event loop after each (its decoding was part
+    // of one stretch of a second at 5,000 mailboxes)
+    expect(counts.many).toBeGreaterThanOrEqual(3);
+    const renamed = await store.listMailboxes({ pattern: 'user/lots/*' });
+    expect(renamed).toHaveLength(300);
+    const acl = await store.getAcl('user/lots/box7');
+    expect(acl.bob).toBe('lr');
+    expect(Object.keys(acl)).toEqual(['bob', 'lots']);
+    expect((await store.status('user/lots/box299')).messages).toBe(2);
+    await store.close();
+  });
+
+  it('user delete reads the mailboxes\' entries, messages and blobs in round trips off the event loop, not one synchronous read each', async () => {
+    const store = await manyBoxes(300);
+    const counts = await readsDuring(store, () => store.deleteUser('many'));
+    expect(counts.sync).toBeLessThanOrEqual(20);
+    expect((await store.listMailboxes()).map((m) => m.name)).toEqual(['user/other/INBOX']);
+    expect((await store.stats()).unreferencedBlobs).toBe(600);
     await store.close();
   });
 });

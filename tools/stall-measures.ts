@@ -1,0 +1,36 @@
+// What the stall tools (expunge-stall.ts, user-stall.ts) report of a daemon: its main thread's CPU
+// and the quantiles of a probe client's latencies.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, defaultSocketPath } from '../src/client/client.js';
+
+/**
+ * user+system CPU seconds of a process's main thread so far (/proc/PID/task/PID/stat, clock ticks
+ * of 1/100 s): the event loop's work, without LevelDB's compactions and the thread pool.
+ */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The `q` quantile of ascending `sorted` (ms), as printed. */
+export function quantile(sorted: number[], q: number): string {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toFixed(0) : '-';
+}
+
+/**
+ * A copy of the store in `template` (made there first by `make` when it holds none) in `base`, a
+ * daemon serving it (`bin`, node given `nodeFlags`) and a probe client connected to it.
+ */
+export async function daemonOnCopy(template: string, make: (dir: string) => Promise<void>, base: string, bin: string, nodeFlags: string[]): Promise<{ dir: string; daemon: ChildProcess; probe: Client }> {
+  if (!existsSync(join(template, 'STORE'))) await make(template);
+  const dir = join(base, 'store');
+  cpSync(template, dir, { recursive: true });
+  const daemon = spawn(process.execPath, [...nodeFlags, bin, 'serve', '--store', dir], { stdio: ['ignore', 'ignore', 'inherit'], cwd: base });
+  while (!existsSync(defaultSocketPath(dir))) await sleep(20);
+  const probe = await Client.connect(defaultSocketPath(dir));
+  await sleep(300);
+  return { dir, daemon, probe };
+}
