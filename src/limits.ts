@@ -896,10 +896,10 @@ export const daemonLimits = {
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /**
    * Message bytes the whole daemon holds at once (socket calls' bodies and LMTP DATA, body-budget.ts):
-   * a quarter of the machine's memory, at least callBytesMax, at most 1 GiB. Past it a socket call
-   * waits for room and LMTP answers 452 4.3.1 (the MTA retries).
+   * an eighth of memory, at least messageBytesMax, at most 256 MiB (was up to 1 GiB: 2 GB RSS).
+   * Past it a socket call waits for room and LMTP answers 452 4.3.1 (the MTA retries).
    */
-  bodyBytesHeldMax: Math.max(256 * 1024 * 1024, Math.min(1024 * 1024 * 1024, Math.floor(totalmem() / 4))),
+  bodyBytesHeldMax: Math.min(256 * 1024 * 1024, Math.max(limits.messageBytesMax, Math.floor(totalmem() / 8))),
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
   /**
