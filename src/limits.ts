@@ -1101,6 +1101,8 @@ export const lmtpLimits = {
   recipientCacheMs: 1000,
   /** Mailboxes in that cache (past this it starts over). */
   recipientCacheEntries: 4096,
+  /** DATA past this many bytes is copied into one buffer as it comes, grown this much at a time (growing-body.ts). */
+  dataPiecesBytesMax: 1024 * 1024,
 } as const;
 
 /** Change events (src/events/). */
