@@ -900,6 +900,10 @@ export const daemonLimits = {
    * Past it a socket call waits for room and LMTP answers 452 4.3.1 (the MTA retries).
    */
   bodyBytesHeldMax: Math.min(256 * 1024 * 1024, Math.max(limits.messageBytesMax, Math.floor(totalmem() / 8))),
+  /** Drained after this many bytes went through it, the budget has V8 collect (give-back.ts)... */
+  bodyCollectAfterBytes: 32 * 1024 * 1024,
+  /** ...this long after it drained. */
+  bodyCollectDelayMs: 200,
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
   /**
