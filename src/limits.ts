@@ -896,10 +896,14 @@ export const daemonLimits = {
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /**
    * Message bytes the whole daemon holds at once (socket calls' bodies and LMTP DATA, body-budget.ts):
-   * a quarter of the machine's memory, at least callBytesMax, at most 1 GiB. Past it a socket call
-   * waits for room and LMTP answers 452 4.3.1 (the MTA retries).
+   * an eighth of memory, at least messageBytesMax, at most 256 MiB (was up to 1 GiB: 2 GB RSS).
+   * Past it a socket call waits for room and LMTP answers 452 4.3.1 (the MTA retries).
    */
-  bodyBytesHeldMax: Math.max(256 * 1024 * 1024, Math.min(1024 * 1024 * 1024, Math.floor(totalmem() / 4))),
+  bodyBytesHeldMax: Math.min(256 * 1024 * 1024, Math.max(limits.messageBytesMax, Math.floor(totalmem() / 8))),
+  /** Drained after this many bytes went through it, the budget has V8 collect (give-back.ts)... */
+  bodyCollectAfterBytes: 32 * 1024 * 1024,
+  /** ...this long after it drained. */
+  bodyCollectDelayMs: 200,
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
   /**
@@ -1101,6 +1105,8 @@ export const lmtpLimits = {
   recipientCacheMs: 1000,
   /** Mailboxes in that cache (past this it starts over). */
   recipientCacheEntries: 4096,
+  /** DATA past this many bytes is copied into one buffer as it comes, grown this much at a time (growing-body.ts). */
+  dataPiecesBytesMax: 1024 * 1024,
 } as const;
 
 /** Change events (src/events/). */

@@ -7,13 +7,17 @@
 // bodies while they wait for each other, refuses the message 452 4.3.1 and the MTA retries it.
 import { assert } from '../errors.js';
 import { daemonLimits } from '../limits.js';
+import { collectSoon } from './give-back.js';
 import type { FrameBudget } from './transport.js';
 
 export class BodyBudget {
   private held = 0;
+  /** Bytes taken since `drained` was last called. */
+  private passed = 0;
   private readonly waiting: { bytes: number; wake: () => void }[] = [];
 
-  constructor(private readonly max: () => number) {}
+  /** `drained`: called when nothing is held any more and at least `drained.afterBytes()` were taken since its last call. */
+  constructor(private readonly max: () => number, private readonly drained?: { afterBytes: () => number; run: () => void }) {}
 
   /** Bytes of message data held now. */
   get heldBytes(): number {
@@ -23,13 +27,13 @@ export class BodyBudget {
   /** Takes `bytes` if they fit, or if nothing is held (one body bigger than the budget still goes, alone); FIFO behind waiters. */
   tryTake(bytes: number): boolean {
     if (this.waiting.length > 0 || !this.fits(bytes)) return false;
-    this.held += bytes;
+    this.hold(bytes);
     return true;
   }
 
   /** Takes `bytes` whether they fit or not (what must not wait: it would hold up what frees the budget). */
   force(bytes: number): void {
-    this.held += bytes;
+    this.hold(bytes);
   }
 
   /** Resolves once `bytes` are taken, in the order asked. */
@@ -43,9 +47,18 @@ export class BodyBudget {
     assert(this.held >= 0, `the body budget was given back more than it held (${this.held} bytes)`);
     while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) {
       const next = this.waiting.shift()!;
-      this.held += next.bytes;
+      this.hold(next.bytes);
       next.wake();
     }
+    if (this.held === 0 && this.drained && this.passed >= this.drained.afterBytes()) {
+      this.passed = 0;
+      this.drained.run();
+    }
+  }
+
+  private hold(bytes: number): void {
+    this.held += bytes;
+    this.passed += bytes;
   }
 
   private fits(bytes: number): boolean {
@@ -53,8 +66,11 @@ export class BodyBudget {
   }
 }
 
-/** The daemon process's one budget (daemonLimits.bodyBytesHeldMax, read at each take: tests lower it). */
-export const bodyBudget = new BodyBudget(() => daemonLimits.bodyBytesHeldMax);
+/**
+ * The daemon process's one budget (daemonLimits.bodyBytesHeldMax, read at each take: tests lower
+ * it); drained after a burst, it has V8 collect the bodies' buffers (give-back.ts).
+ */
+export const bodyBudget = new BodyBudget(() => daemonLimits.bodyBytesHeldMax, { afterBytes: () => daemonLimits.bodyCollectAfterBytes, run: collectSoon });
 
 /**
  * The socket frames past inlineBytesMax, reserved in the same budget at their length prefix

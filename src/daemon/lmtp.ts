@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { bodyBudget } from './body-budget.js';
+import { GrowingBody } from './growing-body.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -469,12 +470,14 @@ type Received = { bytes: Buffer; held: number } | { refused: Reply; why: string 
 function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Received> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let grown: GrowingBody | undefined; // past lmtpLimits.dataPiecesBytesMax: the chunks copied into it as they come
     let bytes = 0;
     let held = 0;
     let refused: { refused: Reply; why: string } | undefined;
     const drop = (reply: Reply, why: string) => {
       refused ??= { refused: reply, why };
       chunks.length = 0;
+      grown = undefined;
       bodyBudget.give(held);
       held = 0;
     };
@@ -485,12 +488,17 @@ function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Receiv
       // refused, not waited for: sessions holding parts of bodies while they wait for each other's room would all wait
       if (!bodyBudget.tryTake(chunk.length)) return drop(new Reply(452, '4.3.1 insufficient system resources: the server holds its most message bytes at once, try again later'), 'memory');
       held += chunk.length;
+      if (grown) return grown.append(chunk);
       chunks.push(chunk);
+      if (held <= lmtpLimits.dataPiecesBytesMax) return;
+      grown = new GrowingBody(bytesMax, lmtpLimits.dataPiecesBytesMax);
+      for (const piece of chunks) grown.append(piece);
+      chunks.length = 0;
     });
     // a message that came in one read is one chunk: kept as it is (a subarray of that read, which nothing reuses)
     stream.on('end', () => {
       if (stream.sizeExceeded) drop(failureReply(new MailstoreError('TOO_LARGE', 'message too large')), 'too-large');
-      resolve(refused ?? { bytes: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes), held });
+      resolve(refused ?? { bytes: grown ? grown.bytes() : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes), held });
     });
     stream.on('error', (error) => { drop(new Reply(451, '4.3.0'), 'aborted'); reject(error); });
     stream.on('close', () => {

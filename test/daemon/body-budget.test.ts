@@ -2,6 +2,7 @@
 // socket call waits for room (its connection is not read meanwhile) and LMTP answers 452 4.3.1,
 // so many big deliveries at once make the daemon wait or defer, never grow until the OOM killer
 // stops every delivery. Each message held or refused is accounted for: the budget is back to 0.
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Tag } from 'cbor-x';
 import { BodyBudget, bodyBudget } from '../../src/daemon/body-budget.js';
@@ -11,6 +12,7 @@ import { daemonLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import type { Client } from '../../src/client/client.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { until } from '../helpers/until.js';
 import { converse } from './lmtp-client.js';
 import { message, rawConnect, readUntilClosed, startDaemon, type Running } from './helpers.js';
 
@@ -57,9 +59,45 @@ describe('BodyBudget', () => {
     expect(budget.heldBytes).toBe(0);
     expect(() => budget.give(1)).toThrow(/more than it held/);
   });
+
+  it('calls drained once nothing is held after afterBytes went through, counting every way in (the daemon collects then: give-back.ts)', async () => {
+    let drained = 0;
+    const budget = new BodyBudget(() => 100, { afterBytes: () => 150, run: () => { drained++; } });
+    budget.tryTake(60);
+    budget.give(60); // drained, but only 60 went through
+    budget.force(50);
+    const waited = budget.take(80); // past the budget: waits, and is counted once it is taken
+    budget.give(50);
+    await waited;
+    expect(drained).toBe(0); // 190 went through, but 80 are held
+    budget.give(80);
+    expect(drained).toBe(1);
+    budget.tryTake(100);
+    budget.give(100);
+    expect(drained).toBe(1); // counted anew: 100 since
+    budget.tryTake(50);
+    budget.give(50);
+    expect(drained).toBe(2);
+  });
 });
 
 describe('the daemon over its body budget', () => {
+  it('has V8 run a full collection once its budget drains after bodyCollectAfterBytes went through (an idle daemon started none: the bodies stayed in its RSS)', async () => {
+    const forced: number[] = [];
+    const observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const { kind, flags } = entry.detail as { kind: number; flags: number };
+        if (flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) forced.push(kind);
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    cleanup.push(async () => observer.disconnect());
+    const bytes = daemonLimits.bodyCollectAfterBytes;
+    expect(bodyBudget.tryTake(bytes)).toBe(true);
+    bodyBudget.give(bytes);
+    await until(() => forced.includes(constants.NODE_PERFORMANCE_GC_MAJOR), 'a full collection once the budget drained');
+  });
+
   it('makes a socket append wait for room instead of allocating its body, then stores both byte-exact', async () => {
     const running: Running = await startDaemon();
     cleanup.push(() => running.server.stop('test'));
