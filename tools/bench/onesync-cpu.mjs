@@ -4,11 +4,12 @@
 // CPU of the main thread (/proc/thread-self/schedstat) and of the process a delivery. On a loaded
 // machine wall time says little; these, and instruction counts, still do.
 //
-//   node tools/bench/onesync-cpu.mjs DIR --list LIST.TXT [--messages N] [--warmup W] [--small] [--floor] [--callgrind]
+//   node tools/bench/onesync-cpu.mjs DIR --list LIST.TXT [--messages N] [--warmup W] [--inline BYTES] [--small] [--floor] [--callgrind]
 //
 // DIR: a new store (or the floor's file) there, removed afterwards; on tmpfs fdatasync is free, so
 // the figures are the CPU alone. --warmup W: W more of the list's messages delivered first, untimed
-// (the step times a cold process). --small: only messages up to the inline threshold (32 KiB).
+// (the step times a cold process). --inline BYTES: the store's inline threshold (default 32 KiB, the
+// step's; 0: every body to a pack, the two-file row). --small: only messages up to 32 KiB.
 // --callgrind: under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`,
 // collection is switched on for the timed messages only (callgrind_control on this process).
 import { execFileSync } from 'node:child_process';
@@ -20,11 +21,12 @@ const option = (name, fallback) => { const i = args.indexOf(name); return i === 
 const dir = args[0];
 const list = option('--list');
 if (!dir || dir.startsWith('--') || !list) {
-  process.stderr.write('usage: node tools/bench/onesync-cpu.mjs DIR --list LIST.TXT [--messages N] [--warmup W] [--small] [--floor] [--callgrind]\n');
+  process.stderr.write('usage: node tools/bench/onesync-cpu.mjs DIR --list LIST.TXT [--messages N] [--warmup W] [--inline BYTES] [--small] [--floor] [--callgrind]\n');
   process.exit(2);
 }
 const N = Number(option('--messages', 2000)), WARM = Number(option('--warmup', 0));
 const INLINE_BYTES_MAX = 32 * 1024;
+const inline = Number(option('--inline', INLINE_BYTES_MAX));
 const dist = new URL('../../dist/', import.meta.url);
 const { Store } = await import(new URL('src/store/store.js', dist));
 const { nodeFileSystem } = await import(new URL('src/fs/node-fs.js', dist));
@@ -60,14 +62,14 @@ await deliver.close();
 rmSync(dir, { recursive: true, force: true });
 const small = latencies.filter((_, i) => timed[i].length <= INLINE_BYTES_MAX).sort((a, b) => a - b);
 console.log(JSON.stringify({
-  peer: args.includes('--floor') ? 'floor-sync-one-zeroed' : 'mailstore-inline', messages: N, warmup: WARM, seconds: +(wall / 1000).toFixed(3),
+  peer: args.includes('--floor') ? 'floor-sync-one-zeroed' : inline > 0 ? 'mailstore-inline' : 'mailstore-two-file', messages: N, warmup: WARM, seconds: +(wall / 1000).toFixed(3),
   small_p50_ms: +(small[small.length >> 1] ?? 0).toFixed(3), main_thread_cpu_us: Math.round(thread * 1000 / N),
   process_cpu_us: Math.round((cpu.user + cpu.system) / N), system_cpu_us: Math.round(cpu.system / N),
 }));
 
-/** One writer's store.append, as src/bench/measure/deliver.ts runs it (inline bodies up to 32 KiB). */
+/** One writer's store.append, as src/bench/measure/deliver.ts runs it (bodies up to `inline` bytes inside their record). */
 async function storeDeliver() {
-  const store = await Store.open(dir, { create: true, fs: nodeFileSystem, inlineBodyBytesMax: INLINE_BYTES_MAX });
+  const store = await Store.open(dir, { create: true, fs: nodeFileSystem, inlineBodyBytesMax: inline });
   await store.createMailbox('INBOX');
   const deliver = (body) => store.append('INBOX', body);
   deliver.close = () => store.close();
