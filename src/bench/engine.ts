@@ -45,13 +45,24 @@ export interface BenchSettings {
   scale: boolean;
   peers: boolean;
   deliver: number;
-  /** Untimed deliveries before the lmtp step's timed ones (lmtp-steps.ts lmtpWarmup; default: deliver). */
+  /** Untimed deliveries before the timed ones of the warm rows (deliveryWarmup; default: deliver). */
   warmup?: number;
   deliverCli: number;
   concurrent: number;
   profile: boolean;
   /** The crash measurement kills the import after half the corpus, at most this many messages (a huge corpus). */
   recoverKillAfterMax?: number;
+}
+
+/**
+ * The untimed deliveries a warm row gets before its timed ones, in the same process: each server
+ * of the lmtp step, the daemon step's writers, and the deliver step's one-sync rows and their
+ * floors (a mail server's delivery runs in a long-lived process; the first thousands of deliveries
+ * into a fresh one mostly measure V8 compiling its code: BENCHMARKS.md "LMTP one delivery's
+ * timeline" and "One-sync, session 52"). `--warmup N`, by default as many as the step times.
+ */
+export function deliveryWarmup(s: { deliver: number; warmup?: number }): number {
+  return s.warmup ?? s.deliver;
 }
 
 export interface Ran { code: number; stdout: string; stderr: string; seconds: number }
@@ -360,15 +371,18 @@ export async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work:
     await removeTree(dir);
   }
   if (wanted('deliver') && corpus.list) {
-    // one-sync delivery (report-onesync.ts): inline bodies off, then on, back to back in each round
+    // one-sync delivery (report-onesync.ts): inline bodies off, then on, back to back in each round;
+    // both, and the floors they are judged against, warm alike (the list's next messages untimed first)
+    const warmup = String(deliveryWarmup(s));
     for (const [peer, inline] of [['mailstore-two-file', 0], ['mailstore-inline', oneSyncInlineBytes()]] as const) {
       const one = await fresh(`store-deliver-${peer}`);
-      await bench.child(corpus.name, 'deliver', ['--store', one, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1', '--inline', String(inline), '--peer', peer], { peer, measurement: 'deliver' });
+      await bench.child(corpus.name, 'deliver', ['--store', one, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', warmup, '--writers', '1', '--inline', String(inline), '--peer', peer], { peer, measurement: 'deliver' });
       await removeTree(one);
     }
+    // cold, as the peers' deliveries it is compared with (their scripts start each server fresh)
     const dir = await fresh('store-deliver');
     await bench.child(corpus.name, 'deliver', ['--store', dir, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1'], { peer: 'mailstore', measurement: 'deliver' });
-    await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(s.deliver), '--inline', String(oneSyncInlineBytes())], { peer: 'floor-sync', measurement: 'deliver' });
+    await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(s.deliver), '--warmup', warmup, '--inline', String(oneSyncInlineBytes())], { peer: 'floor-sync', measurement: 'deliver' });
     await removeTree(dir);
   }
   if (wanted('deliver-cli') && corpus.list) {

@@ -4,18 +4,18 @@
 //           connections at once (mailstore), and their floor (measure/lmtp-floor.ts: the same
 //           client at 1 and 64 connections against smtp-server answering 250 with no store); in
 //           round 1 the daemon's RSS over many deliveries (--scale: 1,000,000). Each server, the 64-connection one too, first takes
-//           lmtpWarmup(settings) untimed deliveries over the same connections (lmtp-client.mjs
+//           deliveryWarmup(settings) untimed deliveries over the same connections (lmtp-client.mjs
 //           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
 //   daemon  the socket client's append against the library's: one writer each (p50, each after the
-//           same lmtpWarmup untimed appends), and 64 client processes against 64 writers in one
-//           process (messages/s, each side first given lmtpWarmup untimed appends, shared alike:
+//           same deliveryWarmup untimed appends), and 64 client processes against 64 writers in one
+//           process (messages/s, each side first given deliveryWarmup untimed appends, shared alike:
 //           the same count per writer and per process, as the 64 LMTP connections), and the floor of the latter: the same
 //           64 processes against a server that does no store work (floor-client-64p).
 // Each round runs the peers first, then mailstore (engine.ts inRounds), like the other goal steps.
 import { join } from 'node:path';
 import { nodeFileSystem as fs } from '../fs/node-fs.js';
 import { progress, type BenchResult } from './common.js';
-import { jsonLines, run, type Bench } from './engine.js';
+import { deliveryWarmup, jsonLines, run, type Bench } from './engine.js';
 import { removeTree, writeText } from './files.js';
 import type { CorpusInfo } from './report.js';
 
@@ -34,16 +34,6 @@ const RSS_MESSAGES_MAX = 2000;
 /** ...so that 1M deliveries, each made unique by its Received: header (no dedup), stay a few GB on disk. */
 const RSS_MESSAGE_BYTES_MAX = 8192;
 
-/**
- * The untimed deliveries each server gets before the timed ones of the lmtp step (a daemon runs for
- * weeks; the first thousands of deliveries into a fresh one mostly measure V8's JIT warm-up, see
- * BENCHMARKS.md "LMTP one delivery's timeline"): `--warmup N`, by default as many as the
- * one-connection step times.
- */
-export function lmtpWarmup(s: { deliver: number; warmup?: number }): number {
-  return s.warmup ?? s.deliver;
-}
-
 export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
   if (!corpus.list) return;
   if (bench.wanted('lmtp')) await lmtpStep(bench, corpus, work);
@@ -52,7 +42,7 @@ export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: s
 
 async function lmtpStep(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
   const s = bench.settings;
-  const warmup = lmtpWarmup(s);
+  const warmup = deliveryWarmup(s);
   if (s.peers) await lmtpPeers(bench, corpus, s.deliver, warmup);
   const client = join(bench.paths.peers, 'lmtp-client.mjs');
   const fresh = async (name: string) => { const dir = join(work, name); await removeTree(dir); return dir; };
@@ -114,8 +104,8 @@ async function daemonStep(bench: Bench, corpus: CorpusInfo, work: string): Promi
   const s = bench.settings;
   const fresh = async (name: string) => { const dir = join(work, name); await removeTree(dir); return dir; };
   const rename = (peer: string) => (r: BenchResult) => ({ ...r, peer, measurement: 'daemon' });
-  // the one-writer pair warmed alike (lmtpWarmup untimed appends first, the p50 goal is on warm code)
-  const warmup = lmtpWarmup(s);
+  // the one-writer pair warmed alike (deliveryWarmup untimed appends first, the p50 goal is on warm code)
+  const warmup = deliveryWarmup(s);
   // the library first, then the client, on the same messages, in each pair
   let store = await fresh('store-daemon-library');
   await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--writers', '1'], { peer: 'mailstore-library', measurement: 'daemon' }, rename('mailstore-library'));

@@ -5,17 +5,11 @@
 // rows judge the warm figures and print the cold ratio (a freshly started server's) beside them.
 import type { BenchResult } from './common.js';
 import {
-  COLUMNS, find, firstRound, goalLine, median, num, perRound, rateGoal, spreadText, table, type Goal, type RunData, type TaggedResult,
+  COLD_COLUMNS, COLUMNS, find, firstRound, goalLine, median, num, perRound, rateGoal, spreadText, table, warmRateGoal, type Goal, type RunData, type TaggedResult,
 } from './report.js';
 
 const MiB = 1024 * 1024;
 const msgRate = (r: BenchResult) => (r.messages && r.seconds ? r.messages / r.seconds : undefined);
-/** messages/s of the warm-up deliveries (the cold_* fields of lmtp-client.mjs --warmup). */
-const coldRate = (r: BenchResult) => (typeof r.cold_messages === 'number' && typeof r.cold_seconds === 'number' && r.cold_seconds > 0 ? r.cold_messages / r.cold_seconds : undefined);
-const COLD_COLUMNS = [
-  { title: 'cold messages/s', value: (r: TaggedResult) => num(coldRate(r), 1) },
-  { title: 'cold p50 / p99 ms', value: (r: TaggedResult) => (typeof r.cold_p50_ms === 'number' ? `${num(r.cold_p50_ms)} / ${num(r.cold_p99_ms as number)}` : '') },
-];
 const fixed = (n: number, digits = 2) => n.toFixed(digits);
 /** The server's CPU per timed delivery (from /proc, lmtp-client-run.ts) and the client's own. */
 const CPU_COLUMN = {
@@ -109,20 +103,9 @@ function floorLines(out: string[], allMain: TaggedResult[]): void {
   out.push(`Floor of the 64-connection goal (\`floor-lmtp\` rows: the same client, messages and warm-up against smtp-server in LMTP mode that answers 250 and keeps nothing): 64 connections ÷ one = ${scaling.measured}; mailstore's 64 connections ÷ the floor's 64 = ${share.measured || 'not measured'}. The \`CPU µs a delivery\` column is the server's user + system CPU over the timed deliveries ÷ their count, then the client's own.\n`);
 }
 
-/**
- * A rate goal on the warm figures (the timed deliveries after the warm-up), with the cold ratio of
- * the same rows (their warm-up deliveries, a freshly started server) printed beside it, not judged.
- * Without cold figures (no warm-up in the run) it is rateGoal as it was.
- */
+/** A goal of the lmtp step on the warm servers, the cold ratio (a freshly started server's) beside it. */
 function warmGoal(allMain: TaggedResult[], text: string, a: [string, string], b: [string, string], factor: number, warmText: string | undefined): Goal {
-  const warm = rateGoal(allMain, text, a, b, factor, msgRate);
-  const cold = rateGoal(allMain, text, a, b, factor, coldRate);
-  if (!warmText || !warm.measured || !cold.measured) return warm;
-  return {
-    ...warm,
-    text: `${text}, warm (after ${warmText} untimed deliveries)`,
-    measured: `${warm.measured}; cold, the first ${warmText} deliveries into a freshly started server, same run: ${cold.measured}`,
-  };
+  return warmRateGoal(allMain, text, a, b, factor, warmText ? { warm: `after ${warmText} untimed deliveries`, cold: `the first ${warmText} deliveries into a freshly started server` } : undefined);
 }
 
 /**
@@ -130,16 +113,8 @@ function warmGoal(allMain: TaggedResult[], text: string, a: [string, string], b:
  * ratio (their warm-up appends: 64 freshly started processes against 64 fresh writers) beside it.
  */
 function concurrentClientsGoal(allMain: TaggedResult[], warmText: string | undefined): Goal {
-  const text = '64 client processes appending at once ≥ 70 % of 64 writers in one process (messages/s)';
-  const a: [string, string] = ['mailstore-client-64p', 'daemon'], b: [string, string] = ['mailstore-library-64w', 'daemon'];
-  const warm = rateGoal(allMain, text, a, b, 0.7, msgRate);
-  const cold = rateGoal(allMain, text, a, b, 0.7, coldRate);
-  if (!warmText || !warm.measured || !cold.measured) return warm;
-  return {
-    ...warm,
-    text: `${text}, warm (each side after ${warmText} untimed appends, shared by its 64)`,
-    measured: `${warm.measured}; cold, those first ${warmText} appends of 64 freshly started processes and writers, same run: ${cold.measured}`,
-  };
+  return warmRateGoal(allMain, '64 client processes appending at once ≥ 70 % of 64 writers in one process (messages/s)', ['mailstore-client-64p', 'daemon'], ['mailstore-library-64w', 'daemon'], 0.7,
+    warmText ? { warm: `each side after ${warmText} untimed appends, shared by its 64`, cold: `those first ${warmText} appends of 64 freshly started processes and writers` } : undefined);
 }
 
 /**

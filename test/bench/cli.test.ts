@@ -32,6 +32,9 @@ describe('mailstore bench --corpus', () => {
     expect(find('mailstore', 'read')).toMatchObject({ messages: 24 });
     expect(find('mailstore', 'rebuild')).toMatchObject({ messages: 24 });
     expect(find('mailstore', 'deliver')).toMatchObject({ messages: 10 });
+    // the one-sync goal rows and their floor warmed alike (the list's next 10 untimed first); the row judged against the peers stays cold
+    for (const peer of ['mailstore-inline', 'mailstore-two-file', 'floor-sync-one-zeroed']) expect(find(peer, 'deliver')).toMatchObject({ messages: 10, warmup: 10, cold_messages: 10 });
+    expect(find('mailstore', 'deliver')).not.toHaveProperty('warmup');
     expect(find('mailstore', 'recover')?.error).toMatch(/fewer than the 400/); // said, not silently missing
     const saved = JSON.parse(readFileSync(summary.json, 'utf8')) as { kind: string; corpora: { messages: number; bytes: number }[] };
     expect(saved.kind).toBe('corpus');
@@ -41,6 +44,7 @@ describe('mailstore bench --corpus', () => {
     expect(report).toMatch(/\| main \| 24 \|/);
     expect(report).toContain('### Bulk import of an mbox');
     expect(report).toMatch(/rebuild ≥ 100,000 messages\/s \(from a snapshot taken first, plus the journal after it; row mailstore rebuild\) — measured [\d,]+ messages\/s, median of 2 rounds, spread/);
+    expect(report).toMatch(/^Goal: one-sync delivery: inline bodies ≥ 1\.8× the two-file commit \(same writer, inline off\) messages\/s, warm \(each after 10 untimed deliveries\) — measured .*; cold, the first 10 of a freshly started process, same run: .* → \*\*(pass|MISS)\*\*$/m);
     expect(report).toMatch(/### What could not run\n\n- main \/ peers \/ \*: not run: --no-peers/);
     expect(summary.charts.length).toBeGreaterThan(0);
     for (const chart of summary.charts) {

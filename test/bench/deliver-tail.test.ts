@@ -1,7 +1,7 @@
 // The deliver step's latency tail (issue 12: where the inline row's mean goes beyond its p50) and
 // the counting file system it measures through: counted calls go on with all their arguments.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { countingFileSystem } from '../../src/bench/common.js';
@@ -10,7 +10,7 @@ import { tmpDir } from '../helpers/tmp.js';
 import { repoRoot } from '../cli/helpers.js';
 
 type Group = { messages: number; seconds: number; mean_ms: number; over_1ms: number };
-type Row = { peer: string; messages: number; mean_ms: number; over_1ms: number; fsyncs: number; tail: { inline_bytes_max: number; over_inline: Group; journal_extension: Group; rest: Group } };
+type Row = { peer: string; messages: number; bytes?: number; note?: string; mean_ms: number; over_1ms: number; fsyncs: number; tail: { inline_bytes_max: number; over_inline: Group; journal_extension: Group; rest: Group } };
 
 function rows(script: string, args: string[]): Row[] {
   const ran = spawnSync(process.execPath, [join(repoRoot, 'dist/src/bench/measure', script), ...args], { encoding: 'utf8' });
@@ -28,6 +28,11 @@ function corpus(dir: string): string {
   const list = join(dir, 'list.txt');
   writeFileSync(list, `${files.join('\n')}\n`);
   return list;
+}
+
+/** The bytes of the first `n` messages of a list. */
+function timedBytes(list: string, n: number): number {
+  return readFileSync(list, 'utf8').split('\n').filter(Boolean).slice(0, n).reduce((sum, file) => sum + statSync(file).size, 0);
 }
 
 describe('the deliver step and its counting file system', () => {
@@ -63,5 +68,25 @@ describe('the deliver step and its counting file system', () => {
       expect(floor.tail.journal_extension.messages).toBe(0);
       expect(floor.tail.rest.messages).toBe(27);
     }
+  });
+
+  it('--warmup M: the one-sync rows and the floors first deliver (write) the list\'s next M untimed, in the same process and files; the tail and fsyncs are of the timed ones', () => {
+    const dir = tmpDir('deliver-warm');
+    const list = corpus(dir);
+    // the first 20 timed (two over the threshold: m9, m19), the next 10 untimed first (one over it: m29)
+    const [row] = rows('deliver.js', ['--store', join(dir, 'store'), '--list', list, '--messages', '20', '--warmup', '10', '--inline', '4096', '--peer', 'mailstore-inline']) as (Row & Record<string, unknown>)[];
+    expect(row).toMatchObject({ peer: 'mailstore-inline', messages: 20, warmup: 10, cold_messages: 10 });
+    expect(row!.tail.over_inline.messages).toBe(2);
+    expect(row!.fsyncs).toBeLessThan(30); // the warm-up's flushes are not the timed ones'
+    const floors = rows('sync-shapes.js', ['--dir', join(dir, 'floor'), '--list', list, '--messages', '20', '--warmup', '10', '--inline', '4096']) as (Row & Record<string, unknown>)[];
+    expect(floors.map((r) => r.peer)).toEqual(['floor-sync-two', 'floor-sync-one', 'floor-sync-one-zeroed', 'floor-sync-two-zeroed']);
+    for (const floor of floors) {
+      expect(floor).toMatchObject({ messages: 20, warmup: 10, cold_messages: 10 });
+      expect(floor.tail.over_inline.messages).toBe(2);
+      expect(floor.tail.rest.messages).toBe(18);
+      expect(floor.note).toContain('10 untimed writes');
+    }
+    // 17 messages of 3,000 bytes and 3 of 20,000, each after a 200-byte record: the timed bytes only
+    expect(floors[0]!.bytes).toBe(timedBytes(list, 20) + 20 * 200);
   });
 });

@@ -5,8 +5,9 @@
 //   node dist/tools/bench/run.js [--quick] [--scale] [--messages N] [--seed S] [--out BENCHMARKS.md]
 //        [--only import,read,...] [--no-peers] [--deliver N] [--warmup N] [--profile] [--rounds N]
 //   --warmup N: untimed deliveries into each server of the lmtp step (and appends of the daemon
-//   step's one-writer pair, and shared by its 64 writers and by its 64 client processes) before the
-//   timed ones (default: --deliver; 0: none, cold servers only).
+//   step's one-writer pair, and shared by its 64 writers and by its 64 client processes; and of the
+//   deliver step's one-sync rows, and writes of their sync-shapes floors) before the timed ones
+//   (default: --deliver; 0: none, cold servers only; src/bench/engine.ts deliveryWarmup).
 //
 // Peers: as root with apt-get, tools/bench/peers/setup.sh installs the missing ones first; without
 // them (and without --no-peers) the run stops before anything is measured and names what is
@@ -55,7 +56,7 @@ interface Options {
   only?: Set<Step>;
   peers: boolean;
   deliver: number;
-  /** Untimed deliveries before the lmtp step's timed ones (lmtp-steps.ts lmtpWarmup). */
+  /** Untimed deliveries before the timed ones of the warm rows (src/bench/engine.ts deliveryWarmup). */
   warmup: number;
   deliverCli: number;
   concurrent: number;

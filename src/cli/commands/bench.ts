@@ -52,7 +52,9 @@ What runs, in order (each mailstore measurement in its own node process, so its 
             sudo ${PACKAGE_ROOT}/tools/bench/peers/setup.sh
   mailstore bulk import of the mbox (library) and of the corpus itself (\`mailstore import\`), read of
             every message hash-verified, scrub, space on disk, index rebuild, recovery after
-            SIGKILL, and one-at-a-time delivery of the first --deliver messages.
+            SIGKILL, and one-at-a-time delivery of the first --deliver messages (the one-sync
+            rows and their sync floors warm: the corpus's next --deliver messages untimed first,
+            in the same process; the report gives the cold figures beside them).
   rounds    the steps behind a goal (the peers' Dovecot mdbox and Cyrus runs, mailstore import,
             read, scrub with its b3sum floor, rebuild, delivery) run again in rounds 2..N, peers
             then mailstore each time, so the two alternate; each goal row is the median of the
