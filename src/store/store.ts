@@ -706,7 +706,11 @@ export class Store implements MailStore {
     const { BackgroundCompactor } = await import('./compactor.js');
     this.compactor = new BackgroundCompactor({
       feed: this.changes,
-      deadBytes: async () => (await this.stats()).bytesDead,
+      // released inline bodies too: a store whose dead bytes were all in the journal never compacted by itself
+      deadBytes: async () => {
+        const stats = await this.stats();
+        return stats.bytesDead + (stats.bytesDeadInline ?? 0);
+      },
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
       // on a writable store only: a replica's floors come with its primary's records
       expireTombstones: async () => {
@@ -1539,7 +1543,7 @@ export class Store implements MailStore {
 
   async stats(): Promise<StoreStats> {
     this.live();
-    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0;
+    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0, bytesDeadInline = 0;
     for await (const [, box] of this.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
       if (box.deleting) continue;
       mailboxes++;
@@ -1549,8 +1553,10 @@ export class Store implements MailStore {
     for await (const [, blob] of this.db.entries<BlobRecord>({ prefix: keys.space(SPACE.blob) })) {
       blobs++;
       bytesStored += blob.l;
-      if (blob.r === 0) unreferencedBlobs++;
-      else {
+      if (blob.r === 0) {
+        unreferencedBlobs++;
+        if (blob.p === INLINE_PACK) bytesDeadInline += blob.l; // in the journal, not in a pack: apart from bytesDead
+      } else {
         liveBytes += blob.l;
         if (blob.p !== INLINE_PACK) bytesLive += RECORD_HEADER_BYTES + blob.l; // pack bytes (an inline body is in the journal)
       }
@@ -1569,7 +1575,7 @@ export class Store implements MailStore {
       journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq, journalLastSeq: this.journal.lastSeq,
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers, ...(consumersDamaged ? { consumersDamaged } : {}),
-      bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
+      bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive), bytesDeadInline,
       freeSpace: await this.space.state(),
       quarantine: await (await import('./quarantine.js')).quarantineUse(this.fs, this.root), // loaded here: an append never needs it
       ...(await (await import('./journal-archive.js')).journalArchiveState(this.fs, this.root, this.storeId)),

@@ -4,13 +4,16 @@
 // journal segments holding them retire; an identical message appended meanwhile keeps its fresh
 // copy, also after a crash at every operation.
 import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import type { CompactResult } from '../../src/store/compact.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { until } from '../helpers/until.js';
 import { limits } from '../../src/limits.js';
 import { expectScrubClean, packsBytes } from './compact-helpers.js';
-import { aroundMaintenance, appendAtForget, bigDelete, blobEntries, body, crashWhileForgetting, expectAfterReopenAndRebuild, expectLive, forgetsInline, journalBytes } from './inline-released-helpers.js';
+import { OPTIONS, aroundMaintenance, appendAtForget, bigDelete, blobEntries, body, crashWhileForgetting, expectAfterReopenAndRebuild, expectLive, forgetsInline, journalBytes } from './inline-released-helpers.js';
 
 describe('compaction of released inline bodies', () => {
   it('one compaction after a mailbox delete and an expunge drops the released inline bodies: none is copied into a pack, the journal retires, the live ones exact', async () => {
@@ -99,6 +102,30 @@ describe('compaction of released inline bodies', () => {
       await expectAfterReopenAndRebuild(dir, live.set(appended!.uid, again));
     });
   }
+
+  it('the background compactor counts released inline bodies in its dead bytes: a store whose dead bytes are all in the journal compacts by itself after a big delete', async () => {
+    const dir = tmpDir('compact-inline');
+    const { store: setup, live, gone, liveBytes } = await bigDelete(dir);
+    const releasedBytes = gone.reduce((sum, b) => sum + b.length, 0);
+    expect(await setup.stats()).toMatchObject({ bytesDead: 0, bytesDeadInline: releasedBytes });
+    await setup.close();
+    const journalBefore = journalBytes(dir);
+    const compacted: CompactResult[] = [];
+    // a threshold the released inline bytes pass and the packs' (none) do not
+    const auto = await Store.open(dir, { ...OPTIONS, autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: releasedBytes / 2, onCompacted: (r) => compacted.push(r) } });
+    try {
+      await until(() => compacted.some((r) => r.inlineReclaimed === gone.length), 'the background compactor dropped the released inline bodies', 60_000);
+      expect((await auto.stats()).bytesDeadInline).toBe(0);
+      expect((await blobEntries(auto)).packed.every((b) => b.r > 0), 'none of them copied into a pack').toBe(true);
+      expect(packsBytes(dir)).toBeLessThanOrEqual(liveBytes + 64);
+      await expectLive(auto, live);
+      await expectScrubClean(auto);
+    } finally {
+      await auto.close(); // waits for the tidy's snapshots
+    }
+    expect(journalBytes(dir), 'the segments of the released bodies retired').toBeLessThan(journalBefore / 3);
+    await expectAfterReopenAndRebuild(dir, live);
+  });
 
   it('a crash at every operation of a compaction dropping released inline bodies while an identical message is appended: the live and the acknowledged ones exact, scrub clean, none copied into a pack', async () => {
     await crashWhileForgetting({ name: 'compact-inline-crash-', seed: 0x1d1e, run: (store) => store.compact(), again: (store) => store.compact() });
