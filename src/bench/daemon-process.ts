@@ -39,7 +39,8 @@ export interface ServeOptions {
 /** Starts `mailstore serve` on `store` and waits until its socket (and LMTP listener) answers. */
 export async function startDaemon(options: ServeOptions): Promise<DaemonProcess> {
   const socket = join(options.store, 'run', 'mailstore.sock');
-  const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `serve-${Date.now()}.cpuprofile`] : [];
+  // --expose-gc as packaging/mailstore.service gives it (NODE_OPTIONS): the give-back after a burst (give-back.ts)
+  const nodeArgs = ['--expose-gc', ...(options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `serve-${Date.now()}.cpuprofile`] : [])];
   // the log goes to a file, as a packaged daemon's does (--log); one line per LMTP delivery
   const args = [...nodeArgs, options.cli, '--store', options.store, 'serve', '--log', join(options.store, 'serve.log'), ...(options.lmtp ? ['--lmtp', options.lmtp] : []), ...(options.metrics ? ['--metrics', options.metrics] : [])];
   // as packaging/mailstore.service runs it: two glibc malloc arenas and a fixed mmap threshold (the

@@ -3,6 +3,7 @@
 // durable before the journal record that relocates the blobs (each relocation conditional on the
 // blob still being at its inline location), and a segment is retired only below the oldest inline
 // body still referred to. A body that fails its hash is left where it is: its segment stays.
+// Released bodies past their grace period are not moved but forgotten (nothing refers to them).
 import { MailstoreError, assert } from '../errors.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { BlobBackend } from '../blob/backend.js';
@@ -26,7 +27,9 @@ export interface InlineMoveHost {
 
 export interface InlineMoveResult {
   moved: number;
-  /** Body bytes of the inline blobs found at or below the bound. */
+  /** Released inline bodies at or below the bound past their grace period whose entries were dropped, not moved. */
+  forgotten: number;
+  /** Body bytes of the inline blobs found at or below the bound to move. */
   bytes: number;
   /** Inline bodies at or below the bound that could not be read (CORRUPT): left in the journal. */
   unreadable: { hash: string; seq: number; why: string }[];
@@ -45,6 +48,8 @@ export class InlineScan {
   bytes = 0;
   /** The oldest record seq of an inline blob above the bound (undefined: none). */
   oldestAbove?: number;
+  /** With scanInline's `released`: the blobs at or below the bound it picked, kept apart (not in count). */
+  released?: InlineScan;
   private hashes = Buffer.allocUnsafeSlow(0);
   private seqs = new Float64Array(0);
   private lengths = new Float64Array(0);
@@ -83,14 +88,18 @@ export class InlineScan {
   }
 }
 
-/** Scans the blob entries for inline ones: those whose record seq is at most `throughSeq` are kept. */
-export async function scanInline(db: IndexDb, throughSeq: number): Promise<InlineScan> {
+/**
+ * Scans the blob entries for inline ones: those whose record seq is at most `throughSeq` are kept,
+ * in `scan.released` (in B order) those of them `released` picks.
+ */
+export async function scanInline(db: IndexDb, throughSeq: number, released?: (blob: BlobRecord) => boolean): Promise<InlineScan> {
   const scan = new InlineScan();
+  if (released) scan.released = new InlineScan();
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
       if (blob.p !== INLINE_PACK) continue;
-      if (blob.o <= throughSeq) scan.add(key.subarray(1), blob.o, blob.l);
+      if (blob.o <= throughSeq) (released?.(blob) ? scan.released! : scan).add(key.subarray(1), blob.o, blob.l);
       else scan.oldestAbove = scan.oldestAbove === undefined ? blob.o : Math.min(scan.oldestAbove, blob.o);
     }
   }
@@ -111,11 +120,27 @@ export async function oldestInlineSeq(db: IndexDb): Promise<number | undefined> 
  * once into a buffer that is used again once its group has committed (host.readInlineBodies): a
  * running daemon moves ~100k bodies a snapshot, and a buffer per body left its malloc arena
  * ~70 MB larger for good (BENCHMARKS.md, session 23).
+ *
+ * Released bodies past `releasedGraceMs` (0: every released one; compact-plan.ts graceAt) are not
+ * moved: their entries are forgotten first (compact.ts forgetReleasedInline, conditional like a
+ * compaction's), so their segments retire without their bytes being written into a pack. Moved,
+ * a big delete's bodies were copied by the next snapshot only for a later compaction to drop them
+ * (bytes written twice, and pack space meanwhile). Those within the grace move like live ones.
  */
-export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number): Promise<InlineMoveResult> {
-  const result: InlineMoveResult = { moved: 0, bytes: 0, unreadable: [] };
+export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number, releasedGraceMs: number): Promise<InlineMoveResult> {
+  const result: InlineMoveResult = { moved: 0, forgotten: 0, bytes: 0, unreadable: [] };
   if (!(await host.db.get<number>(meta.inlineUsed))) return result; // no inline body was ever stored: no scan
-  const scan = await scanInline(host.db, throughSeq);
+  // loaded here, not with the store: an append never needs them (test/cli/start-up.test.ts)
+  const { graceAt, pastGrace } = await import('./compact-plan.js');
+  const grace = graceAt(Date.now(), releasedGraceMs);
+  const scan = await scanInline(host.db, throughSeq, (blob) => pastGrace(blob, grace));
+  let stayed: number | undefined;
+  if (scan.released!.count > 0) {
+    const forget = await (await import('./compact.js')).forgetReleasedInline(host, scan.released!, grace);
+    result.forgotten = forget.forgotten;
+    stayed = forget.oldestStayed;
+  }
+  scan.released = undefined; // its memory goes before the bodies are read
   const chain: CommitChain = {};
   const pending: Promise<number>[] = [];
   const spare: Buffer[] = [];
@@ -147,9 +172,11 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
   }
   while (pending.length > 0) result.moved += await settleFirst(pending);
   result.bytes = scan.bytes;
-  // what stays inline: the bodies that could not be read, and those above the bound (a body
-  // delivered since the scan is above it too: its record is newer than any snapshot's seq)
-  result.oldestInlineSeq = result.unreadable.reduce<number | undefined>((oldest, u) => (oldest === undefined ? u.seq : Math.min(oldest, u.seq)), scan.oldestAbove);
+  // what stays inline: the bodies that could not be read, released ones the forget found referred
+  // to again, and those above the bound (a body delivered since the scan is above it too: its
+  // record is newer than any snapshot's seq)
+  const left = stayed === undefined ? scan.oldestAbove : Math.min(stayed, scan.oldestAbove ?? Infinity);
+  result.oldestInlineSeq = result.unreadable.reduce<number | undefined>((oldest, u) => (oldest === undefined ? u.seq : Math.min(oldest, u.seq)), left);
   return result;
 }
 

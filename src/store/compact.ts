@@ -8,6 +8,7 @@ import os from 'node:os';
 import { MailstoreError } from '../errors.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import type { InlineRunSource } from './inline-bodies.js';
+import type { InlineScan } from './compact-inline.js';
 import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import { INLINE_PACK, type RunItem } from '../blob/pack-store.js';
@@ -328,6 +329,31 @@ async function forgetInline(host: CompactHost, plan: CompactionPlan, result: Com
 
 const INLINE_ONLY: ReadonlySet<number> = new Set([INLINE_PACK]);
 
+/**
+ * The forget of forgetInline for the move out of the journal (compact-inline.ts moveInlineBodies:
+ * a retirement's, a resync's, a journal rewrite's): `released` as its scan found them, in records
+ * of limits.compactOpsPerRecord entries, each entry dropped only if it is still that inline body,
+ * unreferenced, past `grace` when its record is prepared (the apply decides alike). An identical
+ * message appended meanwhile wrote a fresh copy, which stays. `oldestStayed`: the oldest record
+ * of one still at its body but not dropped (referred to again: never, as a released blob is never
+ * deduplicated against), below which the caller keeps the journal.
+ */
+export async function forgetReleasedInline(host: Pick<CompactHost, 'submit'>, released: InlineScan, grace: Grace): Promise<{ forgotten: number; oldestStayed?: number }> {
+  const chain: CommitChain = {};
+  const stayed: PlannedBlob[] = [];
+  let forgotten = 0;
+  for (let from = 0; from < released.count; from += limits.compactOpsPerRecord) {
+    const slice: PlannedBlob[] = [];
+    for (let i = from; i < Math.min(released.count, from + limits.compactOpsPerRecord); i++) {
+      const { hash, seq, length } = released.blob(i);
+      slice.push({ hash, pack: INLINE_PACK, offset: seq, length });
+    }
+    forgotten += await host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, grace, false, stayed) });
+  }
+  const oldestStayed = stayed.reduce<number | undefined>((oldest, b) => (oldest === undefined ? b.offset : Math.min(oldest, b.offset)), undefined);
+  return oldestStayed === undefined ? { forgotten } : { forgotten, oldestStayed };
+}
+
 interface Copied {
   blob: PlannedBlob;
   to: { pack: number; offset: number };
@@ -586,13 +612,14 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
 
 /**
  * One `blob.forgetRun` per pack for the entries of `expired` still released past the grace period
- * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
+ * at their copy (the op checks again when applied: a replay decides alike); `stayed` gets those
+ * still at their copy but not past it. Read with getShared,
  * so the apply's second read of each entry in this batch costs a map lookup. `asScanned`: the index
  * holds each entry as the planning scan read it (`released`), so they are not read again: 15k
  * entries of the churn were a LevelDB getMany and 15k checksums and decodes on the thread the copy
  * shares, and LevelDB charged the lookups to its files until one was compacted, inside the call.
  */
-async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, asScanned = false): Promise<{ ops: Op[]; result: number }> {
+async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, asScanned = false, stayed?: PlannedBlob[]): Promise<{ ops: Op[]; result: number }> {
   // by pack, and apart those past the grace only by a date ahead of the clock: their op carries no
   // cutoff (2^53 - 1, as a compaction without a grace), so a replay, which knows no clock, decides alike
   const runs = new Map<string, { pack: number; cutoff: number; list: PlannedBlob[] }>();
@@ -602,7 +629,8 @@ async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace, 
   if (!remembered) await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
   for (const [i, blob] of expired.entries()) {
     const now = remembered ? remembered[i] : view.getShared<BlobRecord>(blobKeys[i]);
-    if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, grace)) continue;
+    if (!now || now.p !== blob.pack || now.o !== blob.offset) continue;
+    if (!pastGrace(now, grace)) { stayed?.push(blob); continue; }
     const cutoff = now.z !== undefined && now.z > grace.cutoff ? Number.MAX_SAFE_INTEGER : grace.cutoff;
     const key = `${blob.pack}/${cutoff}`;
     let run = runs.get(key);

@@ -1,9 +1,10 @@
 // The background compactor (StoreOptions.autoCompact), a change-log consumer named `compact`
 // (DESIGN.md, "Background work"): it reads the journal from its durable cursor, learns from the
 // expunge records there that pack bytes died, advances its cursor past them, and compacts when the
-// dead bytes pass a threshold (what the records said is in the index too: a restarted compactor
-// looks at the index's dead bytes first, so a crash between the advance and the compaction loses
-// nothing, and the cursor never pins the journal for the length of a compaction). Its count of releases
+// dead bytes (in packs, and released inline bodies' in the journal) pass a threshold (what the
+// records said is in the index too: a restarted compactor looks at the index's dead bytes first,
+// so a crash between the advance and the compaction loses nothing, and the cursor never pins the
+// journal for the length of a compaction). Its count of releases
 // is in memory and rebuilt on start by looking at the index's dead bytes once. It never waits for
 // a compaction already running (trylock), and backs off (doubling, up to a bound) after a round
 // that did nothing. Its cursor pins the journal like every consumer's; `mailstore consumers` lists it.
@@ -31,7 +32,7 @@ export interface AutoCompactSettings {
 export interface CompactorHooks {
   /** The change log the compactor consumes. */
   feed: Pick<ChangeFeed, 'register' | 'advance' | 'read'>;
-  /** Dead bytes in packs now. */
+  /** Dead bytes now: in packs, and released inline bodies' in the journal (StoreStats.bytesDeadInline). */
   deadBytes(): Promise<number>;
   /** One compaction, or undefined when one is already running. */
   tryCompact(graceMs: number): Promise<CompactResult | undefined>;
@@ -92,7 +93,7 @@ export class BackgroundCompactor extends BackoffLoop {
     if ((await this.hooks.deadBytes()) < this.deadBytesMin) return false;
     const result = await this.hooks.tryCompact(this.graceMs);
     if (result) this.onCompacted?.(result);
-    const useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
+    const useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0 || (result.inlineReclaimed ?? 0) > 0);
     // released blobs still in their grace period, or a compaction already running: look again later
     if (!useful) this.released = true;
     return useful;

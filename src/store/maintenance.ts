@@ -16,7 +16,6 @@ import { limits } from '../limits.js';
 import { meta } from './apply.js';
 import { stateSince, type StateSince } from './state-since.js';
 import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot } from './checkpoint.js';
-import { moveInlineBodies } from './compact-inline.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
@@ -122,6 +121,8 @@ export interface MaintenanceHost {
   readonly journal: Journal;
   readonly hashPool: SharedHashPool;
   readonly readOnly: boolean;
+  /** Released inline bodies past this grace are forgotten, not moved, before a journal rewrite (compact-inline.ts). */
+  readonly releasedGraceMs: number;
   live(): void;
   /** Throws ACCESS on a read-only open. */
   writable(): void;
@@ -272,8 +273,10 @@ export class Maintenance implements StoreMaintenance {
     // runExclusive alone runs fn on a read-only open, and this writes a journal and an index.
     this.host.writable();
     // The new journal holds no message bodies: inline ones move into packs first (those in a damaged
-    // record cannot, and stay in the old journal, which goes to quarantine; scrub reports them).
-    await moveInlineBodies({ db: this.host.db, packs: this.host.packs, submit: (m) => this.host.submit(m) }, Infinity);
+    // record cannot, and stay in the old journal, which goes to quarantine; scrub reports them;
+    // released ones past the grace are forgotten instead).
+    const { moveInlineBodies } = await import('./compact-inline.js');
+    await moveInlineBodies({ db: this.host.db, packs: this.host.packs, submit: (m) => this.host.submit(m) }, Infinity, this.host.releasedGraceMs);
     return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, storeId } = this.host;
       const written = await this.writeCheckpoint();

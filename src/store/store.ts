@@ -65,7 +65,6 @@ import {
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
 import type { BackgroundCompactor } from './compactor.js';
-import { moveInlineBodies, oldestInlineSeq } from './compact-inline.js';
 import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { AppendBatchMeta, MailStore } from './api.js';
@@ -265,6 +264,12 @@ export class Store implements MailStore {
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
+  /**
+   * How long released inline bodies are kept before the move out of the journal (a retirement, a
+   * resync, a journal rewrite) forgets them instead of moving them: the background compactor's
+   * grace (StoreOptions.autoCompact), limits.compactGraceMs without one (compact-inline.ts).
+   */
+  private readonly releasedGraceMs: number;
   /** Moves sealed packs to the bucket under the store's policy (tier-mover.ts, StoreOptions.autoTier). */
   private tierMover?: BackgroundTierMover;
   /** Snapshots of the index and journal retirement (snapshots.ts). */
@@ -293,6 +298,7 @@ export class Store implements MailStore {
       released: () => this.snapshots.consumerReleased(),
     });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
+    this.releasedGraceMs = (typeof options.autoCompact === 'object' ? options.autoCompact.graceMs : undefined) ?? limits.compactGraceMs;
     this.snapshots = new Snapshotter({
       fs: this.fs, root: this.root, checkMounted: this.checkMounted, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
       boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
@@ -562,8 +568,10 @@ export class Store implements MailStore {
     const running = import('./compact.js').then(async (compact) => {
       const result = await compact.compactStore(this.compactHost(), options);
       // inline bodies in segments no longer written go to packs, so those segments can be retired
-      const moved = options.dryRun ? 0 : (await compact.timed(result, 'inline', () => moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1))).moved;
+      // (released ones past this compaction's grace are dropped, not moved: those released since its forgetInline)
+      const { moved, forgotten } = options.dryRun ? { moved: 0, forgotten: 0 } : await compact.timed(result, 'inline', async () => (await import('./compact-inline.js')).moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1, options.graceMs ?? 0));
       if (moved > 0) result.inlineMoved = moved;
+      if (forgotten > 0) result.inlineReclaimed = (result.inlineReclaimed ?? 0) + forgotten;
       return result;
     });
     this.compaction = running;
@@ -598,9 +606,11 @@ export class Store implements MailStore {
     // its cursor's records gone (NOT_FOUND): the events in between could never be sent.
     if (this.replicationRole?.role === 'replica') throughSeq = Math.min(throughSeq, (this.primaryKeptSeq ?? 1) - 1);
     if (!(await this.db.get<number>(meta.inlineUsed))) return throughSeq; // no inline body was ever stored
+    // loaded here, not with the store: an append never needs it (test/cli/start-up.test.ts)
+    const inline = await import('./compact-inline.js');
     const oldest = this.writableRole() && !this.readOnly
-      ? (await moveInlineBodies(this.compactHost(), throughSeq)).oldestInlineSeq
-      : await oldestInlineSeq(this.db);
+      ? (await inline.moveInlineBodies(this.compactHost(), throughSeq, this.releasedGraceMs)).oldestInlineSeq
+      : await inline.oldestInlineSeq(this.db);
     return oldest === undefined ? throughSeq : Math.min(throughSeq, oldest - 1);
   }
 
@@ -696,7 +706,11 @@ export class Store implements MailStore {
     const { BackgroundCompactor } = await import('./compactor.js');
     this.compactor = new BackgroundCompactor({
       feed: this.changes,
-      deadBytes: async () => (await this.stats()).bytesDead,
+      // released inline bodies too: a store whose dead bytes were all in the journal never compacted by itself
+      deadBytes: async () => {
+        const stats = await this.stats();
+        return stats.bytesDead + (stats.bytesDeadInline ?? 0);
+      },
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
       // on a writable store only: a replica's floors come with its primary's records
       expireTombstones: async () => {
@@ -864,7 +878,7 @@ export class Store implements MailStore {
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
       finishInterrupted: () => this.finishInterrupted(),
       moveInlineBodies: async (throughSeq) => {
-        await moveInlineBodies(this.compactHost(), throughSeq);
+        await (await import('./compact-inline.js')).moveInlineBodies(this.compactHost(), throughSeq, this.releasedGraceMs);
       },
       setPrimaryKept: (seq) => {
         this.primaryKeptSeq = seq;
@@ -928,7 +942,7 @@ export class Store implements MailStore {
     const store = this;
     return {
       root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, readOnly: this.readOnly, packs: this.packs, journal: this.journal,
-      hashPool: this.hashPool,
+      hashPool: this.hashPool, releasedGraceMs: this.releasedGraceMs,
       get db() { return store.db; },
       live: () => this.live(),
       writable: () => this.writable(),
@@ -1529,7 +1543,7 @@ export class Store implements MailStore {
 
   async stats(): Promise<StoreStats> {
     this.live();
-    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0;
+    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0, bytesDeadInline = 0;
     for await (const [, box] of this.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
       if (box.deleting) continue;
       mailboxes++;
@@ -1539,8 +1553,10 @@ export class Store implements MailStore {
     for await (const [, blob] of this.db.entries<BlobRecord>({ prefix: keys.space(SPACE.blob) })) {
       blobs++;
       bytesStored += blob.l;
-      if (blob.r === 0) unreferencedBlobs++;
-      else {
+      if (blob.r === 0) {
+        unreferencedBlobs++;
+        if (blob.p === INLINE_PACK) bytesDeadInline += blob.l; // in the journal, not in a pack: apart from bytesDead
+      } else {
         liveBytes += blob.l;
         if (blob.p !== INLINE_PACK) bytesLive += RECORD_HEADER_BYTES + blob.l; // pack bytes (an inline body is in the journal)
       }
@@ -1559,7 +1575,7 @@ export class Store implements MailStore {
       journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq, journalLastSeq: this.journal.lastSeq,
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers, ...(consumersDamaged ? { consumersDamaged } : {}),
-      bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
+      bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive), bytesDeadInline,
       freeSpace: await this.space.state(),
       quarantine: await (await import('./quarantine.js')).quarantineUse(this.fs, this.root), // loaded here: an append never needs it
       ...(await (await import('./journal-archive.js')).journalArchiveState(this.fs, this.root, this.storeId)),

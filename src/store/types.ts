@@ -272,6 +272,12 @@ export interface StoreStats {
   bytesLive: number;
   /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */
   bytesDead: number;
+  /**
+   * Body bytes of released inline bodies (docs/FORMAT.md, "Inline bodies"): in journal records no
+   * message refers to, not in bytesDead; compaction drops their entries and their segments retire.
+   * Absent from a daemon before session 52.
+   */
+  bytesDeadInline?: number;
   /** The free-space reserve and the free space now (free-space.ts): mail is refused below reserveBytes. */
   freeSpace: FreeSpaceState;
   /** What quarantine/ holds (quarantine.ts): never removed automatically, so an admin must see it grow. */

@@ -84,10 +84,17 @@ describe('mailstore compact', () => {
     await ok(['mailbox', 'create', 'Gone'], { store });
     for (let i = 1; i <= 6; i++) await ok(['append', 'Gone', '-'], { store, input: message(i, 500) });
     await ok(['mailbox', 'delete', 'Gone', '--force'], { store });
+    // stats counts them apart from the packs' dead bytes (the background compactor adds the two)
+    const dead = (await json(['stats'], { store })) as { bytesDead: number; bytesDeadInline: number };
+    expect(dead.bytesDead).toBe(0);
+    expect(dead.bytesDeadInline).toBeGreaterThan(6 * 500);
+    expect(await ok(['stats'], { store })).toMatch(new RegExp(`^dead in journal +${dead.bytesDeadInline} \\(.*\\) of released inline bodies, dropped by mailstore compact$`, 'm'));
     expect(await json(['compact', '--dry-run'], { store })).toMatchObject({ inlineReclaimed: 6, blobsReclaimed: 0 });
     expect(await ok(['compact'], { store })).toMatch(/^dropped 6 released inline bodies \(in the journal: their segments retire with the next snapshot\)$/m);
     expect(packsBytes(store), 'none copied into a pack').toBe(0);
     expect((await json(['compact'], { store })).inlineReclaimed).toBeUndefined(); // none left
+    expect(await json(['stats'], { store })).toMatchObject({ bytesDeadInline: 0 });
+    expect(await ok(['stats'], { store })).not.toMatch(/dead in journal/);
   });
 
   it('a bad --grace is INVALID (exit 5); --help explains', async () => {

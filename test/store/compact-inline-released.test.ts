@@ -4,86 +4,16 @@
 // journal segments holding them retire; an identical message appended meanwhile keeps its fresh
 // copy, also after a crash at every operation.
 import { describe, expect, it } from 'vitest';
-import { promises as fsp, readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
+import type { CompactResult } from '../../src/store/compact.js';
 import { keys } from '../../src/keys/index-keys.js';
-import { SPACE, prefixEnd } from '../../src/keys/tuple.js';
-import { INLINE_PACK } from '../../src/blob/pack-store.js';
-import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { hashBytes } from '../../src/hash/blake3.js';
-import type { BlobRecord, Op } from '../../src/store/records.js';
-import type { Mutation } from '../../src/store/writer.js';
-import { FaultFileSystem, type CrashMode } from '../sim/faultfs.js';
-import { fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
-import { expectCode } from '../sim/helpers.js';
+import type { BlobRecord } from '../../src/store/records.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { until } from '../helpers/until.js';
 import { limits } from '../../src/limits.js';
 import { expectScrubClean, packsBytes } from './compact-helpers.js';
-
-const OPTIONS = { inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096 };
-const body = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\n\r\n${`line ${i} `.repeat(40)}\r\n`);
-const journalBytes = (dir: string) => readdirSync(join(dir, 'journal')).reduce((sum, n) => sum + statSync(join(dir, 'journal', n)).size, 0);
-
-/**
- * `Gone` (40 messages) deleted, and in `Kept` (20) every odd uid expunged: 50 inline bodies released,
- * 10 live. Every body inline, in journal segments of 4 KiB.
- */
-async function bigDelete(dir: string, options: { fs?: FaultFileSystem } = {}) {
-  const store = await Store.open(dir, { create: true, ...OPTIONS, ...options });
-  await store.createMailbox('Gone');
-  await store.createMailbox('Kept');
-  for (let i = 0; i < 40; i++) await store.append('Gone', body(i));
-  const live = new Map<number, Buffer>();
-  const gone = [...Array.from({ length: 40 }, (_, i) => body(i))];
-  for (let i = 40; i < 60; i++) {
-    const { uid } = await store.append('Kept', body(i));
-    if (uid % 2 === 1) gone.push(body(i));
-    else live.set(uid, body(i));
-  }
-  await store.deleteMailbox('Gone');
-  await store.expunge('Kept', [...Array(20).keys()].map((i) => i + 1).filter((uid) => uid % 2 === 1));
-  const liveBytes = [...live.values()].reduce((sum, b) => sum + RECORD_HEADER_BYTES + b.length, 0);
-  return { store, live, gone, liveBytes };
-}
-
-/** Every B entry: those in packs (and whether referenced) and those inline. */
-async function blobEntries(store: Store): Promise<{ packed: BlobRecord[]; inline: BlobRecord[] }> {
-  const out = { packed: [] as BlobRecord[], inline: [] as BlobRecord[] };
-  const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
-  for await (const batch of store.maintenance().index.entryBatches<BlobRecord>(range, 1000)) {
-    for (const [, blob] of batch) (blob.p === INLINE_PACK ? out.inline : out.packed).push(blob);
-  }
-  return out;
-}
-
-async function expectLive(store: Store, live: Map<number, Buffer>): Promise<void> {
-  for (const [uid, bytes] of live) expect((await store.fetch('Kept', uid)).equals(bytes), `Kept ${uid}`).toBe(true);
-  for (let uid = 1; uid <= 20; uid += 2) await expectCode(store.fetch('Kept', uid), 'NOT_FOUND');
-}
-
-type Submit = (mutation: Mutation<unknown>, maintenance?: boolean) => Promise<unknown>;
-
-/**
- * Calls `around` with each maintenance mutation (a compaction's) before it is submitted and once
- * it committed, with the ops its prepare returned; returns the undo.
- */
-function aroundMaintenance(store: Store, around: (when: 'before' | 'after', ops: Op[]) => Promise<void>): () => void {
-  const internals = store as unknown as { submit: Submit };
-  const submit = internals.submit.bind(store);
-  internals.submit = async (mutation, maintenance) => {
-    if (!maintenance) return submit(mutation, maintenance);
-    await around('before', []);
-    let ops: Op[] = [];
-    const prepare = mutation.prepare;
-    const out = await submit({ ...mutation, prepare: async (ctx) => { const prepared = await prepare(ctx); ops = prepared.ops; return prepared; } }, maintenance);
-    await around('after', ops);
-    return out;
-  };
-  return () => { internals.submit = submit; };
-}
-
-const forgetsInline = (ops: Op[]) => ops.some((op) => op.op === 'blob.forgetRun' && op.pack === INLINE_PACK);
+import { OPTIONS, aroundMaintenance, appendAtForget, bigDelete, blobEntries, body, crashWhileForgetting, expectAfterReopenAndRebuild, expectLive, forgetsInline, journalBytes } from './inline-released-helpers.js';
 
 describe('compaction of released inline bodies', () => {
   it('one compaction after a mailbox delete and an expunge drops the released inline bodies: none is copied into a pack, the journal retires, the live ones exact', async () => {
@@ -104,17 +34,7 @@ describe('compaction of released inline bodies', () => {
     await expectScrubClean(store);
     await store.close(); // waits for the tidy's snapshots, which retire the segments before the compaction
     expect(journalBytes(dir), 'the segments of the released bodies retired').toBeLessThan(journalBefore / 3);
-    const again = await Store.open(dir, OPTIONS);
-    expect(await again.compact()).toMatchObject({ blobsCopied: 0, blobsReclaimed: 0 });
-    expect(again.health.findings).toEqual([]);
-    await expectLive(again, live);
-    await again.close();
-    rmSync(join(dir, 'index'), { recursive: true });
-    const rebuilt = await Store.open(dir, OPTIONS);
-    expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
-    await expectLive(rebuilt, live);
-    await expectScrubClean(rebuilt);
-    await rebuilt.close();
+    await expectAfterReopenAndRebuild(dir, live, async (again) => { expect(await again.compact()).toMatchObject({ blobsCopied: 0, blobsReclaimed: 0 }); });
   });
 
   it('past limits.compactPlanEntriesMax entries (the planning scan keeps none) a second scan of B finds them, in runs of limits.compactChunkEntries', async () => {
@@ -164,15 +84,10 @@ describe('compaction of released inline bodies', () => {
       const dir = tmpDir('compact-inline');
       const { store, live, gone } = await bigDelete(dir);
       const again = body(3); // a body of the deleted mailbox
-      let appended: { uid: number; deduplicated: boolean } | undefined;
-      let forgets = 0;
-      const undo = aroundMaintenance(store, async (at, ops) => {
-        if (at === 'after' && forgetsInline(ops)) forgets++;
-        if (appended || at !== when || (at === 'after' && !forgetsInline(ops))) return;
-        appended = await store.append('Kept', again);
-      });
+      const { seen, undo } = appendAtForget(store, again, when);
       const result = await store.compact();
       undo();
+      const { forgets, appended } = seen;
       expect(forgets, 'the forget committed').toBeGreaterThan(0);
       expect(appended?.deduplicated, 'a released blob is never deduplicated against').toBe(false);
       // before: the forget finds the entry at the fresh copy and leaves it; after: it was dropped, the append made a new one
@@ -183,71 +98,36 @@ describe('compaction of released inline bodies', () => {
       await expectLive(store, live);
       await expectScrubClean(store);
       await store.close();
-      const reopened = await Store.open(dir, OPTIONS);
-      expect((await reopened.fetch('Kept', appended!.uid)).equals(again), 'after the tidy retired the old segments').toBe(true);
-      await reopened.close();
-      rmSync(join(dir, 'index'), { recursive: true });
-      const rebuilt = await Store.open(dir, OPTIONS);
-      expect((await rebuilt.fetch('Kept', appended!.uid)).equals(again), 'and after a rebuild').toBe(true);
-      await expectLive(rebuilt, live);
-      await expectScrubClean(rebuilt);
-      await rebuilt.close();
+      // after the tidy retired the old segments, and after a rebuild
+      await expectAfterReopenAndRebuild(dir, live.set(appended!.uid, again));
     });
   }
 
-  it('a crash at every operation of a compaction dropping released inline bodies while an identical message is appended: the live and the acknowledged ones exact, scrub clean, none copied into a pack', async () => {
-    const work = await fsp.mkdtemp(join(fastTmpRoot(), 'compact-inline-crash-'));
-    const dir = join(work, 'store');
-    const { store: setup, live, liveBytes } = await bigDelete(dir);
+  it('the background compactor counts released inline bodies in its dead bytes: a store whose dead bytes are all in the journal compacts by itself after a big delete', async () => {
+    const dir = tmpDir('compact-inline');
+    const { store: setup, live, gone, liveBytes } = await bigDelete(dir);
+    const releasedBytes = gone.reduce((sum, b) => sum + b.length, 0);
+    expect(await setup.stats()).toMatchObject({ bytesDead: 0, bytesDeadInline: releasedBytes });
     await setup.close();
-    const ffs = new FaultFileSystem({ seed: 0x1d1e });
-    await ffs.startRecording(dir, { exclude: ['index'] });
-    const older = join(work, 'index-before');
-    await ffs.snapshotExcluded(older);
-    const store = await Store.open(dir, { fs: ffs, ...OPTIONS });
-    const opened = ffs.logLength;
-    const again = body(3);
-    let appending: Promise<{ uid: number }> | undefined;
-    let ackedAt = Infinity;
-    const undo = aroundMaintenance(store, async (at, ops) => {
-      // started as the forget commits, not awaited: it races the rest of the compaction
-      if (at === 'after' && forgetsInline(ops) && !appending) appending = store.append('Kept', again).then((r) => { ackedAt = ffs.logLength; return r; });
-    });
-    await store.compact();
-    undo();
-    const { uid } = await appending!;
-    await store.close();
-    const modes: CrashMode[] = ['all-lost', 'random', 'all-kept', 'data-lost'];
-    let states = 0;
-    for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
-      const mode = modes[afterOp % modes.length]!;
-      const target = join(work, `crash-${afterOp}-${mode}`);
-      const indexMode = states % 2 === 0 ? 'missing' : 'older';
-      const report = await ffs.materializeCrash(target, afterOp, 0x1d1e + afterOp, { mode, indexMode, indexSource: older });
-      const where = `${report.reproduce} index ${indexMode}`;
-      retireOwnLock(target);
-      const crashed = await Store.open(target, OPTIONS);
-      try {
-        expect(crashed.health.degraded, `${where}: ${crashed.health.findings.join('; ')}`).toBe(false);
-        await expectLive(crashed, live);
-        const status = await crashed.status('Kept');
-        if (afterOp >= ackedAt) expect((await crashed.fetch('Kept', uid)).equals(again), `${where}: the acknowledged append`).toBe(true);
-        else if (status.uidNext > uid) expect((await crashed.fetch('Kept', uid)).equals(again), `${where}: the append, durable though not acknowledged`).toBe(true);
-        await expectScrubClean(crashed);
-        await crashed.compact();
-        // the released bodies never reach a pack: the live ones and the re-appended one at most
-        expect(packsBytes(target), `${where}: packs`).toBeLessThanOrEqual(liveBytes + RECORD_HEADER_BYTES + again.length + 64);
-        await expectScrubClean(crashed);
-      } catch (error) {
-        throw new Error(`${where}: ${(error as Error).message}; state kept in ${target}`, { cause: error });
-      } finally {
-        await crashed.close();
-      }
-      await fsp.rm(target, { recursive: true, force: true });
-      states++;
+    const journalBefore = journalBytes(dir);
+    const compacted: CompactResult[] = [];
+    // a threshold the released inline bytes pass and the packs' (none) do not
+    const auto = await Store.open(dir, { ...OPTIONS, autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: releasedBytes / 2, onCompacted: (r) => compacted.push(r) } });
+    try {
+      await until(() => compacted.some((r) => r.inlineReclaimed === gone.length), 'the background compactor dropped the released inline bodies', 60_000);
+      expect((await auto.stats()).bytesDeadInline).toBe(0);
+      expect((await blobEntries(auto)).packed.every((b) => b.r > 0), 'none of them copied into a pack').toBe(true);
+      expect(packsBytes(dir)).toBeLessThanOrEqual(liveBytes + 64);
+      await expectLive(auto, live);
+      await expectScrubClean(auto);
+    } finally {
+      await auto.close(); // waits for the tidy's snapshots
     }
-    expect(ackedAt).toBeLessThanOrEqual(ffs.logLength);
-    expect(states).toBeGreaterThan(20);
-    await fsp.rm(work, { recursive: true, force: true });
+    expect(journalBytes(dir), 'the segments of the released bodies retired').toBeLessThan(journalBefore / 3);
+    await expectAfterReopenAndRebuild(dir, live);
+  });
+
+  it('a crash at every operation of a compaction dropping released inline bodies while an identical message is appended: the live and the acknowledged ones exact, scrub clean, none copied into a pack', async () => {
+    await crashWhileForgetting({ name: 'compact-inline-crash-', seed: 0x1d1e, run: (store) => store.compact(), again: (store) => store.compact() });
   }, 300_000);
 });

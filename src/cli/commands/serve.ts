@@ -12,6 +12,7 @@ import { PROCEDURES, listScrubEvents, scrubEvents, type ScrubEvent, type ScrubLi
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { watchMount } from '../../daemon/mount-watch.js';
+import { prepareGiveBack } from '../../daemon/give-back.js';
 import { extendStartWhileOpening, notifySystemd } from '../../daemon/systemd-notify.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
 import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
@@ -109,6 +110,8 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   }
   const logger = new Logger(options.log);
   reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
+  // V8's gc() for the give-back after a burst: from --expose-gc (the unit's NODE_OPTIONS), else made now; none: said once
+  prepareGiveBack((why) => logger.warn('give-back-unavailable', { message: why }));
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
   hooks.metrics.watchStalls(() => stalls?.ongoing() ?? []);

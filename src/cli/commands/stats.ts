@@ -24,6 +24,8 @@ export function register(program: Command): void {
         ['packs', `${stats.packs} (${formatBytes(stats.packBytes)})`],
         ['bytes live', `${stats.bytesLive} (${formatBytes(stats.bytesLive)})`],
         ['bytes dead', `${stats.bytesDead} (${formatBytes(stats.bytesDead)}${stats.bytesDead ? ', reclaimed by mailstore compact' : ''})`],
+        // a daemon before session 52 reports none
+        ...(stats.bytesDeadInline ? [['dead in journal', `${stats.bytesDeadInline} (${formatBytes(stats.bytesDeadInline)}) of released inline bodies, dropped by mailstore compact`] as [string, string]] : []),
         ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})${unretiredNote(stats)}`],
       ];
       const space = stats.freeSpace;
