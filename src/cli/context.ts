@@ -173,7 +173,8 @@ export async function openHandle(dir: string, wait: LockWaitOptions, open: (dir:
   const started = monotonicMs();
   for (let attempt = 0; ; attempt++) {
     let silent: MailstoreError | undefined;
-    const client = await daemonClient(socket, dir, (e) => { silent = e; });
+    const client = await daemonClient(socket, dir, (e) => { silent = e; }) ??
+      (process.env.MAILSTORE_SOCKET ? await (await import('./env-socket.js')).ownDaemonBesideEnvSocket(socket, dir, daemonClient) : undefined);
     if (client) return client;
     // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
     // connection it takes is taken); one with another inode later is a daemon that started.

@@ -199,7 +199,8 @@ export class Client implements MailStore, ProcedureRunner {
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         link.transport.destroy();
-        reject(new MailstoreError('UNAVAILABLE', `the daemon on ${this.socketPath} accepted the connection but did not answer within ${ms} ms`, { path: this.socketPath, mayHaveCommitted: false }));
+        // worded to stand inside connect's "took the connection but gave no hello (...)", which always wraps it
+        reject(new MailstoreError('UNAVAILABLE', `none within ${ms} ms`, { path: this.socketPath, mayHaveCommitted: false }));
       }, ms);
     });
     return Promise.race([answer, late]).finally(() => clearTimeout(timer));

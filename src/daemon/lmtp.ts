@@ -93,8 +93,12 @@ function refusalLevel(error: unknown): 'warn' | undefined {
   return error.trouble === undefined ? undefined : troubleLevel(error.trouble);
 }
 
-export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
-  const template = options.template ?? DEFAULT_LMTP_TEMPLATE;
+/**
+ * INVALID for a template that names no mailbox per recipient. serve checks it (and the listen
+ * addresses) before the store's lock and open: a typo waited --wait on a running daemon's lock,
+ * or a whole recovery, and then said LOCKED or stopped.
+ */
+export function checkLmtpTemplate(template: string): void {
   // taken as text, a misspelt placeholder named a mailbox nobody has: every recipient 550, all mail bounced for good
   const unknown = /\{[^{}]*\}?|\}/.exec(template.replaceAll(/\{(local|domain|address)\}/g, ''));
   if (unknown) {
@@ -108,6 +112,11 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   } catch (error) {
     throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no mailbox for any recipient: ${(error as Error).message}`, { cause: error });
   }
+}
+
+export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
+  const template = options.template ?? DEFAULT_LMTP_TEMPLATE;
+  checkLmtpTemplate(template);
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});
   installDataScan();

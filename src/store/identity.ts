@@ -298,9 +298,12 @@ async function refuseDanglingLink(fs: FileSystem, root: string, then: string): P
  * anything is made.
  */
 export async function refuseStoreInsideStore(fs: FileSystem, dir: string): Promise<void> {
-  const enclosing = await enclosingStore(fs, await realRoot(fs, dir)); // a link into a store's directory is inside it too
-  if (!enclosing) return;
-  throw new MailstoreError('INVALID', `${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a store goes in a directory of its own, outside every other store. Nothing was made.`, { path: dir });
+  const real = await realRoot(fs, dir); // a link into a store's directory is inside it too
+  const enclosing = await enclosingStore(fs, real);
+  if (enclosing) {
+    throw new MailstoreError('INVALID', `${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a store goes in a directory of its own, outside every other store. Nothing was made.`, { path: dir });
+  }
+  await (await import('./inside-repository.js')).refuseStoreInsideRepository(fs, dir, real); // not loaded by an open
 }
 
 /**

@@ -6,7 +6,7 @@ import { journalInlineSource } from './inline-bodies.js';
 import { finishResync, refuseHalfResync, stagedJournalToFinish } from './resync.js';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { shadowLevelDb } from '../fs/level-shadow.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { IndexDb } from '../index/index-db.js';
@@ -83,7 +83,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     await initStore(fs, root);
   }
   const checked = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) });
-  const rootDev = (await fs.stat(root)).dev;
+  const rootDev = await fs.stat(root);
   const { release, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   const health = newHealth();
   const opened: Opened = {};
@@ -141,12 +141,13 @@ async function identityAfterWait(fs: FileSystem, root: string, checked: StoreIde
 }
 
 /** Before a new pack, segment or any other file under the root is written, and when packs/ is gone: the store's file system must still be the one opened. */
-function mountCheck(fs: FileSystem, root: string, rootDev: number): CheckMounted {
+// by inode too: another store moved into the root's place (mv) took the next pack or segment
+function mountCheck(fs: FileSystem, root: string, opened: FileStat): CheckMounted {
   return async (path: string) => {
     const now = await fs.statIfExists(root).catch(() => undefined);
     const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
-    if (!now || now.dev !== rootDev || !id) {
-      throw new MailstoreError('UNMOUNTED', `${path}: the store's file system changed under it (unmounted or replaced); nothing was written: mount it there again`, { path });
+    if (!now || now.dev !== opened.dev || now.ino !== opened.ino || !id) {
+      throw new MailstoreError('UNMOUNTED', `${path}: the store's file system changed under it (unmounted or replaced, or its directory moved away: mv); nothing was written: mount it, or move it back, there again`, { path });
     }
   };
 }
@@ -239,7 +240,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const fs = options.fs ?? nodeFileSystem;
   if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
   const checked = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
-  const rootDev = (await fs.stat(root)).dev; // root's backup record is written beside a read-only open (backup-records.ts)
+  const rootDev = await fs.stat(root); // root's backup record is written beside a read-only open (backup-records.ts)
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   const identity = await identityAfterWait(fs, root, checked);
   const storeId = storeIdBytes(identity);

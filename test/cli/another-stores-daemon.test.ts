@@ -9,6 +9,7 @@ import { defaultSocketPath } from '../../src/client/client.js';
 import { Logger } from '../../src/daemon/log.js';
 import { DaemonServer } from '../../src/daemon/server.js';
 import { startDaemon, type Running } from '../daemon/helpers.js';
+import { INBOX, freshStore, serve } from '../daemon/processes.js';
 import { newStore, requireBuilt, run as spawned, tempDir } from './helpers.js';
 import { json, ok, run } from './in-process.js';
 
@@ -90,6 +91,28 @@ describe('a command for store B that finds the daemon of store A', () => {
     symlinkSync(a.dir, link);
     await ok(['mailbox', 'create', 'user/carol/INBOX'], { store: link, env: { MAILSTORE_SOCKET: a.socket } });
     expect(await names(a.store)).toContain('user/carol/INBOX');
+  });
+});
+
+describe('MAILSTORE_SOCKET naming no daemon while the store\'s own daemon serves it at its default socket', () => {
+  // left set for a daemon once started with --socket (an old /etc/default/mailstore, a typo): every
+  // command waited --wait (30 s) on the daemon's LOCK, then said LOCKED "stop it or wait"
+  it('goes through the store\'s own daemon at once, warning that MAILSTORE_SOCKET names no daemon', async () => {
+    const store = await freshStore();
+    const daemon = await serve(store);
+    try {
+      const env = { MAILSTORE_SOCKET: join(tempDir(), 'gone.sock') };
+      const appended = await spawned(['--wait', '2', 'append', INBOX, '-'], { store, env, input: 'Subject: through\r\n\r\nx\r\n' });
+      expect(appended.code, appended.stderr).toBe(0);
+      expect(appended.stdout.toString().trim()).toBe('1');
+      expect(appended.stderr).toContain(`no daemon answers at MAILSTORE_SOCKET=${env.MAILSTORE_SOCKET}; went through the daemon of ${store} at ${defaultSocketPath(store)}`);
+      const status = await spawned(['--wait', '2', 'mailbox', 'status', INBOX], { store, env });
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stdout.toString()).toMatch(/1 messages/);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
   });
 });
 

@@ -90,6 +90,20 @@ describe('mailstore config', () => {
     expect(daemon.stderr()).toMatch(/"event":"free-space-low"/);
   });
 
+  // 500G for 500M: taken in silence, and the printout showed no REFUSING MAIL (the store finds out at
+  // its next delivery), while from then on every delivery was deferred
+  it('--free-space-reserve above what is free now is set, with a warning that new mail is refused from the next delivery on', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    const free = (await json<{ freeSpace: { freeBytes: number } }>(['config'], { store })).freeSpace.freeBytes;
+    const over = await run(['config', '--free-space-reserve', String(free + 1024 ** 3)], { store });
+    expect(over.code, over.stderr).toBe(0);
+    expect(over.stderr).toMatch(/the free-space reserve .* is more than the store's file system has free now .*: new mail is refused \(NO_SPACE; LMTP 452, the MTA defers it\) from the next delivery on/);
+    expect(over.stdout.toString()).toContain(`free-space-reserve ${free + 1024 ** 3}`);
+    const fits = await run(['config', '--free-space-reserve', '1M'], { store });
+    expect(fits.stderr).toBe('');
+  });
+
   it('through a running daemon: the daemon delivers with the new threshold at once, and keeps it after a restart', async () => {
     const store = join(tempDir(), 'store');
     await ok(['init'], { store });

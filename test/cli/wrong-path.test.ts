@@ -64,6 +64,26 @@ describe('a new store inside another store\'s directory', () => {
   });
 });
 
+describe('a new store inside a backup repository', () => {
+  // restore --to REPO/restored (the repository the admin had just named) made a whole store in it:
+  // lost with the repository (a new one made in its place, its disk), and copied off-site with it
+  it('init and restore --to are refused (INVALID, exit 5) naming the repository; nothing is made, and the repository checks clean', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    const repo = join(store, '..', 'repo');
+    expect((await run(['backup', '--repo', repo], { store })).code).toBe(0);
+    for (const inside of [join(repo, 'restored'), join(repo, 'data', 'x')]) {
+      const restore = await run(['restore', '--repo', repo, '--snapshot', 'latest', '--to', inside], { store });
+      expect(restore.code, restore.stderr).toBe(5);
+      expect(restore.stderr).toContain(`INVALID: ${inside} is inside the backup repository at ${resolve(repo)}`);
+      const init = await run(['init'], { store: inside });
+      expect(init.code, init.stderr).toBe(5);
+      expect(init.stderr).toContain(`INVALID: ${inside} is inside the backup repository at ${resolve(repo)}`);
+      expect(existsSync(inside)).toBe(false);
+    }
+    expect((await run(['backup', 'check', '--repo', repo], { store })).code).toBe(0);
+  });
+});
+
 describe('backup --repo inside the store it backs up', () => {
   // it was taken: a backup that is lost with the store's disk (and with a mistaken rm -rf of the
   // store, or a restore into a new directory), and copied along with every copy of the store

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { createConnection, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client, lacksProcedure } from '../../src/client/client.js';
 import { PROCEDURES, collectScrubReport, procedures } from '../../src/daemon/procedures.js';
@@ -555,6 +555,23 @@ describe('the client library', () => {
     const { running } = await setup();
     const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
     expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+  });
+
+  it('a daemon that takes the connection and never says hello (SIGSTOP, hung) is UNAVAILABLE naming its socket once, with the wait', async () => {
+    const path = join(tempDir(), 'silent.sock');
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(path, resolve));
+    try {
+      const error = await Client.connect(path, { reconnectWaitMs: 0, connectTimeoutMs: 100 }).catch((e: MailstoreError) => e);
+      expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+      // it read "the daemon on P took the connection but gave no hello (the daemon on P accepted the connection but did not answer within 2000 ms)"
+      expect((error as MailstoreError).message).toMatch(/took the connection but gave no hello \(none within 100 ms\)/);
+      expect((error as MailstoreError).message.split(path)).toHaveLength(2);
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
   });
 
   it('a daemon with every connection taken is UNAVAILABLE saying so (not "is mailstore serve running?"); a freed one is taken', async () => {

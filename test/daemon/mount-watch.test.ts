@@ -34,7 +34,7 @@ function fakeFs(answer: (path: string) => FileStat | undefined | Error): FileSys
   } as unknown as FileSystem;
 }
 
-const stat = (dev: number) => ({ dev }) as FileStat;
+const stat = (dev: number, ino = 2) => ({ dev, ino }) as FileStat;
 
 describe('the mount watch', () => {
   it('a look whose stat fails (EACCES, EIO) does not stop the daemon; the store gone afterwards still does', async () => {
@@ -55,6 +55,22 @@ describe('the mount watch', () => {
     await until(() => gone.length > 0);
     expect(gone.map((e) => e.code)).toEqual(['UNMOUNTED']);
     expect(gone[0]!.message).toContain('it is gone');
+  });
+
+  it('another directory at the root on the same device (the store moved away, mv, and another moved into its place) stops it once', async () => {
+    daemonLimits.mountCheckMs = 5;
+    let ino = 2;
+    const fs = fakeFs(() => stat(7, ino));
+    const gone: MailstoreError[] = [];
+    watch = await watchMount(fs, '/srv/store', (error) => gone.push(error));
+    const before = looks;
+    await until(() => looks >= before + 6);
+    expect(gone).toEqual([]);
+    ino = 3;
+    await until(() => gone.length > 0);
+    await sleep(20);
+    expect(gone.map((e) => e.code)).toEqual(['UNMOUNTED']);
+    expect(gone[0]!.message).toMatch(/another directory now \(inode 3, not 2\).*moved away, mv\?.*move it back/);
   });
 
   it('the root on another device, or its STORE file gone, stops it once', async () => {

@@ -118,6 +118,22 @@ describe('mailstore serve', () => {
     }
   });
 
+  it('a typo in --lmtp or --lmtp-template is INVALID (exit 5) before the lock: not LOCKED after --wait beside a running daemon', async () => {
+    const store = await freshStore();
+    const daemon = await serve(store);
+    try {
+      for (const [args, said] of [[['--lmtp-template', 'user/{locl}/INBOX'], /INVALID: LMTP template .*\{locl\}.*no placeholder/], [['--lmtp', '127.0.0.1:99999'], /INVALID: LMTP listen address "127.0.0.1:99999"/]] as const) {
+        const second = await run(['serve', '--wait', '3', ...args], { store });
+        expect(second.code, second.stderr).toBe(5);
+        expect(second.stderr).toMatch(said);
+        expect(second.stderr).not.toMatch(/waiting-for-lock|LOCKED/);
+      }
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+  });
+
   it('a daemon that holds the store and does not answer (stopped, hung) is LOCKED saying so, not "stop it or wait" as if it were a command busy with the store', async () => {
     const store = await freshStore();
     const daemon = await serve(store);

@@ -275,6 +275,30 @@ describe('a snapshot of a store whose file system left it', () => {
     await store.close();
   });
 
+  // `mv mail mail.old; mv mail.restored mail` under a running store: the path names another store
+  // on the same device, whose STORE is there, so a look at the device and STORE alone passed and
+  // the snapshot went into the other store's directory (wt52g's outside run).
+  it('another store\'s directory moved into its place (same device): UNMOUNTED, nothing written into that store; moved back, it snapshots', async () => {
+    const base = tmpDir('snapshot-swapped');
+    const dir = join(base, 'mail');
+    const store = await Store.open(dir, { create: true, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    const other = await Store.open(join(base, 'restored'), { create: true, autoSnapshot: false });
+    await other.close();
+    renameSync(dir, join(base, 'mail.old'));
+    renameSync(join(base, 'restored'), dir);
+    const before = readdirSync(dir).sort();
+    await expect(store.snapshot()).rejects.toMatchObject({ code: 'UNMOUNTED', message: expect.stringMatching(/moved away: mv/) });
+    await expect(store.changes.register('indexer', 0)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    expect(readdirSync(dir).sort(), 'nothing written into the other store').toEqual(before);
+    expect(existsSync(join(dir, 'snapshots')) ? readdirSync(join(dir, 'snapshots')) : []).toEqual([]);
+    renameSync(dir, join(base, 'restored'));
+    renameSync(join(base, 'mail.old'), dir);
+    expect((await store.snapshot()).seq).toBeGreaterThan(0);
+    await store.close();
+  });
+
   it('rebuild-from-bucket: a target whose file system left it during the run is UNMOUNTED before OBJECT-STORE and STORE, nothing in the mount point', async () => {
     const source = join(tmpDir('rebuild-unmounted'), 'store');
     const store = await Store.open(source, { create: true, autoSnapshot: false });

@@ -6,8 +6,9 @@ import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError, isMailstoreError } from '../../errors.js';
 import { limits } from '../../limits.js';
-import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, warn, withReadStore, withStore } from '../context.js';
 import { parseBytes } from '../dates.js';
+import { formatBytes } from '../progress.js';
 import type { StoreOptions } from '../../store/types.js';
 
 /** A byte count with parseBytes's suffixes (64K, 1M, 2G), or NaN: each option words its own refusal. */
@@ -100,9 +101,14 @@ ${limits.freeSpaceReserveBytesMax / 1024 / 1024} MiB and ${limits.freeSpaceReser
           const inline = wanted === undefined ? undefined : await procedures(store).inlineBodies(wanted === 'default' ? null : wanted);
           return { ...(inline ?? await shown(procedures(store).inlineBodies(), 'inlineBodies')), freeSpace: freeSpace ?? await shown(procedures(store).freeSpace(), 'freeSpace') };
         }, replacing(wanted, reserve));
+      // 500G for 500M was taken in silence: the store finds out at its next delivery, and defers every one
+      const space = result.freeSpace;
+      if (reserve !== undefined && space?.freeBytes != null && space.reserveBytes > space.freeBytes) {
+        warn(`the free-space reserve (${formatBytes(space.reserveBytes)}) is more than the store's file system has free now (${formatBytes(space.freeBytes)}): new mail is refused ` +
+          `(NO_SPACE; LMTP 452, the MTA defers it) from the next delivery on. If that was not meant, set a smaller one (64M, 1G) or 'default'`);
+      }
       if (wantsJson(command)) return printJson(result);
       await printLine(result.inlineBytesMax === undefined ? `inline-bytes-max unknown (${OLDER})` : `inline-bytes-max ${result.inlineBytesMax}${result.setting === null ? ' (default)' : ''}`);
-      const space = result.freeSpace;
       await printLine(space === null ? `free-space-reserve none (${OLDER}, before the reserve)`
         : `free-space-reserve ${space.reserveBytes}${space.setting === null ? ' (default)' : ''} (free now: ${space.freeBytes ?? 'unknown'} bytes${space.refusingMail ? ', REFUSING MAIL' : ''})`);
     });

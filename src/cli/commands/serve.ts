@@ -7,7 +7,8 @@ import { setFlagsFromString } from 'node:v8';
 import { defaultSocketPath } from '../../client/client.js';
 import { isMailstoreError, type MailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
-import { socketPathFits } from '../../daemon/address.js';
+import { parseListen, socketPathFits } from '../../daemon/address.js';
+import { checkLmtpTemplate } from '../../daemon/lmtp.js';
 import { PROCEDURES, listScrubEvents, scrubEvents, type ScrubEvent, type ScrubListing } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
@@ -95,6 +96,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const stalls = startStallWatch({ format: 'json', logPath: options.log, prefixes: { error: journalPrefix('error'), warn: journalPrefix('warn') } });
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
+  // likewise a typo in --lmtp or --lmtp-template: found only once the lock (--wait on a running daemon) and the open were done
+  for (const listen of options.lmtp ?? []) parseListen(listen, 'LMTP', { unix: true });
+  if (options.lmtpTemplate !== undefined) checkLmtpTemplate(options.lmtpTemplate);
   // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
   // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
   // counts an end by SIGHUP as clean: it was not started again. Before the log check below, which
