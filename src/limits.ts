@@ -445,6 +445,8 @@ export const limits = {
    * thread pool (classic-level also ends a batch at 16 KiB of keys and values).
    */
   indexEntriesBatchMax: 256,
+  /** reconstruct compares indexes in stretches of this many bytes, reopened between them (index/stretches.ts). */
+  indexPassStretchBytes: 16 * 1024 * 1024,
   /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
   indexTableFileBytes: 1024 * 1024,
   /** index/LOG plus MANIFEST-* past this, an open store reopens its index (docs/FORMAT.md, "Index files"). */

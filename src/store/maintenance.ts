@@ -320,13 +320,13 @@ export class Maintenance implements StoreMaintenance {
     fresh: IndexDb, built: { records: number; lastSeq: number; snapshot?: SnapshotInfo }, appliedSeq: number, health: Health, onDifference: ReconstructOptions['onDifference'],
   ): Promise<RebuildComparison> {
     let differences = 0;
-    for await (const diff of compareIndexes(this.host.db, fresh)) {
+    for await (const diff of compareIndexes(this.host.db, fresh, limits.indexPassStretchBytes)) {
       if (diff.key[0] === SPACE.meta) continue;
       differences++;
       onDifference?.(diff.key, diff.detail);
     }
-    const before = await indexCounts(this.host.db);
-    const after = await indexCounts(fresh);
+    const before = await indexCounts(this.host.db, limits.indexPassStretchBytes);
+    const after = await indexCounts(fresh, limits.indexPassStretchBytes);
     const reaches = built.lastSeq >= appliedSeq;
     return {
       differences, records: built.records, messagesBefore: before.messages, messagesAfter: after.messages, before, after,
@@ -356,9 +356,9 @@ export class Maintenance implements StoreMaintenance {
   private async verifyCheckpoint(fresh: IndexDb, health: Health): Promise<{ differences: number; counts: IndexCounts }> {
     let differences = 0;
     // the checkpoint carries no index-own meta; appliedSeq and the clock reference (clock.ts) are the ones a live index has
-    for await (const diff of compareIndexes(this.host.db, fresh)) if (!diff.key.equals(meta.appliedSeq) && !diff.key.equals(meta.clock)) differences++;
-    const counts = await indexCounts(this.host.db);
-    const after = await indexCounts(fresh);
+    for await (const diff of compareIndexes(this.host.db, fresh, limits.indexPassStretchBytes)) if (!diff.key.equals(meta.appliedSeq) && !diff.key.equals(meta.clock)) differences++;
+    const counts = await indexCounts(this.host.db, limits.indexPassStretchBytes);
+    const after = await indexCounts(fresh, limits.indexPassStretchBytes);
     const lost = describeLoss(counts, after);
     if (health.degraded || lost || after.messages !== counts.messages || after.mailboxes !== counts.mailboxes) {
       throw new AssertionFailure(`the journal written from the index does not reproduce it (${lost || health.findings.slice(0, 3).join('; ')}); nothing was changed`);

@@ -571,11 +571,14 @@ export async function rebuildIndex(fs: FileSystem, root: string, journal: Journa
   return built;
 }
 
-/** Key-by-key comparison of two indexes (raw value bytes compared: the encoding is deterministic). */
-export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ key: Buffer; detail: string }> {
+/**
+ * Key-by-key comparison of two indexes (raw value bytes compared: the encoding is deterministic).
+ * `stretchBytes`: each is read in stretches, reopened between them (index/stretches.ts).
+ */
+export async function* compareIndexes(a: IndexDb, b: IndexDb, stretchBytes?: number): AsyncGenerator<{ key: Buffer; detail: string }> {
   const all = { gte: Buffer.alloc(0), lt: Buffer.from([0xff, 0xff]) };
-  const ia = a.rawIterator(all)[Symbol.asyncIterator]();
-  const ib = b.rawIterator(all)[Symbol.asyncIterator]();
+  const ia = entries(a, all, stretchBytes)[Symbol.asyncIterator]();
+  const ib = entries(b, all, stretchBytes)[Symbol.asyncIterator]();
   let ra = await ia.next();
   let rb = await ib.next();
   while (!ra.done || !rb.done) {
@@ -617,12 +620,21 @@ export async function countMessages(db: IndexDb): Promise<number> {
   return countSpace(db, SPACE.message);
 }
 
-/** Keys in one space of the index (M messages, I mailboxes, R reverse ACL entries). */
-export async function countSpace(db: IndexDb, space: number): Promise<number> {
+/** Keys in one space of the index (M messages, I mailboxes, R reverse ACL entries), in stretches as compareIndexes. */
+export async function countSpace(db: IndexDb, space: number, stretchBytes?: number): Promise<number> {
   let n = 0;
   const prefix = keys.space(space);
-  for await (const _ of db.rawIterator({ gte: prefix, lt: prefixEnd(prefix) })) n++;
+  for await (const _ of entries(db, { gte: prefix, lt: prefixEnd(prefix) }, stretchBytes)) n++;
   return n;
+}
+
+/** The raw entries of `range`, in stretches when `stretchBytes` is given (index/stretches.ts, loaded only then). */
+function entries(db: IndexDb, range: { gte: Buffer; lt: Buffer }, stretchBytes: number | undefined): AsyncIterable<[Buffer, Buffer]> {
+  return stretchBytes === undefined ? db.rawIterator(range) : inStretches(db, range, stretchBytes);
+}
+
+async function* inStretches(db: IndexDb, range: { gte: Buffer; lt: Buffer }, stretchBytes: number): AsyncGenerator<[Buffer, Buffer]> {
+  yield* (await import('../index/stretches.js')).entriesInStretches(db, range, stretchBytes);
 }
 
 /** What an index holds that a replacement must not lose. */
@@ -633,7 +645,7 @@ export interface IndexCounts {
 }
 
 /** ACL entries are counted in the mailboxes' own ACLs (the reverse map R is derived from them). */
-export async function indexCounts(db: IndexDb): Promise<IndexCounts> {
+export async function indexCounts(db: IndexDb, stretchBytes?: number): Promise<IndexCounts> {
   let mailboxes = 0;
   let aclEntries = 0;
   for await (const [key, raw] of db.rawIterator({ gte: keys.space(SPACE.info), lt: prefixEnd(keys.space(SPACE.info)) })) {
@@ -643,7 +655,7 @@ export async function indexCounts(db: IndexDb): Promise<IndexCounts> {
       if (!info.deleting) aclEntries += Object.keys(info.acl).length;
     } catch { /* a damaged value: scrub reports it */ }
   }
-  return { messages: await countSpace(db, SPACE.message), mailboxes, aclEntries };
+  return { messages: await countSpace(db, SPACE.message, stretchBytes), mailboxes, aclEntries };
 }
 
 /** The parts of `before` that `after` lacks, as words ("3 messages, 1 mailbox"); empty when none. */

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { reconstruct, type ReconstructResult } from '../../scrub/reconstruct.js';
+import { boundYoungGeneration } from '../../young-generation.js';
 import { lockWaitOptions, printJson, printLine, refuseBesideDaemon, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
@@ -49,6 +50,7 @@ run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or 
       if (options.mailbox !== undefined && !options.check) throw new MailstoreError('INVALID', `--mailbox needs --check: a recovery rebuilds the whole index, since one record can touch several mailboxes (run 'mailstore reconstruct' without --mailbox)`);
       await refuseBesideDaemon(storeDir(command), 'reconstruct');
       refuseRootInOthersStore(storeDir(command));
+      boundYoungGeneration(); // a replay of the whole journal and a pass over both indexes (young-generation.ts)
       const differences: string[] = [];
       const result = await reconstruct(storeDir(command), {
         check: options.check, fromPacks: options.fromPacks, force: options.force, mailbox: options.mailbox, identityFromMarkers: options.identityFromMarkers,

@@ -17,6 +17,7 @@ import type { MailStore } from '../../store/api.js';
 import { outsideNote, type QuarantineUse } from '../../store/quarantine.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
+import { boundYoungGeneration } from '../../young-generation.js';
 import { createProgress, formatBytes } from '../progress.js';
 import { absolutePath, printJson, printJsonLine, printLine, storeDir, wantsJson, warn, withDaemon, withReadStore, withStore } from '../context.js';
 
@@ -114,6 +115,7 @@ export function register(program: Command): void {
 
 async function runScrub(options: ScrubCliOptions, command: Command): Promise<void> {
   const { output, detail } = checkOptions(options, command);
+  boundYoungGeneration(); // a pass over every pack and index key (young-generation.ts)
   if (options.throughDaemon) {
     const done = await withDaemon(command, (store) => scrubAndReport(store, options, output, detail));
     process.exitCode = done ? done.result : await reportSkipped(command, output);

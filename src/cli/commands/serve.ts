@@ -4,6 +4,7 @@
 // SIGHUP reopens the --log file.
 import type { Command } from 'commander';
 import { setFlagsFromString } from 'node:v8';
+import { boundYoungGeneration } from '../../young-generation.js';
 import { defaultSocketPath } from '../../client/client.js';
 import { isMailstoreError, type MailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
@@ -90,6 +91,8 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   // A long-lived process whose every delivery allocates its message's buffers: fewer, later full
   // collections (V8 reads the factor at each one, so setting it now takes effect; daemonLimits.heapGrowingPercent).
   setFlagsFromString(`--heap-growing-percent=${daemonLimits.heapGrowingPercent}`);
+  // and a young generation that stays small through a pass over a whole mailbox (young-generation.ts)
+  boundYoungGeneration();
   const dir = storeDir(command);
   // first: a store (or log) on a hung mount blocks the calls below, the main thread's too, and the
   // daemon is silent unless a thread of its own says which call waits on which file (io-stalled)
