@@ -10,7 +10,8 @@
 // restored into a new store equal to the store, and (with the daemon stopped) reconstruct --check
 // clean. The object-storage tier needs Ceph's radosgw: it is left out here.
 //
-//   node dist/tools/chaos-all.js [--minutes N] [--seed S] [--dir DIR] [--keep]
+//   node dist/tools/chaos-all.js [--minutes N] [--seed S] [--dir DIR] [--keep] [--clients N] [--lmtp N]
+// (3 client workers and 3 LMTP connections by default; prints its result as JSON, exit 1 on a failure)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -832,7 +833,10 @@ class Lmtp {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
-  const r = await runChaos({ minutes: Number(arg('--minutes') ?? 2), seed: Number(arg('--seed') ?? Date.now() % 1e6), dir: arg('--dir'), keep: process.argv.includes('--keep') });
+  const r = await runChaos({
+    minutes: Number(arg('--minutes') ?? 2), seed: Number(arg('--seed') ?? Date.now() % 1e6), dir: arg('--dir'), keep: process.argv.includes('--keep'),
+    clientWorkers: arg('--clients') === undefined ? undefined : Number(arg('--clients')), lmtpWorkers: arg('--lmtp') === undefined ? undefined : Number(arg('--lmtp')),
+  });
   process.stdout.write(`${JSON.stringify(r, null, 1)}\n`);
   process.exitCode = r.failures.length ? 1 : 0;
 }
