@@ -20,7 +20,7 @@ const WRITERS = 4;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 32);
 
 /** A tiny seeded PRNG (mulberry32). */
-function rng(seed: number) {
+export function rng(seed: number) {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;

@@ -252,7 +252,9 @@ export class Maintenance implements StoreMaintenance {
 
   async reconstructIndex(options: ReconstructOptions = {}): Promise<RebuildComparison> {
     checkReconstructOptions(options);
-    this.host.writable(); // it builds index.rebuild/ in the store, even with `check`
+    // It builds index.rebuild/ in the store, even with `check`: refused on a read-only open. A check
+    // changes nothing else, so a replica takes it (as it takes a check-only scrub); a recovery is a write.
+    if (!options.check || this.host.readOnly) this.host.writable();
     return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, journal, storeId } = this.host;
       const health = newHealth();
