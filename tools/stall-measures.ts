@@ -5,6 +5,33 @@ import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, defaultSocketPath } from '../src/client/client.js';
+import { Store } from '../src/store/store.js';
+
+/** The mailbox the probe client reads (one message, uid 1). */
+export const PROBE = 'user/probe/INBOX';
+
+/**
+ * A store of user a's `mailboxes` mailboxes of `each` messages (`message(i)`) and the probe's, in
+ * `dir`: each mailbox's messages in one appendBatch (into packs), or with `inline` one append at a
+ * time, 64 at once, so that small bodies go inside their journal records as LMTP delivers them.
+ */
+export async function makeUserStore(dir: string, mailboxes: number, each: number, message: (i: number) => Buffer, inline = false): Promise<void> {
+  const store = await Store.init(dir);
+  await store.createMailbox(PROBE);
+  await store.append(PROBE, message(-1));
+  for (let i = 0; i < mailboxes; i++) {
+    const name = `user/a/box${i}`;
+    await store.createMailbox(name, { owner: 'a' });
+    if (each > 0 && !inline) await store.appendBatch(name, Array.from({ length: each }, (_, k) => ({ bytes: message(i * each + k) })));
+  }
+  if (inline) {
+    let next = 0;
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      for (let i = next++; i < mailboxes * each; i = next++) await store.append(`user/a/box${i % mailboxes}`, message(i));
+    }));
+  }
+  await store.close();
+}
 
 /**
  * user+system CPU seconds of a process's main thread so far (/proc/PID/task/PID/stat, clock ticks

@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Store } from '../src/store/store.js';
-import { cpuSeconds, daemonOnCopy, quantile } from './stall-measures.js';
+import { PROBE, cpuSeconds, daemonOnCopy, makeUserStore, quantile } from './stall-measures.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,20 +26,9 @@ const { values } = parseArgs({
 const mailboxes = Number(values.mailboxes);
 const each = Number(values['messages-each']);
 const bin = values.bin ?? resolve(import.meta.dirname, '../src/cli/main.cjs');
-const PROBE = 'user/probe/INBOX';
 const message = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
-async function makeTemplate(dir: string): Promise<void> {
-  const store = await Store.init(dir);
-  await store.createMailbox(PROBE);
-  await store.append(PROBE, message(-1));
-  for (let i = 0; i < mailboxes; i++) {
-    const name = `user/a/box${i}`;
-    await store.createMailbox(name, { owner: 'a' });
-    if (each > 0) await store.appendBatch(name, Array.from({ length: each }, (_, k) => ({ bytes: message(i * each + k) })));
-  }
-  await store.close();
-}
+const makeTemplate = (dir: string) => makeUserStore(dir, mailboxes, each, message);
 
 const base = mkdtempSync(join(tmpdir(), 'mailstore-user-stall-'));
 try {

@@ -66,11 +66,20 @@ export class BodyBudget {
   }
 }
 
+/** `serve --body-bytes-max`: the admin's budget, in place of daemonLimits.bodyBytesHeldMax. */
+let bytesMaxSet: number | undefined;
+
+/** Sets the daemon's budget (serve checks it: at least one message of the size limit). */
+export function setBodyBytesMax(bytes: number): void {
+  bytesMaxSet = bytes;
+}
+
 /**
- * The daemon process's one budget (daemonLimits.bodyBytesHeldMax, read at each take: tests lower
- * it); drained after a burst, it has V8 collect the bodies' buffers (give-back.ts).
+ * The daemon process's one budget (serve's --body-bytes-max, else daemonLimits.bodyBytesHeldMax,
+ * read at each take: tests lower it); drained after a burst, it has V8 collect the bodies' buffers
+ * (give-back.ts).
  */
-export const bodyBudget = new BodyBudget(() => daemonLimits.bodyBytesHeldMax, { afterBytes: () => daemonLimits.bodyCollectAfterBytes, run: collectSoon });
+export const bodyBudget = new BodyBudget(() => bytesMaxSet ?? daemonLimits.bodyBytesHeldMax, { afterBytes: () => daemonLimits.bodyCollectAfterBytes, run: collectSoon });
 
 /**
  * The socket frames past inlineBytesMax, reserved in the same budget at their length prefix

@@ -81,6 +81,13 @@ export class Journal {
   };
   /** Where records start in the segments read or written lately (inline bodies are read by seq). */
   private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
+  /** Segments whose offset table is being built (indexSegment), by name: concurrent reads share the scan. */
+  private readonly indexing = new Map<string, Promise<void>>();
+  /**
+   * Segments scanned whole by this process to find records by seq (an inline body's read): open
+   * scans only the newest (findTail), so after a clean stop a start indexes nothing more.
+   */
+  segmentsIndexed = 0;
   /** Open read handles of segments inline bodies were read from lately (at most limits.journalReadHandlesMax). */
   private readonly readHandles = new Map<string, SharedHandle>();
   /**
@@ -667,14 +674,34 @@ export class Journal {
     const segment = segments[found];
     let offset = this.offsets.find(segment.name, seq);
     if (offset === undefined) {
-      const bytes = await this.readSegment(segment);
-      const table = { firstSeq: segment.firstSeq, offsets: [] as number[] };
-      for (const item of parseSegment(bytes, this.options.recordBytesMax)) if (item.kind === 'record') placeRecord(table.offsets, segment.firstSeq, item.seq, item.offset);
-      this.offsets.set(segment.name, { firstSeq: table.firstSeq, offsets: Int32Array.from(table.offsets) });
+      await this.indexSegment(segment);
       offset = this.offsets.find(segment.name, seq);
       if (offset === undefined) return undefined;
     }
     return { segment, offset };
+  }
+
+  /**
+   * Builds `segment`'s table of record offsets by scanning it (segmentsIndexed counts these).
+   * Through the tail scan's window (journalTailWindowBytes a read), not read whole and parsed in
+   * one go: a 16 MiB segment of small inline records was one turn of the event loop of ~0.2 s of
+   * CPU (~1-2.5 s at load), which every client of a daemon waited out behind the first fetch of an
+   * old message after a start. Fetches of one segment at once share the scan.
+   */
+  private indexSegment(segment: Segment): Promise<void> {
+    let building = this.indexing.get(segment.name);
+    if (!building) {
+      const generation = this.offsets.generation;
+      building = this.withReadHandle(segment, (handle) => scanTail(handle, segment.firstSeq, this.options.recordBytesMax, limits.journalTailWindowBytes)).then((scan) => {
+        this.segmentsIndexed++;
+        // still the journal it was read from (no cut, reload or retirement since), and not built meanwhile
+        if (scan && generation === this.offsets.generation && this.segments.includes(segment) && !this.offsets.has(segment.name)) {
+          this.offsets.set(segment.name, { firstSeq: segment.firstSeq, offsets: scan.offsets });
+        }
+      }).finally(() => this.indexing.delete(segment.name));
+      this.indexing.set(segment.name, building);
+    }
+    return building;
   }
 
   /**

@@ -2,10 +2,13 @@
 // kilobytes, never times): while they are received it holds each body about once, as its body
 // budget counts it; once delivered and idle it gives the memory back; and a burst past the
 // default budget is answered 452 4.3.1 (the MTA retries) instead of growing the process.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { daemonLimits, limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
+import { bin } from '../cli/helpers.js';
 import { newStore } from '../cli/in-process.js';
 import { until } from '../helpers/until.js';
 import { converse } from './lmtp-client.js';
@@ -50,11 +53,31 @@ async function deliverAtOnce(port: number, sessions: number, body: Buffer): Prom
   return replies;
 }
 
-/** A daemon serving LMTP on a fresh store with user/u1..uN/INBOX; its RSS once a small delivery has warmed it up. */
-async function startServing(users: number): Promise<{ store: string; port: number; idleBytes: number }> {
+/**
+ * As deliverAtOnce, but every session's body is in the kernel's hands (written) before any final
+ * dot is sent: the daemon has read all but the socket buffers' worth of each while none of them is
+ * delivered, so the bytes it holds at once are the bodies' sum, whatever the machine's speed.
+ */
+async function deliverTogether(port: number, sessions: number, body: Buffer): Promise<string[]> {
+  const conversations = await Promise.all(Array.from({ length: sessions }, () => converse({ port })));
+  await Promise.all(conversations.map(async (c, i) => {
+    c.send(`LHLO client.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u${i + 1}@example.org>\r\nDATA\r\n`);
+    await c.replies(4);
+  }));
+  await Promise.all(conversations.map((c) => new Promise<void>((written) => c.socket.write(body, () => written()))));
+  const replies = await Promise.all(conversations.map(async (c) => {
+    c.send('.\r\n');
+    return (await c.replies(1, 120_000))[0];
+  }));
+  for (const c of conversations) c.socket.destroy();
+  return replies;
+}
+
+/** A daemon serving LMTP (`serve` given `args` too) on a fresh store with user/u1..uN/INBOX; its RSS once a small delivery has warmed it up. */
+async function startServing(users: number, args: string[] = []): Promise<{ store: string; port: number; idleBytes: number }> {
   const store = await newStore(Array.from({ length: users }, (_, i) => `user/u${i + 1}/INBOX`), 'mailstore-lmtp-memory-');
   const port = await freePort();
-  daemon = await serve(store, ['--lmtp', `127.0.0.1:${port}`]);
+  daemon = await serve(store, ['--lmtp', `127.0.0.1:${port}`, ...args]);
   expect(await deliverAtOnce(port, 1, Buffer.from('Subject: warm-up\r\n\r\nhello\r\n'))).toEqual(['250 2.0.0 delivered to user/u1/INBOX uid 1']);
   writeFileSync(`/proc/${daemon.child.pid}/clear_refs`, '5'); // VmHWM starts again from VmRSS
   return { store, port, idleBytes: status('VmRSS') };
@@ -96,5 +119,25 @@ describe('mailstore serve receiving big LMTP messages', () => {
     expect(delivered.length).toBeGreaterThan(0);
     expect(delivered.length * body.length).toBeLessThanOrEqual(daemonLimits.bodyBytesHeldMax);
     expect(status('VmHWM') - idleBytes).toBeLessThan(1.5 * daemonLimits.bodyBytesHeldMax);
+  });
+
+  it('keeps the budget an admin gives (--body-bytes-max): two 40 MiB bodies at once fit in 128M, and one of them is answered 452 4.3.1 under 64M', async () => {
+    const body = bigMessage(40 * MiB);
+    const roomy = await startServing(2, ['--body-bytes-max', '128M']);
+    expect(await deliverTogether(roomy.port, 2, body)).toEqual(['250 2.0.0 delivered to user/u1/INBOX uid 2', '250 2.0.0 delivered to user/u2/INBOX uid 1']);
+    daemon!.child.kill('SIGKILL');
+    await daemon!.exited;
+    const tight = await startServing(2, ['--body-bytes-max', '64M']);
+    const replies = await deliverTogether(tight.port, 2, body);
+    expect(replies.filter((reply) => reply.startsWith('250 2.0.0 delivered'))).toHaveLength(1);
+    expect(replies.filter((reply) => reply.startsWith('452 4.3.1 insufficient system resources'))).toHaveLength(1);
+  });
+
+  it('refuses a --body-bytes-max below the largest message it accepts, saying why', async () => {
+    const store = await newStore(['user/u1/INBOX'], 'mailstore-lmtp-memory-');
+    const refused = spawnSync(process.execPath, [bin, '--store', store, 'serve', '--body-bytes-max', '63M'], { encoding: 'utf8' });
+    expect(refused.status).toBe(5);
+    expect(refused.stderr).toContain('INVALID: --body-bytes-max 63M is below the largest message the daemon accepts (64.0 MiB, messageBytesMax)');
+    expect(existsSync(join(store, 'run', 'mailstore.sock'))).toBe(false);
   });
 });

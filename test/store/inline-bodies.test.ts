@@ -15,6 +15,7 @@ import { hashBytes } from '../../src/hash/blake3.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
+import { internalsOf } from '../helpers/internals.js';
 import type { Journal } from '../../src/journal/journal.js';
 
 const small = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -361,5 +362,29 @@ describe('inline bodies and a journal rewritten from the index', () => {
     for (let i = 0; i < 10; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
     expect((await scrub(store)).summary.damage).toBe(0);
     await store.close();
+  });
+});
+
+describe('inline bodies after a reopen', () => {
+  it('a reopen after a clean close scans no journal segment; the first fetch of an older one scans that segment once, and every body reads back', async () => {
+    const dir = join(tmpDir('inline-reopen'), 'store');
+    const options = { journalSegmentBytesMax: 4096 };
+    const body = (i: number) => Buffer.from(`Subject: ${i}\r\n\r\n${'body '.repeat(20)}${i}\r\n`);
+    let store = await Store.init(dir, options);
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 60; i++) await store.append('INBOX', body(i));
+    await store.close();
+    store = await Store.open(dir, options);
+    try {
+      const journal = internalsOf(store).journal;
+      expect(journal.segmentNames.length).toBeGreaterThan(3);
+      expect(journal.segmentsIndexed).toBe(0); // open scanned the newest segment only (findTail)
+      expect(await Promise.all([1, 2].map((uid) => store.fetch('INBOX', uid)))).toEqual([body(1), body(2)]);
+      expect(journal.segmentsIndexed).toBe(1);
+      for (let uid = 1; uid <= 60; uid++) expect(await store.fetch('INBOX', uid)).toEqual(body(uid));
+      expect(journal.segmentsIndexed).toBeLessThan(journal.segmentNames.length);
+    } finally {
+      await store.close();
+    }
   });
 });

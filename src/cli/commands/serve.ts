@@ -3,10 +3,12 @@
 // goes through the daemon by itself when one answers. SIGTERM/SIGINT stop it cleanly (exit 0),
 // SIGHUP reopens the --log file.
 import type { Command } from 'commander';
+import { totalmem } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { boundYoungGeneration } from '../../young-generation.js';
 import { defaultSocketPath } from '../../client/client.js';
-import { isMailstoreError, type MailstoreError } from '../../errors.js';
+import { isMailstoreError, MailstoreError } from '../../errors.js';
+import { setBodyBytesMax } from '../../daemon/body-budget.js';
 import { Logger } from '../../daemon/log.js';
 import { parseListen, socketPathFits } from '../../daemon/address.js';
 import { checkLmtpTemplate } from '../../daemon/lmtp.js';
@@ -22,13 +24,14 @@ import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
 import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
-import { parseCount, parseDuration } from '../dates.js';
+import { parseBytes, parseCount, parseDuration } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { refuseUnwritableLog } from '../../fs/log-open.js';
 import { daemonLimits, limits } from '../../limits.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { startStallWatch } from '../../fs/stall-watch.js';
 import { endBySignal } from '../interrupt.js';
+import { formatBytes } from '../progress.js';
 
 interface ServeOptions extends ServeReplicationOptions {
   socket?: string;
@@ -39,8 +42,10 @@ interface ServeOptions extends ServeReplicationOptions {
   lmtpTemplate?: string;
   metrics?: string;
   webhook?: string;
+  bodyBytesMax?: number;
 }
 
+const MiB = 1024 * 1024;
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 const HELP_AFTER = `
@@ -83,6 +88,7 @@ export function register(program: Command): void {
     .option('--tombstone-retention <duration>', "drop the change-log entries of uids expunged longer ago than this (default 30d; Cyrus's expunge_days), raising each mailbox's vanished floor (docs/FORMAT.md, \"The vanished floor\")", (text: string) => parseDuration(text, '--tombstone-retention'))
     .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (text: string) => parseCount(text, '--sync-replicas'))
     .option('--sync-fallback <mode>', 'too few synchronous replicas: refuse writes (UNAVAILABLE) or go on async (default refuse)')
+    .option('--body-bytes-max <size>', `the most message bytes the daemon holds at once, LMTP DATA and socket calls together (64M, 1G; default ${formatBytes(daemonLimits.bodyBytesHeldMax)} here: an eighth of memory, at least 64M, at most 256M): past it LMTP answers 452 4.3.1 (the MTA retries) and socket calls wait`, parseBodyBytesMax)
     .addHelpText('after', HELP_AFTER)
     .action(runServe);
 }
@@ -116,6 +122,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
     await refuseUnwritableLog(absolutePath(options.log));
   }
   const logger = new Logger(options.log);
+  if (options.bodyBytesMax !== undefined) setBodyBytesMax(options.bodyBytesMax);
   reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
   // V8's gc() for the give-back after a burst: from --expose-gc (the unit's NODE_OPTIONS), else made now; none: said once
   prepareGiveBack((why) => logger.warn('give-back-unavailable', { message: why }));
@@ -172,6 +179,25 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
   // The store stopped itself: exit non-zero, so that a supervisor starts the daemon again (recovery mends it).
   if (server.failure) throw server.failure;
+}
+
+/**
+ * --body-bytes-max: a byte count (64M, 1G) that holds one message of the size limit (LMTP takes a
+ * body's bytes from the budget as they come, so a budget smaller than a message the store accepts
+ * would answer that message 452 at every try, until its MTA bounced it) and no more than the
+ * machine's memory (the kernel's OOM killer would stop the daemon before the budget did).
+ */
+export function parseBodyBytesMax(text: string): number {
+  const bytes = parseBytes(text, '--body-bytes-max');
+  if (bytes < limits.messageBytesMax) {
+    throw new MailstoreError('INVALID', `--body-bytes-max ${text} is below the largest message the daemon accepts (${formatBytes(limits.messageBytesMax)}, messageBytesMax): ` +
+      `LMTP would answer every message bigger than ${text} 452 4.3.1 at each try, until the MTA bounced it. Give at least ${limits.messageBytesMax / MiB}M`);
+  }
+  if (bytes > totalmem()) {
+    throw new MailstoreError('INVALID', `--body-bytes-max ${text} is more than this machine's memory (${formatBytes(totalmem())}): the kernel's OOM killer would stop the daemon, and every delivery with it, before the budget refused anything. ` +
+      `Give at most ${Math.floor(totalmem() / MiB)}M (the default is ${formatBytes(daemonLimits.bodyBytesHeldMax)})`);
+  }
+  return bytes;
 }
 
 /** The daemon's store: commits feed the services; compaction and snapshots run in the background, logged. */
